@@ -1,0 +1,94 @@
+# Entry points. `make serve` builds the wasm runtime and serves the site on 127.0.0.1;
+# `make test` runs every check CI runs. Both install what they need first.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := serve
+
+PORT ?= 8080
+WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
+DEBIAN_PACKAGES := chromium mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist
+WASM := target/wasm32-unknown-unknown/release/web_sampler.wasm
+PKG := www/pkg
+BNS := target/debug/bns
+DEMO := www/models/default
+export XDG_RUNTIME_DIR ?= /tmp/bns-xdg-runtime
+
+.PHONY: serve test setup system-packages rust-tools npm-packages wasm demo-models \
+        check-format lint cargo-test browser-test clean
+
+## serve: build the wasm runtime and serve www/ on http://127.0.0.1:$(PORT)/
+serve: rust-tools npm-packages wasm demo-models
+	node www/serve.mjs --port $(PORT)
+
+## test: formatting, lints, Rust tests, the wasm build and the browser tests
+test: setup check-format lint cargo-test wasm demo-models browser-test
+	@echo "All tests passed."
+
+setup: system-packages rust-tools npm-packages
+
+# Debian packages: installed when run as root, otherwise the exact command is printed.
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "Missing Debian packages. Run:"; \
+	    echo "  sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+rust-tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@if [ "$$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$(WASM_BINDGEN_VERSION)" ]; then \
+	  echo "Installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (takes a few minutes once)"; \
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+npm-packages: node_modules/.package-lock.json
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+
+## wasm: the runtime for the browser, in www/pkg (wasm-bindgen + wasm-opt from npm's binaryen)
+wasm: rust-tools npm-packages
+	cargo build --release -p web-sampler --target wasm32-unknown-unknown
+	wasm-bindgen --target web --out-dir $(PKG) $(WASM)
+	node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
+	  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+	  $(PKG)/web_sampler_bg.wasm -o $(PKG)/web_sampler_bg.wasm
+	@ls -l $(PKG)/web_sampler_bg.wasm | awk '{print "wasm module: " $$5 " bytes after wasm-opt"}'
+
+$(BNS): $(shell find distiller/src web-sampler/src -name '*.rs') distiller/Cargo.toml web-sampler/Cargo.toml
+	cargo build -p distiller
+
+## demo-models: the demo model (random weights) and classical solvers the page opens with
+demo-models: $(DEMO)/model.safetensors
+$(DEMO)/model.safetensors: $(BNS)
+	$(BNS) model init --shape 1,28,28 --classes 10 --width 128 --depth 2 --seed 7 -o $@.new
+	$(BNS) solver new --method euler --grid uniform --nfe 8 -o $(DEMO)/euler-uniform-8.json
+	$(BNS) solver new --method midpoint --grid uniform --nfe 8 -o $(DEMO)/midpoint-uniform-8.json
+	$(BNS) solver new --method dpmpp2m --grid edm --nfe 8 -o $(DEMO)/dpmpp2m-edm-8.json
+	$(BNS) solver new --method rk4 --grid uniform --nfe 8 -o $(DEMO)/rk4-uniform-8.json
+	mv $@.new $@
+
+check-format:
+	cargo fmt --all -- --check
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+cargo-test:
+	mkdir -p $(XDG_RUNTIME_DIR)
+	cargo test --workspace
+
+browser-test: wasm demo-models $(BNS)
+	BNS=$(BNS) node --test --test-concurrency=1 tests/browser/
+
+clean:
+	cargo clean
+	rm -rf $(PKG) node_modules

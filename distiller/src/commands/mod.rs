@@ -1,0 +1,5 @@
+//! One module per `bns` subcommand.
+
+pub mod model;
+pub mod sample;
+pub mod solver;

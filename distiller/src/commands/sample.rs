@@ -1,0 +1,80 @@
+//! `bns sample`: run a model with a solver from a seed and save the samples as a PNG grid.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use web_sampler::model::Model;
+use web_sampler::sample::{grid_picture, is_image, sample, SampleRequest};
+use web_sampler::solver::SolverFile;
+
+use crate::picture::{save_png, scatter_picture};
+
+#[derive(Args)]
+pub struct SampleArgs {
+    /// The model file (.safetensors)
+    #[arg(long)]
+    model: PathBuf,
+    /// The solver file (JSON)
+    #[arg(long)]
+    solver: PathBuf,
+    /// Seed of the initial noise (the same seed gives the same samples in the browser)
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of samples
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Class of every sample (default: cycle through the classes)
+    #[arg(long)]
+    class: Option<u32>,
+    /// Guidance scale w (default: the solver's)
+    #[arg(long)]
+    guidance: Option<f64>,
+    /// Output PNG (a grid of images, or a scatter plot for 2-D models)
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also write the raw values [B, C, H, W] as JSON (shape and values)
+    #[arg(long)]
+    values: Option<PathBuf>,
+}
+
+pub fn run(args: SampleArgs) -> Result<()> {
+    let model = Model::load(&args.model)?;
+    let solver = SolverFile::load(&args.solver)?;
+    solver.check_model(model.id(), &args.solver.display().to_string())?;
+    let request = SampleRequest {
+        seed: args.seed,
+        batch: args.batch,
+        class: args.class,
+        guidance: args.guidance.unwrap_or(solver.guidance),
+    };
+    let started = std::time::Instant::now();
+    let samples = sample(&model, &solver.table(), &request)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let picture = if is_image(&model.spec().data_shape) {
+        let columns = (args.batch as f64).sqrt().ceil() as usize;
+        grid_picture(&samples, columns)?
+    } else if samples.shape[1] == 2 {
+        scatter_picture(&samples.values, 512)
+    } else {
+        bail!(
+            "cannot draw samples of shape {:?}: neither an image nor 2-D points",
+            model.spec().data_shape
+        );
+    };
+    save_png(&args.output, &picture)?;
+    if let Some(path) = &args.values {
+        let doc = serde_json::json!({ "shape": samples.shape, "values": samples.values });
+        std::fs::write(path, doc.to_string())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    println!(
+        "wrote {} ({} samples, {} NFE, {:.1} ms on the CPU path, {:.2} ms per sample)",
+        args.output.display(),
+        args.batch,
+        solver.nfe,
+        seconds * 1e3,
+        seconds * 1e3 / args.batch as f64
+    );
+    Ok(())
+}

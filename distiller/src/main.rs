@@ -1,0 +1,55 @@
+//! `bns`: build, inspect and run non-stationary solvers for flow models.
+//!
+//! The command tree is defined here with clap; each subcommand lives in its own module under
+//! `commands/`. Every failure is printed as one `error:` line naming the file and the problem.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod picture;
+
+#[derive(Parser)]
+#[command(
+    name = "bns",
+    version,
+    about = "Bespoke Non-Stationary solvers: build, inspect and run ODE solvers for flow models",
+    long_about = "Bespoke Non-Stationary solvers: build, inspect and run ODE solvers for flow models.\n\n\
+A solver is a small JSON table (times and coefficients a, b) that runs a flow model's velocity\n\
+network for a fixed number of function evaluations (NFE). Classical solvers (Euler, midpoint, RK4,\n\
+DPM-Solver++, ...) are such tables too, so every solver runs through the same code.",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build and inspect solver files
+    #[command(subcommand)]
+    Solver(commands::solver::SolverCommand),
+    /// Create and inspect model files
+    #[command(subcommand)]
+    Model(commands::model::ModelCommand),
+    /// Generate samples with a model and a solver and save them as a PNG grid
+    Sample(commands::sample::SampleArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Solver(c) => commands::solver::run(c),
+        Command::Model(c) => commands::model::run(c),
+        Command::Sample(a) => commands::sample::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,91 @@
+// The sampler page end to end: it loads the wasm runtime and the default model, generates for
+// seed 1, and its numbers equal the native CPU path's (`bns sample`) for the same model, solver
+// and seed, bit for bit.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer } from '../../www/serve.mjs';
+import { launch, CHROMIUM } from './chromium.mjs';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const ARTIFACTS = join(ROOT, 'tests/browser/artifacts');
+const BNS = join(ROOT, process.env.BNS ?? 'target/debug/bns');
+const MODEL = join(ROOT, 'www/models/default/model.safetensors');
+
+let server;
+let browser;
+let url;
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}: run 'make setup' (as root) or 'apt-get install chromium'`);
+  assert.ok(existsSync(BNS), `${BNS} not found: build it with 'cargo build -p distiller'`);
+  server = await startServer({ root: join(ROOT, 'www') });
+  url = `http://127.0.0.1:${server.address().port}/`;
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+/** Native reference: `bns sample --values` for the same model, solver, seed and batch. */
+function nativeSamples(solver, seed, batch) {
+  const out = join(ARTIFACTS, `native-${solver}-seed${seed}.json`);
+  execFileSync(BNS, [
+    'sample', '--model', MODEL, '--solver', join(ROOT, 'www/models/default', `${solver}.json`),
+    '--seed', String(seed), '--batch', String(batch), '--values', out,
+    '-o', join(ARTIFACTS, `native-${solver}-seed${seed}.png`),
+  ]);
+  return JSON.parse(readFileSync(out, 'utf8'));
+}
+
+for (const solver of ['euler-uniform-8', 'dpmpp2m-edm-8']) {
+  test(`page generates seed 1 with ${solver} and matches the native CPU path`, async () => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(url);
+    await page.waitForFunction(() => window.bnsPage?.ready || window.bnsPage?.error, null, { timeout: 60_000 });
+    assert.equal(await page.evaluate(() => window.bnsPage.error), null);
+    await page.selectOption('#solver', `${solver}.json`);
+    await page.fill('#seed', '1');
+    await page.fill('#batch', '4');
+    await page.waitForFunction(() => !document.querySelector('#generate').disabled);
+    await page.click('#generate');
+    await page.waitForFunction(() => window.bnsPage.generated >= 1 || window.bnsPage.error, null, { timeout: 120_000 });
+    const result = await page.evaluate(() => ({
+      error: window.bnsPage.error,
+      shape: window.bnsPage.lastShape,
+      values: Array.from(window.bnsPage.lastValues),
+      backend: window.bnsPage.backend,
+      timing: document.querySelector('#timing').textContent,
+    }));
+    await page.screenshot({ path: join(ARTIFACTS, `page-${solver}.png`), fullPage: true });
+    assert.equal(result.error, null);
+    assert.equal(result.backend, 'cpu');
+    assert.match(result.timing, /ms per batch of 4/);
+
+    const native = nativeSamples(solver, 1, 4);
+    assert.deepEqual(result.shape, native.shape);
+    assert.equal(result.values.length, native.values.length);
+    let worst = 0;
+    let differing = 0;
+    for (let i = 0; i < native.values.length; i++) {
+      // JSON holds the f32 values printed exactly (shortest round-trip form); compare as f32.
+      const d = Math.abs(Math.fround(native.values[i]) - result.values[i]);
+      if (d > 0) differing++;
+      worst = Math.max(worst, d);
+    }
+    assert.equal(differing, 0, `wasm and native differ in ${differing} values (max |Δ| = ${worst})`);
+    // The samples are not constant: a blank result would also "match" a blank reference.
+    const spread = Math.max(...result.values) - Math.min(...result.values);
+    assert.ok(spread > 0.1, `samples look blank (spread ${spread})`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+}

@@ -1,0 +1,29 @@
+//! Runtime for Bespoke Non-Stationary (BNS) solvers.
+//!
+//! It owns the file formats (model, solver) and runs a flow model's velocity network with any
+//! non-stationary solver table. The CPU path here is plain Rust so that it gives the same numbers
+//! natively and in wasm; it is the fallback in browsers without WebGPU and the test oracle.
+//!
+//! Modules follow the math of `DESIGN.md` §2:
+//! * [`path`]: the conditional-OT probability path (α_t, σ_t, λ_t, data prediction).
+//! * [`grid`]: time grids (uniform, EDM/Karras mapped to flow time).
+//! * [`solver`]: the NS table (general and reduced forms), the solver file, classical constructors.
+//! * [`model`]: the model file and the MLP velocity network (CPU forward).
+//! * [`noise`]: the seeded Gaussian generator shared by every platform.
+//! * [`sample`]: guided sampling with an NS table on the CPU, and image conversion.
+
+pub mod error;
+pub mod grid;
+pub mod model;
+pub mod noise;
+pub mod path;
+pub mod sample;
+pub mod solver;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use error::{Error, Result};
+
+/// Version of this runtime (the crate version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,227 @@
+//! Guided sampling with a non-stationary solver on the CPU, and conversion of samples to pixels.
+//!
+//! One NFE is one evaluation of the guided velocity `ũ = (1+w)·u(x,t,c) − w·u(x,t,∅)`; its two
+//! passes run as one batch of `2B` rows. The initial noise `x_0` comes from
+//! [`noise::gaussian_batch`](crate::noise::gaussian_batch), so a seed gives the same samples on
+//! every platform.
+
+use crate::model::Model;
+use crate::noise::gaussian_batch;
+use crate::solver::NsTable;
+use crate::{Error, Result};
+
+/// Largest batch one call may ask for (bounds memory in the browser).
+pub const MAX_BATCH: usize = 1024;
+
+/// What to generate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleRequest {
+    /// Seed of the initial noise.
+    pub seed: u64,
+    /// Number of samples.
+    pub batch: usize,
+    /// Class of every sample; `None` cycles through the classes (row i gets class i mod K) for a
+    /// class-conditional model and is ignored by an unconditional one.
+    pub class: Option<u32>,
+    /// Guidance scale `w` (0 = unguided).
+    pub guidance: f64,
+}
+
+/// Generated samples, `[B, C, H, W]` row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Samples {
+    pub values: Vec<f32>,
+    pub shape: [usize; 4],
+}
+
+/// The class label of each row for a request, checked against the model.
+pub fn class_labels(model: &Model, request: &SampleRequest) -> Result<Vec<u32>> {
+    let spec = model.spec();
+    if !spec.is_conditional() {
+        if request.class.is_some_and(|c| c != spec.null_class()) {
+            return Err(Error::new(
+                "sample request",
+                "a class was given but the model is unconditional",
+            ));
+        }
+        return Ok(vec![spec.null_class(); request.batch]);
+    }
+    let classes = spec.num_classes as u32;
+    match request.class {
+        Some(c) if c > spec.null_class() => Err(Error::new(
+            "sample request",
+            format!(
+                "class {c} is out of range: the model has classes 0..{} and the null class {classes}",
+                classes - 1
+            ),
+        )),
+        Some(c) => Ok(vec![c; request.batch]),
+        None => Ok((0..request.batch as u32).map(|i| i % classes).collect()),
+    }
+}
+
+/// The guided velocity `(1+w)·u(x,t,c) − w·u(x,t,∅)` of a batch `x` `[B, D]` at time `t`, both
+/// passes in one batch of `2B` rows; with `w = 0` (or an unconditional model) one pass of `B`.
+pub fn guided_velocity(
+    model: &Model,
+    x: &[f32],
+    t: f64,
+    classes: &[u32],
+    guidance: f64,
+) -> Result<Vec<f32>> {
+    let rows = classes.len();
+    let spec = model.spec();
+    if guidance == 0.0 || !spec.is_conditional() {
+        return model.velocity(x, &vec![t as f32; rows], classes);
+    }
+    let mut x2 = Vec::with_capacity(2 * x.len());
+    x2.extend_from_slice(x);
+    x2.extend_from_slice(x);
+    let mut c2 = classes.to_vec();
+    c2.extend(std::iter::repeat_n(spec.null_class(), rows));
+    let u = model.velocity(&x2, &vec![t as f32; 2 * rows], &c2)?;
+    let (conditional, unconditional) = u.split_at(x.len());
+    let (wc, wu) = ((1.0 + guidance) as f32, guidance as f32);
+    Ok(conditional
+        .iter()
+        .zip(unconditional)
+        .map(|(c, n)| wc * c - wu * n)
+        .collect())
+}
+
+/// Runs `table` from the request's seeded noise and returns `x_n`. Image models (H·W > 1) are
+/// clamped to [−1, 1]; 2-D point models are returned as they are.
+pub fn sample(model: &Model, table: &NsTable, request: &SampleRequest) -> Result<Samples> {
+    if request.batch == 0 || request.batch > MAX_BATCH {
+        return Err(Error::new(
+            "sample request",
+            format!(
+                "batch must be between 1 and {MAX_BATCH}, got {}",
+                request.batch
+            ),
+        ));
+    }
+    if !request.guidance.is_finite() || request.guidance < 0.0 {
+        return Err(Error::new(
+            "sample request",
+            format!(
+                "guidance must be a finite number ≥ 0, got {}",
+                request.guidance
+            ),
+        ));
+    }
+    if request.guidance != 0.0 && !model.spec().is_conditional() {
+        return Err(Error::new(
+            "sample request",
+            "guidance needs a class-conditional model; this model is unconditional",
+        ));
+    }
+    let classes = class_labels(model, request)?;
+    let spec = model.spec();
+    let dim = spec.data_dim();
+    let x0 = gaussian_batch(request.seed, request.batch, dim);
+    let values = integrate(model, table, x0, &classes, request.guidance)?;
+    let values = if is_image(spec.data_shape.as_slice()) {
+        values.into_iter().map(|v| v.clamp(-1.0, 1.0)).collect()
+    } else {
+        values
+    };
+    let [c, h, w] = shape3(&spec.data_shape);
+    Ok(Samples {
+        values,
+        shape: [request.batch, c, h, w],
+    })
+}
+
+/// Runs `table` from `x0` `[B, D]` with the guided velocity, returning `x_n` unclamped.
+pub fn integrate(
+    model: &Model,
+    table: &NsTable,
+    x0: Vec<f32>,
+    classes: &[u32],
+    guidance: f64,
+) -> Result<Vec<f32>> {
+    // The solver's closure cannot fail; the first error is kept and returned after the loop.
+    let mut failure = None;
+    let out = table.solve(&x0, |x, t| {
+        if failure.is_some() {
+            return vec![0.0; x.len()];
+        }
+        guided_velocity(model, x, t, classes, guidance).unwrap_or_else(|e| {
+            failure = Some(e);
+            vec![0.0; x.len()]
+        })
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Whether a data shape `[C, H, W]` is an image (as opposed to a point in ℝ^C).
+pub fn is_image(data_shape: &[usize]) -> bool {
+    data_shape.iter().skip(1).product::<usize>() > 1
+}
+
+fn shape3(data_shape: &[usize]) -> [usize; 3] {
+    match data_shape {
+        [c, h, w] => [*c, *h, *w],
+        [c, h] => [*c, *h, 1],
+        [c] => [*c, 1, 1],
+        _ => [data_shape.iter().product(), 1, 1],
+    }
+}
+
+/// An RGBA8 picture of samples laid out in a grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picture {
+    pub width: usize,
+    pub height: usize,
+    pub rgba: Vec<u8>,
+}
+
+/// Gap between tiles of a [`grid_picture`], in pixels.
+pub const GRID_GAP: usize = 2;
+
+/// Lays out image samples `[B, C, H, W]` in [−1, 1] as a grid with `columns` tiles per row
+/// (C = 1 is grey, C = 3 is RGB), tiles separated by [`GRID_GAP`] pixels of black.
+pub fn grid_picture(samples: &Samples, columns: usize) -> Result<Picture> {
+    let [b, c, h, w] = samples.shape;
+    if c != 1 && c != 3 {
+        return Err(Error::new(
+            "samples",
+            format!("a picture needs 1 or 3 channels, got {c}"),
+        ));
+    }
+    let columns = columns.clamp(1, b.max(1));
+    let rows = b.div_ceil(columns);
+    let width = columns * w + (columns - 1) * GRID_GAP;
+    let height = rows * h + rows.saturating_sub(1) * GRID_GAP;
+    let mut rgba = vec![0u8; width * height * 4];
+    for i in 0..b {
+        let (ty, tx) = (i / columns, i % columns);
+        for y in 0..h {
+            for x in 0..w {
+                let px = tx * (w + GRID_GAP) + x;
+                let py = ty * (h + GRID_GAP) + y;
+                let o = (py * width + px) * 4;
+                for k in 0..3 {
+                    let ch = if c == 1 { 0 } else { k };
+                    let v = samples.values[((i * c + ch) * h + y) * w + x];
+                    rgba[o + k] = to_byte(v);
+                }
+                rgba[o + 3] = 255;
+            }
+        }
+    }
+    Ok(Picture {
+        width,
+        height,
+        rgba,
+    })
+}
+
+/// Maps a value in [−1, 1] to a byte: `round((v+1)/2·255)`, clamped.
+pub fn to_byte(v: f32) -> u8 {
+    (((v.clamp(-1.0, 1.0) + 1.0) * 0.5 * 255.0).round()) as u8
+}

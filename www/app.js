@@ -1,0 +1,120 @@
+// The sampler page: loads the wasm runtime, a published model and its solvers, and draws the
+// samples for a seed on a canvas. The last result is exposed as `window.bnsPage` for the tests.
+
+import init, { Sampler, version } from './pkg/web_sampler.js';
+
+const $ = (id) => document.getElementById(id);
+const page = { ready: false, lastValues: null, lastShape: null, backend: null, error: null };
+window.bnsPage = page;
+
+function showError(message) {
+  page.error = message;
+  $('error').textContent = message;
+  $('error').hidden = false;
+}
+
+function clearError() {
+  page.error = null;
+  $('error').hidden = true;
+}
+
+async function fetchOk(url, what) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: cannot load ${what} (HTTP ${response.status})`);
+  return response;
+}
+
+let sampler;
+let manifest;
+let spec;
+
+async function loadModel(name) {
+  const base = `models/${name}/`;
+  manifest = await (await fetchOk(`${base}manifest.json`, 'the model manifest')).json();
+  const bytes = new Uint8Array(await (await fetchOk(base + manifest.model, 'the model')).arrayBuffer());
+  spec = JSON.parse(sampler.loadModel(bytes, base + manifest.model));
+  const solverSelect = $('solver');
+  solverSelect.replaceChildren(...manifest.solvers.map((file) => new Option(file.replace(/\.json$/, ''), file)));
+  const classSelect = $('class');
+  classSelect.replaceChildren(new Option('all (cycle)', '-1'));
+  for (let c = 0; c < spec.num_classes; c++) {
+    classSelect.append(new Option(spec.class_names?.[c] ?? `class ${c}`, String(c)));
+  }
+  $('about-model').textContent =
+    `${manifest.title ?? name} — ${spec.architecture}, depth ${spec.depth}, width ${spec.hidden_width}, ` +
+    `data ${spec.data_shape.join('×')}; model id ${sampler.modelId().slice(0, 12)}…`;
+  await loadSolver(solverSelect.value);
+}
+
+async function loadSolver(file) {
+  const url = `models/${$('model').value}/${file}`;
+  const text = await (await fetchOk(url, 'the solver')).text();
+  sampler.loadSolver(text, url);
+  const solver = JSON.parse(sampler.solverJson());
+  $('guidance').value = String(solver.guidance);
+}
+
+function draw(values, shape) {
+  const [b] = shape;
+  const columns = Math.ceil(Math.sqrt(b));
+  const rgba = sampler.pictureRgba(columns);
+  const width = sampler.pictureWidth(columns);
+  const height = rgba.length / 4 / width;
+  const canvas = $('canvas');
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
+}
+
+async function generate(event) {
+  event?.preventDefault();
+  clearError();
+  const seed = Number($('seed').value);
+  const batch = Number($('batch').value);
+  const cls = Number($('class').value);
+  const guidance = Number($('guidance').value);
+  $('generate').disabled = true;
+  $('status').textContent = 'Generating…';
+  await new Promise((r) => setTimeout(r, 0));
+  try {
+    const started = performance.now();
+    const values = sampler.generate(seed, batch, cls, guidance);
+    const ms = performance.now() - started;
+    const [c, h, w] = spec.data_shape;
+    page.lastValues = values;
+    page.lastShape = [batch, c, h, w];
+    draw(values, page.lastShape);
+    page.backend = sampler.backend();
+    $('timing').textContent =
+      `seed ${seed}: ${ms.toFixed(0)} ms per batch of ${batch}, ${(ms / batch).toFixed(1)} ms per image, ` +
+      `backend ${page.backend}`;
+    $('status').textContent = 'Done.';
+    page.generated = (page.generated ?? 0) + 1;
+  } catch (e) {
+    showError(e.message ?? String(e));
+    $('status').textContent = 'Failed.';
+  } finally {
+    $('generate').disabled = false;
+  }
+}
+
+async function main() {
+  try {
+    await init();
+    sampler = new Sampler();
+    const models = await (await fetchOk('models/index.json', 'the model list')).json();
+    $('model').replaceChildren(...models.map((m) => new Option(m, m)));
+    await loadModel(models[0]);
+    $('model').addEventListener('change', () => loadModel($('model').value).catch((e) => showError(e.message)));
+    $('solver').addEventListener('change', () => loadSolver($('solver').value).catch((e) => showError(e.message)));
+    $('controls').addEventListener('submit', generate);
+    $('generate').disabled = false;
+    $('status').textContent = `Ready (runtime ${version()}, backend ${sampler.backend()}).`;
+    page.ready = true;
+  } catch (e) {
+    showError(e.message ?? String(e));
+    $('status').textContent = 'Could not start.';
+  }
+}
+
+main();
