@@ -1,0 +1,247 @@
+//! The `bns` binary as a user runs it: output files, readable tables, and errors that name the
+//! file and the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bns(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bns"))
+        .args(args)
+        .output()
+        .expect("bns runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("bns-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn small_model(dir: &Scratch, name: &str, seed: &str) -> String {
+    let path = dir.path(name);
+    let o = bns(&[
+        "model",
+        "init",
+        "--shape",
+        "1,6,5",
+        "--classes",
+        "3",
+        "--width",
+        "16",
+        "--depth",
+        "2",
+        "--seed",
+        seed,
+        "-o",
+        &path,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    path
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let o = bns(&["--help"]);
+    assert!(o.status.success());
+    for word in ["solver", "model", "sample"] {
+        assert!(stdout(&o).contains(word), "{}", stdout(&o));
+    }
+    let o = bns(&["solver", "new", "--help"]);
+    assert!(stdout(&o).contains("--method") && stdout(&o).contains("edm"));
+}
+
+#[test]
+fn solver_new_and_show() {
+    let dir = Scratch::new("show");
+    let file = dir.path("rk4.json");
+    let o = bns(&[
+        "solver", "new", "--method", "rk4", "--grid", "edm", "--nfe", "8", "-o", &file,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bns(&["solver", "show", &file]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("kind      rk4"), "{text}");
+    assert!(text.contains("NFE       8"), "{text}");
+    // One time row per step plus the output row.
+    assert_eq!(text.matches("   a: ").count(), 8, "{text}");
+    assert!(text.contains("1.00000   (output x_n)"), "{text}");
+}
+
+#[test]
+fn sample_writes_a_png_and_the_values() {
+    let dir = Scratch::new("sample");
+    let model = small_model(&dir, "m.safetensors", "1");
+    let solver = dir.path("euler.json");
+    let o = bns(&[
+        "solver", "new", "--method", "euler", "--nfe", "4", "--model", &model, "-o", &solver,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (png, values) = (dir.path("grid.png"), dir.path("v.json"));
+    let o = bns(&[
+        "sample",
+        "--model",
+        &model,
+        "--solver",
+        &solver,
+        "--seed",
+        "3",
+        "--batch",
+        "6",
+        "--guidance",
+        "1.5",
+        "-o",
+        &png,
+        "--values",
+        &values,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("6 samples, 4 NFE"), "{}", stdout(&o));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&values).unwrap()).unwrap();
+    assert_eq!(doc["shape"], serde_json::json!([6, 1, 6, 5]));
+    assert_eq!(doc["values"].as_array().unwrap().len(), 6 * 30);
+}
+
+#[test]
+fn errors_name_the_file_and_the_problem() {
+    let dir = Scratch::new("errors");
+    let model = small_model(&dir, "m.safetensors", "1");
+    let other = small_model(&dir, "other.safetensors", "2");
+
+    // A solver bound to another model.
+    let bound = dir.path("bound.json");
+    assert!(bns(&[
+        "solver", "new", "--method", "euler", "--nfe", "2", "--model", &other, "-o", &bound
+    ])
+    .status
+    .success());
+    let o = bns(&[
+        "sample",
+        "--model",
+        &model,
+        "--solver",
+        &bound,
+        "-o",
+        &dir.path("x.png"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&bound) && stderr(&o).contains("model"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new(&dir.path("x.png")).exists());
+
+    // Times that decrease.
+    let text = std::fs::read_to_string(&bound).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["times"] = serde_json::json!([0.0, 0.7, 0.5]);
+    let bad = dir.path("bad.json");
+    std::fs::write(&bad, doc.to_string()).unwrap();
+    let o = bns(&["solver", "show", &bad]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).starts_with(&format!("error: {bad}: ")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("times[2]"), "{}", stderr(&o));
+
+    // A truncated model file.
+    let bytes = std::fs::read(&model).unwrap();
+    let cut = dir.path("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = bns(&["model", "show", &cut]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).starts_with(&format!("error: {cut}: ")),
+        "{}",
+        stderr(&o)
+    );
+
+    // A file that does not exist.
+    let missing = dir.path("missing.json");
+    let o = bns(&["solver", "show", &missing]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(&missing), "{}", stderr(&o));
+
+    // An NFE the method cannot use, and an unknown method.
+    let o = bns(&[
+        "solver",
+        "new",
+        "--method",
+        "rk4",
+        "--nfe",
+        "6",
+        "-o",
+        &dir.path("r.json"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("multiple of 4"), "{}", stderr(&o));
+    let o = bns(&[
+        "solver",
+        "new",
+        "--method",
+        "rk5",
+        "--nfe",
+        "6",
+        "-o",
+        &dir.path("r.json"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("rk5") && stderr(&o).contains("euler"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A class the model does not have.
+    let free = dir.path("free.json");
+    assert!(
+        bns(&["solver", "new", "--method", "euler", "--nfe", "2", "-o", &free])
+            .status
+            .success()
+    );
+    let o = bns(&[
+        "sample",
+        "--model",
+        &model,
+        "--solver",
+        &free,
+        "--class",
+        "7",
+        "-o",
+        &dir.path("y.png"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("class 7 is out of range"),
+        "{}",
+        stderr(&o)
+    );
+}
