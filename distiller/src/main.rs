@@ -7,8 +7,21 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bns;
 mod commands;
+mod compute;
+mod data;
+mod dopri5;
+mod files;
+mod metrics;
+mod network;
+mod optim;
+mod pairs;
 mod picture;
+mod progress;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +49,12 @@ enum Command {
     Model(commands::model::ModelCommand),
     /// Generate samples with a model and a solver and save them as a PNG grid
     Sample(commands::sample::SampleArgs),
+    /// Train a flow-matching velocity network on a dataset and write the model file
+    Train(commands::train::TrainArgs),
+    /// Distill a BNS solver for a model from ground-truth pairs
+    Distill(commands::distill::DistillArgs),
+    /// Ground truth: solve the model's ODE from seeded noise with adaptive Dormand–Prince 5(4)
+    Truth(commands::truth::TruthArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +63,9 @@ fn main() -> ExitCode {
         Command::Solver(c) => commands::solver::run(c),
         Command::Model(c) => commands::model::run(c),
         Command::Sample(a) => commands::sample::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Truth(a) => commands::truth::run(a),
+        Command::Distill(a) => commands::distill::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,6 +21,7 @@ fn spec(shape: [usize; 3], classes: usize) -> ModelSpec {
         path: "cond-ot".into(),
         dataset: "test".into(),
         training_steps: 0,
+        class_names: Vec::new(),
     }
 }
 

@@ -1,5 +1,8 @@
 //! One module per `bns` subcommand.
 
+pub mod distill;
 pub mod model;
 pub mod sample;
 pub mod solver;
+pub mod train;
+pub mod truth;

@@ -77,6 +77,7 @@ fn init(args: InitArgs) -> Result<()> {
         path: "cond-ot".into(),
         dataset: "none (random weights)".into(),
         training_steps: 0,
+        class_names: Vec::new(),
     };
     spec.validate().map_err(anyhow::Error::msg)?;
     let model = Model::random(spec, args.seed)?;

@@ -9,9 +9,18 @@ use super::linear::linear;
 const CHUNK_ROWS: usize = 64;
 
 /// The scale of `t` inside the embedding (t ∈ [0, 1] is spread like a step index in [0, 1000]).
-const TIME_SCALE: f64 = 1000.0;
+pub const TIME_SCALE: f64 = 1000.0;
 /// The longest period of the embedding's frequencies.
-const MAX_PERIOD: f64 = 10000.0;
+pub const MAX_PERIOD: f64 = 10000.0;
+
+/// The frequencies `f_k = exp(−ln(10000)·k/(E/2))`, `k < E/2`, of a time embedding of size `dim`.
+pub fn time_frequencies(dim: usize) -> Vec<f64> {
+    let half = dim / 2;
+    let log_max = libm::log(MAX_PERIOD);
+    (0..half)
+        .map(|k| libm::exp(-log_max * k as f64 / half as f64))
+        .collect()
+}
 
 /// Sinusoidal embedding of the time `t`:
 /// e(t) = [sin(1000·t·f_k) for k < E/2, cos(1000·t·f_k) for k < E/2], f_k = exp(−ln(10000)·k/(E/2)); computed in f64 with libm, stored as f32.
@@ -28,11 +37,10 @@ pub fn time_embedding(t: f32, dim: usize) -> Vec<f32> {
 pub(crate) fn write_time_embedding(t: f32, out: &mut [f32]) {
     let half = out.len() / 2;
     let scaled = TIME_SCALE * f64::from(t);
-    let log_max = libm::log(MAX_PERIOD);
+    let frequencies = time_frequencies(out.len());
     let (sines, rest) = out.split_at_mut(half);
     let cosines = &mut rest[..half];
-    for (k, (sine, cosine)) in sines.iter_mut().zip(cosines.iter_mut()).enumerate() {
-        let frequency = libm::exp(-log_max * k as f64 / half as f64);
+    for ((sine, cosine), frequency) in sines.iter_mut().zip(cosines.iter_mut()).zip(frequencies) {
         let angle = scaled * frequency;
         *sine = libm::sin(angle) as f32;
         *cosine = libm::cos(angle) as f32;

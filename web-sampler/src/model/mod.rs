@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::noise::Noise;
 use mlp::{Layer, Network};
 
-pub use mlp::time_embedding;
+pub use mlp::{time_embedding, time_frequencies, TIME_SCALE};
 pub use spec::{
     ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH,
     MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,

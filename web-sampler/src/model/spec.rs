@@ -51,6 +51,9 @@ pub struct ModelSpec {
     /// Optimizer steps the model was trained for (informational).
     #[serde(default)]
     pub training_steps: u64,
+    /// Names of the classes, in label order (informational; empty, or one per class).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
 }
 
 impl ModelSpec {
@@ -205,6 +208,19 @@ impl ModelSpec {
                 self.dataset.len()
             ));
         }
+        if !self.class_names.is_empty() && self.class_names.len() != self.num_classes {
+            return Err(format!(
+                "class_names has {} names for {} classes",
+                self.class_names.len(),
+                self.num_classes
+            ));
+        }
+        if let Some(name) = self.class_names.iter().find(|n| n.len() > MAX_DATASET_LEN) {
+            return Err(format!(
+                "a class name is {} bytes long (at most {MAX_DATASET_LEN})",
+                name.len()
+            ));
+        }
         let parameters = self.parameter_count();
         if parameters > MAX_PARAMETERS {
             return Err(format!(
@@ -234,6 +250,7 @@ pub(crate) mod tests {
             path: "cond-ot".into(),
             dataset: "test".into(),
             training_steps: 7,
+            class_names: Vec::new(),
         }
     }
 

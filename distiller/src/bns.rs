@@ -1,0 +1,237 @@
+//! The BNS solver's parameters and its differentiable sampling loop (DESIGN §2, "BNS
+//! distillation").
+//!
+//! The solver is kept in reduced form, `x_{i+1} = α_i·x_0 + Σ_{j≤i} β_ij·u_j`, which is also a
+//! general NS table (`a_i0 = α_i`, the other `a_ij = 0`, `b = β`). The times are
+//! `t_i = Σ_{k<i} softmax(θ)_k`: non-decreasing, `t_0 = 0`, `t_n = 1` by construction. With
+//! `time_only`, only θ is learned and the coefficients are Euler's on those times
+//! (`x_{i+1} = x_i + (t_{i+1} − t_i)·u_i`), the time-only baseline.
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, IndexOp, Tensor, Var, D};
+use web_sampler::solver::NsTable;
+
+use crate::network::Network;
+
+/// Smallest step a classical table's time increment is raised to when it initialises θ (RK4's
+/// two middle stages share a time; `log 0` would be −∞).
+const MIN_INCREMENT: f64 = 1e-4;
+
+pub struct BnsParameters {
+    pub steps: usize,
+    /// Time logits θ `[n]`.
+    pub theta: Var,
+    /// α `[n]` (unused when `time_only`).
+    pub alpha: Var,
+    /// β `[n, n]`, only the lower triangle (j ≤ i) is used.
+    pub beta: Var,
+    /// Lower-triangular mask `[n, n]`.
+    mask: Tensor,
+    pub time_only: bool,
+}
+
+impl BnsParameters {
+    /// Parameters equal to a classical table (its reduced form and times). For `time_only` the
+    /// table must be Euler's (the coefficients are then derived from the times).
+    pub fn from_table(table: &NsTable, time_only: bool, device: &Device) -> Result<Self> {
+        let n = table.steps();
+        if table.times[0] != 0.0 {
+            bail!("the initial solver must start at t = 0");
+        }
+        let increments: Vec<f64> = table
+            .times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).max(MIN_INCREMENT))
+            .collect();
+        let total: f64 = increments.iter().sum();
+        let theta: Vec<f32> = increments.iter().map(|d| (d / total).ln() as f32).collect();
+        let reduced = table.reduced();
+        let alpha: Vec<f32> = reduced.alpha.iter().map(|&a| a as f32).collect();
+        let mut beta = vec![0f32; n * n];
+        let mut mask = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                beta[i * n + j] = reduced.beta[i][j] as f32;
+                mask[i * n + j] = 1.0;
+            }
+        }
+        Ok(BnsParameters {
+            steps: n,
+            theta: Var::from_vec(theta, n, device)?,
+            alpha: Var::from_vec(alpha, n, device)?,
+            beta: Var::from_vec(beta, (n, n), device)?,
+            mask: Tensor::from_vec(mask, (n, n), device)?,
+            time_only,
+        })
+    }
+
+    /// The parameters the optimiser updates.
+    pub fn vars(&self) -> Vec<Var> {
+        if self.time_only {
+            vec![self.theta.clone()]
+        } else {
+            vec![self.theta.clone(), self.alpha.clone(), self.beta.clone()]
+        }
+    }
+
+    /// The times `[n+1]`: 0, cumulative softmax(θ) (the last is 1).
+    pub fn times(&self) -> Result<Tensor> {
+        let theta = self.theta.as_tensor();
+        let shifted = theta.broadcast_sub(&theta.max_keepdim(0)?)?;
+        let e = shifted.exp()?;
+        let increments = e.broadcast_div(&e.sum_keepdim(0)?)?;
+        let zero = Tensor::zeros(1, DType::F32, theta.device())?;
+        Ok(Tensor::cat(&[&zero, &increments.cumsum(0)?], 0)?)
+    }
+
+    /// `(α [n], β [n, n])` as used by the sampling loop.
+    fn coefficients(&self, times: &Tensor) -> Result<(Tensor, Tensor)> {
+        let n = self.steps;
+        if self.time_only {
+            // Euler: α_i = 1, β_ij = t_{j+1} − t_j for j ≤ i.
+            let increments = (times.narrow(0, 1, n)? - times.narrow(0, 0, n)?)?;
+            let beta = self.mask.broadcast_mul(&increments.unsqueeze(0)?)?;
+            let alpha = Tensor::ones(n, DType::F32, times.device())?;
+            return Ok((alpha, beta));
+        }
+        Ok((
+            self.alpha.as_tensor().clone(),
+            self.beta.as_tensor().mul(&self.mask)?,
+        ))
+    }
+
+    /// Runs the solver from `x0` `[B, D]` with the guided velocity of `net`; differentiable in
+    /// the parameters.
+    pub fn solve(
+        &self,
+        net: &Network,
+        x0: &Tensor,
+        classes: &Tensor,
+        guidance: f64,
+    ) -> Result<Tensor> {
+        let times = self.times()?;
+        let (alpha, beta) = self.coefficients(&times)?;
+        let mut velocities: Vec<Tensor> = Vec::with_capacity(self.steps);
+        let mut x = x0.clone();
+        for i in 0..self.steps {
+            let u = net.guided_velocity(&x, &times.i(i)?, classes, guidance)?;
+            velocities.push(u);
+            // x_{i+1} = α_i·x_0 + Σ_{j≤i} β_ij·u_j
+            let mut next = x0.broadcast_mul(&alpha.i(i)?)?;
+            for (j, u) in velocities.iter().enumerate() {
+                next = (next + u.broadcast_mul(&beta.i((i, j))?)?)?;
+            }
+            x = next;
+        }
+        Ok(x)
+    }
+
+    /// The loss `mean_batch log(MSE(x_n, x_truth))` (the negative PSNR up to scale and shift).
+    pub fn loss(
+        &self,
+        net: &Network,
+        x0: &Tensor,
+        truth: &Tensor,
+        classes: &Tensor,
+        guidance: f64,
+    ) -> Result<Tensor> {
+        let x = self.solve(net, x0, classes, guidance)?;
+        let mse = (x - truth)?.sqr()?.mean(D::Minus1)?;
+        Ok(mse.log()?.mean_all()?)
+    }
+
+    /// The current parameters as a general NS table (`a_i0 = α_i`, `b = β`), in f64.
+    pub fn table(&self) -> Result<NsTable> {
+        let n = self.steps;
+        let times_t = self.times()?;
+        let (alpha, beta) = self.coefficients(&times_t)?;
+        let mut times: Vec<f64> = times_t
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        // The cumulative sum ends at 1 up to rounding; the file format wants it exactly.
+        times[n] = 1.0;
+        for i in 1..n {
+            times[i] = times[i].clamp(times[i - 1], 1.0);
+        }
+        let alpha = alpha.to_vec1::<f32>()?;
+        let beta = beta.to_vec2::<f32>()?;
+        let mut a = Vec::with_capacity(n);
+        let mut b = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut row = vec![0.0; i + 1];
+            row[0] = f64::from(alpha[i]);
+            a.push(row);
+            b.push(beta[i][..=i].iter().map(|&v| f64::from(v)).collect());
+        }
+        Ok(NsTable { times, a, b })
+    }
+
+    /// A copy of the current values (to keep the best parameters seen).
+    pub fn snapshot(&self) -> Result<[Tensor; 3]> {
+        Ok([
+            self.theta.as_tensor().copy()?,
+            self.alpha.as_tensor().copy()?,
+            self.beta.as_tensor().copy()?,
+        ])
+    }
+
+    pub fn restore(&self, snapshot: &[Tensor; 3]) -> Result<()> {
+        self.theta.set(&snapshot[0])?;
+        self.alpha.set(&snapshot[1])?;
+        self.beta.set(&snapshot[2])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use web_sampler::grid::Grid;
+    use web_sampler::model::Model;
+    use web_sampler::noise::gaussian_batch;
+    use web_sampler::sample::integrate;
+    use web_sampler::solver::Method;
+
+    #[test]
+    fn parameters_reproduce_the_classical_table_they_start_from() {
+        let spec = crate::network::tests::tiny_spec([1, 3, 3], 3);
+        let model = Model::random(spec, 2).unwrap();
+        let net = Network::from_model(&model, &Device::Cpu).unwrap();
+        let x0 = gaussian_batch(1, 4, 9);
+        let labels = vec![0u32, 1, 2, 0];
+        for (method, grid, time_only) in [
+            (Method::Euler, Grid::Uniform, false),
+            (Method::Euler, Grid::Edm, true),
+            (Method::Midpoint, Grid::Uniform, false),
+            (Method::DpmPp2m, Grid::Edm, false),
+        ] {
+            let table = method.build(4, grid).unwrap();
+            let params = BnsParameters::from_table(&table, time_only, &Device::Cpu).unwrap();
+            let xt = Tensor::from_slice(&x0, (4, 9), &Device::Cpu).unwrap();
+            let ct = Tensor::from_slice(&labels, 4, &Device::Cpu).unwrap();
+            let got = params.solve(&net, &xt, &ct, 1.0).unwrap();
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let expected = integrate(&model, &table, x0.clone(), &labels, 1.0).unwrap();
+            for (g, e) in got.iter().zip(&expected) {
+                assert!(
+                    (g - e).abs() < 1e-4 * (1.0 + e.abs()),
+                    "{}: {g} vs {e}",
+                    method.name()
+                );
+            }
+            // Converted back to a table, the runtime runs the same solver.
+            let back = params.table().unwrap();
+            back.validate().unwrap();
+            let again = integrate(&model, &back, x0.clone(), &labels, 1.0).unwrap();
+            for (g, e) in again.iter().zip(&expected) {
+                assert!(
+                    (g - e).abs() < 1e-4 * (1.0 + e.abs()),
+                    "{}: {g} vs {e}",
+                    method.name()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! `bns distill`: learn a BNS solver for one model, one NFE and one guidance scale from
+//! ground-truth pairs (DESIGN §2, "BNS distillation").
+//!
+//! The network is frozen; Adam updates only the solver's times and coefficients, with gradients
+//! through the whole n-step sampling loop. The validation PSNR is checked every
+//! `--validate-every` iterations and the best parameters are kept. The solver written is then
+//! re-evaluated by the runtime (the browser's CPU path) and that PSNR is what the file records.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use web_sampler::grid::Grid;
+use web_sampler::model::Model;
+use web_sampler::noise::Noise;
+use web_sampler::solver::{Method, SolverFile};
+
+use crate::bns::BnsParameters;
+use crate::compute::ComputeArgs;
+use crate::metrics::{mean_std, solver_psnr};
+use crate::network::Network;
+use crate::pairs::{Pairs, PairsView};
+use crate::progress::Progress;
+
+/// The classical solvers a BNS solver can start from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Init {
+    Euler,
+    Midpoint,
+    Dpmpp2m,
+}
+
+impl Init {
+    pub fn method(self) -> Method {
+        match self {
+            Init::Euler => Method::Euler,
+            Init::Midpoint => Method::Midpoint,
+            Init::Dpmpp2m => Method::DpmPp2m,
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DistillArgs {
+    /// The model file (.safetensors)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Ground-truth pairs from `bns truth` for this model
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Number of function evaluations of the solver
+    #[arg(long)]
+    pub nfe: usize,
+    /// Guidance scale w (must be the one the pairs were computed with; default: theirs)
+    #[arg(long)]
+    pub guidance: Option<f64>,
+    /// Classical solver the parameters start from
+    #[arg(long, value_enum, default_value = "midpoint")]
+    pub init: Init,
+    /// Time grid of the initial solver
+    #[arg(long, default_value = "uniform")]
+    pub grid: Grid,
+    /// Learn only the times of the Euler solver (the time-only baseline)
+    #[arg(long)]
+    pub time_only: bool,
+    /// Optimisation iterations
+    #[arg(long, default_value_t = 1000)]
+    pub iterations: usize,
+    /// Pairs per iteration
+    #[arg(long, default_value_t = 40)]
+    pub batch: usize,
+    /// Peak learning rate (cosine decay to 1% of it)
+    #[arg(long, default_value_t = 5e-3)]
+    pub lr: f64,
+    /// Evaluate on the validation pairs every this many iterations
+    #[arg(long, default_value_t = 50)]
+    pub validate_every: usize,
+    /// Seed of the batch order
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The solver file to write (JSON)
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+pub struct DistillOutcome {
+    pub solver: SolverFile,
+    pub init_psnr: f64,
+    pub validation_psnr: f64,
+}
+
+pub fn run(args: DistillArgs) -> Result<()> {
+    let device = args.compute.open()?;
+    let outcome = distill(&args, &device, true)?;
+    println!(
+        "wrote {}: validation PSNR {:.2} dB (init {} {:.2} dB) at NFE {}",
+        args.output.display(),
+        outcome.validation_psnr,
+        outcome.solver.provenance["init"],
+        outcome.init_psnr,
+        args.nfe
+    );
+    Ok(())
+}
+
+/// Multiplier from `loss = mean log MSE` (MSE on [−1, 1]) to PSNR on [0, 1]: `PSNR = −10/ln 10 ·
+/// loss + 10·log10 4`.
+fn loss_to_psnr(loss: f64) -> f64 {
+    -10.0 / std::f64::consts::LN_10 * loss + 10.0 * 4f64.log10()
+}
+
+pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Result<DistillOutcome> {
+    if args.nfe == 0 {
+        bail!("--nfe must be at least 1");
+    }
+    if args.iterations == 0 || args.batch == 0 || args.validate_every == 0 {
+        bail!("--iterations, --batch and --validate-every must be at least 1");
+    }
+    let model = Model::load(&args.model)?;
+    let pairs = Pairs::load(&args.pairs)?;
+    pairs.check_model(model.id(), &args.pairs)?;
+    let guidance = pairs.meta.guidance;
+    if let Some(w) = args.guidance {
+        if w != guidance {
+            bail!(
+                "--guidance {w}: the pairs in {} were computed with guidance {guidance}; a BNS \
+                 solver is distilled for the guidance of its pairs",
+                args.pairs.display()
+            );
+        }
+    }
+    if args.time_only && args.init != Init::Euler {
+        bail!("--time-only learns the times of the Euler solver: use --init euler");
+    }
+    let method = args.init.method();
+    let init_table = method
+        .build(args.nfe, args.grid)
+        .map_err(|e| anyhow::anyhow!("--init {}: {e}", method.name()))?;
+
+    let net = Network::from_model(&model, device)?;
+    let params = BnsParameters::from_table(&init_table, args.time_only, device)?;
+    let train = pairs.train();
+    let validation = pairs.validation();
+    let batch = args.batch.min(train.len);
+
+    let mut adam = crate::optim::AdamW::new(params.vars(), 0.0)?;
+    let mut progress = Progress::new("distill", args.iterations as u64, show_progress);
+    let started = Instant::now();
+    let init_validation = candle_psnr(&params, &net, &validation, guidance, device)?;
+    let mut best = (init_validation, 0usize, params.snapshot()?);
+    let mut noise = Noise::new(args.seed);
+    let mut order: Vec<usize> = (0..train.len).collect();
+    let mut cursor = train.len;
+    let mut recent = Vec::new();
+    for iteration in 1..=args.iterations {
+        // Batches walk through a fresh shuffle of the training pairs each epoch.
+        let mut rows = Vec::with_capacity(batch);
+        while rows.len() < batch {
+            if cursor == train.len {
+                shuffle(&mut order, &mut noise);
+                cursor = 0;
+            }
+            rows.push(order[cursor]);
+            cursor += 1;
+        }
+        let (x0, truth, labels) = gather(&train, &rows, device)?;
+        let loss = params.loss(&net, &x0, &truth, &labels, guidance)?;
+        let value = f64::from(loss.to_scalar::<f32>()?);
+        if !value.is_finite() {
+            bail!("distillation diverged at iteration {iteration}; try a lower --lr");
+        }
+        let progress_fraction = iteration as f64 / args.iterations as f64;
+        let lr = args.lr
+            * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress_fraction).cos()));
+        adam.step(&loss.backward()?, lr)?;
+        recent.push(loss_to_psnr(value));
+        if recent.len() > 20 {
+            recent.remove(0);
+        }
+        if iteration % args.validate_every == 0 || iteration == args.iterations {
+            let psnr = candle_psnr(&params, &net, &validation, guidance, device)?;
+            if psnr > best.0 {
+                best = (psnr, iteration, params.snapshot()?);
+            }
+        }
+        progress.set_position(iteration as u64);
+        progress.set_message(format!(
+            "train {:.2} dB  best validation {:.2} dB (init {:.2})",
+            recent.iter().sum::<f64>() / recent.len() as f64,
+            best.0,
+            init_validation
+        ));
+    }
+    progress.finish();
+    params.restore(&best.2)?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    // The solver as the runtime runs it, and its baseline, measured by the runtime.
+    let table = params.table()?;
+    let (validation_psnr, validation_std) =
+        mean_std(&solver_psnr(&model, &table, &validation, guidance)?);
+    let (init_psnr, _) = mean_std(&solver_psnr(&model, &init_table, &validation, guidance)?);
+    let kind = if args.time_only {
+        "bns-time-only"
+    } else {
+        "bns"
+    };
+    let name = format!("{kind}-{}-w{guidance}", args.nfe);
+    let mut solver = SolverFile::new(name, kind, guidance, table);
+    solver.model_id = Some(model.id().to_string());
+    solver.metrics = BTreeMap::from([
+        ("validation_psnr".to_string(), validation_psnr),
+        ("validation_psnr_std".to_string(), validation_std),
+        (
+            format!("init_{}_{}_psnr", method.name(), args.grid.name()),
+            init_psnr,
+        ),
+    ]);
+    solver.provenance = BTreeMap::from([
+        ("init".to_string(), json!(method.name())),
+        ("grid".to_string(), json!(args.grid.name())),
+        ("iterations".to_string(), json!(args.iterations)),
+        ("best_iteration".to_string(), json!(best.1)),
+        ("batch".to_string(), json!(batch)),
+        ("lr".to_string(), json!(args.lr)),
+        ("train_pairs".to_string(), json!(train.len)),
+        ("validation_pairs".to_string(), json!(validation.len)),
+        ("pairs_rtol".to_string(), json!(pairs.meta.rtol)),
+        (
+            "seconds".to_string(),
+            json!((seconds * 10.0).round() / 10.0),
+        ),
+        ("date".to_string(), json!(today())),
+    ]);
+    solver.save(&args.output)?;
+    Ok(DistillOutcome {
+        solver,
+        init_psnr,
+        validation_psnr,
+    })
+}
+
+/// Mean PSNR of the current parameters on `pairs`, computed with candle.
+fn candle_psnr(
+    params: &BnsParameters,
+    net: &Network,
+    pairs: &PairsView,
+    guidance: f64,
+    device: &Device,
+) -> Result<f64> {
+    let mut total = 0.0;
+    const CHUNK: usize = 100;
+    for start in (0..pairs.len).step_by(CHUNK) {
+        let rows: Vec<usize> = (start..(start + CHUNK).min(pairs.len)).collect();
+        let (x0, truth, labels) = gather(pairs, &rows, device)?;
+        let x = params.solve(net, &x0, &labels, guidance)?.detach();
+        let mse = (x - truth)?.sqr()?.mean(1)?.to_vec1::<f32>()?;
+        total += mse
+            .iter()
+            .map(|&m| -10.0 * (f64::from(m) / 4.0).max(1e-20).log10())
+            .sum::<f64>();
+    }
+    Ok(total / pairs.len.max(1) as f64)
+}
+
+fn gather(pairs: &PairsView, rows: &[usize], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    let dim = pairs.dim;
+    let mut x0 = Vec::with_capacity(rows.len() * dim);
+    let mut truth = Vec::with_capacity(rows.len() * dim);
+    let mut labels = Vec::with_capacity(rows.len());
+    for &r in rows {
+        x0.extend_from_slice(&pairs.noise[r * dim..(r + 1) * dim]);
+        truth.extend_from_slice(&pairs.truth[r * dim..(r + 1) * dim]);
+        labels.push(pairs.labels[r]);
+    }
+    Ok((
+        Tensor::from_vec(x0, (rows.len(), dim), device)?,
+        Tensor::from_vec(truth, (rows.len(), dim), device)?,
+        Tensor::from_vec(labels, rows.len(), device)?,
+    ))
+}
+
+/// Fisher–Yates shuffle.
+fn shuffle(order: &mut [usize], noise: &mut Noise) {
+    for i in (1..order.len()).rev() {
+        let j = ((noise.uniform() * (i + 1) as f64) as usize).min(i);
+        order.swap(i, j);
+    }
+}
+
+/// Today's date (UTC) as YYYY-MM-DD, from the system clock (civil-from-days, H. Hinnant).
+pub fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}

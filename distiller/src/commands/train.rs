@@ -1,0 +1,575 @@
+//! `bns train`: flow matching on the conditional-OT path (DESIGN §2).
+//!
+//! Each step draws data `x1` with labels (dropped to the null class with probability
+//! `--label-dropout`), noise `x0 ~ N(0, I)` and `t ~ U[0, 1]`, and minimises
+//! `‖u(x_t, t, c) − (x1 − x0)‖²` at `x_t = (1−t)·x0 + t·x1` with AdamW (Loshchilov & Hutter 2019),
+//! a linear warm-up and a cosine decay of the learning rate. An exponential moving average (EMA)
+//! of the weights is what gets written. Every random draw of step `k` comes from a generator seeded
+//! by `(seed, k)`, so a run resumed from a checkpoint is the same run, bit for bit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor, Var};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use web_sampler::model::{Model, ModelSpec, MODEL_FORMAT_VERSION};
+use web_sampler::noise::Noise;
+
+use crate::compute::ComputeArgs;
+use crate::data::{self, DataSources, Dataset, DatasetName};
+use crate::files::write_atomically;
+use crate::network::Network;
+use crate::optim::AdamW;
+use crate::progress::Progress;
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// Training data
+    #[arg(long, value_enum)]
+    pub dataset: DatasetName,
+    /// Optimisation steps
+    #[arg(long, default_value_t = 20_000)]
+    pub steps: u64,
+    /// Batch size
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Peak learning rate
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// AdamW weight decay
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// EMA decay of the weights that are written
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f64,
+    /// Probability of replacing a label by the null class (for guidance)
+    #[arg(long, default_value_t = 0.1)]
+    pub label_dropout: f64,
+    /// Width of the hidden layers
+    #[arg(long, default_value_t = 512)]
+    pub width: usize,
+    /// Number of hidden layers
+    #[arg(long, default_value_t = 3)]
+    pub depth: usize,
+    /// Size of the sinusoidal time embedding
+    #[arg(long, default_value_t = 64)]
+    pub time_embedding: usize,
+    /// Size of the class embedding (class-conditional datasets)
+    #[arg(long, default_value_t = 32)]
+    pub class_embedding: usize,
+    /// Seed of the initial weights and of every draw
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write a checkpoint every this many steps (and at the end)
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every: u64,
+    /// Continue from the checkpoint next to the output (`<output>.ckpt`)
+    #[arg(long)]
+    pub resume: bool,
+    /// The model file to write
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+/// Everything that must agree between a checkpoint and the run resuming it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct RunIdentity {
+    dataset: String,
+    steps: u64,
+    batch: usize,
+    lr: f64,
+    weight_decay: f64,
+    ema: f64,
+    label_dropout: f64,
+    seed: u64,
+    spec: ModelSpec,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointMeta {
+    run: RunIdentity,
+    step: u64,
+    seconds: f64,
+    last_loss: f64,
+}
+
+const CHECKPOINT_KEY: &str = "bns.checkpoint";
+const WARMUP_STEPS: u64 = 500;
+/// Test rows the final loss is measured on.
+const TEST_ROWS: usize = 2048;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests stop a run after this step, as an interruption would.
+    static STOP_AFTER: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The checkpoint file of a training run writing `output`.
+pub fn checkpoint_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".ckpt");
+    PathBuf::from(name)
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let device = args.compute.open()?;
+    let dataset = data::load(args.dataset, &DataSources::default(), args.seed)?;
+    let outcome = train(&args, &dataset, &device, true)?;
+    println!(
+        "wrote {} ({} steps in {:.0} s; training loss {:.4} → {:.4}, test loss {:.4}; model id {})",
+        args.output.display(),
+        outcome.steps,
+        outcome.seconds,
+        outcome.early_loss,
+        outcome.late_loss,
+        outcome.test_loss,
+        outcome.model.id()
+    );
+    Ok(())
+}
+
+pub struct TrainOutcome {
+    pub model: Model,
+    pub steps: u64,
+    pub seconds: f64,
+    /// Mean loss of the first and the last 10% of the steps run in this call.
+    pub early_loss: f64,
+    pub late_loss: f64,
+    /// Flow-matching loss of the written weights on held-out test data.
+    pub test_loss: f64,
+}
+
+/// Trains (or resumes) and writes `args.output`; returns the written model.
+pub fn train(
+    args: &TrainArgs,
+    dataset: &Dataset,
+    device: &Device,
+    show_progress: bool,
+) -> Result<TrainOutcome> {
+    if args.steps == 0 || args.batch == 0 {
+        bail!("--steps and --batch must be at least 1");
+    }
+    if !(0.0..1.0).contains(&args.ema) || !(0.0..1.0).contains(&args.label_dropout) {
+        bail!("--ema and --label-dropout must be in [0, 1)");
+    }
+    let spec = ModelSpec {
+        format_version: MODEL_FORMAT_VERSION,
+        architecture: "mlp".into(),
+        data_shape: dataset.shape.to_vec(),
+        hidden_width: args.width,
+        depth: args.depth,
+        time_embedding: args.time_embedding,
+        class_embedding: if dataset.num_classes > 0 {
+            args.class_embedding
+        } else {
+            0
+        },
+        num_classes: dataset.num_classes,
+        activation: "silu".into(),
+        path: "cond-ot".into(),
+        dataset: dataset.name.name().into(),
+        training_steps: 0,
+        class_names: dataset.class_names.clone(),
+    };
+    spec.validate()
+        .map_err(|e| anyhow::anyhow!("model architecture: {e}"))?;
+    let run = RunIdentity {
+        dataset: args.dataset.name().into(),
+        steps: args.steps,
+        batch: args.batch,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        ema: args.ema,
+        label_dropout: args.label_dropout,
+        seed: args.seed,
+        spec: spec.clone(),
+    };
+    let checkpoint = checkpoint_path(&args.output);
+    let shapes = spec.tensor_shapes();
+
+    let (mut adam, mut ema, mut seconds) = if args.resume {
+        let (adam, ema, meta) = load_checkpoint(&checkpoint, &run, args.weight_decay, device)?;
+        if show_progress {
+            println!(
+                "resuming from {} at step {}",
+                checkpoint.display(),
+                meta.step
+            );
+        }
+        (adam, ema, meta.seconds)
+    } else {
+        let init = Model::random(spec.clone(), args.seed)?;
+        let mut vars = Vec::new();
+        for (name, shape) in &shapes {
+            let values = init.tensor(name).context("initial weights")?;
+            vars.push(Var::from_tensor(&Tensor::from_slice(
+                values,
+                shape.as_slice(),
+                device,
+            )?)?);
+        }
+        let ema = vars.iter().map(|v| v.as_detached_tensor()).collect();
+        (AdamW::new(vars, args.weight_decay)?, ema, 0.0)
+    };
+    let mut step = adam.steps;
+    let vars: Vec<Var> = adam.params.iter().map(|p| p.var.clone()).collect();
+    let network = Network::from_vars(spec.clone(), &vars, device)?;
+
+    let mut progress = Progress::new("train", args.steps, show_progress);
+
+    let started = Instant::now();
+    let mut losses = Vec::new();
+    while step < args.steps {
+        let (x1, labels) = draw_batch(dataset, args, step);
+        let mut noise = Noise::new(step_seed(args.seed, step, 1));
+        let loss = flow_matching_loss(&network, x1, labels, &mut noise, device)?;
+        let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        if !loss_value.is_finite() {
+            bail!("training diverged at step {step} (loss {loss_value}); try a lower --lr");
+        }
+        let grads = loss.backward()?;
+        step += 1;
+        let lr = learning_rate(args.lr, step, args.steps);
+        adam.step(&grads, lr)?;
+        for (average, var) in ema.iter_mut().zip(&vars) {
+            *average = ((&*average * args.ema)? + (var.as_detached_tensor() * (1.0 - args.ema))?)?;
+        }
+        losses.push(loss_value);
+        if step % 20 == 0 || step == args.steps {
+            let recent = &losses[losses.len().saturating_sub(100)..];
+            let mean = recent.iter().sum::<f64>() / recent.len() as f64;
+            progress.set_message(format!("loss {mean:.4}  lr {lr:.2e}"));
+        }
+        progress.set_position(step);
+        if step % args.checkpoint_every == 0 || step == args.steps {
+            let meta = CheckpointMeta {
+                run: run.clone(),
+                step,
+                seconds: seconds + started.elapsed().as_secs_f64(),
+                last_loss: loss_value,
+            };
+            save_checkpoint(&checkpoint, &adam, &ema, &shapes, &meta)?;
+        }
+        #[cfg(test)]
+        if STOP_AFTER.with(|s| s.get()) == Some(step) {
+            bail!("interrupted after step {step} (test hook)");
+        }
+    }
+    progress.finish();
+    seconds += started.elapsed().as_secs_f64();
+
+    let mut final_spec = spec;
+    final_spec.training_steps = step;
+    let mut tensors = Vec::new();
+    for ((name, _), average) in shapes.iter().zip(&ema) {
+        tensors.push((name.clone(), average.flatten_all()?.to_vec1::<f32>()?));
+    }
+    let model = Model::from_tensors(final_spec, tensors)?;
+    model.save(&args.output)?;
+    let tenth = (losses.len() / 10).max(1);
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let test_loss = test_loss(&model, dataset, device)?;
+    Ok(TrainOutcome {
+        test_loss,
+        model,
+        steps: step,
+        seconds,
+        early_loss: mean(&losses[..tenth.min(losses.len())]),
+        late_loss: mean(&losses[losses.len().saturating_sub(tenth)..]),
+    })
+}
+
+/// The conditional flow-matching loss `mean ‖u(x_t, t, c) − (x1 − x0)‖²` of a batch `x1` with
+/// `labels`, drawing `x0` and `t ~ U[0, 1]` from `noise`.
+fn flow_matching_loss(
+    network: &Network,
+    x1: Vec<f32>,
+    labels: Vec<u32>,
+    noise: &mut Noise,
+    device: &Device,
+) -> Result<Tensor> {
+    let rows = labels.len();
+    let dim = x1.len() / rows.max(1);
+    let x0 = noise.gaussian_f32(rows * dim);
+    let t: Vec<f32> = (0..rows).map(|_| noise.uniform() as f32).collect();
+    let x0 = Tensor::from_vec(x0, (rows, dim), device)?;
+    let x1 = Tensor::from_vec(x1, (rows, dim), device)?;
+    let t = Tensor::from_vec(t, rows, device)?;
+    let labels = Tensor::from_vec(labels, rows, device)?;
+    let t_col = t.unsqueeze(1)?;
+    let xt = (x0.broadcast_mul(&(1.0 - &t_col)?)? + x1.broadcast_mul(&t_col)?)?;
+    let target = (&x1 - &x0)?;
+    let u = network.velocity(&xt, &t, &labels)?;
+    Ok((u - target)?.sqr()?.mean_all()?)
+}
+
+/// The flow-matching loss of the written (EMA) weights on up to [`TEST_ROWS`] rows of the test
+/// split, with a fixed draw of noise and times.
+fn test_loss(model: &Model, dataset: &Dataset, device: &Device) -> Result<f64> {
+    let rows: Vec<usize> = (0..dataset.test.len.min(TEST_ROWS)).collect();
+    let (x1, mut labels) = data::batch(&dataset.test, &rows);
+    if dataset.num_classes == 0 {
+        labels.iter_mut().for_each(|l| *l = 0);
+    }
+    let network = Network::from_model(model, device)?;
+    let loss = flow_matching_loss(&network, x1, labels, &mut Noise::new(0), device)?;
+    Ok(f64::from(loss.to_scalar::<f32>()?))
+}
+
+/// Learning rate at `step` (1-based): linear warm-up over the first steps, then cosine decay to
+/// 10% of the peak.
+fn learning_rate(peak: f64, step: u64, total: u64) -> f64 {
+    let warmup = WARMUP_STEPS.min(total / 10).max(1);
+    if step <= warmup {
+        return peak * step as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+}
+
+/// The seed of draw stream `stream` at `step`: SplitMix64-style mixing of (seed, step, stream).
+fn step_seed(seed: u64, step: u64, stream: u64) -> u64 {
+    let mut z = seed
+        ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The data rows and labels of `step` (labels dropped to the null class with probability
+/// `label_dropout`).
+fn draw_batch(dataset: &Dataset, args: &TrainArgs, step: u64) -> (Vec<f32>, Vec<u32>) {
+    let mut noise = Noise::new(step_seed(args.seed, step, 0));
+    let n = dataset.train.len;
+    let indices: Vec<usize> = (0..args.batch)
+        .map(|_| ((noise.uniform() * n as f64) as usize).min(n - 1))
+        .collect();
+    let (x, mut labels) = data::batch(&dataset.train, &indices);
+    let null = dataset.num_classes as u32;
+    for label in labels.iter_mut() {
+        if dataset.num_classes == 0 || noise.uniform() < args.label_dropout {
+            *label = null;
+        }
+    }
+    (x, labels)
+}
+
+fn save_checkpoint(
+    path: &Path,
+    adam: &AdamW,
+    ema: &[Tensor],
+    shapes: &[(String, Vec<usize>)],
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for (((name, _), p), average) in shapes.iter().zip(&adam.params).zip(ema) {
+        tensors.push((format!("weight.{name}"), p.var.as_tensor().clone()));
+        tensors.push((format!("ema.{name}"), average.clone()));
+        tensors.push((format!("adam_m.{name}"), p.m.clone()));
+        tensors.push((format!("adam_v.{name}"), p.v.clone()));
+    }
+    let metadata = HashMap::from([(CHECKPOINT_KEY.to_string(), serde_json::to_string(meta)?)]);
+    let bytes =
+        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+            .with_context(|| format!("{}: cannot serialise the checkpoint", path.display()))?;
+    write_atomically(path, &bytes)
+}
+
+fn load_checkpoint(
+    path: &Path,
+    run: &RunIdentity,
+    weight_decay: f64,
+    device: &Device,
+) -> Result<(AdamW, Vec<Tensor>, CheckpointMeta)> {
+    let origin = path.display();
+    let bytes = std::fs::read(path).with_context(|| {
+        format!("{origin}: cannot read the checkpoint to resume from (run without --resume to start afresh)")
+    })?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow::anyhow!("{origin}: not a valid checkpoint ({e})"))?;
+    let meta: CheckpointMeta = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CHECKPOINT_KEY))
+        .ok_or_else(|| anyhow::anyhow!("{origin}: not a checkpoint (no {CHECKPOINT_KEY} metadata)"))
+        .and_then(|text| {
+            serde_json::from_str(text)
+                .map_err(|e| anyhow::anyhow!("{origin}: checkpoint metadata is invalid ({e})"))
+        })?;
+    if meta.run != *run {
+        bail!(
+            "{origin}: the checkpoint is from another run (its settings: {}); resume with the same \
+             settings or delete it",
+            serde_json::to_string(&meta.run)?
+        );
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| anyhow::anyhow!("{origin}: corrupt checkpoint ({e})"))?;
+    let get = |kind: &str, name: &str, shape: &[usize]| -> Result<Tensor> {
+        let key = format!("{kind}.{name}");
+        let t = tensors.get(&key).ok_or_else(|| {
+            anyhow::anyhow!("{origin}: corrupt checkpoint (missing tensor {key})")
+        })?;
+        if t.dims() != shape {
+            bail!(
+                "{origin}: corrupt checkpoint (tensor {key} has shape {:?}, expected {shape:?})",
+                t.dims()
+            );
+        }
+        Ok(t.clone())
+    };
+    let mut vars = Vec::new();
+    let mut ema = Vec::new();
+    let mut moments = Vec::new();
+    for (name, shape) in run.spec.tensor_shapes() {
+        vars.push(Var::from_tensor(&get("weight", &name, &shape)?)?);
+        ema.push(get("ema", &name, &shape)?);
+        moments.push((get("adam_m", &name, &shape)?, get("adam_v", &name, &shape)?));
+    }
+    let mut adam = AdamW::new(vars, weight_decay)?;
+    for (p, (m, v)) in adam.params.iter_mut().zip(moments) {
+        p.m = m;
+        p.v = v;
+    }
+    adam.steps = meta.step;
+    Ok((adam, ema, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(output: &Path, steps: u64, resume: bool) -> TrainArgs {
+        TrainArgs {
+            dataset: DatasetName::Checkerboard,
+            steps,
+            batch: 64,
+            lr: 3e-3,
+            weight_decay: 0.0,
+            ema: 0.9,
+            label_dropout: 0.1,
+            width: 32,
+            depth: 2,
+            time_embedding: 8,
+            class_embedding: 4,
+            seed: 5,
+            checkpoint_every: 10,
+            resume,
+            output: output.to_path_buf(),
+            compute: ComputeArgs {
+                device: crate::compute::DeviceKind::Cpu,
+                threads: None,
+            },
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bns-train-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn checkerboard() -> Dataset {
+        data::load(DatasetName::Checkerboard, &DataSources::default(), 5).unwrap()
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_writes_a_runtime_model() {
+        let dir = scratch("loss");
+        let out = dir.join("m.safetensors");
+        let outcome = train(
+            &args(&out, 300, false),
+            &checkerboard(),
+            &Device::Cpu,
+            false,
+        )
+        .unwrap();
+        assert!(
+            outcome.late_loss < 0.8 * outcome.early_loss,
+            "loss {} → {}",
+            outcome.early_loss,
+            outcome.late_loss
+        );
+        let model = Model::load(&out).unwrap();
+        assert_eq!(model.id(), outcome.model.id());
+        assert_eq!(model.spec().training_steps, 300);
+        assert_eq!(model.spec().dataset, "checkerboard");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn resume_continues_bit_for_bit() {
+        let dir = scratch("resume");
+        let straight = dir.join("straight.safetensors");
+        let resumed = dir.join("resumed.safetensors");
+        let data = checkerboard();
+        let a = train(&args(&straight, 40, false), &data, &Device::Cpu, false).unwrap();
+        // An interrupted run: stopped after step 20 of 40, just after its checkpoint.
+        let mut first = args(&resumed, 40, false);
+        first.checkpoint_every = 20;
+        interrupt_after(&first, &data, 20);
+        let ckpt = std::fs::read(checkpoint_path(&resumed)).unwrap();
+        assert!(!ckpt.is_empty());
+        assert!(!resumed.exists(), "an interrupted run writes no model");
+        let b = train(&args(&resumed, 40, true), &data, &Device::Cpu, false).unwrap();
+        assert_eq!(b.steps, 40);
+        assert_eq!(a.model.id(), b.model.id(), "resumed weights differ");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Runs `args` but stops after `steps` steps, as an interruption would (the checkpoint at
+    /// `steps` exists, the output does not).
+    fn interrupt_after(args: &TrainArgs, data: &Dataset, steps: u64) {
+        STOP_AFTER.with(|s| s.set(Some(steps)));
+        let result = train(args, data, &Device::Cpu, false);
+        STOP_AFTER.with(|s| s.set(None));
+        assert!(result.is_err(), "the run should have been interrupted");
+    }
+
+    #[test]
+    fn corrupt_or_foreign_checkpoints_are_refused() {
+        let dir = scratch("corrupt");
+        let out = dir.join("m.safetensors");
+        let data = checkerboard();
+        std::fs::write(checkpoint_path(&out), b"not a checkpoint").unwrap();
+        let message = train(&args(&out, 20, true), &data, &Device::Cpu, false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains("m.safetensors.ckpt") && message.contains("not a valid checkpoint"),
+            "{message}"
+        );
+
+        train(&args(&out, 20, false), &data, &Device::Cpu, false).unwrap();
+        let mut other = args(&out, 20, true);
+        other.lr = 1e-4;
+        let message = train(&other, &data, &Device::Cpu, false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("another run"), "{message}");
+
+        let bytes = std::fs::read(checkpoint_path(&out)).unwrap();
+        std::fs::write(checkpoint_path(&out), &bytes[..bytes.len() - 100]).unwrap();
+        let message = train(&args(&out, 20, true), &data, &Device::Cpu, false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("m.safetensors.ckpt"), "{message}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

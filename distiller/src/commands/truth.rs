@@ -1,0 +1,1069 @@
+//! `bns truth`: the ground truth for distillation — solve the model's (guided) flow ODE from
+//! seeded noise at t = 0 to t = 1 with adaptive Dormand–Prince 5(4) at tight tolerances, and
+//! save the (noise, truth) pairs, split into training and validation rows (DESIGN §2).
+//!
+//! Pair `i` starts from row `i` of `gaussian_batch(seed, count, D)`, so a pair's noise depends
+//! only on the seed and `i`. Rows are solved in batches of `--batch` that step together (one NFE
+//! is one guided velocity evaluation of the whole batch; the step size is controlled by the
+//! worst row, see [`crate::dopri5`]). The reported mean NFE weights each batch's NFE by its rows.
+//!
+//! Long runs are resumable: after each batch the rows done so far go to `<output>.partial`
+//! (same encoding as the pairs file, metadata key [`PARTIAL_METADATA_KEY`] with the arguments).
+//! A rerun with the same arguments continues from it; the batches are the same, so the result is
+//! identical to an uninterrupted run. When done, the output is written and the partial removed.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use web_sampler::model::Model;
+use web_sampler::noise::gaussian_batch;
+use web_sampler::sample::{guided_velocity, MAX_BATCH};
+
+use crate::dopri5::{integrate_rows, Tolerance, MAX_STEPS};
+use crate::files::write_atomically;
+use crate::pairs::{data_dim, decode, encode, Pairs, PairsMeta, Tensors, PAIRS_FORMAT_VERSION};
+
+/// The `__metadata__` key of a partial-progress file; its value is [`PartialMeta`] as JSON.
+pub const PARTIAL_METADATA_KEY: &str = "bns.truth.partial";
+
+/// Version of the partial-progress file.
+const PARTIAL_FORMAT_VERSION: u32 = 1;
+
+#[derive(Args)]
+pub struct TruthArgs {
+    /// The model file (.safetensors)
+    #[arg(long)]
+    model: PathBuf,
+    /// Number of pairs, training and validation together
+    #[arg(long, default_value_t = 640)]
+    count: usize,
+    /// Pairs held out for validation (the last ones); the rest are the training split
+    #[arg(long, default_value_t = 128)]
+    validation: usize,
+    /// Seed of the noise: pair i starts from row i of the seeded Gaussian batch
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Guidance scale w (needs a class-conditional model; 0 = unguided)
+    #[arg(long, default_value_t = 0.0)]
+    guidance: f64,
+    /// Class of every pair (default: pair i gets class i mod K; the null class K = unconditional)
+    #[arg(long)]
+    class: Option<u32>,
+    /// DOPRI5's relative tolerance
+    #[arg(long, default_value_t = 1e-5)]
+    rtol: f64,
+    /// DOPRI5's absolute tolerance
+    #[arg(long, default_value_t = 1e-5)]
+    atol: f64,
+    /// Rows integrated together (one velocity call per stage for the whole batch)
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Output pairs file (.safetensors); progress is kept in <output>.partial until done
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// What to compute: everything that determines the pairs (besides the model).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthOptions {
+    /// Pairs in all (training + validation).
+    pub count: usize,
+    /// The last `validation` pairs are the validation split.
+    pub validation: usize,
+    /// Seed of the noise.
+    pub seed: u64,
+    /// Guidance scale `w`.
+    pub guidance: f64,
+    /// Class of every pair; `None` cycles through the classes (null class if unconditional).
+    pub class: Option<u32>,
+    /// DOPRI5's relative tolerance.
+    pub rtol: f64,
+    /// DOPRI5's absolute tolerance.
+    pub atol: f64,
+    /// Rows per DOPRI5 batch.
+    pub batch: usize,
+}
+
+/// What [`compute_pairs`] and [`write_pairs`] report as they go.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Progress {
+    /// Continuing from a partial-progress file that holds `done` pairs.
+    Resuming { done: usize },
+    /// A batch finished: `done` of `count` pairs, the batch took `batch_nfe` evaluations.
+    Batch {
+        done: usize,
+        count: usize,
+        batch_nfe: usize,
+    },
+}
+
+/// The metadata of a partial-progress file: the arguments and how far the run got.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct PartialMeta {
+    format_version: u32,
+    model_id: String,
+    data_shape: Vec<usize>,
+    options: TruthOptions,
+    /// Pairs done (the rows of the tensors).
+    done: usize,
+    /// Σ over the finished batches of NFE × rows.
+    nfe_rows: u64,
+    /// Seconds spent so far.
+    seconds: f64,
+}
+
+/// The rows done so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Done {
+    tensors: Tensors,
+    nfe_rows: u64,
+    seconds: f64,
+}
+
+impl Done {
+    fn rows(&self) -> usize {
+        self.tensors.labels.len()
+    }
+}
+
+/// A velocity evaluation `ũ(x, t)` of a batch with its labels (one NFE).
+type Velocity<'a> = dyn FnMut(&[f32], f64, &[u32]) -> web_sampler::Result<Vec<f32>> + 'a;
+
+pub fn run(args: TruthArgs) -> Result<()> {
+    let model = Model::load(&args.model)?;
+    let options = TruthOptions {
+        count: args.count,
+        validation: args.validation,
+        seed: args.seed,
+        guidance: args.guidance,
+        class: args.class,
+        rtol: args.rtol,
+        atol: args.atol,
+        batch: args.batch,
+    };
+    check_options(&model, &options).with_context(|| args.model.display().to_string())?;
+    let bar = ProgressBar::new(options.count as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:24} {pos}/{len} pairs | batch NFE {msg:>5} | {elapsed_precise} (ETA {eta_precise})",
+    )?);
+    bar.set_message("-");
+    let pairs = write_pairs(&model, &options, &args.output, &mut |event| match event {
+        Progress::Resuming { done } => {
+            println!(
+                "resuming from {done} pairs ({})",
+                partial_path(&args.output).display()
+            );
+            bar.set_position(done as u64);
+            bar.reset_eta();
+        }
+        Progress::Batch {
+            done, batch_nfe, ..
+        } => {
+            bar.set_message(batch_nfe.to_string());
+            bar.set_position(done as u64);
+        }
+    });
+    bar.finish_and_clear();
+    let pairs = pairs?;
+    let meta = &pairs.meta;
+    println!(
+        "wrote {} pairs ({} training, {} validation) to {}: mean NFE {:.1} (rtol {:e}, atol {:e}), {:.1} s",
+        pairs.len(),
+        meta.train,
+        meta.validation,
+        args.output.display(),
+        meta.mean_nfe,
+        meta.rtol,
+        meta.atol,
+        meta.seconds
+    );
+    Ok(())
+}
+
+/// Computes the pairs in memory (no files). `progress` hears of every batch.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn compute_pairs(
+    model: &Model,
+    options: &TruthOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Pairs> {
+    let mut velocity =
+        |x: &[f32], t: f64, c: &[u32]| guided_velocity(model, x, t, c, options.guidance);
+    compute_with(model, options, &mut velocity, progress)
+}
+
+/// [`compute_pairs`] with the velocity given (tests count its calls).
+#[cfg_attr(not(test), allow(dead_code))]
+fn compute_with(
+    model: &Model,
+    options: &TruthOptions,
+    velocity: &mut Velocity,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Pairs> {
+    check_options(model, options)?;
+    let (noise, labels) = inputs(model, options);
+    let mut done = Done::default();
+    solve(
+        model,
+        options,
+        &noise,
+        &labels,
+        &mut done,
+        velocity,
+        &mut |_| Ok(()),
+        progress,
+    )?;
+    Ok(finish(model, options, done))
+}
+
+/// Computes the pairs and writes them to `output`, resumably: progress is kept in
+/// `<output>.partial` after each batch, and a partial from the same arguments is continued.
+/// A partial from other arguments is refused (never overwritten).
+pub fn write_pairs(
+    model: &Model,
+    options: &TruthOptions,
+    output: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Pairs> {
+    let mut velocity =
+        |x: &[f32], t: f64, c: &[u32]| guided_velocity(model, x, t, c, options.guidance);
+    write_with(model, options, output, &mut velocity, progress)
+}
+
+/// [`write_pairs`] with the velocity given (tests interrupt it).
+fn write_with(
+    model: &Model,
+    options: &TruthOptions,
+    output: &Path,
+    velocity: &mut Velocity,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Pairs> {
+    check_options(model, options)?;
+    // Refuse an output that cannot be written before any work is done.
+    if output.file_name().is_none() || output.is_dir() {
+        bail!("{}: the output path names no file", output.display());
+    }
+    let folder = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "{}: cannot write the output: the folder {} does not exist",
+            output.display(),
+            folder.display()
+        );
+    }
+    let partial = partial_path(output);
+    let (noise, labels) = inputs(model, options);
+    let mut done = match read_partial(&partial, model, options, &noise, &labels)? {
+        Some(done) => {
+            progress(Progress::Resuming { done: done.rows() });
+            done
+        }
+        None => Done::default(),
+    };
+    let count = options.count;
+    solve(
+        model,
+        options,
+        &noise,
+        &labels,
+        &mut done,
+        velocity,
+        // After the last batch the output itself is written next.
+        &mut |done| {
+            if done.rows() < count {
+                write_partial(&partial, model, options, done)
+            } else {
+                Ok(())
+            }
+        },
+        progress,
+    )?;
+    let pairs = finish(model, options, done);
+    pairs.save(output)?;
+    if partial.exists() {
+        std::fs::remove_file(&partial).map_err(|e| {
+            anyhow!(
+                "{}: the pairs are written, but the partial-progress file could not be removed: \
+                 {e}",
+                partial.display()
+            )
+        })?;
+    }
+    Ok(pairs)
+}
+
+/// `<output>.partial`, next to the output.
+pub fn partial_path(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    output.with_file_name(name)
+}
+
+/// Refuses options that cannot give a pairs file for `model`.
+fn check_options(model: &Model, options: &TruthOptions) -> Result<()> {
+    let spec = model.spec();
+    let TruthOptions {
+        count, validation, ..
+    } = *options;
+    if validation == 0 || validation >= count {
+        bail!(
+            "--validation must be at least 1 and less than --count ({count}) so that both splits \
+             have pairs, got {validation}"
+        );
+    }
+    if options.batch == 0 || options.batch > MAX_BATCH {
+        bail!(
+            "--batch must be between 1 and {MAX_BATCH}, got {}",
+            options.batch
+        );
+    }
+    for (name, v) in [("--rtol", options.rtol), ("--atol", options.atol)] {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{name} must be a positive number, got {v}");
+        }
+    }
+    if !(options.guidance.is_finite() && options.guidance >= 0.0) {
+        bail!(
+            "--guidance must be a finite number ≥ 0, got {}",
+            options.guidance
+        );
+    }
+    if !spec.is_conditional() {
+        if options.guidance > 0.0 {
+            bail!(
+                "guidance needs a class-conditional model; this model is unconditional (use \
+                 --guidance 0)"
+            );
+        }
+        if let Some(c) = options.class {
+            bail!("--class {c} needs a class-conditional model; this model is unconditional");
+        }
+    } else if let Some(c) = options.class.filter(|&c| c > spec.null_class()) {
+        bail!(
+            "--class {c} is out of range: the model has classes 0..{} and the null class {}",
+            spec.num_classes - 1,
+            spec.null_class()
+        );
+    }
+    if count
+        .checked_mul(spec.data_dim())
+        .is_none_or(|n| n > isize::MAX as usize / 8)
+    {
+        bail!(
+            "--count {count} is too large for samples of {} values",
+            spec.data_dim()
+        );
+    }
+    Ok(())
+}
+
+/// The noise `[count, D]` and the label of every pair.
+fn inputs(model: &Model, options: &TruthOptions) -> (Vec<f32>, Vec<u32>) {
+    let spec = model.spec();
+    let noise = gaussian_batch(options.seed, options.count, spec.data_dim());
+    let labels = match (spec.is_conditional(), options.class) {
+        (false, _) => vec![spec.null_class(); options.count],
+        (true, Some(c)) => vec![c; options.count],
+        (true, None) => {
+            let k = spec.num_classes as u64;
+            (0..options.count as u64).map(|i| (i % k) as u32).collect()
+        }
+    };
+    (noise, labels)
+}
+
+/// Solves the batches after the rows in `done`, appending to it; `after_batch` runs after each.
+#[allow(clippy::too_many_arguments)]
+fn solve(
+    model: &Model,
+    options: &TruthOptions,
+    noise: &[f32],
+    labels: &[u32],
+    done: &mut Done,
+    velocity: &mut Velocity,
+    after_batch: &mut dyn FnMut(&Done) -> Result<()>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let dim = model.spec().data_dim();
+    let tol = Tolerance {
+        rtol: options.rtol,
+        atol: options.atol,
+    };
+    let started = Instant::now();
+    let seconds_before = done.seconds;
+    while done.rows() < options.count {
+        let start = done.rows();
+        let end = (start + options.batch).min(options.count);
+        let batch_labels = &labels[start..end];
+        let x0: Vec<f64> = noise[start * dim..end * dim]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let solution = integrate_rows(&x0, dim, 0.0, 1.0, tol, MAX_STEPS, |x, t| {
+            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            velocity(&x32, t, batch_labels).map(|u| u.into_iter().map(f64::from).collect())
+        })
+        .with_context(|| format!("solving pairs {start}..{end}"))?;
+        let truth = &mut done.tensors.truth;
+        truth.extend(solution.x.iter().map(|&v| v as f32));
+        if let Some(i) = truth[start * dim..].iter().position(|v| !v.is_finite()) {
+            bail!(
+                "solving pairs {start}..{end}: pair {} leaves the range of f32",
+                start + i / dim
+            );
+        }
+        done.tensors
+            .noise
+            .extend_from_slice(&noise[start * dim..end * dim]);
+        done.tensors.labels.extend_from_slice(batch_labels);
+        done.nfe_rows += (solution.nfe as u64) * (end - start) as u64;
+        done.seconds = seconds_before + started.elapsed().as_secs_f64();
+        after_batch(done)?;
+        progress(Progress::Batch {
+            done: end,
+            count: options.count,
+            batch_nfe: solution.nfe,
+        });
+    }
+    Ok(())
+}
+
+/// The pairs file's contents once every row is done.
+fn finish(model: &Model, options: &TruthOptions, done: Done) -> Pairs {
+    let spec = model.spec();
+    let count = done.rows();
+    Pairs {
+        meta: PairsMeta {
+            format_version: PAIRS_FORMAT_VERSION,
+            model_id: model.id().to_string(),
+            data_shape: spec.data_shape.clone(),
+            guidance: options.guidance,
+            rtol: options.rtol,
+            atol: options.atol,
+            mean_nfe: done.nfe_rows as f64 / count.max(1) as f64,
+            seed: options.seed,
+            train: count - options.validation,
+            validation: options.validation,
+            seconds: done.seconds,
+        },
+        noise: done.tensors.noise,
+        truth: done.tensors.truth,
+        labels: done.tensors.labels,
+    }
+}
+
+/// Writes the rows done so far with the arguments (temporary file + rename).
+fn write_partial(path: &Path, model: &Model, options: &TruthOptions, done: &Done) -> Result<()> {
+    let meta = PartialMeta {
+        format_version: PARTIAL_FORMAT_VERSION,
+        model_id: model.id().to_string(),
+        data_shape: model.spec().data_shape.clone(),
+        options: options.clone(),
+        done: done.rows(),
+        nfe_rows: done.nfe_rows,
+        seconds: done.seconds,
+    };
+    let json = serde_json::to_string(&meta)
+        .with_context(|| format!("{}: cannot encode the progress", path.display()))?;
+    let bytes = encode(
+        &done.tensors,
+        model.spec().data_dim(),
+        PARTIAL_METADATA_KEY,
+        &json,
+    )
+    .with_context(|| format!("{}: cannot encode the progress", path.display()))?;
+    write_atomically(path, &bytes)
+}
+
+/// `--class` as given: a class, or the default cycle through the classes.
+fn class_text(class: Option<u32>) -> String {
+    class.map_or_else(|| "(cycle)".into(), |c| c.to_string())
+}
+
+/// The progress in `path` if there is such a file; an error if it cannot be read, is from other
+/// arguments or another model, or does not hold the rows these arguments give.
+fn read_partial(
+    path: &Path,
+    model: &Model,
+    options: &TruthOptions,
+    noise: &[f32],
+    labels: &[u32],
+) -> Result<Option<Done>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!(
+            "{}: cannot read the partial-progress file: {e}",
+            path.display()
+        ),
+    };
+    let origin = path.display();
+    let restart = "delete it to start over";
+    let dim = model.spec().data_dim();
+    let (meta, tensors) = decode(&bytes, PARTIAL_METADATA_KEY, |json| {
+        let meta: PartialMeta = serde_json::from_str(json)
+            .map_err(|e| format!("the progress metadata is not valid: {e}"))?;
+        if meta.format_version != PARTIAL_FORMAT_VERSION {
+            return Err(format!(
+                "unknown partial-progress version {}",
+                meta.format_version
+            ));
+        }
+        let file_dim = data_dim(&meta.data_shape)?;
+        let rows = meta.done;
+        Ok((meta, rows, file_dim))
+    })
+    .map_err(|problem| {
+        anyhow!("{origin}: not a usable partial-progress file: {problem}; {restart}")
+    })?;
+
+    let mut differences = Vec::new();
+    if meta.model_id != model.id() {
+        differences.push(format!(
+            "model {} there, {} here",
+            meta.model_id,
+            model.id()
+        ));
+    }
+    let (there, here) = (&meta.options, options);
+    let fields: [(&str, String, String); 8] = [
+        ("--count", there.count.to_string(), here.count.to_string()),
+        (
+            "--validation",
+            there.validation.to_string(),
+            here.validation.to_string(),
+        ),
+        ("--seed", there.seed.to_string(), here.seed.to_string()),
+        (
+            "--guidance",
+            there.guidance.to_string(),
+            here.guidance.to_string(),
+        ),
+        ("--class", class_text(there.class), class_text(here.class)),
+        ("--rtol", there.rtol.to_string(), here.rtol.to_string()),
+        ("--atol", there.atol.to_string(), here.atol.to_string()),
+        ("--batch", there.batch.to_string(), here.batch.to_string()),
+    ];
+    for (name, a, b) in fields {
+        if a != b {
+            differences.push(format!("{name} {a} there, {b} here"));
+        }
+    }
+    if !differences.is_empty() {
+        bail!(
+            "{origin}: holds progress from a run with other arguments ({}); {restart}, or rerun \
+             with the same arguments to continue it",
+            differences.join("; ")
+        );
+    }
+    let rows = meta.done;
+    let at_batch_boundary = rows % options.batch == 0 || rows == options.count;
+    if rows > options.count || !at_batch_boundary || meta.data_shape != model.spec().data_shape {
+        bail!(
+            "{origin}: inconsistent progress ({rows} pairs done of {} in batches of {}); {restart}",
+            options.count,
+            options.batch
+        );
+    }
+    if tensors.noise != noise[..rows * dim] || tensors.labels != labels[..rows] {
+        bail!(
+            "{origin}: its noise or labels are not those of seed {} (corrupt?); {restart}",
+            options.seed
+        );
+    }
+    if !(meta.seconds.is_finite() && meta.seconds >= 0.0) {
+        bail!("{origin}: seconds is {}; {restart}", meta.seconds);
+    }
+    Ok(Some(Done {
+        tensors,
+        nfe_rows: meta.nfe_rows,
+        seconds: meta.seconds,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dopri5::integrate;
+    use web_sampler::model::{ModelSpec, MODEL_FORMAT_VERSION};
+
+    fn spec(shape: [usize; 3], classes: usize) -> ModelSpec {
+        ModelSpec {
+            format_version: MODEL_FORMAT_VERSION,
+            architecture: "mlp".into(),
+            data_shape: shape.to_vec(),
+            hidden_width: 16,
+            depth: 2,
+            time_embedding: 8,
+            class_embedding: if classes > 0 { 4 } else { 0 },
+            num_classes: classes,
+            activation: "silu".into(),
+            path: "cond-ot".into(),
+            dataset: "none".into(),
+            training_steps: 0,
+            class_names: Vec::new(),
+        }
+    }
+
+    /// A tiny unconditional 2-D model.
+    fn points_model() -> Model {
+        Model::random(spec([2, 1, 1], 0), 3).unwrap()
+    }
+
+    /// A tiny class-conditional 4×4 image model with 3 classes.
+    fn image_model() -> Model {
+        Model::random(spec([1, 4, 4], 3), 5).unwrap()
+    }
+
+    /// `model` without the two fastest time-embedding frequencies (`sin`/`cos` of `1000·t` and
+    /// `100·t`): a velocity that varies smoothly in `t`, as a trained one should. A random model
+    /// oscillates with period 2π/1000 in `t`, and DOPRI5 at 1e-5 then steps over the
+    /// oscillations with global errors of ~100× the tolerance (see
+    /// `batch_of_one_is_a_direct_solve`, which needs no accuracy).
+    fn smooth(model: &Model) -> Model {
+        let spec = model.spec().clone();
+        let inputs = spec.input_width();
+        let half = spec.time_embedding / 2;
+        let fast: Vec<usize> = [0, 1, half, half + 1]
+            .iter()
+            .map(|k| spec.data_dim() + k)
+            .collect();
+        let tensors = spec
+            .tensor_shapes()
+            .into_iter()
+            .map(|(name, _)| {
+                let mut values = model.tensor(&name).unwrap().to_vec();
+                if name == "layers.0.weight" {
+                    for row in values.chunks_mut(inputs) {
+                        for &j in &fast {
+                            row[j] = 0.0;
+                        }
+                    }
+                }
+                (name, values)
+            })
+            .collect();
+        Model::from_tensors(spec, tensors).unwrap()
+    }
+
+    fn options() -> TruthOptions {
+        TruthOptions {
+            count: 12,
+            validation: 4,
+            seed: 9,
+            guidance: 0.0,
+            class: None,
+            rtol: 1e-5,
+            atol: 1e-5,
+            batch: 4,
+        }
+    }
+
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bns-truth-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Each pair's truth against a one-row DOPRI5 solve at tolerance 1e-9: within 10× the
+    /// pairs' tolerance.
+    fn check_against_tight_solves(model: &Model, pairs: &Pairs) {
+        let dim = pairs.dim();
+        let m = &pairs.meta;
+        for i in 0..pairs.len() {
+            let label = [pairs.labels[i]];
+            let x0: Vec<f64> = pairs.noise[i * dim..(i + 1) * dim]
+                .iter()
+                .map(|&v| v.into())
+                .collect();
+            let tight = Tolerance {
+                rtol: 1e-9,
+                atol: 1e-9,
+            };
+            let reference = integrate(&x0, 0.0, 1.0, tight, |x, t| {
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                guided_velocity(model, &x32, t, &label, m.guidance)
+                    .map(|u| u.into_iter().map(f64::from).collect::<Vec<f64>>())
+            })
+            .unwrap();
+            for (j, (&got, &want)) in pairs.truth[i * dim..(i + 1) * dim]
+                .iter()
+                .zip(&reference.x)
+                .enumerate()
+            {
+                let scale = m.atol + m.rtol * want.abs();
+                let err = (f64::from(got) - want).abs() / scale;
+                assert!(
+                    err < 10.0,
+                    "pair {i}, value {j}: {got} vs {want} ({err:.2} tol)"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unconditional_pairs_file_matches_tight_solves() {
+        let dir = folder("unconditional");
+        let output = dir.join("pairs.safetensors");
+        let model = smooth(&points_model());
+        let mut batches = Vec::new();
+        let pairs = write_pairs(&model, &options(), &output, &mut |e| batches.push(e)).unwrap();
+        let loaded = Pairs::load(&output).unwrap();
+        assert_eq!(loaded, pairs);
+        loaded.check_model(model.id(), &output).unwrap();
+        assert_eq!(loaded.noise, gaussian_batch(9, 12, 2));
+        assert_eq!(loaded.labels, vec![model.spec().null_class(); 12]);
+        let m = &loaded.meta;
+        assert_eq!((m.train, m.validation, m.seed), (8, 4, 9));
+        assert_eq!((m.rtol, m.atol, m.guidance), (1e-5, 1e-5, 0.0));
+        assert_eq!(m.data_shape, vec![2, 1, 1]);
+        assert_eq!(batches.len(), 3);
+        assert!(matches!(
+            batches[2],
+            Progress::Batch {
+                done: 12,
+                count: 12,
+                ..
+            }
+        ));
+        check_against_tight_solves(&model, &loaded);
+        assert!(!partial_path(&output).exists());
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("pairs.safetensors")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn guided_class_conditional_pairs_match_tight_solves() {
+        let model = smooth(&image_model());
+        let options = TruthOptions {
+            guidance: 1.5,
+            count: 7,
+            validation: 2,
+            batch: 3,
+            ..options()
+        };
+        let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
+        assert_eq!(pairs.labels, vec![0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(pairs.dim(), 16);
+        assert_eq!(pairs.meta.guidance, 1.5);
+        check_against_tight_solves(&model, &pairs);
+        let one_class = TruthOptions {
+            class: Some(2),
+            ..options
+        };
+        let pairs = compute_pairs(&model, &one_class, &mut |_| {}).unwrap();
+        assert_eq!(pairs.labels, vec![2; 7]);
+    }
+
+    #[test]
+    fn batch_of_one_is_a_direct_solve() {
+        // The raw random model (fast in t): each pair is exactly a one-row DOPRI5 solve at the
+        // same tolerance, and the mean NFE is the mean of those solves' NFE.
+        let model = image_model();
+        let options = TruthOptions {
+            count: 5,
+            validation: 2,
+            batch: 1,
+            guidance: 0.7,
+            ..options()
+        };
+        let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
+        let dim = pairs.dim();
+        let tol = Tolerance {
+            rtol: options.rtol,
+            atol: options.atol,
+        };
+        let mut nfe = 0;
+        for i in 0..pairs.len() {
+            let label = [pairs.labels[i]];
+            let x0: Vec<f64> = pairs.noise[i * dim..(i + 1) * dim]
+                .iter()
+                .map(|&v| v.into())
+                .collect();
+            let direct = integrate(&x0, 0.0, 1.0, tol, |x, t| {
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                guided_velocity(&model, &x32, t, &label, 0.7)
+                    .map(|u| u.into_iter().map(f64::from).collect::<Vec<f64>>())
+            })
+            .unwrap();
+            let truth: Vec<f32> = direct.x.iter().map(|&v| v as f32).collect();
+            assert_eq!(&pairs.truth[i * dim..(i + 1) * dim], &truth[..], "pair {i}");
+            nfe += direct.nfe;
+        }
+        assert_eq!(pairs.meta.mean_nfe, nfe as f64 / 5.0);
+    }
+
+    #[test]
+    fn mean_nfe_is_what_was_spent() {
+        let model = image_model();
+        let options = TruthOptions {
+            count: 10,
+            batch: 4,
+            ..options()
+        };
+        let (mut calls, mut row_calls) = (0usize, 0usize);
+        let mut reported = Vec::new();
+        let pairs = compute_with(
+            &model,
+            &options,
+            &mut |x, t, c| {
+                calls += 1;
+                row_calls += c.len();
+                guided_velocity(&model, x, t, c, 0.0)
+            },
+            &mut |e| reported.push(e),
+        )
+        .unwrap();
+        // Batches of 4, 4 and 2 rows: Σ calls × rows / pairs.
+        assert_eq!(pairs.meta.mean_nfe, row_calls as f64 / 10.0);
+        let batch_nfe: usize = reported
+            .iter()
+            .map(|e| match e {
+                Progress::Batch { batch_nfe, .. } => *batch_nfe,
+                Progress::Resuming { .. } => 0,
+            })
+            .sum();
+        assert_eq!(batch_nfe, calls);
+        assert!(pairs.meta.mean_nfe > 10.0, "{}", pairs.meta.mean_nfe);
+    }
+
+    #[test]
+    fn resume_after_interruption_gives_the_same_file() {
+        let dir = folder("resume");
+        let model = points_model();
+        let options = options();
+        let whole = dir.join("whole.safetensors");
+        let uninterrupted = write_pairs(&model, &options, &whole, &mut |_| {}).unwrap();
+
+        // Interrupted during the third batch: the first two (8 pairs) are kept.
+        let output = dir.join("resumed.safetensors");
+        let partial = partial_path(&output);
+        let batches = std::cell::Cell::new(0);
+        let calls_in_batch = std::cell::Cell::new(0);
+        let result = write_with(
+            &model,
+            &options,
+            &output,
+            &mut |x, t, c| {
+                if batches.get() == 2 && calls_in_batch.get() == 5 {
+                    return Err(web_sampler::Error::new("test", "interrupted"));
+                }
+                calls_in_batch.set(calls_in_batch.get() + 1);
+                guided_velocity(&model, x, t, c, 0.0)
+            },
+            &mut |e| {
+                if let Progress::Batch { .. } = e {
+                    batches.set(batches.get() + 1);
+                    calls_in_batch.set(0);
+                }
+            },
+        );
+        let shown = format!("{:#}", result.unwrap_err());
+        assert!(
+            shown.contains("interrupted") && shown.contains("pairs 8..12"),
+            "{shown}"
+        );
+        assert!(!output.exists());
+        assert!(partial.exists());
+
+        // Other arguments are refused, and the partial is left alone.
+        let before = std::fs::read(&partial).unwrap();
+        let other = TruthOptions {
+            seed: 10,
+            ..options.clone()
+        };
+        let shown = format!(
+            "{:#}",
+            write_pairs(&model, &other, &output, &mut |_| {}).unwrap_err()
+        );
+        assert!(
+            shown.contains("resumed.safetensors.partial")
+                && shown.contains("--seed 9 there, 10 here")
+                && shown.contains("delete it"),
+            "{shown}"
+        );
+        let other_model = Model::random(spec([2, 1, 1], 0), 4).unwrap();
+        let shown = format!(
+            "{:#}",
+            write_pairs(&other_model, &options, &output, &mut |_| {}).unwrap_err()
+        );
+        assert!(
+            shown.contains(model.id()) && shown.contains(other_model.id()),
+            "{shown}"
+        );
+        assert_eq!(std::fs::read(&partial).unwrap(), before);
+
+        // The same arguments continue from 8 pairs.
+        let mut events = Vec::new();
+        let resumed = write_pairs(&model, &options, &output, &mut |e| events.push(e)).unwrap();
+        assert_eq!(events[0], Progress::Resuming { done: 8 });
+        assert_eq!(events.len(), 2);
+        assert!(!partial.exists());
+        let loaded = Pairs::load(&output).unwrap();
+        assert_eq!(loaded, resumed);
+        let reference = Pairs::load(&whole).unwrap();
+        assert_eq!(reference, uninterrupted);
+        assert_eq!(loaded.noise, reference.noise);
+        assert_eq!(loaded.truth, reference.truth, "bit-identical truth");
+        assert_eq!(loaded.labels, reference.labels);
+        let same_but_time = PairsMeta {
+            seconds: reference.meta.seconds,
+            ..loaded.meta.clone()
+        };
+        assert_eq!(same_but_time, reference.meta);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_partial_is_refused() {
+        let dir = folder("damaged");
+        let output = dir.join("pairs.safetensors");
+        std::fs::write(partial_path(&output), b"not a safetensors file").unwrap();
+        let shown = format!(
+            "{:#}",
+            write_pairs(&points_model(), &options(), &output, &mut |_| {}).unwrap_err()
+        );
+        assert!(
+            shown.contains("pairs.safetensors.partial") && shown.contains("delete it"),
+            "{shown}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_output_is_refused_before_solving() {
+        let dir = folder("unwritable");
+        let mut calls = 0;
+        for output in [dir.join("missing/pairs.safetensors"), dir.clone()] {
+            let result = write_with(
+                &points_model(),
+                &options(),
+                &output,
+                &mut |_, _, _| {
+                    calls += 1;
+                    Ok(vec![])
+                },
+                &mut |_| {},
+            );
+            let shown = format!("{:#}", result.unwrap_err());
+            assert!(shown.contains(&output.display().to_string()), "{shown}");
+        }
+        assert_eq!(calls, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        let points = points_model();
+        let image = image_model();
+        let cases: Vec<(&Model, TruthOptions, &str)> = vec![
+            (
+                &points,
+                TruthOptions {
+                    validation: 12,
+                    ..options()
+                },
+                "--validation must be at least 1 and less than --count (12)",
+            ),
+            (
+                &points,
+                TruthOptions {
+                    validation: 0,
+                    ..options()
+                },
+                "--validation",
+            ),
+            (
+                &points,
+                TruthOptions {
+                    guidance: 1.0,
+                    ..options()
+                },
+                "guidance needs a class-conditional model",
+            ),
+            (
+                &points,
+                TruthOptions {
+                    class: Some(0),
+                    ..options()
+                },
+                "needs a class-conditional model",
+            ),
+            (
+                &image,
+                TruthOptions {
+                    class: Some(4),
+                    ..options()
+                },
+                "out of range",
+            ),
+            (
+                &image,
+                TruthOptions {
+                    guidance: -1.0,
+                    ..options()
+                },
+                "--guidance",
+            ),
+            (
+                &image,
+                TruthOptions {
+                    guidance: f64::NAN,
+                    ..options()
+                },
+                "--guidance",
+            ),
+            (
+                &points,
+                TruthOptions {
+                    batch: 0,
+                    ..options()
+                },
+                "--batch",
+            ),
+            (
+                &points,
+                TruthOptions {
+                    rtol: 0.0,
+                    ..options()
+                },
+                "--rtol",
+            ),
+            (
+                &points,
+                TruthOptions {
+                    atol: f64::INFINITY,
+                    ..options()
+                },
+                "--atol",
+            ),
+        ];
+        for (model, options, expected) in cases {
+            let shown = format!(
+                "{:#}",
+                compute_pairs(model, &options, &mut |_| {}).unwrap_err()
+            );
+            assert!(shown.contains(expected), "{options:?}: {shown}");
+        }
+        // The null class of a conditional model is allowed (unconditional samples).
+        let null = TruthOptions {
+            class: Some(3),
+            count: 3,
+            validation: 1,
+            ..options()
+        };
+        assert!(compute_pairs(&image, &null, &mut |_| {}).is_ok());
+    }
+}

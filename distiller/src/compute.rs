@@ -1,0 +1,49 @@
+//! Where candle runs: `--device cpu|cuda` and `--threads`, shared by every command that trains or
+//! distills.
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use clap::{Args, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceKind {
+    /// The CPU (default)
+    Cpu,
+    /// The first NVIDIA GPU (needs a build with `--features cuda`)
+    Cuda,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ComputeArgs {
+    /// Device for training and distillation
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+    /// CPU threads (default: all cores; on a busy 2-core machine 1 is often as fast)
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl ComputeArgs {
+    /// Applies `--threads` and opens the device.
+    pub fn open(&self) -> Result<Device> {
+        if let Some(n) = self.threads {
+            if n == 0 {
+                bail!("--threads must be at least 1");
+            }
+            // candle's CPU kernels and its matrix multiply read this before their first use.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        }
+        match self.device {
+            DeviceKind::Cpu => Ok(Device::Cpu),
+            DeviceKind::Cuda => {
+                if !candle_core::utils::cuda_is_available() {
+                    bail!(
+                        "--device cuda: this bns was built without CUDA support; rebuild with \
+                         `cargo build --release -p distiller --features cuda` on a machine with the CUDA toolkit"
+                    );
+                }
+                Ok(Device::new_cuda(0)?)
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! How close a solver gets to the ground truth: PSNR per sample (DESIGN §2, "Metrics"), run on
+//! the runtime's CPU path so that the figures are those of the solver as the browser runs it.
+
+use anyhow::Result;
+use web_sampler::model::Model;
+use web_sampler::sample::integrate;
+use web_sampler::solver::NsTable;
+
+use crate::pairs::PairsView;
+
+/// Rows per runtime call when evaluating a solver on pairs.
+const EVAL_BATCH: usize = 128;
+
+/// PSNR of each sample `x` `[N, dim]` against `truth`, on values mapped from [−1, 1] to [0, 1]:
+/// `10·log10(1/MSE)` (so `MSE_01 = MSE/4`).
+pub fn psnr(x: &[f32], truth: &[f32], dim: usize) -> Vec<f64> {
+    x.chunks_exact(dim)
+        .zip(truth.chunks_exact(dim))
+        .map(|(a, b)| {
+            let mse = a
+                .iter()
+                .zip(b)
+                .map(|(p, q)| {
+                    let d = f64::from(p - q) * 0.5;
+                    d * d
+                })
+                .sum::<f64>()
+                / dim as f64;
+            -10.0 * mse.max(1e-20).log10()
+        })
+        .collect()
+}
+
+/// Mean and (population) standard deviation.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// PSNR of `table` (guidance `w`) on each pair of `pairs`, run by the runtime's CPU sampler.
+pub fn solver_psnr(model: &Model, table: &NsTable, pairs: &PairsView, w: f64) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(pairs.len);
+    let dim = pairs.dim;
+    for start in (0..pairs.len).step_by(EVAL_BATCH) {
+        let rows = EVAL_BATCH.min(pairs.len - start);
+        let x0 = pairs.noise[start * dim..(start + rows) * dim].to_vec();
+        let labels = &pairs.labels[start..start + rows];
+        let x = integrate(model, table, x0, labels, w)?;
+        out.extend(psnr(
+            &x,
+            &pairs.truth[start * dim..(start + rows) * dim],
+            dim,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psnr_of_known_errors() {
+        // An error of 0.2 on the [−1, 1] scale is 0.1 on [0, 1]: MSE 0.01, 20 dB.
+        let x = [0.2f32, -0.2, 0.2, -0.2];
+        let truth = [0.0f32; 4];
+        let p = psnr(&x, &truth, 2);
+        assert!(
+            (p[0] - 20.0).abs() < 1e-6 && (p[1] - 20.0).abs() < 1e-6,
+            "{p:?}"
+        );
+        let (mean, std) = mean_std(&[10.0, 20.0]);
+        assert_eq!((mean, std), (15.0, 5.0));
+    }
+}

@@ -1,0 +1,644 @@
+//! The ground-truth pairs file: noise `x_0` and the DOPRI5 solution `x_1` it leads to, for one
+//! model (and guidance scale), split into training and validation rows (DESIGN §2 "Ground
+//! truth"). `bns truth` writes it; distillation and evaluation read it.
+//!
+//! # Format (version [`PAIRS_FORMAT_VERSION`])
+//!
+//! One safetensors file with the tensors
+//!
+//! * `noise` `[N, D]` `F32`: the initial noise `x_0` of each pair;
+//! * `truth` `[N, D]` `F32`: `x(1)` from adaptive Dormand–Prince 5(4);
+//! * `labels` `[N]` `U32`: each pair's class (the model's null class when unconditional);
+//!
+//! and `__metadata__` key [`PAIRS_METADATA_KEY`] holding [`PairsMeta`] as JSON, where
+//! `N = train + validation` and `D` is the product of `data_shape`. The first `train` rows are the
+//! training split, the rest the validation split.
+//!
+//! Reading validates everything (every failure names the file and the problem, nothing panics);
+//! writing goes through a temporary file in the same folder and a rename. The same encoding
+//! (under another metadata key) carries `bns truth`'s partial progress.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use safetensors::tensor::{Dtype, Metadata, TensorView};
+use safetensors::{SafeTensorError, SafeTensors};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use web_sampler::model::MAX_DATA_DIM;
+
+use crate::files::write_atomically;
+
+/// Version of the pairs file format this crate reads and writes.
+pub const PAIRS_FORMAT_VERSION: u32 = 1;
+
+/// The `__metadata__` key whose value is the [`PairsMeta`] as JSON.
+pub const PAIRS_METADATA_KEY: &str = "bns.pairs";
+
+/// Bytes of the little-endian header length that starts a safetensors file.
+const LENGTH_PREFIX: usize = 8;
+
+/// Ground-truth pairs: row `i` of `truth` is the DOPRI5 solution from row `i` of `noise`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pairs {
+    /// `[N, D]` row-major: `x_0`.
+    pub noise: Vec<f32>,
+    /// `[N, D]` row-major: `x_1` from DOPRI5.
+    pub truth: Vec<f32>,
+    /// `[N]`: the class of each pair (the model's null class when unconditional).
+    pub labels: Vec<u32>,
+    pub meta: PairsMeta,
+}
+
+/// What the pairs were made from and how; stored as JSON in the file's metadata.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PairsMeta {
+    /// Must be [`PAIRS_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Id (SHA-256) of the model whose ODE was solved.
+    pub model_id: String,
+    /// The model's data shape `[C, H, W]`; `D` is its product.
+    pub data_shape: Vec<usize>,
+    /// Guidance scale `w` of the velocity.
+    pub guidance: f64,
+    /// DOPRI5's relative tolerance.
+    pub rtol: f64,
+    /// DOPRI5's absolute tolerance.
+    pub atol: f64,
+    /// Velocity evaluations per pair, averaged over the batches weighted by their rows.
+    pub mean_nfe: f64,
+    /// Seed of the noise (`gaussian_batch(seed, N, D)`).
+    pub seed: u64,
+    /// Rows of the training split (the first ones).
+    pub train: usize,
+    /// Rows of the validation split (the rest).
+    pub validation: usize,
+    /// Wall-clock seconds the solves took.
+    pub seconds: f64,
+}
+
+/// Borrowed rows of a [`Pairs`]: `len` pairs of `dim` values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairsView<'a> {
+    pub noise: &'a [f32],
+    pub truth: &'a [f32],
+    pub labels: &'a [u32],
+    pub len: usize,
+    pub dim: usize,
+}
+
+impl PairsMeta {
+    /// Everything but the tensors: version, shape, tolerances, numbers finite, split sizes.
+    /// Returns `(N, D)`.
+    fn validate(&self) -> std::result::Result<(usize, usize), String> {
+        if self.format_version != PAIRS_FORMAT_VERSION {
+            return Err(unknown_version(u64::from(self.format_version)));
+        }
+        if self.model_id.is_empty() {
+            return Err("model_id is empty".into());
+        }
+        let dim = data_dim(&self.data_shape)?;
+        let finite_at_least = |name: &str, v: f64, min: f64, strict: bool| {
+            let ok = v.is_finite() && if strict { v > min } else { v >= min };
+            if ok {
+                Ok(())
+            } else {
+                let relation = if strict { ">" } else { "≥" };
+                Err(format!(
+                    "{name} must be finite and {relation} {min}, got {v}"
+                ))
+            }
+        };
+        finite_at_least("guidance", self.guidance, 0.0, false)?;
+        finite_at_least("rtol", self.rtol, 0.0, true)?;
+        finite_at_least("atol", self.atol, 0.0, true)?;
+        finite_at_least("mean_nfe", self.mean_nfe, 0.0, false)?;
+        finite_at_least("seconds", self.seconds, 0.0, false)?;
+        if self.train == 0 || self.validation == 0 {
+            return Err(format!(
+                "both splits need at least one pair, got train = {}, validation = {}",
+                self.train, self.validation
+            ));
+        }
+        let rows = self
+            .train
+            .checked_add(self.validation)
+            .filter(|n| n.checked_mul(dim).is_some())
+            .ok_or_else(|| {
+                format!(
+                    "train + validation = {} + {} pairs of {dim} values is too large",
+                    self.train, self.validation
+                )
+            })?;
+        Ok((rows, dim))
+    }
+}
+
+impl Pairs {
+    /// Number of pairs `N` (both splits).
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Values per sample `D` (the product of `data_shape`).
+    pub fn dim(&self) -> usize {
+        self.meta.data_shape.iter().product()
+    }
+
+    /// The first `meta.train` rows.
+    pub fn train(&self) -> PairsView<'_> {
+        self.rows(0, self.meta.train.min(self.len()))
+    }
+
+    /// The rows after the training split.
+    pub fn validation(&self) -> PairsView<'_> {
+        let start = self.meta.train.min(self.len());
+        self.rows(start, self.len())
+    }
+
+    fn rows(&self, start: usize, end: usize) -> PairsView<'_> {
+        let dim = self.dim();
+        PairsView {
+            noise: &self.noise[start * dim..end * dim],
+            truth: &self.truth[start * dim..end * dim],
+            labels: &self.labels[start..end],
+            len: end - start,
+            dim,
+        }
+    }
+
+    /// Checks the pairs against their metadata (the checks [`load`](Self::load) makes).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let (rows, dim) = self.meta.validate()?;
+        let check = |name: &str, got: usize, expected: usize| {
+            if got == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} has {got} values, expected {expected} ({rows} pairs of {dim})"
+                ))
+            }
+        };
+        check("noise", self.noise.len(), rows * dim)?;
+        check("truth", self.truth.len(), rows * dim)?;
+        check("labels", self.labels.len(), rows)?;
+        check_finite("noise", &self.noise)?;
+        check_finite("truth", &self.truth)
+    }
+
+    /// Validates, then writes the file through a temporary file and a rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let origin = path.display();
+        self.validate()
+            .map_err(|problem| anyhow!("{origin}: cannot save these pairs: {problem}"))?;
+        let json = serde_json::to_string(&self.meta)
+            .with_context(|| format!("{origin}: cannot encode the pairs metadata"))?;
+        let tensors = Tensors {
+            noise: self.noise.clone(),
+            truth: self.truth.clone(),
+            labels: self.labels.clone(),
+        };
+        let bytes = encode(&tensors, self.dim(), PAIRS_METADATA_KEY, &json)
+            .with_context(|| format!("{origin}: cannot encode the pairs file"))?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Reads and validates a pairs file: safetensors structure, metadata version and values,
+    /// tensors present with the shapes the metadata implies, `F32`/`U32`, all finite, nothing
+    /// else in the file. Every error names the file.
+    pub fn load(path: &Path) -> Result<Pairs> {
+        let origin = path.display();
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow!("{origin}: cannot read the pairs file: {e}"))?;
+        let (meta, tensors) = decode(&bytes, PAIRS_METADATA_KEY, |json| {
+            check_version(json)?;
+            let meta: PairsMeta = serde_json::from_str(json)
+                .map_err(|e| format!("metadata {PAIRS_METADATA_KEY:?} is not valid: {e}"))?;
+            let (rows, dim) = meta.validate()?;
+            Ok((meta, rows, dim))
+        })
+        .map_err(|problem| anyhow!("{origin}: {problem}"))?;
+        Ok(Pairs {
+            noise: tensors.noise,
+            truth: tensors.truth,
+            labels: tensors.labels,
+            meta,
+        })
+    }
+
+    /// Refuses pairs made for another model: the error names the file and both ids.
+    pub fn check_model(&self, model_id: &str, path: &Path) -> Result<()> {
+        if self.meta.model_id != model_id {
+            anyhow::bail!(
+                "{}: these pairs were computed for model {}, but the model given is {model_id}; \
+                 compute pairs for this model with `bns truth`",
+                path.display(),
+                self.meta.model_id
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The three tensors of a pairs file (or of a partial one), row-major.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Tensors {
+    pub noise: Vec<f32>,
+    pub truth: Vec<f32>,
+    pub labels: Vec<u32>,
+}
+
+/// The bytes of a file holding `tensors` (rows of `dim` values) and `json` under `key`.
+pub(crate) fn encode(tensors: &Tensors, dim: usize, key: &str, json: &str) -> Result<Vec<u8>> {
+    let rows = tensors.labels.len();
+    let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let noise = f32_bytes(&tensors.noise);
+    let truth = f32_bytes(&tensors.truth);
+    let labels: Vec<u8> = tensors
+        .labels
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let views = vec![
+        (
+            "noise",
+            TensorView::new(Dtype::F32, vec![rows, dim], &noise)?,
+        ),
+        (
+            "truth",
+            TensorView::new(Dtype::F32, vec![rows, dim], &truth)?,
+        ),
+        ("labels", TensorView::new(Dtype::U32, vec![rows], &labels)?),
+    ];
+    let metadata = std::collections::HashMap::from([(key.to_string(), json.to_string())]);
+    Ok(safetensors::serialize(views, Some(metadata))?)
+}
+
+/// Parses a file written by [`encode`]: `parse` reads the JSON under `key` and says how many
+/// rows of how many values the tensors must have. Errors are the problem alone (the caller
+/// names the file).
+pub(crate) fn decode<T>(
+    bytes: &[u8],
+    key: &str,
+    parse: impl FnOnce(&str) -> std::result::Result<(T, usize, usize), String>,
+) -> std::result::Result<(T, Tensors), String> {
+    check_offsets_fit(bytes)?;
+    let (header_len, metadata) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| describe_safetensors_error(&e, bytes.len()))?;
+    let json = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|entries| entries.get(key))
+        .ok_or_else(|| {
+            format!("the file has no metadata key {key:?} (not a file of this kind?)")
+        })?;
+    let (parsed, rows, dim) = parse(json)?;
+    let data = bytes
+        .get(LENGTH_PREFIX.saturating_add(header_len)..)
+        .unwrap_or_default();
+    let noise = read_tensor(&metadata, data, "noise", Dtype::F32, &[rows, dim])?;
+    let truth = read_tensor(&metadata, data, "truth", Dtype::F32, &[rows, dim])?;
+    let labels = read_tensor(&metadata, data, "labels", Dtype::U32, &[rows])?;
+    let mut extra: Vec<String> = metadata
+        .offset_keys()
+        .into_iter()
+        .filter(|name| !["noise", "truth", "labels"].contains(&name.as_str()))
+        .collect();
+    if !extra.is_empty() {
+        extra.sort();
+        return Err(format!("unexpected tensors {}", extra.join(", ")));
+    }
+    let tensors = Tensors {
+        noise: words(noise).map(f32::from_le_bytes).collect(),
+        truth: words(truth).map(f32::from_le_bytes).collect(),
+        labels: words(labels).map(u32::from_le_bytes).collect(),
+    };
+    check_finite("noise", &tensors.noise)?;
+    check_finite("truth", &tensors.truth)?;
+    Ok((parsed, tensors))
+}
+
+/// The raw bytes of tensor `name`, checked for dtype and shape.
+fn read_tensor<'a>(
+    metadata: &Metadata,
+    data: &'a [u8],
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+) -> std::result::Result<&'a [u8], String> {
+    let info = metadata
+        .info(name)
+        .ok_or_else(|| format!("missing tensor {name}"))?;
+    if info.dtype != dtype {
+        return Err(format!(
+            "tensor {name} has dtype {}, expected {dtype}",
+            info.dtype
+        ));
+    }
+    if info.shape != shape {
+        return Err(format!(
+            "tensor {name} has shape {:?}, expected {shape:?}",
+            info.shape
+        ));
+    }
+    let (start, end) = info.data_offsets;
+    data.get(start..end)
+        .ok_or_else(|| format!("tensor {name} lies outside the file"))
+}
+
+/// Four-byte little-endian words (the length is a multiple of 4: checked by safetensors).
+fn words(raw: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
+    raw.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]])
+}
+
+/// Refuses a `format_version` this crate does not read, before the rest of the JSON (whose
+/// fields may differ in other versions).
+fn check_version(json: &str) -> std::result::Result<(), String> {
+    let value: Value = serde_json::from_str(json)
+        .map_err(|e| format!("metadata {PAIRS_METADATA_KEY:?} is not valid JSON: {e}"))?;
+    match value.get("format_version").map(Value::as_u64) {
+        None => Err(format!(
+            "metadata {PAIRS_METADATA_KEY:?} has no format_version"
+        )),
+        Some(Some(v)) if v == u64::from(PAIRS_FORMAT_VERSION) => Ok(()),
+        Some(Some(v)) => Err(unknown_version(v)),
+        Some(None) => Err(format!(
+            "metadata {PAIRS_METADATA_KEY:?}: format_version must be a non-negative integer"
+        )),
+    }
+}
+
+fn unknown_version(version: u64) -> String {
+    format!(
+        "unknown pairs format version {version} (this build reads version {PAIRS_FORMAT_VERSION}); \
+         recompute the pairs with this build's `bns truth`"
+    )
+}
+
+/// `D`, the product of a data shape `[C, H, W]`, bounded by the runtime's [`MAX_DATA_DIM`].
+pub(crate) fn data_dim(shape: &[usize]) -> std::result::Result<usize, String> {
+    let dim = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&d| d <= MAX_DATA_DIM);
+    match dim {
+        Some(d) if !shape.is_empty() && d > 0 => Ok(d),
+        _ => Err(format!(
+            "data_shape {shape:?} is not a shape of 1 to {MAX_DATA_DIM} values"
+        )),
+    }
+}
+
+/// An error naming the first non-finite value of a tensor.
+fn check_finite(name: &str, values: &[f32]) -> std::result::Result<(), String> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "tensor {name} has a non-finite value ({}) at index {i}",
+            values[i]
+        )),
+    }
+}
+
+/// Guards safetensors' own check `data end + 8 + header length == file length`, which overflows
+/// (a panic in builds with overflow checks) for data offsets near `usize::MAX`: any offset past
+/// the end of the file is rejected here first. Headers that do not parse are left to
+/// safetensors, which reports them.
+fn check_offsets_fit(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some(prefix) = bytes.get(..LENGTH_PREFIX) else {
+        return Ok(());
+    };
+    let mut length = [0u8; LENGTH_PREFIX];
+    length.copy_from_slice(prefix);
+    let header = usize::try_from(u64::from_le_bytes(length))
+        .ok()
+        .and_then(|n| bytes.get(LENGTH_PREFIX..LENGTH_PREFIX.checked_add(n)?));
+    let Some(header) = header else {
+        return Ok(());
+    };
+    let Ok(entries) = serde_json::from_slice::<serde_json::Map<String, Value>>(header) else {
+        return Ok(());
+    };
+    let file_len = bytes.len() as u64;
+    for (name, info) in &entries {
+        let offsets = info.get("data_offsets").and_then(Value::as_array);
+        for offset in offsets.into_iter().flatten().filter_map(Value::as_u64) {
+            if offset > file_len {
+                return Err(format!(
+                    "not a valid safetensors file: tensor {name} has data offset {offset}, \
+                     beyond the file's {file_len} bytes (truncated or corrupt)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The problem text for a file that safetensors cannot read.
+fn describe_safetensors_error(error: &SafeTensorError, file_len: usize) -> String {
+    match error {
+        SafeTensorError::HeaderTooSmall
+        | SafeTensorError::InvalidHeaderLength
+        | SafeTensorError::HeaderTooLarge => format!(
+            "not a safetensors file (truncated or corrupt: {file_len} bytes, the header length \
+             does not fit): {error}"
+        ),
+        SafeTensorError::MetadataIncompleteBuffer => format!(
+            "truncated or corrupt safetensors file: its {file_len} bytes do not match the tensor \
+             data its header declares: {error}"
+        ),
+        _ => format!("not a valid safetensors file (truncated or corrupt?): {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder for one test.
+    fn folder(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("bns-pairs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn sample() -> Pairs {
+        let (n, d) = (5, 2);
+        Pairs {
+            noise: (0..n * d).map(|i| i as f32 * 0.5 - 2.0).collect(),
+            truth: (0..n * d).map(|i| (i as f32).sin()).collect(),
+            labels: vec![0, 1, 2, 0, 1],
+            meta: PairsMeta {
+                format_version: PAIRS_FORMAT_VERSION,
+                model_id: "ab".repeat(32),
+                data_shape: vec![2, 1, 1],
+                guidance: 0.5,
+                rtol: 1e-5,
+                atol: 1e-6,
+                mean_nfe: 86.4,
+                seed: 7,
+                train: 3,
+                validation: 2,
+                seconds: 1.25,
+            },
+        }
+    }
+
+    /// The error of loading `bytes` written to a file, as displayed.
+    fn load_error(dir: &Path, bytes: &[u8]) -> String {
+        let path = dir.join("bad.safetensors");
+        std::fs::write(&path, bytes).unwrap();
+        let e = Pairs::load(&path).unwrap_err();
+        let shown = format!("{e:#}");
+        assert!(shown.contains("bad.safetensors"), "names the file: {shown}");
+        shown
+    }
+
+    /// A file with `meta` replaced (the tensors of `sample()`).
+    fn with_meta(meta: &Value) -> Vec<u8> {
+        let p = sample();
+        let tensors = Tensors {
+            noise: p.noise,
+            truth: p.truth,
+            labels: p.labels,
+        };
+        encode(&tensors, 2, PAIRS_METADATA_KEY, &meta.to_string()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_splits() {
+        let dir = folder("round-trip");
+        let path = dir.join("pairs.safetensors");
+        let p = sample();
+        p.save(&path).unwrap();
+        let q = Pairs::load(&path).unwrap();
+        assert_eq!(p, q);
+        assert_eq!((q.len(), q.dim()), (5, 2));
+        let train = q.train();
+        assert_eq!((train.len, train.dim), (3, 2));
+        assert_eq!(train.noise, &p.noise[..6]);
+        assert_eq!(train.labels, &[0, 1, 2]);
+        let validation = q.validation();
+        assert_eq!(validation.len, 2);
+        assert_eq!(validation.truth, &p.truth[6..]);
+        assert_eq!(validation.labels, &[0, 1]);
+        // Nothing else left in the folder (no temporary file).
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("pairs.safetensors")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn corrupt_and_truncated_files_are_refused() {
+        let dir = folder("corrupt");
+        let path = dir.join("good.safetensors");
+        sample().save(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for cut in [0, 4, 8, 40, good.len() / 2, good.len() - 1] {
+            let shown = load_error(&dir, &good[..cut]);
+            assert!(
+                shown.contains("safetensors") || shown.contains("truncated"),
+                "cut at {cut}: {shown}"
+            );
+        }
+        // Garbage, and a header length pointing far beyond the file.
+        load_error(&dir, b"this is not a safetensors file at all");
+        let mut huge = good.clone();
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        load_error(&dir, &huge);
+        // A data offset near usize::MAX must not overflow.
+        let header =
+            r#"{"noise":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        let shown = load_error(&dir, &bytes);
+        assert!(shown.contains("beyond the file"), "{shown}");
+        // A flipped byte in the metadata JSON.
+        let mut flipped = good.clone();
+        let at = good.windows(9).position(|w| w == b"bns.pairs").unwrap();
+        flipped[at + 12] = b'x';
+        load_error(&dir, &flipped);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn inconsistent_contents_are_refused() {
+        let dir = folder("inconsistent");
+        let meta = serde_json::to_value(&sample().meta).unwrap();
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("train", 4.into(), "shape"),
+            ("validation", 0.into(), "both splits"),
+            ("data_shape", serde_json::json!([3, 1, 1]), "shape"),
+            ("data_shape", serde_json::json!([]), "data_shape"),
+            ("rtol", (-1.0).into(), "rtol"),
+            ("mean_nfe", Value::Null, "expected f64"),
+            ("model_id", "".into(), "model_id"),
+        ];
+        for (field, value, expected) in cases {
+            let mut m = meta.clone();
+            m[field] = value;
+            let shown = load_error(&dir, &with_meta(&m));
+            assert!(shown.contains(expected), "{field}: {shown}");
+        }
+        // A non-finite value in a tensor.
+        let mut p = sample();
+        p.truth[3] = f32::NAN;
+        let tensors = Tensors {
+            noise: p.noise.clone(),
+            truth: p.truth.clone(),
+            labels: p.labels.clone(),
+        };
+        let json = serde_json::to_string(&p.meta).unwrap();
+        let shown = load_error(
+            &dir,
+            &encode(&tensors, 2, PAIRS_METADATA_KEY, &json).unwrap(),
+        );
+        assert!(
+            shown.contains("non-finite") && shown.contains("truth"),
+            "{shown}"
+        );
+        // ... which save refuses to write in the first place.
+        let path = dir.join("nan.safetensors");
+        let e = p.save(&path).unwrap_err();
+        assert!(format!("{e:#}").contains("non-finite"), "{e:#}");
+        assert!(!path.exists());
+        // Another metadata key (e.g. a model file).
+        let shown = load_error(&dir, &encode(&tensors, 2, "bns.model", &json).unwrap());
+        assert!(shown.contains("bns.pairs"), "{shown}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wrong_version_is_refused() {
+        let dir = folder("version");
+        let mut meta = serde_json::to_value(&sample().meta).unwrap();
+        meta["format_version"] = 2.into();
+        // Another version may have other fields: the version is what gets reported.
+        meta.as_object_mut().unwrap().remove("seconds");
+        let shown = load_error(&dir, &with_meta(&meta));
+        assert!(shown.contains("unknown pairs format version 2"), "{shown}");
+        meta.as_object_mut().unwrap().remove("format_version");
+        let shown = load_error(&dir, &with_meta(&meta));
+        assert!(shown.contains("format_version"), "{shown}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pairs_for_another_model_are_refused() {
+        let p = sample();
+        let path = Path::new("runs/pairs.safetensors");
+        assert!(p.check_model(&"ab".repeat(32), path).is_ok());
+        let other = "cd".repeat(32);
+        let shown = format!("{:#}", p.check_model(&other, path).unwrap_err());
+        assert!(
+            shown.contains("runs/pairs.safetensors")
+                && shown.contains(&"ab".repeat(32))
+                && shown.contains(&other),
+            "{shown}"
+        );
+    }
+}
