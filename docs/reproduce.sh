@@ -36,12 +36,45 @@ truth() { # dataset guidance
     --guidance $w --rtol 1e-5 --atol 1e-5 -o runs/$d/pairs-w$w.safetensors
 }
 
-distill() { # dataset guidance nfe extra-args...
-  local d=$1 w=$2 n=$3
-  shift 3
-  step "distill $d w=$w nfe=$n $*" runs/$d/bns-$n-w$w$(printf '%s' "$*" | tr -d ' -').json \
+distill() { # dataset guidance nfe name extra-args...
+  local d=$1 w=$2 n=$3 name=$4
+  shift 4
+  step "distill $d $name nfe=$n w=$w" runs/$d/$name-$n-w$w.json \
     $BNS distill --model runs/$d/model.safetensors --pairs runs/$d/pairs-w$w.safetensors \
-    --nfe $n --threads $THREADS "$@" -o runs/$d/bns-$n-w$w$(printf '%s' "$*" | tr -d ' -').json
+    --nfe $n --threads $THREADS "$@" -o runs/$d/$name-$n-w$w.json
+}
+
+# The solvers of one model and guidance: BNS (from midpoint on the uniform grid) at every NFE,
+# and the time-only baseline (Euler's times learned).
+solvers() { # dataset guidance iterations
+  local d=$1 w=$2 it=$3
+  truth $d $w
+  for n in 4 6 8 10 12 16; do
+    distill $d $w $n bns --init midpoint --grid uniform --iterations $it
+  done
+  if [ "$w" = 0 ]; then
+    for n in 4 8 16; do
+      distill $d $w $n timeonly --init euler --grid uniform --time-only --iterations $((it / 2))
+    done
+  fi
+}
+
+evaluate() { # dataset guidance
+  local d=$1 w=$2
+  step "eval $d w=$w" runs/$d/eval-w$w/results.md \
+    $BNS eval --model runs/$d/model.safetensors --pairs runs/$d/pairs-w$w.safetensors \
+    --solvers runs/$d --threads $THREADS -o runs/$d/eval-w$w
+}
+
+publish() { # dataset title [--default]
+  local d=$1 title=$2
+  shift 2
+  local pairs=(runs/$d/pairs-w0.safetensors)
+  [ -e runs/$d/pairs-w2.safetensors ] && pairs+=(runs/$d/pairs-w2.safetensors)
+  local files=()
+  for f in runs/$d/bns-*.json; do files+=("$f"); done
+  $BNS publish --name $d --title "$title" --model runs/$d/model.safetensors \
+    --solvers "${files[@]}" --pairs "${pairs[@]}" "$@"
 }
 
 case "${1:-all}" in
@@ -50,8 +83,31 @@ case "${1:-all}" in
     train mnist 10000 512
     train checkerboard 10000 256 --batch 512
     ;;
+  solvers)
+    # solvers DATASET GUIDANCE ITERATIONS
+    solvers "$2" "$3" "$4"
+    ;;
+  eval)
+    evaluate "$2" "$3"
+    ;;
+  publish)
+    publish fashion-mnist "Fashion-MNIST, class-conditional MLP" --default
+    publish mnist "MNIST digits, class-conditional MLP"
+    publish checkerboard "2-D checkerboard, unconditional MLP"
+    ;;
+  all)
+    "$0" train
+    "$0" solvers fashion-mnist 0 600
+    "$0" solvers fashion-mnist 2 600
+    "$0" solvers mnist 0 600
+    "$0" solvers mnist 2 600
+    "$0" solvers checkerboard 0 600
+    for d in fashion-mnist mnist; do "$0" eval $d 0; "$0" eval $d 2; done
+    "$0" eval checkerboard 0
+    "$0" publish
+    ;;
   *)
-    echo "usage: $0 train" >&2
+    echo "usage: $0 [all | train | solvers DATASET GUIDANCE ITERATIONS | eval DATASET GUIDANCE | publish]" >&2
     exit 2
     ;;
 esac

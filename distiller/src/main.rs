@@ -53,6 +53,8 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Distill a BNS solver for a model from ground-truth pairs
     Distill(commands::distill::DistillArgs),
+    /// Publish a model and its distilled solvers on the site, after verifying them on the runtime
+    Publish(commands::publish::PublishArgs),
     /// Ground truth: solve the model's ODE from seeded noise with adaptive Dormand–Prince 5(4)
     Truth(commands::truth::TruthArgs),
 }
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Train(a) => commands::train::run(a),
         Command::Truth(a) => commands::truth::run(a),
         Command::Distill(a) => commands::distill::run(a),
+        Command::Publish(a) => commands::publish::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

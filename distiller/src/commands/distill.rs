@@ -102,7 +102,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         "wrote {}: validation PSNR {:.2} dB (init {} {:.2} dB) at NFE {}",
         args.output.display(),
         outcome.validation_psnr,
-        outcome.solver.provenance["init"],
+        outcome.solver.provenance["init"].as_str().unwrap_or("?"),
         outcome.init_psnr,
         args.nfe
     );
@@ -310,4 +310,172 @@ pub fn today() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::commands::train::{train, TrainArgs};
+    use crate::commands::truth::{compute_pairs, TruthOptions};
+    use crate::compute::{ComputeArgs, DeviceKind};
+    use crate::data::{self, DataSources, DatasetName};
+    use std::path::Path;
+
+    pub(crate) fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bns-distill-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn compute() -> ComputeArgs {
+        ComputeArgs {
+            device: DeviceKind::Cpu,
+            threads: None,
+        }
+    }
+
+    /// A tiny checkerboard model (trained briefly, so its flow is smooth in t) and its pairs.
+    pub(crate) fn tiny_model_and_pairs(dir: &Path) -> (PathBuf, PathBuf) {
+        let model_path = dir.join("m.safetensors");
+        let dataset = data::load(DatasetName::Checkerboard, &DataSources::default(), 1).unwrap();
+        let args = TrainArgs {
+            dataset: DatasetName::Checkerboard,
+            steps: 400,
+            batch: 256,
+            lr: 3e-3,
+            weight_decay: 0.0,
+            ema: 0.9,
+            label_dropout: 0.0,
+            width: 48,
+            depth: 2,
+            time_embedding: 8,
+            class_embedding: 0,
+            seed: 1,
+            checkpoint_every: 1000,
+            resume: false,
+            output: model_path.clone(),
+            compute: compute(),
+        };
+        let model = train(&args, &dataset, &Device::Cpu, false).unwrap().model;
+        let options = TruthOptions {
+            count: 160,
+            validation: 64,
+            seed: 3,
+            guidance: 0.0,
+            class: None,
+            rtol: 1e-6,
+            atol: 1e-6,
+            batch: 160,
+        };
+        let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
+        let pairs_path = dir.join("pairs.safetensors");
+        pairs.save(&pairs_path).unwrap();
+        (model_path, pairs_path)
+    }
+
+    pub(crate) fn args(model: &Path, pairs: &Path, output: &Path) -> DistillArgs {
+        DistillArgs {
+            model: model.to_path_buf(),
+            pairs: pairs.to_path_buf(),
+            nfe: 4,
+            guidance: None,
+            init: Init::Euler,
+            grid: Grid::Uniform,
+            time_only: false,
+            iterations: 150,
+            batch: 48,
+            lr: 2e-2,
+            validate_every: 25,
+            seed: 0,
+            output: output.to_path_buf(),
+            compute: compute(),
+        }
+    }
+
+    #[test]
+    fn distilling_beats_the_euler_init_and_the_file_reproduces_its_psnr() {
+        let dir = scratch("gain");
+        let (model_file, pairs_file) = tiny_model_and_pairs(&dir);
+        let out = dir.join("bns-4.json");
+        let outcome = distill(&args(&model_file, &pairs_file, &out), &Device::Cpu, false).unwrap();
+        eprintln!(
+            "NFE 4: BNS {:.2} dB, Euler init {:.2} dB",
+            outcome.validation_psnr, outcome.init_psnr
+        );
+        assert!(
+            outcome.validation_psnr > outcome.init_psnr + 3.0,
+            "BNS {:.2} dB vs Euler init {:.2} dB",
+            outcome.validation_psnr,
+            outcome.init_psnr
+        );
+        // The written solver, loaded by the runtime, gives the PSNR it records.
+        let file = SolverFile::load(&out).unwrap();
+        let model = Model::load(&model_file).unwrap();
+        file.check_model(model.id(), "bns-4.json").unwrap();
+        let pairs = Pairs::load(&pairs_file).unwrap();
+        let (psnr, _) =
+            mean_std(&solver_psnr(&model, &file.table(), &pairs.validation(), 0.0).unwrap());
+        assert!(
+            (psnr - file.metrics["validation_psnr"]).abs() < 0.01,
+            "{psnr} vs {:?}",
+            file.metrics
+        );
+        assert_eq!(file.kind, "bns");
+        assert_eq!(file.nfe, 4);
+
+        // The time-only baseline also starts from Euler and cannot do worse than it.
+        let mut time_only = args(&model_file, &pairs_file, &dir.join("t.json"));
+        time_only.time_only = true;
+        let t = distill(&time_only, &Device::Cpu, false).unwrap();
+        assert!(
+            t.validation_psnr >= t.init_psnr - 1e-6,
+            "{} vs {}",
+            t.validation_psnr,
+            t.init_psnr
+        );
+        assert_eq!(t.solver.kind, "bns-time-only");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bad_requests_are_refused_and_leave_the_output_alone() {
+        let dir = scratch("bad");
+        let (model, pairs) = tiny_model_and_pairs(&dir);
+        let out = dir.join("keep.json");
+        std::fs::write(&out, "previous").unwrap();
+        let message = |a: DistillArgs| distill(&a, &Device::Cpu, false).err().unwrap().to_string();
+
+        let mut a = args(&model, &pairs, &out);
+        a.nfe = 0;
+        assert!(message(a).contains("--nfe must be at least 1"));
+
+        let mut a = args(&model, &pairs, &out);
+        a.guidance = Some(2.0);
+        let m = message(a);
+        assert!(
+            m.contains("guidance") && m.contains("pairs.safetensors"),
+            "{m}"
+        );
+
+        let mut a = args(&model, &pairs, &out);
+        a.time_only = true;
+        a.init = Init::Midpoint;
+        assert!(message(a).contains("--init euler"));
+
+        let mut a = args(&model, &pairs, &out);
+        a.init = Init::Midpoint;
+        a.nfe = 5;
+        assert!(message(a).contains("multiple of 2"));
+
+        // Pairs computed for another model.
+        let other = dir.join("other.safetensors");
+        let spec = Model::load(&model).unwrap().spec().clone();
+        Model::random(spec, 99).unwrap().save(&other).unwrap();
+        let m = message(args(&other, &pairs, &out));
+        assert!(m.contains("pairs.safetensors"), "{m}");
+
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod distill;
 pub mod model;
+pub mod publish;
 pub mod sample;
 pub mod solver;
 pub mod train;

@@ -1,0 +1,338 @@
+//! `bns publish`: put a model and its distilled solvers on the site, under
+//! `www/models/<name>/` with a `manifest.json`, after checking each solver on the runtime.
+//!
+//! Before anything is written, every solver is re-run by `web-sampler` (the code the page runs)
+//! on the validation pairs of its guidance, and publishing is refused if the PSNR differs from the
+//! one the solver records by more than [`PSNR_TOLERANCE_DB`], or if the solver was distilled for
+//! another model. The folder is assembled beside the target and swapped in at the end.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use web_sampler::model::Model;
+use web_sampler::solver::SolverFile;
+
+use crate::files::write_atomically;
+use crate::metrics::{mean_std, solver_psnr};
+use crate::pairs::Pairs;
+
+/// Largest accepted difference between a solver's recorded and re-measured validation PSNR.
+pub const PSNR_TOLERANCE_DB: f64 = 0.1;
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+#[derive(Args, Clone, Debug)]
+pub struct PublishArgs {
+    /// Name of the model on the site (a folder name: letters, digits, '-', '_')
+    #[arg(long)]
+    pub name: String,
+    /// Title shown on the page
+    #[arg(long)]
+    pub title: String,
+    /// The model file
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Distilled solver files, or folders to take every `*.json` solver of this model from
+    #[arg(long, num_args = 1.., required = true)]
+    pub solvers: Vec<PathBuf>,
+    /// Ground-truth pairs files (one per guidance scale) to verify the solvers on
+    #[arg(long, num_args = 1.., required = true)]
+    pub pairs: Vec<PathBuf>,
+    /// The site folder
+    #[arg(long, default_value = "www")]
+    pub site: PathBuf,
+    /// Make this the model the page opens with
+    #[arg(long)]
+    pub default: bool,
+}
+
+/// `www/models/<name>/manifest.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub name: String,
+    pub title: String,
+    pub model: String,
+    pub model_id: String,
+    pub model_bytes: usize,
+    pub solvers: Vec<ManifestSolver>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestSolver {
+    pub file: String,
+    pub name: String,
+    pub kind: String,
+    pub nfe: usize,
+    pub guidance: f64,
+    pub validation_psnr: f64,
+}
+
+pub fn run(args: PublishArgs) -> Result<()> {
+    let manifest = publish(&args, &mut |line| println!("{line}"))?;
+    println!(
+        "published {} ({} solvers) in {}",
+        manifest.name,
+        manifest.solvers.len(),
+        args.site.join("models").join(&manifest.name).display()
+    );
+    Ok(())
+}
+
+fn solver_files(paths: &[PathBuf], model: &Model) -> Result<Vec<(PathBuf, SolverFile)>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("{}: cannot list", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            entries.sort();
+            for entry in entries {
+                let Ok(file) = SolverFile::load(&entry) else {
+                    continue;
+                };
+                if file.model_id.as_deref() == Some(model.id()) {
+                    out.push((entry, file));
+                }
+            }
+        } else {
+            let file = SolverFile::load(path)?;
+            file.check_model(model.id(), &path.display().to_string())?;
+            if file.model_id.is_none() {
+                bail!(
+                    "{}: a classical solver (not bound to a model); the page builds those itself",
+                    path.display()
+                );
+            }
+            out.push((path.clone(), file));
+        }
+    }
+    if out.is_empty() {
+        bail!("no solver for model {} among {:?}", model.id(), paths);
+    }
+    Ok(out)
+}
+
+/// Checks and writes; `say` receives one line per verified solver.
+pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manifest> {
+    if args.name.is_empty()
+        || !args
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!(
+            "--name {:?}: use letters, digits, '-' and '_' only",
+            args.name
+        );
+    }
+    let model_bytes = std::fs::read(&args.model)
+        .with_context(|| format!("{}: cannot read", args.model.display()))?;
+    let model = Model::from_bytes(&model_bytes, &args.model.display().to_string())?;
+    let pairs: Vec<(PathBuf, Pairs)> = args
+        .pairs
+        .iter()
+        .map(|p| {
+            let pairs = Pairs::load(p)?;
+            pairs.check_model(model.id(), p)?;
+            Ok((p.clone(), pairs))
+        })
+        .collect::<Result<_>>()?;
+
+    // Each published solver with its document.
+    let mut published: Vec<(ManifestSolver, String)> = Vec::new();
+    for (path, file) in solver_files(&args.solvers, &model)? {
+        let origin = path.display();
+        let Some(recorded) = file.metrics.get("validation_psnr").copied() else {
+            bail!("{origin}: records no validation_psnr to verify");
+        };
+        let Some((pairs_path, pairs)) =
+            pairs.iter().find(|(_, p)| p.meta.guidance == file.guidance)
+        else {
+            bail!(
+                "{origin}: no pairs file with guidance {} among --pairs to verify it on",
+                file.guidance
+            );
+        };
+        let (measured, _) = mean_std(&solver_psnr(
+            &model,
+            &file.table(),
+            &pairs.validation(),
+            file.guidance,
+        )?);
+        if (measured - recorded).abs() > PSNR_TOLERANCE_DB {
+            bail!(
+                "{origin}: records a validation PSNR of {recorded:.3} dB but the runtime measures \
+                 {measured:.3} dB on {} (more than {PSNR_TOLERANCE_DB} dB apart); not publishing",
+                pairs_path.display()
+            );
+        }
+        say(format!(
+            "verified {origin}: {measured:.2} dB (recorded {recorded:.2} dB, NFE {}, w = {})",
+            file.nfe, file.guidance
+        ));
+        let name = format!("{}-{}-w{}", file.kind, file.nfe, file.guidance);
+        if published.iter().any(|(s, _)| s.name == name) {
+            bail!("{origin}: a second {name} solver (publish one per kind, NFE and guidance)");
+        }
+        let entry = ManifestSolver {
+            file: format!("{name}.json"),
+            name,
+            kind: file.kind.clone(),
+            nfe: file.nfe,
+            guidance: file.guidance,
+            validation_psnr: measured,
+        };
+        published.push((entry, file.to_json()));
+    }
+    published.sort_by(|(a, _), (b, _)| {
+        (a.guidance, a.nfe, &a.kind)
+            .partial_cmp(&(b.guidance, b.nfe, &b.kind))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let manifest = Manifest {
+        format_version: MANIFEST_FORMAT_VERSION,
+        name: args.name.clone(),
+        title: args.title.clone(),
+        model: "model.safetensors".into(),
+        model_id: model.id().to_string(),
+        model_bytes: model_bytes.len(),
+        solvers: published.iter().map(|(s, _)| s.clone()).collect(),
+    };
+
+    // Assemble the folder beside its final place, then swap it in.
+    let models = args.site.join("models");
+    std::fs::create_dir_all(&models)
+        .with_context(|| format!("{}: cannot create", models.display()))?;
+    let target = models.join(&args.name);
+    let staging = models.join(format!(".{}.staging-{}", args.name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let write = || -> Result<()> {
+        std::fs::create_dir_all(&staging)?;
+        write_atomically(&staging.join("model.safetensors"), &model_bytes)?;
+        for (entry, text) in &published {
+            write_atomically(&staging.join(&entry.file), text.as_bytes())?;
+        }
+        let json = serde_json::to_string_pretty(&manifest)? + "\n";
+        write_atomically(&staging.join("manifest.json"), json.as_bytes())?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let old = models.join(format!(".{}.old-{}", args.name, std::process::id()));
+    if target.exists() {
+        std::fs::rename(&target, &old)
+            .with_context(|| format!("{}: cannot replace", target.display()))?;
+    }
+    std::fs::rename(&staging, &target)
+        .with_context(|| format!("{}: cannot write", target.display()))?;
+    let _ = std::fs::remove_dir_all(&old);
+    update_index(&models.join("index.json"), &args.name, args.default)?;
+    Ok(manifest)
+}
+
+/// Adds `name` to `index.json` (the list of published models; the first is the default).
+fn update_index(path: &Path, name: &str, default: bool) -> Result<()> {
+    let mut names: Vec<String> = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a JSON list of model names", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    names.retain(|n| n != name);
+    if default {
+        names.insert(0, name.to_string());
+    } else {
+        names.push(name.to_string());
+    }
+    write_atomically(
+        path,
+        (serde_json::to_string_pretty(&names)? + "\n").as_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::distill::distill;
+    use crate::commands::distill::tests::{args as distill_args, scratch, tiny_model_and_pairs};
+    use candle_core::Device;
+
+    fn publish_args(dir: &Path, model: &Path, solver: &Path, pairs: &Path) -> PublishArgs {
+        PublishArgs {
+            name: "tiny".into(),
+            title: "Tiny checkerboard".into(),
+            model: model.to_path_buf(),
+            solvers: vec![solver.to_path_buf()],
+            pairs: vec![pairs.to_path_buf()],
+            site: dir.join("www"),
+            default: true,
+        }
+    }
+
+    #[test]
+    fn publishes_verified_solvers_and_refuses_the_rest() {
+        let dir = scratch("publish");
+        let (model, pairs) = tiny_model_and_pairs(&dir);
+        let solver = dir.join("bns-4.json");
+        let mut a = distill_args(&model, &pairs, &solver);
+        a.iterations = 30;
+        distill(&a, &Device::Cpu, false).unwrap();
+
+        let mut lines = Vec::new();
+        let manifest = publish(&publish_args(&dir, &model, &solver, &pairs), &mut |l| {
+            lines.push(l)
+        })
+        .unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("verified "), "{lines:?}");
+        let folder = dir.join("www/models/tiny");
+        let written: Manifest =
+            serde_json::from_str(&std::fs::read_to_string(folder.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(written, manifest);
+        assert_eq!(manifest.solvers.len(), 1);
+        let published = Model::load(&folder.join("model.safetensors")).unwrap();
+        assert_eq!(published.id(), manifest.model_id);
+        let file = SolverFile::load(&folder.join(&manifest.solvers[0].file)).unwrap();
+        file.check_model(published.id(), "published").unwrap();
+        let index: Vec<String> = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("www/models/index.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(index, ["tiny"]);
+
+        // A recorded PSNR that the runtime does not reproduce.
+        let mut tampered = SolverFile::load(&solver).unwrap();
+        *tampered.metrics.get_mut("validation_psnr").unwrap() += 0.5;
+        let bad = dir.join("tampered.json");
+        tampered.save(&bad).unwrap();
+        let mut args = publish_args(&dir, &model, &bad, &pairs);
+        args.name = "other".into();
+        let message = publish(&args, &mut |_| {}).err().unwrap().to_string();
+        assert!(
+            message.contains("tampered.json") && message.contains("not publishing"),
+            "{message}"
+        );
+        assert!(!dir.join("www/models/other").exists());
+
+        // A solver distilled for another model.
+        let other_model = dir.join("other.safetensors");
+        let spec = Model::load(&model).unwrap().spec().clone();
+        Model::random(spec, 42).unwrap().save(&other_model).unwrap();
+        let mut args = publish_args(&dir, &other_model, &solver, &pairs);
+        args.name = "other".into();
+        let message = publish(&args, &mut |_| {}).err().unwrap().to_string();
+        assert!(
+            message.contains("pairs.safetensors") || message.contains("bns-4.json"),
+            "{message}"
+        );
+        assert!(!dir.join("www/models/other").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
