@@ -11,18 +11,17 @@ DEBIAN_PACKAGES := chromium mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist
 WASM := target/wasm32-unknown-unknown/release/web_sampler.wasm
 PKG := www/pkg
 BNS := target/debug/bns
-DEMO := www/models/default
 export XDG_RUNTIME_DIR ?= /tmp/bns-xdg-runtime
 
-.PHONY: serve test setup system-packages rust-tools npm-packages wasm demo-models \
+.PHONY: serve test setup system-packages rust-tools npm-packages wasm \
         check-format lint cargo-test browser-test clean
 
 ## serve: build the wasm runtime and serve www/ on http://127.0.0.1:$(PORT)/
-serve: rust-tools npm-packages wasm demo-models
+serve: rust-tools npm-packages wasm
 	node www/serve.mjs --port $(PORT)
 
 ## test: formatting, lints, Rust tests, the wasm build and the browser tests
-test: setup check-format lint cargo-test wasm demo-models browser-test
+test: setup check-format lint cargo-test wasm browser-test
 	@echo "All tests passed."
 
 setup: system-packages rust-tools npm-packages
@@ -66,16 +65,6 @@ wasm: rust-tools npm-packages
 $(BNS): $(shell find distiller/src web-sampler/src -name '*.rs') distiller/Cargo.toml web-sampler/Cargo.toml
 	cargo build -p distiller
 
-## demo-models: the demo model (random weights) and classical solvers the page opens with
-demo-models: $(DEMO)/model.safetensors
-$(DEMO)/model.safetensors: $(BNS)
-	$(BNS) model init --shape 1,28,28 --classes 10 --width 128 --depth 2 --seed 7 -o $@.new
-	$(BNS) solver new --method euler --grid uniform --nfe 8 -o $(DEMO)/euler-uniform-8.json
-	$(BNS) solver new --method midpoint --grid uniform --nfe 8 -o $(DEMO)/midpoint-uniform-8.json
-	$(BNS) solver new --method dpmpp2m --grid edm --nfe 8 -o $(DEMO)/dpmpp2m-edm-8.json
-	$(BNS) solver new --method rk4 --grid uniform --nfe 8 -o $(DEMO)/rk4-uniform-8.json
-	mv $@.new $@
-
 check-format:
 	cargo fmt --all -- --check
 
@@ -86,7 +75,7 @@ cargo-test:
 	mkdir -p $(XDG_RUNTIME_DIR)
 	cargo test --workspace
 
-browser-test: wasm demo-models $(BNS)
+browser-test: wasm $(BNS)
 	BNS=$(BNS) node --test --test-concurrency=1 tests/browser/
 
 clean:

@@ -28,26 +28,52 @@ let sampler;
 let manifest;
 let spec;
 
+// Classical solvers the runtime builds itself, offered beside the published ones.
+const CLASSICAL = [
+  ['euler', 'uniform'], ['midpoint', 'uniform'], ['heun', 'uniform'], ['rk4', 'uniform'],
+  ['ab2', 'uniform'], ['ab3', 'uniform'], ['dpmpp2m', 'edm'], ['dpmpp2m', 'uniform'],
+];
+const STAGES = { euler: 1, midpoint: 2, heun: 2, rk4: 4, ab2: 1, ab3: 1, dpmpp2m: 1 };
+
 async function loadModel(name) {
   const base = `models/${name}/`;
   manifest = await (await fetchOk(`${base}manifest.json`, 'the model manifest')).json();
   const bytes = new Uint8Array(await (await fetchOk(base + manifest.model, 'the model')).arrayBuffer());
   spec = JSON.parse(sampler.loadModel(bytes, base + manifest.model));
   const solverSelect = $('solver');
-  solverSelect.replaceChildren(...manifest.solvers.map((file) => new Option(file.replace(/\.json$/, ''), file)));
+  const options = [];
+  const nfes = [...new Set(manifest.solvers.map((s) => s.nfe))].sort((a, b) => a - b);
+  for (const s of manifest.solvers) {
+    const label = `${s.kind === 'bns' ? 'BNS' : s.kind} · NFE ${s.nfe} · w=${s.guidance} · ${s.validation_psnr.toFixed(1)} dB`;
+    options.push(new Option(label, `file:${s.file}`));
+  }
+  for (const nfe of nfes.length ? nfes : [8]) {
+    for (const [method, grid] of CLASSICAL) {
+      if (nfe % STAGES[method] === 0) {
+        options.push(new Option(`${method} (${grid} grid) · NFE ${nfe}`, `classical:${method}:${grid}:${nfe}`));
+      }
+    }
+  }
+  solverSelect.replaceChildren(...options);
   const classSelect = $('class');
   classSelect.replaceChildren(new Option('all (cycle)', '-1'));
   for (let c = 0; c < spec.num_classes; c++) {
     classSelect.append(new Option(spec.class_names?.[c] ?? `class ${c}`, String(c)));
   }
+  $('class').disabled = spec.num_classes === 0;
   $('about-model').textContent =
     `${manifest.title ?? name} — ${spec.architecture}, depth ${spec.depth}, width ${spec.hidden_width}, ` +
-    `data ${spec.data_shape.join('×')}; model id ${sampler.modelId().slice(0, 12)}…`;
+    `data ${spec.data_shape.join('×')}, ${(bytes.length / 1e6).toFixed(1)} MB; model id ${sampler.modelId().slice(0, 12)}…`;
   await loadSolver(solverSelect.value);
 }
 
-async function loadSolver(file) {
-  const url = `models/${$('model').value}/${file}`;
+async function loadSolver(choice) {
+  if (choice.startsWith('classical:')) {
+    const [, method, grid, nfe] = choice.split(':');
+    sampler.useClassical(method, grid, Number(nfe));
+    return;
+  }
+  const url = `models/${$('model').value}/${choice.slice('file:'.length)}`;
   const text = await (await fetchOk(url, 'the solver')).text();
   sampler.loadSolver(text, url);
   const solver = JSON.parse(sampler.solverJson());
@@ -103,6 +129,9 @@ async function main() {
     await init();
     sampler = new Sampler();
     const models = await (await fetchOk('models/index.json', 'the model list')).json();
+    if (!Array.isArray(models) || models.length === 0) {
+      throw new Error('models/index.json: no models are published (run `bns publish`)');
+    }
     $('model').replaceChildren(...models.map((m) => new Option(m, m)));
     await loadModel(models[0]);
     $('model').addEventListener('change', () => loadModel($('model').value).catch((e) => showError(e.message)));

@@ -8,16 +8,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bns;
+mod classifier;
 mod commands;
 mod compute;
 mod data;
 mod dopri5;
 mod files;
+mod frechet;
 mod metrics;
 mod network;
 mod optim;
 mod pairs;
 mod picture;
+mod plot;
 mod progress;
 
 #[global_allocator]
@@ -57,6 +60,8 @@ enum Command {
     Publish(commands::publish::PublishArgs),
     /// Ground truth: solve the model's ODE from seeded noise with adaptive Dormand–Prince 5(4)
     Truth(commands::truth::TruthArgs),
+    /// Evaluate every classical and distilled solver against the ground truth: tables, plots and sample grids
+    Eval(commands::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Train(a) => commands::train::run(a),
         Command::Truth(a) => commands::truth::run(a),
         Command::Distill(a) => commands::distill::run(a),
+        Command::Eval(a) => commands::eval::run(a),
         Command::Publish(a) => commands::publish::run(a),
     };
     match result {

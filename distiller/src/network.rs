@@ -7,13 +7,15 @@
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
-use web_sampler::model::{time_frequencies, Model, ModelSpec, TIME_SCALE};
+use web_sampler::model::{
+    time_frequencies, Model, ModelSpec, Prediction, DATA_PREDICTION_MIN_REMAINING,
+};
 
 /// The network's weights as candle tensors, in `ModelSpec::tensor_shapes` order.
 pub struct Network {
     spec: ModelSpec,
     weights: Vec<Tensor>,
-    /// `TIME_SCALE·f_k` as an f64 row `[1, E_t/2]`.
+    /// `s·f_k` (the spec's time scale times the frequencies) as an f64 row `[1, E_t/2]`.
     frequencies: Tensor,
 }
 
@@ -40,7 +42,7 @@ impl Network {
     fn assemble(spec: ModelSpec, weights: Vec<Tensor>, device: &Device) -> Result<Network> {
         let frequencies: Vec<f64> = time_frequencies(spec.time_embedding)
             .into_iter()
-            .map(|f| TIME_SCALE * f)
+            .map(|f| spec.time_scale * f)
             .collect();
         let half = frequencies.len();
         let frequencies = Tensor::from_vec(frequencies, (1, half), device)?;
@@ -75,6 +77,14 @@ impl Network {
             if i + 1 < count {
                 h = h.silu()?;
             }
+        }
+        if self.spec.prediction == Prediction::Data {
+            // h is x̂1: u = (x̂1 − x)/max(1 − t, c), as the runtime computes it.
+            let remaining = t
+                .affine(-1.0, 1.0)?
+                .maximum(DATA_PREDICTION_MIN_REMAINING)?
+                .unsqueeze(1)?;
+            h = (h - x)?.broadcast_div(&remaining)?;
         }
         Ok(h)
     }
@@ -119,6 +129,8 @@ pub(crate) mod tests {
             hidden_width: 20,
             depth: 2,
             time_embedding: 8,
+            time_scale: 1000.0,
+            prediction: Default::default(),
             class_embedding: if classes > 0 { 4 } else { 0 },
             num_classes: classes,
             activation: "silu".into(),
@@ -145,7 +157,7 @@ pub(crate) mod tests {
             } else {
                 vec![0; 5]
             };
-            for t in [0.0, 0.3, 0.97] {
+            for t in [0.0, 0.3, 0.97, 1.0] {
                 let expected = guided_velocity(&model, &x, t, &labels, w).unwrap();
                 let xt = Tensor::from_slice(&x, (5, dim), &Device::Cpu).unwrap();
                 let tt = Tensor::new(t as f32, &Device::Cpu).unwrap();

@@ -61,3 +61,22 @@ pub fn scatter_picture(points: &[f32], size: usize) -> Picture {
         rgba,
     }
 }
+
+/// The picture enlarged `factor` times with nearest-neighbour sampling (pixels stay sharp).
+pub fn upscale(picture: &Picture, factor: usize) -> Picture {
+    let factor = factor.max(1);
+    let (width, height) = (picture.width * factor, picture.height * factor);
+    let mut rgba = vec![0u8; width * height * 4];
+    for y in 0..height {
+        for x in 0..width {
+            let from = ((y / factor) * picture.width + x / factor) * 4;
+            let to = (y * width + x) * 4;
+            rgba[to..to + 4].copy_from_slice(&picture.rgba[from..from + 4]);
+        }
+    }
+    Picture {
+        width,
+        height,
+        rgba,
+    }
+}

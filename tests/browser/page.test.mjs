@@ -13,7 +13,11 @@ import { launch, CHROMIUM } from './chromium.mjs';
 const ROOT = new URL('../../', import.meta.url).pathname;
 const ARTIFACTS = join(ROOT, 'tests/browser/artifacts');
 const BNS = join(ROOT, process.env.BNS ?? 'target/debug/bns');
-const MODEL = join(ROOT, 'www/models/default/model.safetensors');
+const SITE = join(ROOT, 'www');
+// The model the page opens with, and its manifest.
+const DEFAULT = JSON.parse(readFileSync(join(SITE, 'models/index.json'), 'utf8'))[0];
+const MANIFEST = JSON.parse(readFileSync(join(SITE, 'models', DEFAULT, 'manifest.json'), 'utf8'));
+const MODEL = join(SITE, 'models', DEFAULT, MANIFEST.model);
 
 let server;
 let browser;
@@ -33,29 +37,43 @@ after(async () => {
   server?.close();
 });
 
-/** Native reference: `bns sample --values` for the same model, solver, seed and batch. */
-function nativeSamples(solver, seed, batch) {
-  const out = join(ARTIFACTS, `native-${solver}-seed${seed}.json`);
+/** Native reference: `bns sample --values` for the same model, solver file, seed and batch. */
+function nativeSamples(tag, solverFile, seed, batch, guidance) {
+  const out = join(ARTIFACTS, `native-${tag}-seed${seed}.json`);
   execFileSync(BNS, [
-    'sample', '--model', MODEL, '--solver', join(ROOT, 'www/models/default', `${solver}.json`),
-    '--seed', String(seed), '--batch', String(batch), '--values', out,
-    '-o', join(ARTIFACTS, `native-${solver}-seed${seed}.png`),
+    'sample', '--model', MODEL, '--solver', solverFile, '--seed', String(seed),
+    '--batch', String(batch), '--guidance', String(guidance), '--values', out,
+    '-o', join(ARTIFACTS, `native-${tag}-seed${seed}.png`),
   ]);
   return JSON.parse(readFileSync(out, 'utf8'));
 }
 
-for (const solver of ['euler-uniform-8', 'dpmpp2m-edm-8']) {
-  test(`page generates seed 1 with ${solver} and matches the native CPU path`, async () => {
+/** A classical solver file written by `bns solver new` (what the page builds with useClassical). */
+function classicalFile(method, grid, nfe) {
+  const out = join(ARTIFACTS, `${method}-${grid}-${nfe}.json`);
+  execFileSync(BNS, ['solver', 'new', '--method', method, '--grid', grid, '--nfe', String(nfe), '-o', out]);
+  return out;
+}
+
+const bns = MANIFEST.solvers.find((s) => s.kind === 'bns' && s.guidance === 0) ?? MANIFEST.solvers[0];
+const CASES = [
+  { tag: bns.name, choice: `file:${bns.file}`, file: () => join(SITE, 'models', DEFAULT, bns.file), guidance: bns.guidance },
+  { tag: 'dpmpp2m-edm-8', choice: 'classical:dpmpp2m:edm:8', file: () => classicalFile('dpmpp2m', 'edm', 8), guidance: 1.5 },
+];
+
+for (const c of CASES) {
+  test(`page generates seed 1 with ${c.tag} and matches the native CPU path bit for bit`, async () => {
     const page = await browser.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(url);
     await page.waitForFunction(() => window.bnsPage?.ready || window.bnsPage?.error, null, { timeout: 60_000 });
     assert.equal(await page.evaluate(() => window.bnsPage.error), null);
-    await page.selectOption('#solver', `${solver}.json`);
+    await page.selectOption('#solver', c.choice);
+    await page.waitForFunction(() => !document.querySelector('#generate').disabled);
+    await page.fill('#guidance', String(c.guidance));
     await page.fill('#seed', '1');
     await page.fill('#batch', '4');
-    await page.waitForFunction(() => !document.querySelector('#generate').disabled);
     await page.click('#generate');
     await page.waitForFunction(() => window.bnsPage.generated >= 1 || window.bnsPage.error, null, { timeout: 120_000 });
     const result = await page.evaluate(() => ({
@@ -65,12 +83,12 @@ for (const solver of ['euler-uniform-8', 'dpmpp2m-edm-8']) {
       backend: window.bnsPage.backend,
       timing: document.querySelector('#timing').textContent,
     }));
-    await page.screenshot({ path: join(ARTIFACTS, `page-${solver}.png`), fullPage: true });
+    await page.screenshot({ path: join(ARTIFACTS, `page-${c.tag}.png`), fullPage: true });
     assert.equal(result.error, null);
     assert.equal(result.backend, 'cpu');
     assert.match(result.timing, /ms per batch of 4/);
 
-    const native = nativeSamples(solver, 1, 4);
+    const native = nativeSamples(c.tag, c.file(), 1, 4, c.guidance);
     assert.deepEqual(result.shape, native.shape);
     assert.equal(result.values.length, native.values.length);
     let worst = 0;

@@ -15,6 +15,8 @@ fn spec(shape: [usize; 3], classes: usize) -> ModelSpec {
         hidden_width: 24,
         depth: 2,
         time_embedding: 8,
+        time_scale: 1000.0,
+        prediction: Default::default(),
         class_embedding: if classes > 0 { 6 } else { 0 },
         num_classes: classes,
         activation: "silu".into(),

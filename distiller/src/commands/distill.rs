@@ -350,6 +350,8 @@ pub(crate) mod tests {
             width: 48,
             depth: 2,
             time_embedding: 8,
+            time_scale: 10.0,
+            prediction: web_sampler::model::Prediction::Data,
             class_embedding: 0,
             seed: 1,
             checkpoint_every: 1000,

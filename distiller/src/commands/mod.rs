@@ -1,6 +1,7 @@
 //! One module per `bns` subcommand.
 
 pub mod distill;
+pub mod eval;
 pub mod model;
 pub mod publish;
 pub mod sample;

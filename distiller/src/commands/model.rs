@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use web_sampler::model::{Model, ModelSpec, MODEL_FORMAT_VERSION};
+use web_sampler::model::{Model, ModelSpec, Prediction, MODEL_FORMAT_VERSION};
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
@@ -34,6 +34,12 @@ pub struct InitArgs {
     /// Size of the sinusoidal time embedding
     #[arg(long, default_value_t = 64)]
     time_embedding: usize,
+    /// Scale s of the time in the embedding sin(s·t·f_k), cos(s·t·f_k), f_k ∈ [1e-4, 1]
+    #[arg(long, default_value_t = 10.0)]
+    time_scale: f64,
+    /// What the network outputs: data (x̂1, the velocity derived from it) or velocity
+    #[arg(long, default_value = "data")]
+    prediction: Prediction,
     /// Size of the learned class embedding (ignored when unconditional)
     #[arg(long, default_value_t = 32)]
     class_embedding: usize,
@@ -67,6 +73,8 @@ fn init(args: InitArgs) -> Result<()> {
         hidden_width: args.width,
         depth: args.depth,
         time_embedding: args.time_embedding,
+        time_scale: args.time_scale,
+        prediction: args.prediction,
         class_embedding: if args.classes > 0 {
             args.class_embedding
         } else {

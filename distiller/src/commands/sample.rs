@@ -8,7 +8,7 @@ use web_sampler::model::Model;
 use web_sampler::sample::{grid_picture, is_image, sample, SampleRequest};
 use web_sampler::solver::SolverFile;
 
-use crate::picture::{save_png, scatter_picture};
+use crate::picture::{save_png, scatter_picture, upscale};
 
 #[derive(Args)]
 pub struct SampleArgs {
@@ -33,6 +33,9 @@ pub struct SampleArgs {
     /// Output PNG (a grid of images, or a scatter plot for 2-D models)
     #[arg(short, long)]
     output: PathBuf,
+    /// Enlarge image grids this many times (nearest neighbour)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    scale: u8,
     /// Also write the raw values [B, C, H, W] as JSON (shape and values)
     #[arg(long)]
     values: Option<PathBuf>,
@@ -53,7 +56,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let picture = if is_image(&model.spec().data_shape) {
         let columns = (args.batch as f64).sqrt().ceil() as usize;
-        grid_picture(&samples, columns)?
+        upscale(&grid_picture(&samples, columns)?, usize::from(args.scale))
     } else if samples.shape[1] == 2 {
         scatter_picture(&samples.values, 512)
     } else {

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use web_sampler::model::{Model, ModelSpec, MODEL_FORMAT_VERSION};
+use web_sampler::model::{Model, ModelSpec, Prediction, MODEL_FORMAT_VERSION};
 use web_sampler::noise::Noise;
 
 use crate::compute::ComputeArgs;
@@ -57,6 +57,12 @@ pub struct TrainArgs {
     /// Size of the sinusoidal time embedding
     #[arg(long, default_value_t = 64)]
     pub time_embedding: usize,
+    /// Scale s of the time in the embedding sin(s·t·f_k), cos(s·t·f_k), f_k ∈ [1e-4, 1]
+    #[arg(long, default_value_t = 10.0)]
+    pub time_scale: f64,
+    /// What the network outputs: data (x̂1, the velocity derived from it) or velocity
+    #[arg(long, default_value = "data")]
+    pub prediction: Prediction,
     /// Size of the class embedding (class-conditional datasets)
     #[arg(long, default_value_t = 32)]
     pub class_embedding: usize,
@@ -164,6 +170,8 @@ pub fn train(
         hidden_width: args.width,
         depth: args.depth,
         time_embedding: args.time_embedding,
+        time_scale: args.time_scale,
+        prediction: args.prediction,
         class_embedding: if dataset.num_classes > 0 {
             args.class_embedding
         } else {
@@ -463,6 +471,8 @@ mod tests {
             width: 32,
             depth: 2,
             time_embedding: 8,
+            time_scale: 10.0,
+            prediction: Prediction::Data,
             class_embedding: 4,
             seed: 5,
             checkpoint_every: 10,

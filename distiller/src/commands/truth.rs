@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use web_sampler::model::Model;
 use web_sampler::noise::gaussian_batch;
@@ -146,11 +145,7 @@ pub fn run(args: TruthArgs) -> Result<()> {
         batch: args.batch,
     };
     check_options(&model, &options).with_context(|| args.model.display().to_string())?;
-    let bar = ProgressBar::new(options.count as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:24} {pos}/{len} pairs | batch NFE {msg:>5} | {elapsed_precise} (ETA {eta_precise})",
-    )?);
-    bar.set_message("-");
+    let mut bar = crate::progress::Progress::new("truth", options.count as u64, true);
     let pairs = write_pairs(&model, &options, &args.output, &mut |event| match event {
         Progress::Resuming { done } => {
             println!(
@@ -158,16 +153,15 @@ pub fn run(args: TruthArgs) -> Result<()> {
                 partial_path(&args.output).display()
             );
             bar.set_position(done as u64);
-            bar.reset_eta();
         }
         Progress::Batch {
             done, batch_nfe, ..
         } => {
-            bar.set_message(batch_nfe.to_string());
+            bar.set_message(format!("pairs, last batch {batch_nfe} NFE"));
             bar.set_position(done as u64);
         }
     });
-    bar.finish_and_clear();
+    bar.finish();
     let pairs = pairs?;
     let meta = &pairs.meta;
     println!(
@@ -602,6 +596,8 @@ mod tests {
             hidden_width: 16,
             depth: 2,
             time_embedding: 8,
+            time_scale: 1000.0,
+            prediction: Default::default(),
             class_embedding: if classes > 0 { 4 } else { 0 },
             num_classes: classes,
             activation: "silu".into(),

@@ -8,8 +8,9 @@ use super::linear::linear;
 /// Rows are independent, so chunking never changes a result.
 const CHUNK_ROWS: usize = 64;
 
-/// The scale of `t` inside the embedding (t ∈ [0, 1] is spread like a step index in [0, 1000]).
-pub const TIME_SCALE: f64 = 1000.0;
+/// The scale of `t` inside the embedding of model files that do not state one (`time_scale` in
+/// the spec): t ∈ [0, 1] spread like a step index in [0, 1000].
+pub const DEFAULT_TIME_SCALE: f64 = 1000.0;
 /// The longest period of the embedding's frequencies.
 pub const MAX_PERIOD: f64 = 10000.0;
 
@@ -23,20 +24,21 @@ pub fn time_frequencies(dim: usize) -> Vec<f64> {
 }
 
 /// Sinusoidal embedding of the time `t`:
-/// e(t) = [sin(1000·t·f_k) for k < E/2, cos(1000·t·f_k) for k < E/2], f_k = exp(−ln(10000)·k/(E/2)); computed in f64 with libm, stored as f32.
+/// e(t) = [sin(s·t·f_k) for k < E/2, cos(s·t·f_k) for k < E/2], f_k = exp(−ln(10000)·k/(E/2)),
+/// with the model's time scale `s`; computed in f64 with libm, stored as f32.
 ///
-/// The argument is computed as `(1000·t)·f_k`. For an odd `dim` the last value is 0 (model files
+/// The argument is computed as `(s·t)·f_k`. For an odd `dim` the last value is 0 (model files
 /// always have an even size).
-pub fn time_embedding(t: f32, dim: usize) -> Vec<f32> {
+pub fn time_embedding(t: f32, dim: usize, scale: f64) -> Vec<f32> {
     let mut embedding = vec![0.0; dim];
-    write_time_embedding(t, &mut embedding);
+    write_time_embedding(t, scale, &mut embedding);
     embedding
 }
 
 /// [`time_embedding`] written into `out` (`dim = out.len()`).
-pub(crate) fn write_time_embedding(t: f32, out: &mut [f32]) {
+pub(crate) fn write_time_embedding(t: f32, scale: f64, out: &mut [f32]) {
     let half = out.len() / 2;
-    let scaled = TIME_SCALE * f64::from(t);
+    let scaled = scale * f64::from(t);
     let frequencies = time_frequencies(out.len());
     let (sines, rest) = out.split_at_mut(half);
     let cosines = &mut rest[..half];
@@ -77,6 +79,7 @@ impl Layer {
 pub(crate) struct Network<'a> {
     pub(crate) data_dim: usize,
     pub(crate) time_embedding: usize,
+    pub(crate) time_scale: f64,
     /// `[num_classes + 1, class_embedding]`; empty when unconditional.
     pub(crate) class_embedding: &'a [f32],
     pub(crate) class_width: usize,
@@ -103,7 +106,7 @@ impl Network<'_> {
                 let (data, rest) = row.split_at_mut(d);
                 let (time, class_part) = rest.split_at_mut(self.time_embedding);
                 data.copy_from_slice(&x[(first + r) * d..(first + r + 1) * d]);
-                write_time_embedding(t_chunk[r], time);
+                write_time_embedding(t_chunk[r], self.time_scale, time);
                 if self.class_width > 0 {
                     let c = class[first + r] as usize;
                     let w = self.class_width;
@@ -141,16 +144,16 @@ mod tests {
 
     #[test]
     fn time_embedding_at_zero_is_sines_then_cosines() {
-        let e = time_embedding(0.0, 8);
+        let e = time_embedding(0.0, 8, 1000.0);
         assert_eq!(e, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
-        assert_eq!(time_embedding(0.0, 2), [0.0, 1.0]);
-        assert_eq!(time_embedding(0.5, 5)[4], 0.0);
+        assert_eq!(time_embedding(0.0, 2, 1000.0), [0.0, 1.0]);
+        assert_eq!(time_embedding(0.5, 5, 1000.0)[4], 0.0);
     }
 
     #[test]
     fn time_embedding_values() {
         let t = 0.37f32;
-        let e = time_embedding(t, 6);
+        let e = time_embedding(t, 6, 1000.0);
         let tt = f64::from(t) * 1000.0;
         for k in 0..3 {
             let f = (-(10000f64.ln()) * k as f64 / 3.0).exp();

@@ -40,11 +40,12 @@ use crate::error::{Error, Result};
 use crate::noise::Noise;
 use mlp::{Layer, Network};
 
-pub use mlp::{time_embedding, time_frequencies, TIME_SCALE};
+pub use mlp::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
 pub use spec::{
     ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH,
     MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
+pub use spec::{Prediction, DATA_PREDICTION_MIN_REMAINING};
 
 /// Origin of errors about a model built by [`Model::from_tensors`].
 const FROM_TENSORS_ORIGIN: &str = "<model from tensors>";
@@ -228,6 +229,15 @@ impl Model {
         if rows > 0 {
             self.network().forward(x, t, classes, &mut out);
         }
+        if self.spec.prediction == Prediction::Data {
+            // The network predicts x̂1; the velocity is (x̂1 − x)/max(1 − t, c).
+            for ((u, x), &t) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(t) {
+                let scale = 1.0 / (1.0 - t).max(DATA_PREDICTION_MIN_REMAINING);
+                for (u, x) in u.iter_mut().zip(x) {
+                    *u = (*u - x) * scale;
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -236,6 +246,7 @@ impl Model {
         Network {
             data_dim: self.spec.data_dim(),
             time_embedding: self.spec.time_embedding,
+            time_scale: self.spec.time_scale,
             class_embedding: &self.class_embedding,
             class_width: self.spec.class_embedding,
             layers: &self.layers,

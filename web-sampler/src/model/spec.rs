@@ -37,6 +37,13 @@ pub struct ModelSpec {
     pub depth: usize,
     /// Width of the sinusoidal time embedding: even, ≥ 2.
     pub time_embedding: usize,
+    /// Scale `s` of the time inside the sinusoidal embedding `sin(s·t·f_k)`, `cos(s·t·f_k)`
+    /// (files without it use [`DEFAULT_TIME_SCALE`](super::DEFAULT_TIME_SCALE)).
+    #[serde(default = "default_time_scale")]
+    pub time_scale: f64,
+    /// What the network outputs: `"velocity"` (files without the field) or `"data"`.
+    #[serde(default)]
+    pub prediction: Prediction,
     /// Width of the learned class embedding; 0 when unconditional.
     pub class_embedding: usize,
     /// Real classes, not counting the null class; 0 = unconditional.
@@ -55,6 +62,53 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_names: Vec<String>,
 }
+
+/// What the network's output means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prediction {
+    /// The output is the velocity `u(x, t)` itself.
+    #[default]
+    Velocity,
+    /// The output is the data prediction `x̂1`, and the velocity is
+    /// `u = (x̂1 − x)/max(1 − t, c)` with `c` = [`DATA_PREDICTION_MIN_REMAINING`] ("x-prediction
+    /// with a velocity loss", Li & He 2025, "Back to Basics: Let Denoising Generative Models
+    /// Denoise"): the network denoises, and the division that removes the last of the noise is
+    /// exact instead of learned.
+    Data,
+}
+
+impl Prediction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Prediction::Velocity => "velocity",
+            Prediction::Data => "data",
+        }
+    }
+}
+
+impl std::str::FromStr for Prediction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "velocity" => Ok(Prediction::Velocity),
+            "data" => Ok(Prediction::Data),
+            other => Err(format!(
+                "unknown prediction {other:?} (expected \"velocity\" or \"data\")"
+            )),
+        }
+    }
+}
+
+/// The smallest `1 − t` a data-predicting model divides by.
+pub const DATA_PREDICTION_MIN_REMAINING: f32 = 0.05;
+
+fn default_time_scale() -> f64 {
+    super::DEFAULT_TIME_SCALE
+}
+
+/// Largest accepted time scale.
+pub const MAX_TIME_SCALE: f64 = 1e4;
 
 impl ModelSpec {
     /// Number of values in one sample: the product of `data_shape` (saturating; [`validate`]
@@ -208,6 +262,12 @@ impl ModelSpec {
                 self.dataset.len()
             ));
         }
+        if !(self.time_scale > 0.0 && self.time_scale <= MAX_TIME_SCALE) {
+            return Err(format!(
+                "time_scale must be in (0, {MAX_TIME_SCALE}], got {}",
+                self.time_scale
+            ));
+        }
         if !self.class_names.is_empty() && self.class_names.len() != self.num_classes {
             return Err(format!(
                 "class_names has {} names for {} classes",
@@ -244,6 +304,8 @@ pub(crate) mod tests {
             hidden_width: 13,
             depth: 2,
             time_embedding: 6,
+            time_scale: 1000.0,
+            prediction: Default::default(),
             class_embedding: 5,
             num_classes: 3,
             activation: "silu".into(),
@@ -375,6 +437,8 @@ pub(crate) mod tests {
             (
                 ModelSpec {
                     time_embedding: 7,
+                    time_scale: 1000.0,
+                    prediction: Default::default(),
                     ..small_spec()
                 },
                 "time_embedding",
@@ -382,6 +446,8 @@ pub(crate) mod tests {
             (
                 ModelSpec {
                     time_embedding: 0,
+                    time_scale: 1000.0,
+                    prediction: Default::default(),
                     ..small_spec()
                 },
                 "time_embedding",
@@ -415,6 +481,29 @@ pub(crate) mod tests {
                 },
                 "parameters",
             ),
+            (
+                ModelSpec {
+                    time_scale: 0.0,
+                    prediction: Default::default(),
+                    ..small_spec()
+                },
+                "time_scale",
+            ),
+            (
+                ModelSpec {
+                    time_scale: f64::NAN,
+                    prediction: Default::default(),
+                    ..small_spec()
+                },
+                "time_scale",
+            ),
+            (
+                ModelSpec {
+                    class_names: vec!["one".into()],
+                    ..small_spec()
+                },
+                "class_names",
+            ),
         ];
         for (spec, needle) in cases {
             let problem = spec.validate().unwrap_err();
@@ -430,6 +519,9 @@ pub(crate) mod tests {
         let spec: ModelSpec = serde_json::from_str(json).unwrap();
         assert_eq!(spec.dataset, "");
         assert_eq!(spec.training_steps, 0);
+        // Files written before the time scale was recorded used 1000.
+        assert_eq!(spec.time_scale, 1000.0);
+        assert!(spec.class_names.is_empty());
         spec.validate().unwrap();
     }
 }

@@ -470,7 +470,7 @@ fn reference_velocity(model: &Model, x: &[f32], t: &[f32], class: &[u32]) -> Vec
     for (r, &time) in t.iter().enumerate() {
         let mut h: Vec<f64> = x[r * d..(r + 1) * d].iter().map(|&v| v as f64).collect();
         h.extend(
-            time_embedding(time, spec.time_embedding)
+            time_embedding(time, spec.time_embedding, spec.time_scale)
                 .iter()
                 .map(|&v| v as f64),
         );
