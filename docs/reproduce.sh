@@ -79,8 +79,8 @@ publish() { # dataset title [--default]
 
 case "${1:-all}" in
   train)
-    train fashion-mnist 15000 512
-    train mnist 10000 512
+    train fashion-mnist 10000 512
+    train mnist 8000 512
     train checkerboard 10000 256 --batch 512
     ;;
   solvers)

@@ -18,9 +18,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use web_sampler::noise::Noise;
+use web_sampler::tensor_file;
 
 use crate::data::{self, Dataset, Split};
 use crate::files::write_atomically;
@@ -224,10 +224,8 @@ impl Classifier {
     }
 
     fn from_bytes(bytes: &[u8], device: &Device) -> std::result::Result<Classifier, String> {
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| format!("not a safetensors file (truncated or corrupt?): {e}"))?;
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|e| format!("not a safetensors file (truncated or corrupt?): {e}"))?;
+        let (_, header) = tensor_file::read_metadata(bytes)?;
+        let file = tensor_file::open(bytes)?;
         let json = header
             .metadata()
             .as_ref()

@@ -177,16 +177,22 @@ pub fn symmetric_eigen(matrix: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
                 };
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
+                // A' = Jᵀ·A·J changes rows and columns p and q only; A stays symmetric.
                 for k in 0..n {
+                    if k == p || k == q {
+                        continue;
+                    }
                     let (kp, kq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * kp - s * kq;
-                    a[k * n + q] = s * kp + c * kq;
+                    let (new_kp, new_kq) = (c * kp - s * kq, s * kp + c * kq);
+                    a[k * n + p] = new_kp;
+                    a[p * n + k] = new_kp;
+                    a[k * n + q] = new_kq;
+                    a[q * n + k] = new_kq;
                 }
-                for k in 0..n {
-                    let (pk, qk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * pk - s * qk;
-                    a[q * n + k] = s * pk + c * qk;
-                }
+                a[p * n + p] = app - t * apq;
+                a[q * n + q] = aqq + t * apq;
+                a[p * n + q] = 0.0;
+                a[q * n + p] = 0.0;
                 for k in 0..n {
                     let (kp, kq) = (v[k * n + p], v[k * n + q]);
                     v[k * n + p] = c * kp - s * kq;

@@ -22,10 +22,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use safetensors::tensor::{Dtype, Metadata, TensorView};
-use safetensors::{SafeTensorError, SafeTensors};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use web_sampler::model::MAX_DATA_DIM;
+use web_sampler::tensor_file::{self, LENGTH_PREFIX};
 
 use crate::files::write_atomically;
 
@@ -34,9 +34,6 @@ pub const PAIRS_FORMAT_VERSION: u32 = 1;
 
 /// The `__metadata__` key whose value is the [`PairsMeta`] as JSON.
 pub const PAIRS_METADATA_KEY: &str = "bns.pairs";
-
-/// Bytes of the little-endian header length that starts a safetensors file.
-const LENGTH_PREFIX: usize = 8;
 
 /// Ground-truth pairs: row `i` of `truth` is the DOPRI5 solution from row `i` of `noise`.
 #[derive(Clone, Debug, PartialEq)]
@@ -282,9 +279,7 @@ pub(crate) fn decode<T>(
     key: &str,
     parse: impl FnOnce(&str) -> std::result::Result<(T, usize, usize), String>,
 ) -> std::result::Result<(T, Tensors), String> {
-    check_offsets_fit(bytes)?;
-    let (header_len, metadata) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| describe_safetensors_error(&e, bytes.len()))?;
+    let (header_len, metadata) = tensor_file::read_metadata(bytes)?;
     let json = metadata
         .metadata()
         .as_ref()
@@ -397,57 +392,6 @@ fn check_finite(name: &str, values: &[f32]) -> std::result::Result<(), String> {
             "tensor {name} has a non-finite value ({}) at index {i}",
             values[i]
         )),
-    }
-}
-
-/// Guards safetensors' own check `data end + 8 + header length == file length`, which overflows
-/// (a panic in builds with overflow checks) for data offsets near `usize::MAX`: any offset past
-/// the end of the file is rejected here first. Headers that do not parse are left to
-/// safetensors, which reports them.
-fn check_offsets_fit(bytes: &[u8]) -> std::result::Result<(), String> {
-    let Some(prefix) = bytes.get(..LENGTH_PREFIX) else {
-        return Ok(());
-    };
-    let mut length = [0u8; LENGTH_PREFIX];
-    length.copy_from_slice(prefix);
-    let header = usize::try_from(u64::from_le_bytes(length))
-        .ok()
-        .and_then(|n| bytes.get(LENGTH_PREFIX..LENGTH_PREFIX.checked_add(n)?));
-    let Some(header) = header else {
-        return Ok(());
-    };
-    let Ok(entries) = serde_json::from_slice::<serde_json::Map<String, Value>>(header) else {
-        return Ok(());
-    };
-    let file_len = bytes.len() as u64;
-    for (name, info) in &entries {
-        let offsets = info.get("data_offsets").and_then(Value::as_array);
-        for offset in offsets.into_iter().flatten().filter_map(Value::as_u64) {
-            if offset > file_len {
-                return Err(format!(
-                    "not a valid safetensors file: tensor {name} has data offset {offset}, \
-                     beyond the file's {file_len} bytes (truncated or corrupt)"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The problem text for a file that safetensors cannot read.
-fn describe_safetensors_error(error: &SafeTensorError, file_len: usize) -> String {
-    match error {
-        SafeTensorError::HeaderTooSmall
-        | SafeTensorError::InvalidHeaderLength
-        | SafeTensorError::HeaderTooLarge => format!(
-            "not a safetensors file (truncated or corrupt: {file_len} bytes, the header length \
-             does not fit): {error}"
-        ),
-        SafeTensorError::MetadataIncompleteBuffer => format!(
-            "truncated or corrupt safetensors file: its {file_len} bytes do not match the tensor \
-             data its header declares: {error}"
-        ),
-        _ => format!("not a valid safetensors file (truncated or corrupt?): {error}"),
     }
 }
 

@@ -244,4 +244,37 @@ fn errors_name_the_file_and_the_problem() {
         "{}",
         stderr(&o)
     );
+
+    // An unknown dataset: the message lists the ones there are.
+    let o = bns(&[
+        "train",
+        "--dataset",
+        "cifar10",
+        "-o",
+        &dir.path("m2.safetensors"),
+    ]);
+    assert!(!o.status.success());
+    for name in [
+        "cifar10",
+        "fashion-mnist",
+        "mnist",
+        "checkerboard",
+        "moons",
+        "8gaussians",
+    ] {
+        assert!(stderr(&o).contains(name), "{}", stderr(&o));
+    }
+    // NFE 0.
+    let o = bns(&[
+        "solver",
+        "new",
+        "--method",
+        "euler",
+        "--nfe",
+        "0",
+        "-o",
+        &dir.path("z.json"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("NFE"), "{}", stderr(&o));
 }

@@ -11,6 +11,7 @@
 //! * [`model`]: the model file and the MLP velocity network (CPU forward).
 //! * [`noise`]: the seeded Gaussian generator shared by every platform.
 //! * [`sample`]: guided sampling with an NS table on the CPU, and image conversion.
+//! * [`tensor_file`]: reading safetensors files as untrusted input.
 
 pub mod error;
 pub mod grid;
@@ -19,6 +20,7 @@ pub mod noise;
 pub mod path;
 pub mod sample;
 pub mod solver;
+pub mod tensor_file;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -405,7 +405,7 @@ fn load_checkpoint(
     let bytes = std::fs::read(path).with_context(|| {
         format!("{origin}: cannot read the checkpoint to resume from (run without --resume to start afresh)")
     })?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+    let (_, header) = web_sampler::tensor_file::read_metadata(&bytes)
         .map_err(|e| anyhow::anyhow!("{origin}: not a valid checkpoint ({e})"))?;
     let meta: CheckpointMeta = header
         .metadata()

@@ -8,14 +8,11 @@
 //! same bytes and so the same id.
 
 use safetensors::tensor::{Dtype, Metadata};
-use safetensors::{SafeTensorError, SafeTensors};
 use serde_json::Value;
 
 use super::spec::{ModelSpec, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY};
 use crate::error::{Error, Result};
-
-/// Bytes of the little-endian header length that starts a safetensors file.
-const LENGTH_PREFIX: usize = 8;
+use crate::tensor_file::{self, LENGTH_PREFIX};
 
 /// Named tensor values, in [`ModelSpec::tensor_shapes`] order.
 pub(crate) type NamedTensors = Vec<(String, Vec<f32>)>;
@@ -23,9 +20,7 @@ pub(crate) type NamedTensors = Vec<(String, Vec<f32>)>;
 /// The spec and the tensors of a model file, validated.
 pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<(ModelSpec, NamedTensors)> {
     let fail = |problem: String| Error::new(origin, problem);
-    check_offsets_fit(bytes).map_err(fail)?;
-    let (header_len, metadata) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| fail(describe_safetensors_error(&e, bytes.len())))?;
+    let (header_len, metadata) = tensor_file::read_metadata(bytes).map_err(fail)?;
     let spec = read_spec(&metadata).map_err(fail)?;
     let data_start = LENGTH_PREFIX.saturating_add(header_len);
     let data = bytes.get(data_start..).unwrap_or_default();
@@ -71,59 +66,6 @@ pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<(ModelSpec, NamedTenso
         )));
     }
     Ok((spec, tensors))
-}
-
-/// Guards safetensors' own check `data end + 8 + header length == file length`, which
-/// overflows (a panic in builds with overflow checks) for data offsets near `u64::MAX`: any
-/// offset past the end of the file is rejected here first. Headers that do not parse are left
-/// to safetensors, which reports them.
-fn check_offsets_fit(bytes: &[u8]) -> std::result::Result<(), String> {
-    let Some(prefix) = bytes.get(..LENGTH_PREFIX) else {
-        return Ok(());
-    };
-    let mut length = [0u8; LENGTH_PREFIX];
-    length.copy_from_slice(prefix);
-    let header = usize::try_from(u64::from_le_bytes(length))
-        .ok()
-        .and_then(|n| bytes.get(LENGTH_PREFIX..LENGTH_PREFIX.checked_add(n)?));
-    let Some(header) = header else {
-        return Ok(());
-    };
-    let Ok(entries) = serde_json::from_slice::<serde_json::Map<String, Value>>(header) else {
-        return Ok(());
-    };
-    let file_len = bytes.len() as u64;
-    for (name, info) in &entries {
-        let offsets = info.get("data_offsets").and_then(Value::as_array);
-        for offset in offsets.into_iter().flatten().filter_map(Value::as_u64) {
-            if offset > file_len {
-                return Err(format!(
-                    "not a valid safetensors file: tensor {name} has data offset {offset}, \
-                     beyond the file's {file_len} bytes (truncated or corrupt)"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The problem text for a file that safetensors cannot read.
-fn describe_safetensors_error(error: &SafeTensorError, file_len: usize) -> String {
-    match error {
-        SafeTensorError::HeaderTooSmall => format!(
-            "not a safetensors file (truncated? {file_len} bytes, less than the 8-byte header \
-             length): {error}"
-        ),
-        SafeTensorError::InvalidHeaderLength | SafeTensorError::HeaderTooLarge => format!(
-            "not a safetensors file (truncated or corrupt: the header length does not fit the \
-             file's {file_len} bytes): {error}"
-        ),
-        SafeTensorError::MetadataIncompleteBuffer => format!(
-            "truncated or corrupt safetensors file: its {file_len} bytes do not match the tensor \
-             data its header declares: {error}"
-        ),
-        _ => format!("not a valid safetensors file (truncated or corrupt?): {error}"),
-    }
 }
 
 /// The spec in the metadata, version-checked and validated.
