@@ -61,9 +61,12 @@ solvers() { # dataset guidance iterations
 
 evaluate() { # dataset guidance
   local d=$1 w=$2
+  # The feature classifier is trained once per dataset (by the w=0 evaluation) and reused.
+  local classifier=()
+  [ -e runs/$d/eval-w0/classifier.safetensors ] && classifier=(--classifier runs/$d/eval-w0/classifier.safetensors)
   step "eval $d w=$w" runs/$d/eval-w$w/results.md \
     $BNS eval --model runs/$d/model.safetensors --pairs runs/$d/pairs-w$w.safetensors \
-    --solvers runs/$d --threads $THREADS -o runs/$d/eval-w$w
+    --solvers runs/$d --threads $THREADS "${classifier[@]}" -o runs/$d/eval-w$w
 }
 
 publish() { # dataset title [--default]
@@ -81,7 +84,7 @@ case "${1:-all}" in
   train)
     train fashion-mnist 10000 512
     train mnist 8000 512
-    train checkerboard 10000 256 --batch 512
+    train checkerboard 10000 256 --batch 512 --prediction velocity
     ;;
   solvers)
     # solvers DATASET GUIDANCE ITERATIONS

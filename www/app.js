@@ -61,6 +61,8 @@ async function loadModel(name) {
     classSelect.append(new Option(spec.class_names?.[c] ?? `class ${c}`, String(c)));
   }
   $('class').disabled = spec.num_classes === 0;
+  const points = spec.data_shape[1] * spec.data_shape[2] === 1;
+  $('batch').value = points ? '1000' : '16';
   $('about-model').textContent =
     `${manifest.title ?? name} — ${spec.architecture}, depth ${spec.depth}, width ${spec.hidden_width}, ` +
     `data ${spec.data_shape.join('×')}, ${(bytes.length / 1e6).toFixed(1)} MB; model id ${sampler.modelId().slice(0, 12)}…`;
@@ -80,8 +82,31 @@ async function loadSolver(choice) {
   $('guidance').value = String(solver.guidance);
 }
 
+/** 2-D samples `[B, 2, 1, 1]` as a scatter plot, the view fitted to every point. */
+function drawPoints(values) {
+  const canvas = $('canvas');
+  canvas.width = 512;
+  canvas.height = 512;
+  const g = canvas.getContext('2d');
+  g.fillStyle = '#fff';
+  g.fillRect(0, 0, 512, 512);
+  let limit = 1;
+  for (const v of values) if (Number.isFinite(v)) limit = Math.max(limit, Math.abs(v));
+  limit *= 1.05;
+  g.fillStyle = '#1f5ca0';
+  for (let i = 0; i + 1 < values.length; i += 2) {
+    const x = ((values[i] / limit + 1) / 2) * 511;
+    const y = (1 - (values[i + 1] / limit + 1) / 2) * 511;
+    g.fillRect(x - 1, y - 1, 3, 3);
+  }
+}
+
 function draw(values, shape) {
-  const [b] = shape;
+  const [b, c, h, w] = shape;
+  if (h * w === 1) {
+    drawPoints(values);
+    return;
+  }
   const columns = Math.ceil(Math.sqrt(b));
   const rgba = sampler.pictureRgba(columns);
   const width = sampler.pictureWidth(columns);

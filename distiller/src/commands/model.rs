@@ -125,6 +125,11 @@ fn show(path: &Path) -> Result<()> {
         "embeddings  time {}, class {}",
         spec.time_embedding, spec.class_embedding
     );
+    println!(
+        "time        embedding scale {}, the network predicts the {}",
+        spec.time_scale,
+        spec.prediction.name()
+    );
     println!("path        {}", spec.path);
     println!(
         "dataset     {} ({} training steps)",

@@ -42,7 +42,7 @@ pub struct ModelSpec {
     #[serde(default = "default_time_scale")]
     pub time_scale: f64,
     /// What the network outputs: `"velocity"` (files without the field) or `"data"`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Prediction::is_velocity")]
     pub prediction: Prediction,
     /// Width of the learned class embedding; 0 when unconditional.
     pub class_embedding: usize,
@@ -79,6 +79,10 @@ pub enum Prediction {
 }
 
 impl Prediction {
+    pub fn is_velocity(&self) -> bool {
+        *self == Prediction::Velocity
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Prediction::Velocity => "velocity",
