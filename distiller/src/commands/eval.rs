@@ -710,8 +710,13 @@ fn prepare_real(
 ) -> Result<Real> {
     let name = dataset.name.name();
     let image = is_image(&dataset.shape);
+    // Rows spread evenly over the train split (a split may be ordered by class, as MNIST's is).
     let floor_rows = args.fd_samples.min(dataset.train.len);
-    let floor_points = &dataset.train.x[..floor_rows * dataset.train.dim];
+    let floor_indices: Vec<usize> = (0..floor_rows)
+        .map(|i| i * dataset.train.len / floor_rows.max(1))
+        .collect();
+    let (floor_points, _) = data::batch(&dataset.train, &floor_indices);
+    let floor_points = floor_points.as_slice();
     let (data, kind) = if image {
         let path = classifier_path(args);
         let trained = args.classifier.is_none() && !path.exists();
@@ -960,7 +965,7 @@ fn generate(
 /// The label of the real-data floor.
 fn floor_label(rows: usize, image: bool) -> String {
     let what = if image { "images" } else { "points" };
-    format!("real data: {rows} train {what} vs the test split (floor)")
+    format!("real data: {rows} train {what} (spread over the split) vs the test split (floor)")
 }
 
 /// "Fashion-MNIST", "MNIST", or the file's own name for other datasets.
