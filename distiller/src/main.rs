@@ -22,6 +22,8 @@ mod pairs;
 mod picture;
 mod plot;
 mod progress;
+#[cfg(test)]
+mod scratch;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

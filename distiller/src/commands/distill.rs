@@ -319,14 +319,8 @@ pub(crate) mod tests {
     use crate::commands::truth::{compute_pairs, TruthOptions};
     use crate::compute::{ComputeArgs, DeviceKind};
     use crate::data::{self, DataSources, DatasetName};
+    use crate::scratch::ScratchDir;
     use std::path::Path;
-
-    pub(crate) fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("bns-distill-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     fn compute() -> ComputeArgs {
         ComputeArgs {
@@ -397,8 +391,9 @@ pub(crate) mod tests {
 
     #[test]
     fn distilling_beats_the_euler_init_and_the_file_reproduces_its_psnr() {
-        let dir = scratch("gain");
-        let (model_file, pairs_file) = tiny_model_and_pairs(&dir);
+        let scratch = ScratchDir::new("distill-gain");
+        let dir = scratch.path();
+        let (model_file, pairs_file) = tiny_model_and_pairs(dir);
         let out = dir.join("bns-4.json");
         let outcome = distill(&args(&model_file, &pairs_file, &out), &Device::Cpu, false).unwrap();
         eprintln!(
@@ -437,13 +432,13 @@ pub(crate) mod tests {
             t.init_psnr
         );
         assert_eq!(t.solver.kind, "bns-time-only");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn bad_requests_are_refused_and_leave_the_output_alone() {
-        let dir = scratch("bad");
-        let (model, pairs) = tiny_model_and_pairs(&dir);
+        let scratch = ScratchDir::new("distill-bad");
+        let dir = scratch.path();
+        let (model, pairs) = tiny_model_and_pairs(dir);
         let out = dir.join("keep.json");
         std::fs::write(&out, "previous").unwrap();
         let message = |a: DistillArgs| distill(&a, &Device::Cpu, false).err().unwrap().to_string();
@@ -478,6 +473,5 @@ pub(crate) mod tests {
         assert!(m.contains("pairs.safetensors"), "{m}");
 
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous");
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -260,7 +260,8 @@ fn update_index(path: &Path, name: &str, default: bool) -> Result<()> {
 mod tests {
     use super::*;
     use crate::commands::distill::distill;
-    use crate::commands::distill::tests::{args as distill_args, scratch, tiny_model_and_pairs};
+    use crate::commands::distill::tests::{args as distill_args, tiny_model_and_pairs};
+    use crate::scratch::ScratchDir;
     use candle_core::Device;
 
     fn publish_args(dir: &Path, model: &Path, solver: &Path, pairs: &Path) -> PublishArgs {
@@ -277,15 +278,16 @@ mod tests {
 
     #[test]
     fn publishes_verified_solvers_and_refuses_the_rest() {
-        let dir = scratch("publish");
-        let (model, pairs) = tiny_model_and_pairs(&dir);
+        let scratch = ScratchDir::new("publish-publish");
+        let dir = scratch.path();
+        let (model, pairs) = tiny_model_and_pairs(dir);
         let solver = dir.join("bns-4.json");
         let mut a = distill_args(&model, &pairs, &solver);
         a.iterations = 30;
         distill(&a, &Device::Cpu, false).unwrap();
 
         let mut lines = Vec::new();
-        let manifest = publish(&publish_args(&dir, &model, &solver, &pairs), &mut |l| {
+        let manifest = publish(&publish_args(dir, &model, &solver, &pairs), &mut |l| {
             lines.push(l)
         })
         .unwrap();
@@ -312,7 +314,7 @@ mod tests {
         *tampered.metrics.get_mut("validation_psnr").unwrap() += 0.5;
         let bad = dir.join("tampered.json");
         tampered.save(&bad).unwrap();
-        let mut args = publish_args(&dir, &model, &bad, &pairs);
+        let mut args = publish_args(dir, &model, &bad, &pairs);
         args.name = "other".into();
         let message = publish(&args, &mut |_| {}).err().unwrap().to_string();
         assert!(
@@ -325,7 +327,7 @@ mod tests {
         let other_model = dir.join("other.safetensors");
         let spec = Model::load(&model).unwrap().spec().clone();
         Model::random(spec, 42).unwrap().save(&other_model).unwrap();
-        let mut args = publish_args(&dir, &other_model, &solver, &pairs);
+        let mut args = publish_args(dir, &other_model, &solver, &pairs);
         args.name = "other".into();
         let message = publish(&args, &mut |_| {}).err().unwrap().to_string();
         assert!(
@@ -333,6 +335,5 @@ mod tests {
             "{message}"
         );
         assert!(!dir.join("www/models/other").exists());
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

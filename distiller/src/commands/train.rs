@@ -458,6 +458,7 @@ fn load_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::ScratchDir;
 
     fn args(output: &Path, steps: u64, resume: bool) -> TrainArgs {
         TrainArgs {
@@ -485,20 +486,14 @@ mod tests {
         }
     }
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("bns-train-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn checkerboard() -> Dataset {
         data::load(DatasetName::Checkerboard, &DataSources::default(), 5).unwrap()
     }
 
     #[test]
     fn training_lowers_the_loss_and_writes_a_runtime_model() {
-        let dir = scratch("loss");
+        let scratch = ScratchDir::new("train-loss");
+        let dir = scratch.path();
         let out = dir.join("m.safetensors");
         let outcome = train(
             &args(&out, 300, false),
@@ -517,12 +512,12 @@ mod tests {
         assert_eq!(model.id(), outcome.model.id());
         assert_eq!(model.spec().training_steps, 300);
         assert_eq!(model.spec().dataset, "checkerboard");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn resume_continues_bit_for_bit() {
-        let dir = scratch("resume");
+        let scratch = ScratchDir::new("train-resume");
+        let dir = scratch.path();
         let straight = dir.join("straight.safetensors");
         let resumed = dir.join("resumed.safetensors");
         let data = checkerboard();
@@ -537,7 +532,6 @@ mod tests {
         let b = train(&args(&resumed, 40, true), &data, &Device::Cpu, false).unwrap();
         assert_eq!(b.steps, 40);
         assert_eq!(a.model.id(), b.model.id(), "resumed weights differ");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// Runs `args` but stops after `steps` steps, as an interruption would (the checkpoint at
@@ -551,7 +545,8 @@ mod tests {
 
     #[test]
     fn corrupt_or_foreign_checkpoints_are_refused() {
-        let dir = scratch("corrupt");
+        let scratch = ScratchDir::new("train-corrupt");
+        let dir = scratch.path();
         let out = dir.join("m.safetensors");
         let data = checkerboard();
         std::fs::write(checkpoint_path(&out), b"not a checkpoint").unwrap();
@@ -580,6 +575,5 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(message.contains("m.safetensors.ckpt"), "{message}");
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -229,7 +229,6 @@ fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usiz
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::path::PathBuf;
     use std::time::Instant;
 
     use flate2::write::GzEncoder;
@@ -237,24 +236,11 @@ mod tests {
 
     use super::*;
     use crate::data::{load as load_dataset, DataSources};
+    use crate::scratch::ScratchDir;
 
-    /// A directory under the system temporary directory, removed when dropped.
-    struct ScratchDir(PathBuf);
-
-    impl ScratchDir {
-        fn new(tag: &str) -> ScratchDir {
-            let dir =
-                std::env::temp_dir().join(format!("bns-data-fashion-{}-{tag}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            ScratchDir(dir)
-        }
-    }
-
-    impl Drop for ScratchDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A scratch folder for one test.
+    fn scratch_dir(tag: &str) -> ScratchDir {
+        ScratchDir::new(&format!("data-fashion-{tag}"))
     }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -287,7 +273,7 @@ mod tests {
 
     /// Loads `dir` after replacing `file` with the gzip of `bytes`; returns the error text.
     fn error_with(tag: &str, file: &str, bytes: Vec<u8>, gzipped: bool) -> String {
-        let scratch = ScratchDir::new(tag);
+        let scratch = scratch_dir(tag);
         write_valid(&scratch.0);
         let bytes = if gzipped { gzip(&bytes) } else { bytes };
         std::fs::write(scratch.0.join(file), bytes).unwrap();
@@ -325,7 +311,7 @@ mod tests {
 
     #[test]
     fn loads_a_valid_small_directory() {
-        let scratch = ScratchDir::new("valid");
+        let scratch = scratch_dir("valid");
         write_valid(&scratch.0);
         let data = load(&scratch.0).unwrap();
         assert_eq!((data.train.len, data.test.len), (3, 2));
@@ -459,7 +445,7 @@ mod tests {
 
     #[test]
     fn missing_file_says_how_to_install() {
-        let scratch = ScratchDir::new("missing");
+        let scratch = scratch_dir("missing");
         write_valid(&scratch.0);
         std::fs::remove_file(scratch.0.join(TEST_LABELS)).unwrap();
         let error = format!("{:#}", load(&scratch.0).unwrap_err());

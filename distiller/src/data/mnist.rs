@@ -170,24 +170,11 @@ mod tests {
 
     use super::*;
     use crate::data::{load as load_dataset, DataSources};
+    use crate::scratch::ScratchDir;
 
-    /// A directory under the system temporary directory, removed when dropped.
-    struct ScratchDir(PathBuf);
-
-    impl ScratchDir {
-        fn new(tag: &str) -> ScratchDir {
-            let dir =
-                std::env::temp_dir().join(format!("bns-data-mnist-{}-{tag}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            ScratchDir(dir)
-        }
-    }
-
-    impl Drop for ScratchDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A scratch folder for one test.
+    fn scratch_dir(tag: &str) -> ScratchDir {
+        ScratchDir::new(&format!("data-mnist-{tag}"))
     }
 
     /// Writes ten valid digit files into `dir`: digit `d` has `d + 1` images, all pixels `0.5`
@@ -204,7 +191,7 @@ mod tests {
     }
 
     fn error_with(tag: &str, digit: usize, contents: &str) -> String {
-        let scratch = ScratchDir::new(tag);
+        let scratch = scratch_dir(tag);
         write_valid(&scratch.0);
         std::fs::write(scratch.0.join(format!("{digit}.json")), contents).unwrap();
         format!("{:#}", load(&scratch.0).unwrap_err())
@@ -257,7 +244,7 @@ mod tests {
             [0, 1, 3, 4, 7, 10, 11, 1001, 991, 863].map(test_count),
             [0, 0, 0, 1, 1, 1, 2, 143, 142, 123]
         );
-        let scratch = ScratchDir::new("split");
+        let scratch = scratch_dir("split");
         write_valid(&scratch.0);
         let data = load(&scratch.0).unwrap();
         // Digit d has d + 1 images, round((d + 1)/7) of them (the last ones) in the test set.
@@ -296,7 +283,7 @@ mod tests {
 
     #[test]
     fn missing_package_says_how_to_install() {
-        let scratch = ScratchDir::new("missing");
+        let scratch = scratch_dir("missing");
         write_valid(&scratch.0);
         std::fs::remove_file(scratch.0.join("7.json")).unwrap();
         let error = format!("{:#}", load(&scratch.0).unwrap_err());
@@ -320,7 +307,7 @@ mod tests {
 
     #[test]
     fn search_walks_up_the_parents() {
-        let scratch = ScratchDir::new("search");
+        let scratch = scratch_dir("search");
         let digits = scratch.0.join("project").join(DIGITS_SUBDIR);
         std::fs::create_dir_all(&digits).unwrap();
         let deep = scratch.0.join("project/crate/src");
