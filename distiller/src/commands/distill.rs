@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::json;
 use web_sampler::grid::Grid;
 use web_sampler::model::Model;
@@ -25,24 +25,6 @@ use crate::metrics::{mean_std, solver_psnr};
 use crate::network::Network;
 use crate::pairs::{Pairs, PairsView};
 use crate::progress::Progress;
-
-/// The classical solvers a BNS solver can start from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Init {
-    Euler,
-    Midpoint,
-    Dpmpp2m,
-}
-
-impl Init {
-    pub fn method(self) -> Method {
-        match self {
-            Init::Euler => Method::Euler,
-            Init::Midpoint => Method::Midpoint,
-            Init::Dpmpp2m => Method::DpmPp2m,
-        }
-    }
-}
 
 #[derive(Args, Clone, Debug)]
 pub struct DistillArgs {
@@ -58,9 +40,10 @@ pub struct DistillArgs {
     /// Guidance scale w (must be the one the pairs were computed with; default: theirs)
     #[arg(long)]
     pub guidance: Option<f64>,
-    /// Classical solver the parameters start from
-    #[arg(long, value_enum, default_value = "midpoint")]
-    pub init: Init,
+    /// Classical solver the parameters start from: euler, midpoint, heun, rk4, ab2, ab3, dpmpp2m
+    /// (the NFE must be a multiple of its stages)
+    #[arg(long, default_value = "midpoint")]
+    pub init: Method,
     /// Time grid of the initial solver
     #[arg(long, default_value = "uniform")]
     pub grid: Grid,
@@ -135,10 +118,10 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
             );
         }
     }
-    if args.time_only && args.init != Init::Euler {
+    if args.time_only && args.init != Method::Euler {
         bail!("--time-only learns the times of the Euler solver: use --init euler");
     }
-    let method = args.init.method();
+    let method = args.init;
     let init_table = method
         .build(args.nfe, args.grid)
         .map_err(|e| anyhow::anyhow!("--init {}: {e}", method.name()))?;
@@ -376,7 +359,7 @@ pub(crate) mod tests {
             pairs: pairs.to_path_buf(),
             nfe: 4,
             guidance: None,
-            init: Init::Euler,
+            init: Method::Euler,
             grid: Grid::Uniform,
             time_only: false,
             iterations: 150,
@@ -457,11 +440,11 @@ pub(crate) mod tests {
 
         let mut a = args(&model, &pairs, &out);
         a.time_only = true;
-        a.init = Init::Midpoint;
+        a.init = Method::Midpoint;
         assert!(message(a).contains("--init euler"));
 
         let mut a = args(&model, &pairs, &out);
-        a.init = Init::Midpoint;
+        a.init = Method::Midpoint;
         a.nfe = 5;
         assert!(message(a).contains("multiple of 2"));
 
