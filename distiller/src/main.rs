@@ -46,24 +46,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a flow-matching velocity network on a dataset and write the model file
+    Train(commands::train::TrainArgs),
+    /// Ground truth: solve the model's ODE from seeded noise with adaptive Dormand–Prince 5(4)
+    Truth(commands::truth::TruthArgs),
+    /// Distill a BNS solver for a model from ground-truth pairs
+    Distill(commands::distill::DistillArgs),
+    /// Evaluate every classical and distilled solver against the ground truth: tables, plots and sample grids
+    Eval(commands::eval::EvalArgs),
+    /// Publish a model and its distilled solvers on the site, after verifying them on the runtime
+    Publish(commands::publish::PublishArgs),
+    /// Generate samples with a model and a solver and save them as a PNG grid
+    Sample(commands::sample::SampleArgs),
     /// Build and inspect solver files
     #[command(subcommand)]
     Solver(commands::solver::SolverCommand),
     /// Create and inspect model files
     #[command(subcommand)]
     Model(commands::model::ModelCommand),
-    /// Generate samples with a model and a solver and save them as a PNG grid
-    Sample(commands::sample::SampleArgs),
-    /// Train a flow-matching velocity network on a dataset and write the model file
-    Train(commands::train::TrainArgs),
-    /// Distill a BNS solver for a model from ground-truth pairs
-    Distill(commands::distill::DistillArgs),
-    /// Publish a model and its distilled solvers on the site, after verifying them on the runtime
-    Publish(commands::publish::PublishArgs),
-    /// Ground truth: solve the model's ODE from seeded noise with adaptive Dormand–Prince 5(4)
-    Truth(commands::truth::TruthArgs),
-    /// Evaluate every classical and distilled solver against the ground truth: tables, plots and sample grids
-    Eval(commands::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
