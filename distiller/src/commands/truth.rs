@@ -586,25 +586,15 @@ fn read_partial(
 mod tests {
     use super::*;
     use crate::dopri5::integrate;
-    use web_sampler::model::{ModelSpec, MODEL_FORMAT_VERSION};
+    use crate::network::tests::tiny_spec;
+    use web_sampler::model::ModelSpec;
 
+    /// The network tests' tiny spec, 16 wide.
     fn spec(shape: [usize; 3], classes: usize) -> ModelSpec {
         ModelSpec {
-            format_version: MODEL_FORMAT_VERSION,
-            architecture: "mlp".into(),
-            data_shape: shape.to_vec(),
             hidden_width: 16,
-            depth: 2,
-            time_embedding: 8,
-            time_scale: 1000.0,
-            prediction: Default::default(),
-            class_embedding: if classes > 0 { 4 } else { 0 },
-            num_classes: classes,
-            activation: "silu".into(),
-            path: "cond-ot".into(),
             dataset: "none".into(),
-            training_steps: 0,
-            class_names: Vec::new(),
+            ..tiny_spec(shape, classes)
         }
     }
 
