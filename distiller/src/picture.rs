@@ -6,29 +6,22 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use web_sampler::sample::Picture;
 
+use crate::files::write_atomically;
+
 /// Saves an RGBA picture as a PNG file, atomically.
 pub fn save_png(path: &Path, picture: &Picture) -> Result<()> {
-    let temporary = path.with_extension("png.tmp");
-    let write = || -> Result<()> {
-        let file = std::fs::File::create(&temporary)?;
-        let mut encoder = png::Encoder::new(
-            std::io::BufWriter::new(file),
-            picture.width as u32,
-            picture.height as u32,
-        );
+    let mut bytes = Vec::new();
+    let encode = |bytes: &mut Vec<u8>| -> Result<()> {
+        let mut encoder = png::Encoder::new(bytes, picture.width as u32, picture.height as u32);
         encoder.set_color(png::ColorType::Rgba);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header()?;
         writer.write_image_data(&picture.rgba)?;
         writer.finish()?;
-        std::fs::rename(&temporary, path)?;
         Ok(())
     };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&temporary);
-        })
-        .with_context(|| format!("{}: cannot write PNG", path.display()))
+    encode(&mut bytes).with_context(|| format!("{}: cannot encode PNG", path.display()))?;
+    write_atomically(path, &bytes)
 }
 
 /// A square scatter plot of points `[N, 2]` on a white background, the view fitted to [−L, L]²

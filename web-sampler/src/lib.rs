@@ -13,6 +13,8 @@
 //! * [`sample`]: guided sampling with an NS table on the CPU, and image conversion.
 //! * [`tensor_file`]: reading safetensors files as untrusted input.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod atomic_write;
 pub mod error;
 pub mod grid;
 pub mod model;

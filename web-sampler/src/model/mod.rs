@@ -155,24 +155,14 @@ impl Model {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let origin = path.display().to_string();
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| Error::new(&origin, "cannot save a model: the path names no file"))?;
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(file_name);
-        temp_name.push(format!(".tmp-{}", std::process::id()));
-        let temp = path.with_file_name(temp_name);
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(&self.to_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temp, path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            Error::new(&origin, format!("cannot save the model: {e}"))
-        })
+        if path.file_name().is_none() {
+            return Err(Error::new(
+                &origin,
+                "cannot save a model: the path names no file",
+            ));
+        }
+        crate::atomic_write::write_atomically(path, &self.to_bytes())
+            .map_err(|e| Error::new(&origin, format!("cannot save the model: {e}")))
     }
 
     /// The values of the tensor `name` (one of [`ModelSpec::tensor_shapes`]), row-major.

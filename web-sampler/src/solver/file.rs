@@ -210,32 +210,14 @@ impl SolverFile {
     /// left as it was.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        use std::io::Write;
         let origin = path.display().to_string();
         self.validate(&origin)?;
-        let Some(file_name) = path.file_name() else {
+        if path.file_name().is_none() {
             return Err(Error::new(origin, "not a file path (it has no file name)"));
-        };
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(format!(".tmp{}", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(self.to_json().as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::new(origin, format!("cannot write the solver file: {e}"))
-        })
+        }
+        let text = self.to_json() + "\n";
+        crate::atomic_write::write_atomically(path, text.as_bytes())
+            .map_err(|e| Error::new(origin, format!("cannot write the solver file: {e}")))
     }
 }
 
