@@ -194,9 +194,7 @@ pub fn grid_picture(samples: &Samples, columns: usize) -> Result<Picture> {
         ));
     }
     let columns = columns.clamp(1, b.max(1));
-    let rows = b.div_ceil(columns);
-    let width = columns * w + (columns - 1) * GRID_GAP;
-    let height = rows * h + rows.saturating_sub(1) * GRID_GAP;
+    let (width, height) = grid_size(samples.shape, columns);
     let mut rgba = vec![0u8; width * height * 4];
     for i in 0..b {
         let (ty, tx) = (i / columns, i % columns);
@@ -219,6 +217,18 @@ pub fn grid_picture(samples: &Samples, columns: usize) -> Result<Picture> {
         height,
         rgba,
     })
+}
+
+/// Width and height in pixels of a [`grid_picture`] of samples of `shape` `[B, C, H, W]` with
+/// `columns` tiles per row.
+pub fn grid_size(shape: [usize; 4], columns: usize) -> (usize, usize) {
+    let [b, _, h, w] = shape;
+    let columns = columns.clamp(1, b.max(1));
+    let rows = b.div_ceil(columns);
+    (
+        columns * w + (columns - 1) * GRID_GAP,
+        rows * h + rows.saturating_sub(1) * GRID_GAP,
+    )
 }
 
 /// Maps a value in [−1, 1] to a byte: `round((v+1)/2·255)`, clamped.

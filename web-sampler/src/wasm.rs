@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::grid::Grid;
 use crate::model::Model;
-use crate::sample::{grid_picture, sample, SampleRequest, Samples};
+use crate::sample::{grid_picture, grid_size, sample, SampleRequest, Samples};
 use crate::solver::{Method, NsTable, SolverFile};
 
 fn js_error(e: impl std::fmt::Display) -> JsError {
@@ -156,6 +156,6 @@ impl Sampler {
             .last
             .as_ref()
             .ok_or_else(|| JsError::new("nothing generated yet"))?;
-        Ok(grid_picture(samples, columns).map_err(js_error)?.width)
+        Ok(grid_size(samples.shape, columns).0)
     }
 }
