@@ -11,25 +11,7 @@ use crate::pairs::PairsView;
 /// Rows per runtime call when evaluating a solver on pairs.
 const EVAL_BATCH: usize = 128;
 
-/// PSNR of each sample `x` `[N, dim]` against `truth`, on values mapped from [−1, 1] to [0, 1]:
-/// `10·log10(1/MSE)` (so `MSE_01 = MSE/4`).
-pub fn psnr(x: &[f32], truth: &[f32], dim: usize) -> Vec<f64> {
-    x.chunks_exact(dim)
-        .zip(truth.chunks_exact(dim))
-        .map(|(a, b)| {
-            let mse = a
-                .iter()
-                .zip(b)
-                .map(|(p, q)| {
-                    let d = f64::from(p - q) * 0.5;
-                    d * d
-                })
-                .sum::<f64>()
-                / dim as f64;
-            -10.0 * mse.max(1e-20).log10()
-        })
-        .collect()
-}
+pub use web_sampler::metrics::psnr;
 
 /// Mean and (population) standard deviation.
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
@@ -62,15 +44,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn psnr_of_known_errors() {
+    fn mean_and_std() {
         // An error of 0.2 on the [−1, 1] scale is 0.1 on [0, 1]: MSE 0.01, 20 dB.
-        let x = [0.2f32, -0.2, 0.2, -0.2];
-        let truth = [0.0f32; 4];
-        let p = psnr(&x, &truth, 2);
-        assert!(
-            (p[0] - 20.0).abs() < 1e-6 && (p[1] - 20.0).abs() < 1e-6,
-            "{p:?}"
-        );
         let (mean, std) = mean_std(&[10.0, 20.0]);
         assert_eq!((mean, std), (15.0, 5.0));
     }

@@ -11,12 +11,17 @@
 //! * [`model`]: the model file and the MLP velocity network (CPU forward).
 //! * [`noise`]: the seeded Gaussian generator shared by every platform.
 //! * [`sample`]: guided sampling with an NS table on the CPU, and image conversion.
+//! * [`gpu`]: the same sampling in WGSL compute shaders through wgpu (Vulkan natively, WebGPU in
+//!   browsers).
+//! * [`metrics`]: PSNR of samples against a reference.
 //! * [`tensor_file`]: reading safetensors files as untrusted input.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod atomic_write;
 pub mod error;
+pub mod gpu;
 pub mod grid;
+pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod path;

@@ -89,9 +89,8 @@ pub fn guided_velocity(
         .collect())
 }
 
-/// Runs `table` from the request's seeded noise and returns `x_n`. Image models (H·W > 1) are
-/// clamped to [−1, 1]; 2-D point models are returned as they are.
-pub fn sample(model: &Model, table: &NsTable, request: &SampleRequest) -> Result<Samples> {
+/// Checks a request against the model (batch size, guidance) and returns each row's class.
+pub fn check_request(model: &Model, request: &SampleRequest) -> Result<Vec<u32>> {
     if request.batch == 0 || request.batch > MAX_BATCH {
         return Err(Error::new(
             "sample request",
@@ -116,7 +115,13 @@ pub fn sample(model: &Model, table: &NsTable, request: &SampleRequest) -> Result
             "guidance needs a class-conditional model; this model is unconditional",
         ));
     }
-    let classes = class_labels(model, request)?;
+    class_labels(model, request)
+}
+
+/// Runs `table` from the request's seeded noise and returns `x_n`. Image models (H·W > 1) are
+/// clamped to [−1, 1]; 2-D point models are returned as they are.
+pub fn sample(model: &Model, table: &NsTable, request: &SampleRequest) -> Result<Samples> {
+    let classes = check_request(model, request)?;
     let spec = model.spec();
     let dim = spec.data_dim();
     let x0 = gaussian_batch(request.seed, request.batch, dim);
@@ -126,11 +131,44 @@ pub fn sample(model: &Model, table: &NsTable, request: &SampleRequest) -> Result
     } else {
         values
     };
-    let [c, h, w] = shape3(&spec.data_shape);
     Ok(Samples {
         values,
-        shape: [request.batch, c, h, w],
+        shape: sample_shape(spec, request.batch),
     })
+}
+
+/// The shape `[B, C, H, W]` of `batch` samples of the model.
+pub fn sample_shape(spec: &crate::model::ModelSpec, batch: usize) -> [usize; 4] {
+    let [c, h, w] = shape3(&spec.data_shape);
+    [batch, c, h, w]
+}
+
+/// The states `x_0, …, x_n` of a solve from the request's seeded noise (unclamped), each
+/// `[B, D]`: for drawing trajectories of 2-D models.
+pub fn trajectories(
+    model: &Model,
+    table: &NsTable,
+    request: &SampleRequest,
+) -> Result<Vec<Vec<f32>>> {
+    let classes = check_request(model, request)?;
+    let x0 = gaussian_batch(request.seed, request.batch, model.spec().data_dim());
+    let mut states = Vec::with_capacity(table.steps() + 1);
+    let mut failure = None;
+    let last = table.solve(&x0, |x, t| {
+        states.push(x.to_vec());
+        if failure.is_some() {
+            return vec![0.0; x.len()];
+        }
+        guided_velocity(model, x, t, &classes, request.guidance).unwrap_or_else(|e| {
+            failure = Some(e);
+            vec![0.0; x.len()]
+        })
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    states.push(last);
+    Ok(states)
 }
 
 /// Runs `table` from `x0` `[B, D]` with the guided velocity, returning `x_n` unclamped.

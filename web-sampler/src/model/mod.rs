@@ -46,6 +46,11 @@ pub use spec::{
     MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
 pub use spec::{Prediction, DATA_PREDICTION_MIN_REMAINING};
+/// The CPU dense layer and SiLU, the references of the GPU kernels' tests.
+#[cfg(test)]
+pub(crate) use {
+    linear::linear as cpu_linear, mlp::silu as cpu_silu, spec::tests::small_spec as spec_for_tests,
+};
 
 /// Origin of errors about a model built by [`Model::from_tensors`].
 const FROM_TENSORS_ORIGIN: &str = "<model from tensors>";

@@ -1,0 +1,312 @@
+//! The sampler on the GPU: the velocity network and the NS update in hand-written WGSL compute
+//! shaders (`shaders/`), run through wgpu — Vulkan natively (Mesa's lavapipe on CPU-only
+//! machines), the browser's WebGPU in wasm.
+//!
+//! * [`Gpu`]: the device, its limits, the compute pipelines (created once) and a buffer pool.
+//! * [`kernels`]: one Rust op per kernel, recorded into a [`kernels::Plan`] that becomes one
+//!   submission.
+//! * [`sample`](mod@sample): a whole guided sample (every step) in as few submissions as the
+//!   device's limits allow, read back once.
+//!
+//! Results agree with the CPU path to rounding (the dense layers sum in another order); the CPU
+//! path stays the bit-exact reference. Nothing here panics on a missing adapter or a lost
+//! device: both are [`Error`]s, and the caller falls back to the CPU path.
+
+pub mod kernels;
+mod pool;
+pub mod sample;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use crate::{Error, Result};
+pub use kernels::Kernels;
+use pool::Pool;
+pub use sample::{sample, GpuSamples};
+
+/// Origin of GPU errors.
+const ORIGIN: &str = "gpu";
+
+/// A GPU device ready to run the kernels.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    kernels: Kernels,
+    pool: Mutex<Pool>,
+    /// Weights of the last model used, by model id (uploaded once per model).
+    model: Mutex<Option<Arc<sample::GpuModel>>>,
+    lost: Arc<Mutex<Option<String>>>,
+    busy: AtomicBool,
+}
+
+impl Gpu {
+    /// Opens the first GPU adapter: Vulkan natively, WebGPU in a browser. Errors (never panics)
+    /// when there is none, e.g. a browser without WebGPU or a machine without a Vulkan driver.
+    pub async fn new() -> Result<Gpu> {
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+        descriptor.backends = wgpu::Backends::VULKAN | wgpu::Backends::BROWSER_WEBGPU;
+        let instance = wgpu::Instance::new(descriptor);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::new(ORIGIN, format!("no GPU adapter: {e}")))?;
+        let info = adapter.get_info();
+        let offered = adapter.limits();
+        // WebGPU's default limits, except the two that bound the batch: as large as offered.
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: offered.max_storage_buffer_binding_size,
+            max_buffer_size: offered.max_buffer_size,
+            ..wgpu::Limits::default()
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("bns"),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ORIGIN,
+                    format!("the adapter {:?} gave no device: {e}", info.name),
+                )
+            })?;
+        let lost = Arc::new(Mutex::new(None));
+        let flag = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut lost) = flag.lock() {
+                *lost = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let kernels = Kernels::new(&device);
+        if let Some(e) = scope.pop().await {
+            return Err(Error::new(
+                ORIGIN,
+                format!("the kernels do not compile on {:?}: {e}", info.name),
+            ));
+        }
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            kernels,
+            pool: Mutex::new(Pool::default()),
+            model: Mutex::new(None),
+            lost,
+            busy: AtomicBool::new(false),
+        })
+    }
+
+    /// Adapter name and backend, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)"`.
+    pub fn adapter(&self) -> String {
+        format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The limits the device was created with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Why the device was lost, if it was; a lost device never comes back.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|lost| lost.clone())
+    }
+
+    /// Destroys the device (as a driver reset would); later calls fail with "device lost".
+    pub fn destroy(&self) {
+        self.device.destroy();
+        if let Ok(mut lost) = self.lost.lock() {
+            lost.get_or_insert_with(|| "destroyed".to_string());
+        }
+    }
+
+    /// A buffer holding `contents`, written through the queue (unlike `create_buffer_init`,
+    /// this cannot panic when the device is lost).
+    pub(crate) fn buffer_with(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        let size = (contents.len() as u64).max(4).div_ceil(4) * 4;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !contents.is_empty() && contents.len() % 4 == 0 {
+            self.queue.write_buffer(&buffer, 0, contents);
+        }
+        buffer
+    }
+
+    /// The same device with a smaller storage-binding limit, to exercise batch splitting.
+    #[cfg(test)]
+    pub(crate) fn with_binding_limit(&self, bytes: u64) -> Gpu {
+        let mut limits = self.limits.clone();
+        limits.max_storage_buffer_binding_size = bytes;
+        Gpu {
+            device: self.device.clone(),
+            queue: self.queue.clone(),
+            info: self.info.clone(),
+            limits,
+            kernels: Kernels::new(&self.device),
+            pool: Mutex::new(Pool::default()),
+            model: Mutex::new(None),
+            lost: Arc::clone(&self.lost),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    /// The error for work on a lost device.
+    fn check_alive(&self) -> Result<()> {
+        match self.lost() {
+            Some(reason) => Err(Error::new(
+                ORIGIN,
+                format!("the GPU device was lost ({reason})"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `work` — which writes buffers and submits command buffers through the function it
+    /// is given — with validation and out-of-memory errors captured, then reads `readback` (a
+    /// MAP_READ buffer) back once the GPU is done. Returns the bytes and what `work` returned.
+    pub(crate) async fn run<T>(
+        &self,
+        readback: &wgpu::Buffer,
+        work: impl FnOnce(&mut dyn FnMut(wgpu::CommandBuffer)) -> Result<T>,
+    ) -> Result<(Vec<u8>, T)> {
+        self.check_alive()?;
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut submit = |commands: wgpu::CommandBuffer| {
+            self.queue.submit([commands]);
+        };
+        let outcome = work(&mut submit);
+        let mapped = Oneshot::default();
+        if outcome.is_ok() {
+            let sender = mapped.clone();
+            readback.map_async(wgpu::MapMode::Read, .., move |result| sender.send(result));
+        }
+        let validation = validation.pop();
+        let memory = memory.pop();
+        let outcome = outcome?;
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::new(ORIGIN, format!("waiting for the GPU failed: {e}")))?;
+        if let Some(e) = validation.await {
+            return Err(Error::new(ORIGIN, format!("GPU validation error: {e}")));
+        }
+        if let Some(e) = memory.await {
+            return Err(Error::new(
+                ORIGIN,
+                format!("the GPU ran out of memory: {e}"),
+            ));
+        }
+        let mapped = mapped.await;
+        self.check_alive()?;
+        mapped.map_err(|e| Error::new(ORIGIN, format!("reading the result back failed: {e}")))?;
+        let bytes = readback
+            .get_mapped_range(..)
+            .map_err(|e| Error::new(ORIGIN, format!("reading the result back failed: {e}")))?
+            .to_vec();
+        readback.unmap();
+        Ok((bytes, outcome))
+    }
+
+    /// Marks the device busy for the life of the guard; a second concurrent call is an error
+    /// rather than a corrupted buffer pool.
+    pub(crate) fn claim(&self) -> Result<BusyGuard<'_>> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return Err(Error::new(
+                ORIGIN,
+                "the GPU is still generating: wait for the previous call to finish",
+            ));
+        }
+        Ok(BusyGuard(&self.busy))
+    }
+}
+
+/// Clears [`Gpu`]'s busy flag when dropped.
+pub(crate) struct BusyGuard<'a>(&'a AtomicBool);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// A one-value channel whose receiving end is a future (what `map_async`'s callback reports).
+struct Oneshot<T> {
+    slot: Arc<Mutex<(Option<T>, Option<Waker>)>>,
+}
+
+impl<T> Default for Oneshot<T> {
+    fn default() -> Self {
+        Oneshot {
+            slot: Arc::new(Mutex::new((None, None))),
+        }
+    }
+}
+
+impl<T> Clone for Oneshot<T> {
+    fn clone(&self) -> Self {
+        Oneshot {
+            slot: Arc::clone(&self.slot),
+        }
+    }
+}
+
+impl<T> Oneshot<T> {
+    fn send(&self, value: T) {
+        if let Ok(mut slot) = self.slot.lock() {
+            slot.0 = Some(value);
+            if let Some(waker) = slot.1.take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl<T> Future for Oneshot<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Ok(mut slot) = self.slot.lock() else {
+            return Poll::Pending;
+        };
+        match slot.0.take() {
+            Some(value) => Poll::Ready(value),
+            None => {
+                slot.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Runs a future to completion on this thread (native only: tests, benchmarks, the CLI).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
