@@ -42,7 +42,7 @@ pub struct Gpu {
     kernels: Kernels,
     pool: Mutex<Pool>,
     /// Weights of the last model used, by model id (uploaded once per model).
-    model: Mutex<Option<Arc<sample::GpuModel>>>,
+    model: Mutex<Option<sample::GpuModel>>,
     lost: Arc<Mutex<Option<String>>>,
     busy: AtomicBool,
 }
@@ -233,6 +233,11 @@ impl Gpu {
             .to_vec();
         readback.unmap();
         Ok((bytes, outcome))
+    }
+
+    /// Whether a sample is running on this device right now.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
     }
 
     /// Marks the device busy for the life of the guard; a second concurrent call is an error

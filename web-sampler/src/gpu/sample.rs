@@ -7,8 +7,6 @@
 //! and the velocities, the reduced NS form). After the last chunk, `pack_rgba` draws the grid
 //! picture, and values and picture come back in one read.
 
-use std::sync::Arc;
-
 use super::kernels::{EmbedShape, Guidance, Plan, View};
 use super::{Gpu, ORIGIN};
 use crate::model::{time_embedding, Model, Prediction, DATA_PREDICTION_MIN_REMAINING};
@@ -19,7 +17,8 @@ use crate::sample::{
 use crate::solver::NsTable;
 use crate::{Error, Result};
 
-/// A model's weights on the GPU.
+/// A model's weights on the GPU (clones share the buffers).
+#[derive(Clone)]
 pub struct GpuModel {
     id: String,
     /// `[num_classes + 1, E_c]`, or one unused value when unconditional.
@@ -27,6 +26,7 @@ pub struct GpuModel {
     layers: Vec<GpuLayer>,
 }
 
+#[derive(Clone)]
 struct GpuLayer {
     weight: wgpu::Buffer,
     bias: wgpu::Buffer,
@@ -333,17 +333,17 @@ pub async fn sample(
 }
 
 /// The model's weights on `gpu`, uploaded on first use and kept for the next calls.
-fn gpu_model(gpu: &Gpu, model: &Model) -> Result<Arc<GpuModel>> {
+fn gpu_model(gpu: &Gpu, model: &Model) -> Result<GpuModel> {
     let mut cached = gpu
         .model
         .lock()
         .map_err(|_| Error::new(ORIGIN, "internal error: the model cache is poisoned"))?;
     if let Some(weights) = cached.as_ref().filter(|w| w.id == model.id()) {
-        return Ok(Arc::clone(weights));
+        return Ok(weights.clone());
     }
     *cached = None; // free the old weights first
-    let weights = Arc::new(GpuModel::upload(gpu, model)?);
-    *cached = Some(Arc::clone(&weights));
+    let weights = GpuModel::upload(gpu, model)?;
+    *cached = Some(weights.clone());
     Ok(weights)
 }
 

@@ -184,11 +184,11 @@ fn embed_assembles_the_cpu_input_rows() {
         .unwrap();
         let got = floats(&run(gpu, plan, &input, rows * width));
         let mut expected = Vec::new();
-        for r in 0..rows {
+        for (r, &label) in labels.iter().enumerate() {
             let s = r % samples;
             expected.extend_from_slice(&x[s * data..(s + 1) * data]);
             expected.extend(time_embedding(times[1], time_width, 10.0));
-            let c = labels[r] as usize;
+            let c = label as usize;
             expected.extend_from_slice(&class_embedding[c * class_width..(c + 1) * class_width]);
         }
         assert_eq!(got, expected, "embed {samples}×{passes} rows, {width} wide");
