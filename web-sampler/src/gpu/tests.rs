@@ -20,7 +20,13 @@ const KERNEL_TOLERANCE: f32 = 1e-5;
 fn gpu() -> Option<(&'static Gpu, MutexGuard<'static, ()>)> {
     static GPU: OnceLock<std::result::Result<Gpu, String>> = OnceLock::new();
     static SERIAL: Mutex<()> = Mutex::new(());
-    let gpu = GPU.get_or_init(|| block_on(Gpu::new()).map_err(|e| e.to_string()));
+    let gpu = GPU.get_or_init(|| {
+        let gpu = block_on(Gpu::new()).map_err(|e| e.to_string());
+        if let Ok(gpu) = &gpu {
+            eprintln!("GPU tests run on {}", gpu.adapter());
+        }
+        gpu
+    });
     match gpu {
         Ok(gpu) => Some((gpu, SERIAL.lock().unwrap_or_else(|p| p.into_inner()))),
         Err(e) => {

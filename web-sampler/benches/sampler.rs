@@ -1,0 +1,103 @@
+//! Time per batch on the native paths: the CPU path and wgpu (Vulkan; lavapipe on CPU-only
+//! machines), for the published Fashion-MNIST model and its BNS solver at NFE 8.
+//!
+//!     cargo bench -p web-sampler --bench sampler [-- --batch 64 --runs 5 --models www/models --model fashion-mnist --solver bns-8-w0.json]
+//!
+//! Prints the median and the fastest of `runs` timed runs after one warm-up, for each path, and
+//! how far the GPU's samples are from the CPU's.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use web_sampler::gpu::{block_on, Gpu};
+use web_sampler::model::Model;
+use web_sampler::sample::{sample, SampleRequest};
+use web_sampler::solver::SolverFile;
+
+fn option(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Median and minimum of `runs` timings of `f` after one warm-up call.
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
+    let mut last = f();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        last = f();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2], times[0], last)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let batch: usize = option(&args, "--batch", "64").parse()?;
+    let runs: usize = option(&args, "--runs", "5").parse::<usize>()?.max(1);
+    let name = option(&args, "--model", "fashion-mnist");
+    let solver = option(&args, "--solver", "bns-8-w0.json");
+    let models = option(
+        &args,
+        "--models",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../www/models"),
+    );
+    let folder = PathBuf::from(models).join(&name);
+    let model = Model::load(&folder.join("model.safetensors"))?;
+    let file = SolverFile::load(&folder.join(&solver))?;
+    let table = file.table();
+    let request = SampleRequest {
+        seed: 1,
+        batch,
+        class: None,
+        guidance: file.guidance,
+    };
+    let nfe = table.steps();
+    println!(
+        "model {name} ({} parameters), solver {solver} (NFE {nfe}, w = {}), batch {batch}, {runs} runs after a warm-up",
+        model.spec().parameter_count(),
+        file.guidance
+    );
+    let per = |d: Duration| d.as_secs_f64() * 1e3;
+
+    let (median, best, cpu) = time(runs, || sample(&model, &table, &request));
+    let cpu = cpu?;
+    println!(
+        "native CPU path : {:9.1} ms per batch (best {:.1}), {:.2} ms per image",
+        per(median),
+        per(best),
+        per(median) / batch as f64
+    );
+
+    match block_on(Gpu::new()) {
+        Err(e) => println!("native wgpu      : skipped ({e})"),
+        Ok(gpu) => {
+            let columns = (batch as f64).sqrt().ceil() as usize;
+            let (median, best, out) = time(runs, || {
+                block_on(web_sampler::gpu::sample(
+                    &gpu, &model, &table, &request, columns,
+                ))
+            });
+            let out = out?;
+            let worst = out
+                .samples
+                .values
+                .iter()
+                .zip(&cpu.values)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            println!(
+                "native wgpu     : {:9.1} ms per batch (best {:.1}), {:.2} ms per image on {}; {} submission(s); max |GPU − CPU| = {worst:.2e}",
+                per(median),
+                per(best),
+                per(median) / batch as f64,
+                gpu.adapter(),
+                out.submissions
+            );
+        }
+    }
+    Ok(())
+}
