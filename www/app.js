@@ -1,11 +1,52 @@
-// The sampler page: loads the wasm runtime, a published model and its solvers, and draws the
-// samples for a seed on a canvas. The last result is exposed as `window.bnsPage` for the tests.
+// The sampler page: the wasm runtime on WebGPU (or the CPU path), the published models and their
+// solvers, a grid of samples for a seed, and the compare view. The form's state is mirrored in the
+// address (?model=…&solver=…&seed=…&batch=…&class=…&guidance=…&backend=cpu), so a link reproduces
+// a picture. `window.bnsPage` exposes the page's state and actions to the browser tests.
 
 import init, { Sampler, version } from './pkg/web_sampler.js';
+import { fetchOk, modelBytes } from './lib/weights.js';
+import {
+  classicalAt, classicalLabel, defaultPublished, parseClassical, publishedLabel, publishedNfes,
+} from './lib/solvers.js';
+import { drawPicture, drawScatter, isPoints } from './lib/draw.js';
+import { compareSolvers, showComparison } from './compare.js';
 
 const $ = (id) => document.getElementById(id);
-const page = { ready: false, lastValues: null, lastShape: null, backend: null, error: null };
+
+/** How many 2-D points get their path drawn. */
+const PATHS = 24;
+/** Batch of the compare view: a few images, or enough points to see the distribution. */
+const COMPARE_BATCH = { images: 4, points: 200 };
+
+const page = {
+  ready: false,
+  error: null,
+  generated: 0,
+  lastValues: null,
+  lastShape: null,
+  lastPaths: null,
+  backend: null,
+  backendText: '',
+  firstImageAt: null,
+  model: null,
+  lastCompare: null,
+  loadSolverText: (text, name) => act(() => loadSolverText(text, name)),
+  compare: () => act(compare),
+  loseDevice: () => sampler.loseDevice(),
+};
 window.bnsPage = page;
+
+let sampler;
+/** The loaded model: { name, manifest, spec, size, cached }. */
+let model = null;
+/** Solver option value → its source: { url, name } (published), { spec } (classical), { text, name } (a file). */
+const sources = new Map();
+/** The option value of the solver the sampler holds. */
+let solverValue = null;
+let filesLoaded = 0;
+let queue = Promise.resolve();
+
+const messageOf = (e) => e?.message ?? String(e);
 
 function showError(message) {
   page.error = message;
@@ -18,157 +59,285 @@ function clearError() {
   $('error').hidden = true;
 }
 
-async function fetchOk(url, what) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: cannot load ${what} (HTTP ${response.status})`);
-  return response;
+/** Disables the controls while an action runs, and for good when no model could be loaded. */
+function setBusy(busy) {
+  const off = busy || model === null;
+  for (const id of ['model', 'solver', 'solver-file', 'run-on', 'generate', 'compare']) $(id).disabled = off;
+  $('class').disabled = off || model.spec.num_classes === 0;
 }
 
-let sampler;
-let manifest;
-let spec;
+/** Runs actions one at a time with the controls disabled; a failure is shown on the page. */
+function act(action) {
+  queue = queue.then(async () => {
+    setBusy(true);
+    clearError();
+    try {
+      await action();
+    } catch (e) {
+      showError(messageOf(e));
+    } finally {
+      setBusy(false);
+    }
+  });
+  return queue;
+}
 
-// Classical solvers the runtime builds itself, offered beside the published ones.
-const CLASSICAL = [
-  ['euler', 'uniform'], ['midpoint', 'uniform'], ['heun', 'uniform'], ['rk4', 'uniform'],
-  ['ab2', 'uniform'], ['ab3', 'uniform'], ['dpmpp2m', 'edm'], ['dpmpp2m', 'uniform'],
-];
-const STAGES = { euler: 1, midpoint: 2, heun: 2, rk4: 4, ab2: 1, ab3: 1, dpmpp2m: 1 };
-
-async function loadModel(name) {
-  const base = `models/${name}/`;
-  manifest = await (await fetchOk(`${base}manifest.json`, 'the model manifest')).json();
-  const bytes = new Uint8Array(await (await fetchOk(base + manifest.model, 'the model')).arrayBuffer());
-  spec = JSON.parse(sampler.loadModel(bytes, base + manifest.model));
-  const solverSelect = $('solver');
-  const options = [];
-  const nfes = [...new Set(manifest.solvers.map((s) => s.nfe))].sort((a, b) => a - b);
-  for (const s of manifest.solvers) {
-    const label = `${s.kind === 'bns' ? 'BNS' : s.kind} · NFE ${s.nfe} · w=${s.guidance} · ${s.validation_psnr.toFixed(1)} dB`;
-    options.push(new Option(label, `file:${s.file}`));
+/** Shows which path generates, and why it is the CPU when WebGPU was wanted. */
+function showBackend() {
+  let kind;
+  let text;
+  let detail = '';
+  if (sampler.backend() === 'webgpu' && $('run-on').value === 'cpu') {
+    kind = 'cpu';
+    text = 'CPU (WebAssembly)';
+    detail = 'chosen under “Run on”; WebGPU is available';
+  } else if (sampler.backend() === 'webgpu') {
+    kind = 'webgpu';
+    text = 'WebGPU';
+    detail = (sampler.adapter() ?? '').replace(/\s*\(.*\)$/, '');
+  } else {
+    kind = 'fallback';
+    text = 'WebGPU unavailable — running on the CPU';
+    detail = sampler.backendNote();
   }
-  for (const nfe of nfes.length ? nfes : [8]) {
-    for (const [method, grid] of CLASSICAL) {
-      if (nfe % STAGES[method] === 0) {
-        options.push(new Option(`${method} (${grid} grid) · NFE ${nfe}`, `classical:${method}:${grid}:${nfe}`));
-      }
+  const strong = document.createElement('strong');
+  strong.textContent = text;
+  const small = document.createElement('small');
+  small.textContent = detail;
+  $('backend').dataset.kind = kind;
+  $('backend').replaceChildren(strong, ...(detail ? [small] : []));
+  page.backendText = $('backend').textContent;
+}
+
+async function loadModel(name, wanted = new URLSearchParams()) {
+  const base = new URL(`models/${name}/`, document.baseURI);
+  const manifest = await (await fetchOk(new URL('manifest.json', base), 'the model manifest')).json();
+  const url = new URL(manifest.model, base).href;
+  const { bytes, cached } = await modelBytes(url, manifest.model_id);
+  const spec = JSON.parse(sampler.loadModel(bytes, url));
+  model = { name, manifest, spec, size: bytes.length, cached };
+  page.model = { name, cached };
+  fillSolvers(manifest, base);
+  fillClasses(spec);
+  $('batch').value = isPoints(spec) ? '1000' : '16';
+  $('about-model').textContent =
+    `${manifest.title ?? name} (depth ${spec.depth}, width ${spec.hidden_width}, ` +
+    `data ${spec.data_shape.join('×')}); ` +
+    `${(bytes.length / 1e6).toFixed(1)} MB ${cached ? 'from the browser cache' : 'downloaded'}; ` +
+    `model id ${sampler.modelId().slice(0, 12)}…`;
+  const published = defaultPublished(manifest);
+  const requested = solverValueOf(wanted.get('solver'));
+  await useSolver(requested ?? (published ? `published:${published.file}` : $('solver').value));
+  for (const field of ['seed', 'batch', 'guidance']) {
+    const value = Number(wanted.get(field) ?? NaN);
+    if (wanted.has(field) && Number.isFinite(value)) $(field).value = String(value);
+  }
+  if ([...$('class').options].some((o) => o.value === wanted.get('class'))) $('class').value = wanted.get('class');
+}
+
+/** The option value for a solver named in the address: a published file or a classical spec. */
+function solverValueOf(name) {
+  if (!name) return null;
+  const value = parseClassical(name) ? `classical:${name}` : `published:${name}`;
+  return sources.has(value) ? value : null;
+}
+
+function fillSolvers(manifest, base) {
+  sources.clear();
+  const published = document.createElement('optgroup');
+  published.label = 'Published with the model';
+  for (const entry of manifest.solvers) {
+    const value = `published:${entry.file}`;
+    sources.set(value, { url: new URL(entry.file, base).href, name: entry.file });
+    published.append(new Option(publishedLabel(entry), value));
+  }
+  const classical = document.createElement('optgroup');
+  classical.label = 'Classical, built by the runtime';
+  for (const nfe of publishedNfes(manifest)) {
+    for (const spec of classicalAt(nfe)) {
+      sources.set(`classical:${spec}`, { spec });
+      classical.append(new Option(classicalLabel(spec), `classical:${spec}`));
     }
   }
-  solverSelect.replaceChildren(...options);
-  const classSelect = $('class');
-  classSelect.replaceChildren(new Option('all (cycle)', '-1'));
+  const files = document.createElement('optgroup');
+  files.label = 'Loaded from a file';
+  files.id = 'solver-files';
+  files.hidden = true;
+  $('solver').replaceChildren(...(manifest.solvers.length ? [published] : []), classical, files);
+}
+
+function fillClasses(spec) {
+  $('class').replaceChildren(new Option('all (cycle)', '-1'));
   for (let c = 0; c < spec.num_classes; c++) {
-    classSelect.append(new Option(spec.class_names?.[c] ?? `class ${c}`, String(c)));
+    $('class').append(new Option(spec.class_names?.[c] ?? `class ${c}`, String(c)));
   }
   $('class').disabled = spec.num_classes === 0;
-  const points = spec.data_shape[1] * spec.data_shape[2] === 1;
-  $('batch').value = points ? '1000' : '16';
-  $('about-model').textContent =
-    `${manifest.title ?? name} — ${spec.architecture}, depth ${spec.depth}, width ${spec.hidden_width}, ` +
-    `data ${spec.data_shape.join('×')}, ${(bytes.length / 1e6).toFixed(1)} MB; model id ${sampler.modelId().slice(0, 12)}…`;
-  await loadSolver(solverSelect.value);
+  $('guidance').disabled = spec.num_classes === 0;
+  if (spec.num_classes === 0) $('guidance').value = '0';
 }
 
-async function loadSolver(choice) {
-  if (choice.startsWith('classical:')) {
-    const [, method, grid, nfe] = choice.split(':');
-    sampler.useClassical(method, grid, Number(nfe));
-    return;
+/** Gives the sampler the solver of option `value`; on failure the previous one stays. */
+async function useSolver(value) {
+  const source = sources.get(value);
+  if (!source) throw new Error(`no solver ${value}`);
+  if (source.spec) {
+    const { method, grid, nfe } = parseClassical(source.spec);
+    sampler.useClassical(method, grid, nfe);
+  } else {
+    source.text ??= await (await fetchOk(source.url, 'the solver')).text();
+    sampler.loadSolver(source.text, source.name);
+    // A solver file records the guidance it was made for.
+    if (model.spec.num_classes > 0) $('guidance').value = String(JSON.parse(sampler.solverJson()).guidance);
   }
-  const url = `models/${$('model').value}/${choice.slice('file:'.length)}`;
-  const text = await (await fetchOk(url, 'the solver')).text();
-  sampler.loadSolver(text, url);
-  const solver = JSON.parse(sampler.solverJson());
-  $('guidance').value = String(solver.guidance);
+  solverValue = value;
+  $('solver').value = value;
 }
 
-/** 2-D samples `[B, 2, 1, 1]` as a scatter plot, the view fitted to every point. */
-function drawPoints(values) {
-  const canvas = $('canvas');
-  canvas.width = 512;
-  canvas.height = 512;
-  const g = canvas.getContext('2d');
-  g.fillStyle = '#fff';
-  g.fillRect(0, 0, 512, 512);
-  let limit = 1;
-  for (const v of values) if (Number.isFinite(v)) limit = Math.max(limit, Math.abs(v));
-  limit *= 1.05;
-  g.fillStyle = '#1f5ca0';
-  for (let i = 0; i + 1 < values.length; i += 2) {
-    const x = ((values[i] / limit + 1) / 2) * 511;
-    const y = (1 - (values[i + 1] / limit + 1) / 2) * 511;
-    g.fillRect(x - 1, y - 1, 3, 3);
+/** A solver file's text (from the file input, or a test): added to the solver list and used. */
+async function loadSolverText(text, name) {
+  try {
+    sampler.loadSolver(text, name);
+  } catch (e) {
+    throw new Error(`Solver not loaded: ${messageOf(e)}. The previous solver is still in use.`);
   }
+  const file = JSON.parse(sampler.solverJson());
+  const value = `file:${++filesLoaded}`;
+  sources.set(value, { text, name });
+  const group = $('solver-files');
+  group.hidden = false;
+  group.append(new Option(`${name} · ${file.kind} · NFE ${file.nfe}`, value));
+  await useSolver(value);
 }
 
-function draw(values, shape) {
-  const [b, c, h, w] = shape;
-  if (h * w === 1) {
-    drawPoints(values);
-    return;
-  }
-  const columns = Math.ceil(Math.sqrt(b));
-  const rgba = sampler.pictureRgba(columns);
-  const width = sampler.pictureWidth(columns);
-  const height = rgba.length / 4 / width;
-  const canvas = $('canvas');
-  canvas.width = width;
-  canvas.height = height;
-  canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
-}
-
-async function generate(event) {
-  event?.preventDefault();
-  clearError();
-  const seed = Number($('seed').value);
-  const batch = Number($('batch').value);
+function readRequest() {
   const cls = Number($('class').value);
-  const guidance = Number($('guidance').value);
-  $('generate').disabled = true;
-  $('status').textContent = 'Generating…';
-  await new Promise((r) => setTimeout(r, 0));
+  return {
+    seed: Number($('seed').value),
+    batch: Number($('batch').value),
+    class: cls >= 0 ? cls : null,
+    guidance: Number($('guidance').value),
+    backend: $('run-on').value,
+  };
+}
+
+async function generate() {
+  const request = readRequest();
+  const points = isPoints(model.spec);
+  request.columns = Math.ceil(Math.sqrt(request.batch));
+  $('timing').textContent = 'Generating…';
+  const started = performance.now();
+  const values = await sampler.generate(request);
+  const ms = performance.now() - started;
+  page.backend = request.backend === 'cpu' ? 'cpu' : sampler.backend();
+  if (points) {
+    const pathCount = Math.min(PATHS, request.batch);
+    page.lastPaths = sampler.trajectories({ ...request, batch: pathCount, backend: 'cpu' });
+    drawScatter($('canvas'), values, { paths: page.lastPaths, pathCount });
+  } else {
+    drawPicture($('canvas'), sampler, request.columns);
+  }
+  page.firstImageAt ??= performance.now();
+  const solver = JSON.parse(sampler.solverJson());
+  const path = page.backend === 'webgpu' ? 'WebGPU' : 'CPU';
+  $('timing').textContent =
+    `${solver.name} (NFE ${solver.nfe}) · seed ${request.seed} · ${request.batch} ` +
+    `${points ? 'points' : 'images'} in ${ms.toFixed(0)} ms, ${(ms / request.batch).toFixed(2)} ms ` +
+    `per ${points ? 'point' : 'image'} · ${path}` +
+    (points ? ` · lines: the paths of ${Math.min(PATHS, request.batch)} points from the noise` : '');
+  page.lastValues = values;
+  page.lastShape = [request.batch, ...model.spec.data_shape];
+  page.generated += 1;
+  showBackend();
+  rememberInAddress(request);
+}
+
+/** Puts the form's state in the address, so the link reproduces the picture. */
+function rememberInAddress(request) {
+  const params = new URLSearchParams({ model: model.name });
+  const source = sources.get(solverValue);
+  if (source.spec || source.url) params.set('solver', source.spec ?? source.name);
+  params.set('seed', String(request.seed));
+  params.set('batch', String(request.batch));
+  if (request.class !== null) params.set('class', String(request.class));
+  if (model.spec.num_classes > 0) params.set('guidance', String(request.guidance));
+  if (request.backend === 'cpu') params.set('backend', 'cpu');
+  history.replaceState(null, '', `?${params}`);
+}
+
+async function compare() {
+  const points = isPoints(model.spec);
+  const request = readRequest();
+  request.batch = points ? COMPARE_BATCH.points : COMPARE_BATCH.images;
+  const [c, h, w] = model.spec.data_shape;
+  $('compare-results').textContent = 'Computing…';
   try {
-    const started = performance.now();
-    const values = sampler.generate(seed, batch, cls, guidance);
-    const ms = performance.now() - started;
-    const [c, h, w] = spec.data_shape;
-    page.lastValues = values;
-    page.lastShape = [batch, c, h, w];
-    draw(values, page.lastShape);
-    page.backend = sampler.backend();
-    $('timing').textContent =
-      `seed ${seed}: ${ms.toFixed(0)} ms per batch of ${batch}, ${(ms / batch).toFixed(1)} ms per image, ` +
-      `backend ${page.backend}`;
-    $('status').textContent = 'Done.';
-    page.generated = (page.generated ?? 0) + 1;
+    const rows = await compareSolvers(sampler, request, { dim: c * h * w, points });
+    showComparison($('compare-results'), rows, { points });
+    page.lastCompare = rows.map(({ label, nfe, psnr, ms, skipped }) => ({ label, nfe, psnr, ms, skipped }));
   } catch (e) {
-    showError(e.message ?? String(e));
-    $('status').textContent = 'Failed.';
+    $('compare-results').textContent = '';
+    throw e;
   } finally {
-    $('generate').disabled = false;
+    await useSolver(solverValue);
   }
 }
 
-async function main() {
-  try {
-    await init();
-    sampler = new Sampler();
-    const models = await (await fetchOk('models/index.json', 'the model list')).json();
-    if (!Array.isArray(models) || models.length === 0) {
-      throw new Error('models/index.json: no models are published (run `bns publish`)');
-    }
-    $('model').replaceChildren(...models.map((m) => new Option(m, m)));
-    await loadModel(models[0]);
-    $('model').addEventListener('change', () => loadModel($('model').value).catch((e) => showError(e.message)));
-    $('solver').addEventListener('change', () => loadSolver($('solver').value).catch((e) => showError(e.message)));
-    $('controls').addEventListener('submit', generate);
-    $('generate').disabled = false;
-    $('status').textContent = `Ready (runtime ${version()}, backend ${sampler.backend()}).`;
-    page.ready = true;
-  } catch (e) {
-    showError(e.message ?? String(e));
-    $('status').textContent = 'Could not start.';
-  }
+function wire() {
+  $('controls').addEventListener('submit', (event) => {
+    event.preventDefault();
+    act(generate);
+  });
+  $('model').addEventListener('change', () =>
+    act(async () => {
+      try {
+        await loadModel($('model').value);
+      } finally {
+        // A model that failed to load left the previous one in the sampler.
+        $('model').value = model.name;
+      }
+      await generate();
+    }),
+  );
+  $('solver').addEventListener('change', () =>
+    act(async () => {
+      const previous = solverValue;
+      try {
+        await useSolver($('solver').value);
+      } catch (e) {
+        $('solver').value = previous;
+        throw e;
+      }
+    }),
+  );
+  $('solver-file').addEventListener('change', () => {
+    const file = $('solver-file').files[0];
+    $('solver-file').value = '';
+    if (file) act(async () => loadSolverText(await file.text(), file.name));
+  });
+  $('run-on').addEventListener('change', showBackend);
+  $('compare').addEventListener('click', () => act(compare));
 }
 
-main();
+async function start() {
+  await init();
+  $('version').textContent = `runtime ${version()}`;
+  sampler = await Sampler.create();
+  const wanted = new URLSearchParams(location.search);
+  if (wanted.get('backend') === 'cpu') $('run-on').value = 'cpu';
+  showBackend();
+  const models = await (await fetchOk('models/index.json', 'the model list')).json();
+  if (!Array.isArray(models) || models.length === 0) {
+    throw new Error('models/index.json: no models are published (run `bns publish`)');
+  }
+  $('model').replaceChildren(...models.map((m) => new Option(m, m)));
+  const name = models.includes(wanted.get('model')) ? wanted.get('model') : models[0];
+  $('model').value = name;
+  await loadModel(name, wanted);
+  wire();
+  await generate();
+  page.ready = true;
+}
+
+act(start).then(() => {
+  if (!page.ready) $('timing').textContent = 'The sampler could not start.';
+});

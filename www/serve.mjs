@@ -1,9 +1,10 @@
 // Static file server for the site, bound to 127.0.0.1 (used by `make serve` and the browser tests).
 //
-//   node www/serve.mjs [--port 8080] [--root www] [--csp "<policy>"]
+//   node www/serve.mjs [--port 8080] [--root www] [--csp "<policy>"] [--cors]
 //
 // `.wasm` is served as application/wasm (needed for streaming compilation); every response
-// carries `Cache-Control: no-cache` so a rebuilt module is picked up on reload.
+// carries `Cache-Control: no-cache` so a rebuilt module is picked up on reload. `--cors` lets
+// pages of other origins use the files (the <bns-sampler> widget embedded elsewhere).
 
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
@@ -61,7 +62,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   };
   const root = option('root', fileURLToPath(new URL('.', import.meta.url)));
   const port = Number(option('port', process.env.PORT ?? 8080));
-  startServer({ root, port, csp: option('csp', null) })
+  startServer({ root, port, csp: option('csp', null), cors: args.includes('--cors') })
     .then((server) => {
       const { port } = server.address();
       console.log(`Serving ${root} at http://127.0.0.1:${port}/  (Ctrl-C to stop)`);

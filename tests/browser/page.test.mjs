@@ -1,35 +1,28 @@
-// The sampler page end to end: it loads the wasm runtime and the default model, generates for
-// seed 1, and its numbers equal the native CPU path's (`bns sample`) for the same model, solver
-// and seed, bit for bit.
+// The sampler page in a Chromium without WebGPU (no --enable-unsafe-webgpu): it falls back to the
+// CPU path and says so; its numbers equal the native CPU path's (`bns sample`) bit for bit; bad
+// solver files are reported and leave the page working; the compare view, the 2-D scatter plot
+// with paths, and the weights cache.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../www/serve.mjs';
-import { launch, CHROMIUM } from './chromium.mjs';
-
-const ROOT = new URL('../../', import.meta.url).pathname;
-const ARTIFACTS = join(ROOT, 'tests/browser/artifacts');
-const BNS = join(ROOT, process.env.BNS ?? 'target/debug/bns');
-const SITE = join(ROOT, 'www');
-// The model the page opens with, and its manifest.
-const DEFAULT = JSON.parse(readFileSync(join(SITE, 'models/index.json'), 'utf8'))[0];
-const MANIFEST = JSON.parse(readFileSync(join(SITE, 'models', DEFAULT, 'manifest.json'), 'utf8'));
-const MODEL = join(SITE, 'models', DEFAULT, MANIFEST.model);
+import { launch } from './chromium.mjs';
+import {
+  ARTIFACTS, BNS8, DEFAULT_MODEL, MODEL_DIR, SITE, canvasColours, checkPrerequisites, classicalFile, clickGenerate,
+  difference, nativeSamples, openPage, pageState,
+} from './helpers.mjs';
 
 let server;
 let browser;
 let url;
 
 before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}: run 'make setup' (as root) or 'apt-get install chromium'`);
-  assert.ok(existsSync(BNS), `${BNS} not found: build it with 'cargo build -p distiller'`);
-  server = await startServer({ root: join(ROOT, 'www') });
+  checkPrerequisites();
+  server = await startServer({ root: SITE });
   url = `http://127.0.0.1:${server.address().port}/`;
-  browser = await launch();
+  browser = await launch({ webgpu: false });
 });
 
 after(async () => {
@@ -37,73 +30,154 @@ after(async () => {
   server?.close();
 });
 
-/** Native reference: `bns sample --values` for the same model, solver file, seed and batch. */
-function nativeSamples(tag, solverFile, seed, batch, guidance) {
-  const out = join(ARTIFACTS, `native-${tag}-seed${seed}.json`);
-  execFileSync(BNS, [
-    'sample', '--model', MODEL, '--solver', solverFile, '--seed', String(seed),
-    '--batch', String(batch), '--guidance', String(guidance), '--values', out,
-    '-o', join(ARTIFACTS, `native-${tag}-seed${seed}.png`),
-  ]);
-  return JSON.parse(readFileSync(out, 'utf8'));
-}
-
-/** A classical solver file written by `bns solver new` (what the page builds with useClassical). */
-function classicalFile(method, grid, nfe) {
-  const out = join(ARTIFACTS, `${method}-${grid}-${nfe}.json`);
-  execFileSync(BNS, ['solver', 'new', '--method', method, '--grid', grid, '--nfe', String(nfe), '-o', out]);
-  return out;
-}
-
-const bns = MANIFEST.solvers.find((s) => s.kind === 'bns' && s.guidance === 0) ?? MANIFEST.solvers[0];
 const CASES = [
-  { tag: bns.name, choice: `file:${bns.file}`, file: () => join(SITE, 'models', DEFAULT, bns.file), guidance: bns.guidance },
+  { tag: BNS8.name, choice: `published:${BNS8.file}`, file: () => join(MODEL_DIR, BNS8.file), guidance: BNS8.guidance },
   { tag: 'dpmpp2m-edm-8', choice: 'classical:dpmpp2m:edm:8', file: () => classicalFile('dpmpp2m', 'edm', 8), guidance: 1.5 },
 ];
 
 for (const c of CASES) {
-  test(`page generates seed 1 with ${c.tag} and matches the native CPU path bit for bit`, async () => {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(url);
-    await page.waitForFunction(() => window.bnsPage?.ready || window.bnsPage?.error, null, { timeout: 60_000 });
-    assert.equal(await page.evaluate(() => window.bnsPage.error), null);
+  test(`without WebGPU the page says it runs on the CPU, and ${c.tag} at seed 1 equals bns sample bit for bit`, async () => {
+    const { page, errors } = await openPage(browser, url);
     await page.selectOption('#solver', c.choice);
-    await page.waitForFunction(() => !document.querySelector('#generate').disabled);
     await page.fill('#guidance', String(c.guidance));
     await page.fill('#seed', '1');
     await page.fill('#batch', '4');
-    await page.click('#generate');
-    await page.waitForFunction(() => window.bnsPage.generated >= 1 || window.bnsPage.error, null, { timeout: 120_000 });
-    const result = await page.evaluate(() => ({
-      error: window.bnsPage.error,
-      shape: window.bnsPage.lastShape,
-      values: Array.from(window.bnsPage.lastValues),
-      backend: window.bnsPage.backend,
-      timing: document.querySelector('#timing').textContent,
-    }));
-    await page.screenshot({ path: join(ARTIFACTS, `page-${c.tag}.png`), fullPage: true });
+    const result = await clickGenerate(page);
+    await page.screenshot({ path: join(ARTIFACTS, `page-cpu-${c.tag}.png`), fullPage: true });
     assert.equal(result.error, null);
     assert.equal(result.backend, 'cpu');
-    assert.match(result.timing, /ms per batch of 4/);
+    assert.match(result.backendText, /WebGPU unavailable — running on the CPU/);
+    assert.match(result.backendText, /no GPU adapter/);
+    assert.match(result.timing, /4 images in \d+ ms, [\d.]+ ms per image · CPU/);
 
     const native = nativeSamples(c.tag, c.file(), 1, 4, c.guidance);
     assert.deepEqual(result.shape, native.shape);
-    assert.equal(result.values.length, native.values.length);
-    let worst = 0;
-    let differing = 0;
-    for (let i = 0; i < native.values.length; i++) {
-      // JSON holds the f32 values printed exactly (shortest round-trip form); compare as f32.
-      const d = Math.abs(Math.fround(native.values[i]) - result.values[i]);
-      if (d > 0) differing++;
-      worst = Math.max(worst, d);
-    }
+    const { worst, differing } = difference(native.values, result.values);
     assert.equal(differing, 0, `wasm and native differ in ${differing} values (max |Δ| = ${worst})`);
-    // The samples are not constant: a blank result would also "match" a blank reference.
+    // A blank result would also "match" a blank reference.
     const spread = Math.max(...result.values) - Math.min(...result.values);
     assert.ok(spread > 0.1, `samples look blank (spread ${spread})`);
     assert.deepEqual(errors, []);
     await page.close();
   });
 }
+
+test('a corrupt solver file and a solver of another model are reported, and the page keeps working', async () => {
+  const { page, errors } = await openPage(browser, url, '?batch=4');
+  const before = await pageState(page);
+  const load = async (name, buffer) => {
+    await page.setInputFiles('#solver-file', { name, mimeType: 'application/json', buffer });
+    await page.waitForFunction((n) => window.bnsPage.error?.includes(n), name, { timeout: 10_000 });
+    return page.evaluate(() => ({
+      error: window.bnsPage.error,
+      shown: document.querySelector('#error').textContent,
+      visible: !document.querySelector('#error').hidden,
+      solver: document.querySelector('#solver').value,
+    }));
+  };
+
+  const corrupt = await load('corrupt.json', Buffer.from('{"format_version": 1, "times": [0, 0.5'));
+  assert.ok(corrupt.visible);
+  assert.equal(corrupt.shown, corrupt.error);
+  assert.match(corrupt.error, /^Solver not loaded: corrupt\.json: .*JSON/);
+  assert.match(corrupt.error, /previous solver is still in use/);
+  assert.equal(corrupt.solver, `published:${BNS8.file}`);
+
+  const garbage = await load('garbage.json', Buffer.from([0xff, 0xfe, 0x00, 0x13, 0x37]));
+  assert.match(garbage.error, /^Solver not loaded: garbage\.json/);
+
+  const other = readFileSync(join(SITE, 'models/checkerboard/bns-8-w0.json'));
+  const foreign = await load('checkerboard-bns-8.json', other);
+  assert.match(foreign.error, /checkerboard-bns-8\.json/);
+  assert.match(foreign.error, /model/);
+
+  // The page still works, with the solver it had: the same numbers as before.
+  const after = await clickGenerate(page);
+  assert.equal(after.error, null);
+  assert.equal(await page.locator('#error').isHidden(), true);
+  assert.equal(after.generated, before.generated + 1);
+  assert.deepEqual(after.values, before.values);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a solver file from disk is added to the solver list and used', async () => {
+  const { page, errors } = await openPage(browser, url, '?batch=4');
+  const file = classicalFile('midpoint', 'uniform', 6);
+  await page.setInputFiles('#solver-file', file);
+  await page.waitForFunction(() => document.querySelector('#solver').value.startsWith('file:'));
+  const label = await page.evaluate(() => document.querySelector('#solver').selectedOptions[0].textContent);
+  assert.match(label, /midpoint-uniform-6\.json · midpoint · NFE 6/);
+  const result = await clickGenerate(page);
+  assert.equal(result.error, null);
+  assert.match(result.timing, /^midpoint-uniform-6 \(NFE 6\)/);
+  const native = nativeSamples('midpoint-uniform-6', file, 1, 4, 0);
+  assert.equal(difference(native.values, result.values).differing, 0);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the compare view scores BNS, Euler and midpoint against an RK4 reference, then restores the solver', async () => {
+  const { page, errors } = await openPage(browser, url, '?batch=4');
+  const before = await pageState(page);
+  await page.click('#compare');
+  await page.waitForFunction(() => window.bnsPage.lastCompare || window.bnsPage.error, null, { timeout: 120_000 });
+  const rows = await page.evaluate(() => window.bnsPage.lastCompare);
+  assert.equal(await page.evaluate(() => window.bnsPage.error), null);
+  assert.deepEqual(rows.map((r) => [r.label, r.nfe]), [['Reference', 200], [BNS8.name, 8], ['Euler', 8], ['Midpoint', 8]]);
+  const [reference, bns, euler, midpoint] = rows;
+  assert.equal(reference.psnr, null);
+  for (const row of [bns, euler, midpoint]) assert.ok(row.psnr > 10 && row.psnr < 100, `${row.label}: ${row.psnr} dB`);
+  // The claim of the method: at the same NFE the learned solver is closer to the truth.
+  assert.ok(bns.psnr > euler.psnr + 3, `BNS ${bns.psnr} dB vs Euler ${euler.psnr} dB`);
+  assert.ok(bns.psnr > midpoint.psnr, `BNS ${bns.psnr} dB vs midpoint ${midpoint.psnr} dB`);
+  const shown = await page.locator('.compare-row').count();
+  assert.equal(shown, 4);
+  for (let i = 1; i <= 4; i++) {
+    const { colours } = await canvasColours(page, `.compare-row:nth-child(${i}) canvas`);
+    assert.ok(colours > 16, `compare row ${i} looks blank (${colours} colours)`);
+  }
+  await page.screenshot({ path: join(ARTIFACTS, 'page-compare.png'), fullPage: true });
+  // The page's own solver is back: Generate gives what it gave before.
+  const after = await clickGenerate(page);
+  assert.deepEqual(after.values, before.values);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a 2-D model is drawn as a scatter plot with the paths of some points, which end at their samples', async () => {
+  const { page, errors } = await openPage(browser, url, '?model=checkerboard&batch=200');
+  const result = await page.evaluate(() => {
+    const p = window.bnsPage;
+    return { shape: p.lastShape, values: Array.from(p.lastValues), paths: Array.from(p.lastPaths) };
+  });
+  assert.deepEqual(result.shape, [200, 2, 1, 1]);
+  const pathCount = 24;
+  const states = result.paths.length / (pathCount * 2);
+  assert.equal(states, 9, 'NFE 8 BNS: 8 steps, 9 states');
+  // The last state of each path is that point's sample; the first is noise, elsewhere.
+  assert.deepEqual(result.paths.slice(-pathCount * 2), result.values.slice(0, pathCount * 2));
+  assert.notDeepEqual(result.paths.slice(0, pathCount * 2), result.values.slice(0, pathCount * 2));
+  const canvas = await canvasColours(page, '#canvas');
+  assert.deepEqual([canvas.width, canvas.height], [512, 512]);
+  assert.ok(canvas.colours > 8, `scatter plot looks blank (${canvas.colours} colours)`);
+  await page.screenshot({ path: join(ARTIFACTS, 'page-checkerboard.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a revisit takes the weights from the Cache API instead of downloading them again', async () => {
+  const context = await browser.newContext();
+  const weights = [];
+  context.on('request', (r) => r.url().endsWith('.safetensors') && weights.push(r.url()));
+  const first = await openPage(context, url, '?batch=1');
+  assert.equal(weights.length, 1);
+  assert.deepEqual(await first.page.evaluate(() => window.bnsPage.model), { name: DEFAULT_MODEL, cached: false });
+  await first.page.close();
+
+  const second = await openPage(context, url, '?batch=1');
+  assert.equal(weights.length, 1, `downloaded again: ${weights}`);
+  assert.deepEqual(await second.page.evaluate(() => window.bnsPage.model), { name: DEFAULT_MODEL, cached: true });
+  assert.match(await second.page.textContent('#about-model'), /from the browser cache/);
+  await context.close();
+});

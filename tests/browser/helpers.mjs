@@ -1,0 +1,109 @@
+// What the browser tests share: paths, the native reference (`bns sample`), opening the page,
+// comparing sample values and checking that a canvas shows something.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CHROMIUM } from './chromium.mjs';
+
+export const ROOT = new URL('../../', import.meta.url).pathname;
+export const SITE = join(ROOT, 'www');
+export const ARTIFACTS = join(ROOT, 'tests/browser/artifacts');
+const BNS = join(ROOT, process.env.BNS ?? 'target/debug/bns');
+
+/** The model the page opens with, its folder and manifest. */
+export const DEFAULT_MODEL = JSON.parse(readFileSync(join(SITE, 'models/index.json'), 'utf8'))[0];
+export const MANIFEST = JSON.parse(readFileSync(join(SITE, 'models', DEFAULT_MODEL, 'manifest.json'), 'utf8'));
+export const MODEL_DIR = join(SITE, 'models', DEFAULT_MODEL);
+
+/** Fails early, with the command to run, when Chromium or the bns binary is missing. */
+export function checkPrerequisites() {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}: run 'make setup' (as root) or 'apt-get install chromium'`);
+  assert.ok(existsSync(BNS), `${BNS} not found: build it with 'cargo build -p distiller'`);
+}
+
+/** Native reference: `bns sample --values` of the default model for a solver file, seed and batch. */
+export function nativeSamples(tag, solverFile, seed, batch, guidance) {
+  const out = join(ARTIFACTS, `native-${tag}-seed${seed}-batch${batch}.json`);
+  execFileSync(BNS, [
+    'sample', '--model', join(MODEL_DIR, MANIFEST.model), '--solver', solverFile,
+    '--seed', String(seed), '--batch', String(batch), '--guidance', String(guidance),
+    '--values', out, '-o', join(ARTIFACTS, `native-${tag}-seed${seed}-batch${batch}.png`),
+  ]);
+  return JSON.parse(readFileSync(out, 'utf8'));
+}
+
+/** A classical solver file written by `bns solver new` (what the page builds with useClassical). */
+export function classicalFile(method, grid, nfe) {
+  const out = join(ARTIFACTS, `${method}-${grid}-${nfe}.json`);
+  execFileSync(BNS, ['solver', 'new', '--method', method, '--grid', grid, '--nfe', String(nfe), '-o', out]);
+  return out;
+}
+
+/** The published unguided BNS solver at NFE 8 of the default model (the page's default). */
+export const BNS8 = MANIFEST.solvers.find((s) => s.kind === 'bns' && s.nfe === 8 && s.guidance === 0);
+
+/** Largest |a − b| over two sample arrays (the native JSON holds f32 values printed exactly) and how many differ. */
+export function difference(native, values) {
+  assert.equal(values.length, native.length);
+  let worst = 0;
+  let differing = 0;
+  for (let i = 0; i < native.length; i++) {
+    const d = Math.abs(Math.fround(native[i]) - values[i]);
+    if (d > 0) differing++;
+    worst = Math.max(worst, d);
+  }
+  return { worst, differing };
+}
+
+/** Opens the sampler page (with `query`) in a browser or context and waits for its first samples. */
+export async function openPage(target, url, query = '') {
+  const page = await target.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url + query);
+  await page.waitForFunction(() => window.bnsPage?.ready || window.bnsPage?.error, null, { timeout: 120_000 });
+  assert.equal(await page.evaluate(() => window.bnsPage.error), null);
+  return { page, errors };
+}
+
+/** Clicks Generate and waits for the page to finish: resolves to the page's state afterwards. */
+export async function clickGenerate(page) {
+  const before = await page.evaluate(() => window.bnsPage.generated);
+  await page.click('#generate');
+  await page.waitForFunction(
+    (n) => window.bnsPage.generated > n || window.bnsPage.error, before, { timeout: 120_000 },
+  );
+  return pageState(page);
+}
+
+export function pageState(page) {
+  return page.evaluate(() => ({
+    error: window.bnsPage.error,
+    generated: window.bnsPage.generated,
+    shape: window.bnsPage.lastShape,
+    values: Array.from(window.bnsPage.lastValues ?? []),
+    backend: window.bnsPage.backend,
+    backendText: document.querySelector('#backend').textContent,
+    timing: document.querySelector('#timing').textContent,
+  }));
+}
+
+/**
+ * How many distinct colours the canvas `selector` shows, and its size (a blank canvas has one
+ * colour). With `host`, the canvas is looked up in that element's shadow root.
+ */
+export function canvasColours(page, selector, host = null) {
+  return page.evaluate(({ selector, host }) => {
+    const root = host ? document.querySelector(host).shadowRoot : document;
+    const canvas = root.querySelector(selector);
+    const { width, height } = canvas;
+    const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+    const colours = new Set();
+    for (let i = 0; i < data.length; i += 4) colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    return { width, height, colours: colours.size };
+  }, { selector, host });
+}

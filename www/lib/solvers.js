@@ -1,0 +1,56 @@
+// Solver choices: the solvers published with a model, and the classical ones the runtime builds
+// itself (`Sampler.useClassical`), written "method:grid:nfe" (e.g. "dpmpp2m:edm:8").
+
+/** Classical solvers offered beside the published ones, at the published NFEs. */
+const CLASSICAL = [
+  ['euler', 'uniform'], ['midpoint', 'uniform'], ['heun', 'uniform'], ['rk4', 'uniform'],
+  ['ab2', 'uniform'], ['ab3', 'uniform'], ['dpmpp2m', 'edm'], ['dpmpp2m', 'uniform'],
+];
+
+/** Network evaluations per step: a method's NFE must be a multiple of it. */
+const STAGES = { euler: 1, midpoint: 2, heun: 2, rk4: 4, ab2: 1, ab3: 1, dpmpp2m: 1 };
+
+/** `{ method, grid, nfe }` for "method:grid:nfe", or null when `text` is not such a spec. */
+export function parseClassical(text) {
+  const match = /^([a-z0-9]+):(uniform|edm):(\d+)$/.exec(text.trim());
+  if (!match || !(match[1] in STAGES)) return null;
+  return { method: match[1], grid: match[2], nfe: Number(match[3]) };
+}
+
+/** Whether `method` can take exactly `nfe` evaluations. */
+export function fitsNfe(method, nfe) {
+  return nfe > 0 && nfe % STAGES[method] === 0;
+}
+
+/** The classical solvers at `nfe`, as "method:grid:nfe" specs. */
+export function classicalAt(nfe) {
+  return CLASSICAL.filter(([method]) => fitsNfe(method, nfe)).map(([m, g]) => `${m}:${g}:${nfe}`);
+}
+
+/** A classical spec for people: "dpmpp2m, EDM grid, NFE 8". */
+export function classicalLabel(spec) {
+  const { method, grid, nfe } = parseClassical(spec);
+  return `${method}, ${grid === 'edm' ? 'EDM' : 'uniform'} grid · NFE ${nfe}`;
+}
+
+/** A published solver (manifest entry) for people: "BNS · NFE 8 · w = 0 · 44.8 dB". */
+export function publishedLabel(entry) {
+  const kind = entry.kind === 'bns' ? 'BNS' : entry.kind;
+  const psnr = Number.isFinite(entry.validation_psnr) ? ` · ${entry.validation_psnr.toFixed(1)} dB` : '';
+  return `${kind} · NFE ${entry.nfe} · w = ${entry.guidance}${psnr}`;
+}
+
+/** The solver to start with: the unguided BNS solver at NFE 8 when published, else the first. */
+export function defaultPublished(manifest) {
+  const bns = manifest.solvers.filter((s) => s.kind === 'bns');
+  return (
+    bns.find((s) => s.nfe === 8 && s.guidance === 0) ?? bns.find((s) => s.nfe === 8) ?? bns[0] ??
+    manifest.solvers[0] ?? null
+  );
+}
+
+/** The NFEs of the published solvers, ascending (8 when none is published). */
+export function publishedNfes(manifest) {
+  const nfes = [...new Set(manifest.solvers.map((s) => s.nfe))].sort((a, b) => a - b);
+  return nfes.length ? nfes : [8];
+}
