@@ -1,11 +1,19 @@
 // Dense layer y = act(x·Wᵀ + b), a tiled matrix multiply with the bias and the activation fused.
 //
-// Dispatched by `gpu::kernels::linear`. One workgroup computes a TILE × TILE block of `y`
-// (TILE rows × TILE outputs); the inner dimension is walked TILE values at a time through
-// workgroup memory. Dispatch: (ceil(outputs / TILE), ceil(rows / TILE), 1) workgroups.
+// Dispatched by `gpu::kernels::linear`. Register tiling: a workgroup of THREADS × THREADS
+// invocations computes a BLOCK × BLOCK block of `y` (BLOCK rows × BLOCK outputs), each invocation
+// a PER_THREAD × PER_THREAD tile accumulated in registers, so every value loaded is used
+// PER_THREAD times. Loads go straight to the storage buffers (cached): on the CPU adapters we can
+// measure (lavapipe, SwiftShader) a workgroup-memory version with barriers was 4× slower.
+// Edge invocations clamp their loads to the last row/output and skip the store.
+// Dispatch: (ceil(outputs / BLOCK), ceil(rows / BLOCK), 1) workgroups.
 
-/// Rows and outputs per workgroup, and inner-dimension values per step.
-const TILE: u32 = 16u;
+/// Invocations per side of a workgroup.
+const THREADS: u32 = 8u;
+/// Rows (and outputs) each invocation computes.
+const PER_THREAD: u32 = 4u;
+/// Rows and outputs per workgroup: THREADS · PER_THREAD.
+const BLOCK: u32 = 32u;
 /// `Params.activation`: no activation.
 const ACTIVATION_NONE: u32 = 0u;
 /// `Params.activation`: SiLU v·σ(v).
@@ -30,42 +38,44 @@ struct Params {
 // y: [rows, outputs]
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-var<workgroup> x_tile: array<array<f32, TILE>, TILE>;      // [row][k]
-var<workgroup> weight_tile: array<array<f32, TILE>, TILE>; // [output][k]
-
-@compute @workgroup_size(TILE, TILE, 1)
+@compute @workgroup_size(THREADS, THREADS, 1)
 fn main(
     @builtin(workgroup_id) group: vec3<u32>,
     @builtin(local_invocation_id) local: vec3<u32>,
 ) {
-    let row = group.y * TILE + local.y;
-    let output = group.x * TILE + local.x;
-    // The weight row this invocation loads (its tile is indexed [output][k]).
-    let load_output = group.x * TILE + local.y;
-    var sum = 0.0;
-    for (var k0 = 0u; k0 < params.inner; k0 += TILE) {
-        let k = k0 + local.x;
-        var xv = 0.0;
-        if (row < params.rows && k < params.inner) {
-            xv = x[row * params.inner + k];
-        }
-        x_tile[local.y][local.x] = xv;
-        var wv = 0.0;
-        if (load_output < params.outputs && k < params.inner) {
-            wv = weight[load_output * params.inner + k];
-        }
-        weight_tile[local.y][local.x] = wv;
-        workgroupBarrier();
-        for (var j = 0u; j < TILE; j++) {
-            sum += x_tile[local.y][j] * weight_tile[local.x][j];
-        }
-        workgroupBarrier();
+    let first_row = group.y * BLOCK + local.y * PER_THREAD;
+    let first_output = group.x * BLOCK + local.x * PER_THREAD;
+    var sums: array<array<f32, PER_THREAD>, PER_THREAD>;
+    var row_base: array<u32, PER_THREAD>;
+    var out_base: array<u32, PER_THREAD>;
+    for (var i = 0u; i < PER_THREAD; i++) {
+        row_base[i] = min(first_row + i, params.rows - 1u) * params.inner;
+        out_base[i] = min(first_output + i, params.outputs - 1u) * params.inner;
     }
-    if (row < params.rows && output < params.outputs) {
-        var v = sum + bias[output];
-        if (params.activation == ACTIVATION_SILU) {
-            v = v / (1.0 + exp(min(-v, MAX_EXPONENT)));
+    for (var k = 0u; k < params.inner; k++) {
+        var xs: array<f32, PER_THREAD>;
+        var ws: array<f32, PER_THREAD>;
+        for (var i = 0u; i < PER_THREAD; i++) {
+            xs[i] = x[row_base[i] + k];
+            ws[i] = weight[out_base[i] + k];
         }
-        y[row * params.outputs + output] = v;
+        for (var i = 0u; i < PER_THREAD; i++) {
+            for (var j = 0u; j < PER_THREAD; j++) {
+                sums[i][j] += xs[i] * ws[j];
+            }
+        }
+    }
+    for (var i = 0u; i < PER_THREAD; i++) {
+        let row = first_row + i;
+        for (var j = 0u; j < PER_THREAD; j++) {
+            let output = first_output + j;
+            if (row < params.rows && output < params.outputs) {
+                var v = sums[i][j] + bias[output];
+                if (params.activation == ACTIVATION_SILU) {
+                    v = v / (1.0 + exp(min(-v, MAX_EXPONENT)));
+                }
+                y[row * params.outputs + output] = v;
+            }
+        }
     }
 }

@@ -11,8 +11,8 @@ use bytemuck::{Pod, Zeroable};
 
 /// Invocations per workgroup of the element-wise kernels (`WORKGROUP` in their WGSL).
 pub const WORKGROUP: u32 = 64;
-/// Tile size of `linear.wgsl` (`TILE`): a workgroup computes TILE × TILE outputs.
-pub const LINEAR_TILE: u32 = 16;
+/// Block size of `linear.wgsl` (`BLOCK`): a workgroup computes BLOCK rows × BLOCK outputs.
+pub const LINEAR_BLOCK: u32 = 32;
 
 /// One compiled kernel: its pipeline and bind group layout.
 struct Kernel {
@@ -363,7 +363,7 @@ impl Plan {
         check(weight, outputs * inner, "linear weight")?;
         check(bias, outputs, "linear bias")?;
         check(y, rows * outputs, "linear y")?;
-        let tile = LINEAR_TILE as usize;
+        let tile = LINEAR_BLOCK as usize;
         let groups = (
             u32_of(outputs.div_ceil(tile), "linear output tiles")?,
             u32_of(rows.div_ceil(tile), "linear row tiles")?,
