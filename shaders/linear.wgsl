@@ -3,8 +3,8 @@
 // Dispatched by `gpu::kernels::linear`. Register tiling: a workgroup of THREADS × THREADS
 // invocations computes a BLOCK × BLOCK block of `y` (BLOCK rows × BLOCK outputs), each invocation
 // a PER_THREAD × PER_THREAD tile accumulated in registers, so every value loaded is used
-// PER_THREAD times. Loads go straight to the storage buffers (cached): on the CPU adapters we can
-// measure (lavapipe, SwiftShader) a workgroup-memory version with barriers was 4× slower.
+// PER_THREAD times. Loads go straight to the storage buffers (cached): on lavapipe a version that
+// staged tiles through workgroup memory with barriers was 4× slower.
 // Edge invocations clamp their loads to the last row/output and skip the store.
 // Dispatch: (ceil(outputs / BLOCK), ceil(rows / BLOCK), 1) workgroups.
 
