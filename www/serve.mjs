@@ -27,12 +27,15 @@ const TYPES = {
 /** Starts a server for `root` on 127.0.0.1:`port` (0 picks a free port); resolves to the server. */
 export function startServer({ root, port = 0, csp = null, cors = false }) {
   const base = resolve(root);
+  // Errors carry the CORS header too, so a page of another origin sees "404" rather than a
+  // network failure.
+  const cross = cors ? { 'Access-Control-Allow-Origin': '*' } : {};
   const server = createServer(async (req, res) => {
     try {
       const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
       let file = normalize(join(base, path));
       if (file !== base && !file.startsWith(base + sep)) {
-        res.writeHead(403).end('forbidden');
+        res.writeHead(403, { 'Content-Type': 'text/plain', ...cross }).end('forbidden');
         return;
       }
       if ((await stat(file).catch(() => null))?.isDirectory()) file = join(file, 'index.html');
@@ -42,10 +45,9 @@ export function startServer({ root, port = 0, csp = null, cors = false }) {
         'Cache-Control': 'no-cache',
       };
       if (csp) headers['Content-Security-Policy'] = csp;
-      if (cors) headers['Access-Control-Allow-Origin'] = '*';
-      res.writeHead(200, headers).end(body);
+      res.writeHead(200, { ...headers, ...cross }).end(body);
     } catch {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
+      res.writeHead(404, { 'Content-Type': 'text/plain', ...cross }).end('not found');
     }
   });
   return new Promise((ok, fail) => {

@@ -1,0 +1,163 @@
+// The <bns-sampler> widget embedded in another site: www/embed.html, copied with its URLs pointed
+// at the sampler's server, is served from a second origin under a strict Content-Security-Policy
+// (nothing but the sampler's origin and 'wasm-unsafe-eval'). The widgets render, nothing is
+// blocked, nothing is requested beyond the widget's files and its attributes' URLs, no global is
+// added, and errors show inside the widget.
+//
+// Chromium runs without WebGPU here: the widget's GPU path is the page's (webgpu.test.mjs), and
+// SwiftShader would take half a minute for the 1000-point widget.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer } from '../../www/serve.mjs';
+import { launch } from './chromium.mjs';
+import { ARTIFACTS, SITE, canvasColours, checkPrerequisites } from './helpers.mjs';
+
+let site;
+let host;
+let hostRoot;
+let browser;
+let siteOrigin;
+let hostOrigin;
+let csp;
+
+/** embed.html with its widget module and model folders on the sampler's origin. */
+function embedCopy() {
+  const html = readFileSync(join(SITE, 'embed.html'), 'utf8');
+  const copy = html
+    .replace('<script type="module" src="widget/', `<script type="module" src="${siteOrigin}/widget/`)
+    .replaceAll('<bns-sampler model="models/', `<bns-sampler model="${siteOrigin}/models/`);
+  assert.notEqual(copy, html);
+  return copy;
+}
+
+before(async () => {
+  checkPrerequisites();
+  site = await startServer({ root: SITE, cors: true });
+  siteOrigin = `http://127.0.0.1:${site.address().port}`;
+  csp = `default-src 'none'; script-src ${siteOrigin} 'wasm-unsafe-eval'; connect-src ${siteOrigin}`;
+  hostRoot = mkdtempSync(join(tmpdir(), 'bns-embed-'));
+  writeFileSync(join(hostRoot, 'embed.html'), embedCopy());
+  writeFileSync(join(hostRoot, 'bare.html'), '<!doctype html><title>bare</title><p>no widget</p>');
+  host = await startServer({ root: hostRoot, csp });
+  hostOrigin = `http://127.0.0.1:${host.address().port}`;
+  browser = await launch({ webgpu: false });
+});
+
+after(async () => {
+  await browser?.close();
+  site?.close();
+  host?.close();
+  if (hostRoot) rmSync(hostRoot, { recursive: true, force: true });
+});
+
+/** A page that reports CSP violations and the widgets' events on the console (the host's CSP allows no script of the test's own). */
+async function hostPage() {
+  const page = await browser.newPage();
+  await page.setViewportSize({ width: 900, height: 800 });
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) =>
+      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+    for (const type of ['bns-ready', 'bns-generated', 'bns-error']) {
+      document.addEventListener(type, (e) => {
+        const { values, ...detail } = e.detail;
+        console.info(`${type} ${JSON.stringify(detail)}`);
+      });
+    }
+  });
+  const log = { errors: [], events: [], requests: [] };
+  page.on('console', (m) => {
+    const [type, json] = m.text().split(/ (.*)/s);
+    if (type.startsWith('bns-')) log.events.push({ type, ...JSON.parse(json) });
+    else if (m.type() === 'error') log.errors.push(m.text());
+  });
+  page.on('pageerror', (e) => log.errors.push(e.message));
+  page.on('request', (r) => log.requests.push(r.url()));
+  return { page, log };
+}
+
+const waitFor = async (condition, what, ms = 60_000) => {
+  const end = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+test('the widget renders on another origin under a strict CSP, using only its own files, adding no globals', async () => {
+  const { page, log } = await hostPage();
+  const response = await page.goto(`${hostOrigin}/embed.html`);
+  assert.equal(response.headers()['content-security-policy'], csp);
+  const generated = () => log.events.filter((e) => e.type === 'bns-generated');
+  await waitFor(() => generated().length >= 2 || log.events.some((e) => e.type === 'bns-error'), 'both widgets to draw');
+  assert.deepEqual(log.events.filter((e) => e.type === 'bns-error'), []);
+  assert.deepEqual(
+    generated().map((e) => [e.seed, e.shape.join('×'), e.backend]).sort(),
+    [[1, '1000×2×1×1', 'cpu'], [1, '16×1×28×28', 'cpu']],
+  );
+  const ready = log.events.filter((e) => e.type === 'bns-ready');
+  assert.deepEqual(ready.map((e) => e.solver).sort(), ['bns-8-w0', 'dpmpp2m-edm-8']);
+  assert.ok(ready.every((e) => /WebGPU is not available/.test(e.note)));
+
+  for (const n of [1, 2]) {
+    const widget = `bns-sampler:nth-of-type(${n})`;
+    const { colours, width } = await canvasColours(page, 'canvas', widget);
+    assert.ok(colours > 8 && width > 100, `widget ${n} looks blank (${colours} colours, width ${width})`);
+    const note = await page.locator(`${widget} .note`).textContent();
+    assert.equal(note, 'WebGPU unavailable — running on the CPU');
+  }
+  await page.screenshot({ path: join(ARTIFACTS, 'embed.png'), fullPage: true });
+
+  assert.deepEqual(log.errors, [], 'no CSP violation, no error');
+  const allowed = [
+    `${hostOrigin}/embed.html`,
+    `${siteOrigin}/widget/`, `${siteOrigin}/pkg/`, `${siteOrigin}/lib/`,
+    `${siteOrigin}/models/fashion-mnist/`, `${siteOrigin}/models/checkerboard/`,
+  ];
+  const stray = log.requests.filter((u) => !allowed.some((a) => u.startsWith(a)));
+  assert.deepEqual(stray, []);
+
+  // No globals: the page's window has the same properties as a page without the widget.
+  const names = () => Object.getOwnPropertyNames(window);
+  const withWidget = await page.evaluate(names);
+  const bare = await browser.newPage();
+  await bare.goto(`${hostOrigin}/bare.html`);
+  const without = new Set(await bare.evaluate(names));
+  assert.deepEqual(withWidget.filter((n) => !without.has(n)), []);
+  await bare.close();
+
+  // The button draws the next seed.
+  const before = generated().length;
+  await page.locator('bns-sampler:nth-of-type(1) button').click();
+  await waitFor(() => generated().length > before, 'the next seed');
+  assert.equal(generated().at(-1).seed, 2);
+  assert.deepEqual(log.errors, []);
+  await page.close();
+});
+
+test('a widget whose model cannot be loaded shows the error inside itself and sends bns-error', async () => {
+  const { page, log } = await hostPage();
+  await page.goto(`${hostOrigin}/embed.html`);
+  await waitFor(() => log.events.filter((e) => e.type === 'bns-generated').length >= 2, 'both widgets to draw');
+  // The test's own script runs through the DevTools protocol, which the page's CSP does not govern.
+  await page.evaluate((model) => {
+    const widget = document.createElement('bns-sampler');
+    widget.id = 'broken';
+    widget.setAttribute('model', model);
+    widget.setAttribute('autoplay', '');
+    document.body.append(widget);
+  }, `${siteOrigin}/models/no-such-model/`);
+  await waitFor(() => log.events.some((e) => e.type === 'bns-error'), 'bns-error');
+  const event = log.events.find((e) => e.type === 'bns-error');
+  assert.match(event.message, /no-such-model\/manifest\.json: cannot load the model manifest \(HTTP 404\)/);
+  const shown = page.locator('#broken .error');
+  assert.equal(await shown.isVisible(), true);
+  assert.equal(await shown.textContent(), event.message);
+  // The other widgets are unaffected.
+  await page.locator('bns-sampler:nth-of-type(1) button').click();
+  await waitFor(() => log.events.filter((e) => e.type === 'bns-generated').length >= 3, 'the first widget to draw again');
+  await page.close();
+});

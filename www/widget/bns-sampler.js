@@ -1,0 +1,269 @@
+// <bns-sampler>: the sampler as a custom element that another site includes with one tag.
+//
+//   <script type="module" src="https://example.org/bns/widget/bns-sampler.js"></script>
+//   <bns-sampler model="https://example.org/bns/models/fashion-mnist/" autoplay controls></bns-sampler>
+//
+// Attributes (README, "Embed the sampler"): model, solver, seed, batch, class, guidance, columns,
+// backend, autoplay, controls. Events (bubbling, composed): bns-ready, bns-generated, bns-error.
+//
+// It keeps to itself, so it works on any page and under a strict Content-Security-Policy that
+// only adds 'wasm-unsafe-eval': everything lives in a shadow root and this module's scope (no
+// globals); the styles are a constructed stylesheet (which CSP's style-src does not govern); the
+// only requests are for the runtime beside this module (resolved from import.meta.url) and for
+// the model and solver named by the attributes (resolved against the host document). Served
+// from another origin, those files need CORS.
+
+import init, { Sampler } from '../pkg/web_sampler.js';
+import { fetchOk, modelBytes } from '../lib/weights.js';
+import { defaultPublished, parseClassical } from '../lib/solvers.js';
+import { drawPicture, drawScatter, isPoints } from '../lib/draw.js';
+
+/** The solver when the model publishes none and the solver attribute is absent. */
+const FALLBACK_SOLVER = 'dpmpp2m:edm:8';
+
+const STYLE = `
+:host { display: inline-block; width: 320px; vertical-align: top;
+  font: 13px/1.4 system-ui, -apple-system, 'Segoe UI', sans-serif; color: #1d1f23; }
+:host([hidden]) { display: none; }
+.frame { border: 1px solid #dcdfe4; border-radius: 6px; background: #fff; padding: 8px; }
+canvas { display: block; width: 100%; height: auto; aspect-ratio: 1; image-rendering: pixelated;
+  background: #000; border-radius: 3px; }
+canvas.points { background: #fff; }
+canvas.drawn { aspect-ratio: auto; }
+.bar { display: flex; align-items: center; gap: 8px; margin-top: 6px; min-height: 26px; }
+button { font: inherit; font-weight: 600; padding: 3px 12px; border: 0; border-radius: 4px;
+  background: #1f5ca0; color: #fff; cursor: pointer; }
+button:disabled { background: #9aa3ad; cursor: default; }
+.status { color: #5b616b; font-size: 12px; overflow-wrap: anywhere; }
+.note { color: #9a5b00; font-size: 12px; margin: 4px 0 0; }
+.error { color: #a40e0e; background: #fdecec; border: 1px solid #f3c2c2; border-radius: 4px;
+  padding: 4px 6px; margin: 6px 0 0; font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; }
+`;
+
+/** One stylesheet for every instance; a `<style>` only where constructed sheets are missing. */
+let sheet = null;
+function adoptStyle(root) {
+  if ('adoptedStyleSheets' in ShadowRoot.prototype && 'replaceSync' in CSSStyleSheet.prototype) {
+    if (!sheet) {
+      sheet = new CSSStyleSheet();
+      sheet.replaceSync(STYLE);
+    }
+    root.adoptedStyleSheets = [sheet];
+  } else {
+    const style = document.createElement('style');
+    style.textContent = STYLE;
+    root.append(style);
+  }
+}
+
+/** The runtime, initialised once for every instance. */
+let runtime = null;
+const loadRuntime = () => (runtime ??= init());
+
+/** Attributes that need the model, solver or sampler loaded again. */
+const RELOAD = new Set(['model', 'solver', 'backend']);
+
+class BnsSampler extends HTMLElement {
+  static observedAttributes = ['model', 'solver', 'seed', 'batch', 'class', 'guidance', 'columns', 'backend', 'controls'];
+
+  #parts;
+  #sampler = null;
+  /** { spec, solver (the file's JSON), backend } once loaded. */
+  #loaded = null;
+  /** Presses of the button since the seed attribute was set: each draws the next seed. */
+  #presses = 0;
+  #drawn = false;
+  #queue = Promise.resolve();
+  #reloadPending = false;
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: 'open' });
+    adoptStyle(root);
+    const frame = element('div', 'frame');
+    const canvas = element('canvas');
+    canvas.setAttribute('part', 'canvas');
+    canvas.setAttribute('role', 'img');
+    canvas.setAttribute('aria-label', 'samples');
+    const button = element('button', '', 'Generate');
+    button.setAttribute('part', 'button');
+    button.type = 'button';
+    button.disabled = true;
+    const status = element('span', 'status', 'Loading…');
+    const note = element('p', 'note');
+    note.hidden = true;
+    const error = element('p', 'error');
+    error.setAttribute('role', 'alert');
+    error.hidden = true;
+    const bar = element('div', 'bar');
+    bar.append(button, status);
+    frame.append(canvas, bar, note, error);
+    root.append(frame);
+    this.#parts = { canvas, button, status, note, error };
+    button.addEventListener('click', () => {
+      this.#presses += 1;
+      this.generate().catch(() => {});
+    });
+  }
+
+  connectedCallback() {
+    this.#parts.button.hidden = !this.hasAttribute('controls');
+    if (!this.#loaded) this.#scheduleReload();
+  }
+
+  attributeChangedCallback(name, previous, value) {
+    if (previous === value || !this.isConnected) return;
+    if (name === 'controls') this.#parts.button.hidden = value === null;
+    else if (RELOAD.has(name)) this.#scheduleReload();
+    else {
+      if (name === 'seed') this.#presses = 0;
+      if (this.#drawn) this.generate().catch(() => {});
+    }
+  }
+
+  /** Draws samples for the current seed; resolves to the values `[B, C, H, W]`. */
+  generate() {
+    return this.#run(async () => {
+      if (!this.#loaded) throw new Error('the sampler has not loaded a model');
+      const { spec } = this.#loaded;
+      const points = isPoints(spec);
+      const batch = this.#number('batch', points ? 1000 : 16);
+      const cls = this.#number('class', -1);
+      const columns = this.#number('columns', Math.ceil(Math.sqrt(batch)));
+      const request = {
+        seed: this.#number('seed', 1) + this.#presses,
+        batch,
+        class: cls >= 0 ? cls : null,
+        guidance: this.#number('guidance', this.#loaded.solver.guidance ?? 0),
+        columns,
+      };
+      this.#parts.status.textContent = 'Generating…';
+      const started = performance.now();
+      const values = await this.#sampler.generate(request);
+      const ms = performance.now() - started;
+      const { canvas } = this.#parts;
+      if (points) drawScatter(canvas, values, { size: 480 });
+      else drawPicture(canvas, this.#sampler, columns);
+      canvas.classList.toggle('points', points);
+      canvas.classList.add('drawn');
+      this.#drawn = true;
+      const backend = this.#sampler.backend();
+      this.#showBackend();
+      this.#parts.status.textContent =
+        `${this.#loaded.solver.name} · seed ${request.seed} · ${ms.toFixed(0)} ms · ` +
+        (backend === 'webgpu' ? 'WebGPU' : 'CPU');
+      this.#emit('bns-generated', { seed: request.seed, batch, ms, backend, shape: [batch, ...spec.data_shape], values });
+      return values;
+    });
+  }
+
+  /** Runs one action at a time; a failure is shown in the element and sent as bns-error. */
+  #run(action) {
+    const result = this.#queue.then(async () => {
+      this.#parts.button.disabled = true;
+      this.#parts.error.hidden = true;
+      try {
+        return await action();
+      } catch (e) {
+        const message = e?.message ?? String(e);
+        this.#parts.error.textContent = message;
+        this.#parts.error.hidden = false;
+        this.#parts.status.textContent = '';
+        this.#emit('bns-error', { message });
+        throw e;
+      } finally {
+        this.#parts.button.disabled = !this.#loaded;
+      }
+    });
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  /** Loads once for a burst of attribute changes (a host setting several at once). */
+  #scheduleReload() {
+    if (this.#reloadPending) return;
+    this.#reloadPending = true;
+    queueMicrotask(() => {
+      this.#reloadPending = false;
+      this.#reload().catch(() => {});
+    });
+  }
+
+  async #reload() {
+    await this.#run(async () => {
+      this.#loaded = null;
+      this.#parts.status.textContent = 'Loading…';
+      const modelAttribute = this.getAttribute('model');
+      if (!modelAttribute) throw new Error('<bns-sampler>: the model attribute is missing (the URL of a model folder or its manifest.json)');
+      await loadRuntime();
+      this.#sampler?.free();
+      this.#sampler = await Sampler.create({ gpu: this.getAttribute('backend') !== 'cpu' });
+      const manifestUrl = manifestUrlOf(modelAttribute);
+      const manifest = await (await fetchOk(manifestUrl, 'the model manifest')).json();
+      const weightsUrl = new URL(manifest.model, manifestUrl).href;
+      const { bytes } = await modelBytes(weightsUrl, manifest.model_id);
+      const spec = JSON.parse(this.#sampler.loadModel(bytes, weightsUrl));
+      await this.#useSolver(this.getAttribute('solver') ?? defaultPublished(manifest)?.file ?? FALLBACK_SOLVER, manifestUrl);
+      this.#loaded = { spec, solver: JSON.parse(this.#sampler.solverJson()) };
+      this.#showBackend();
+      this.#parts.status.textContent = 'Ready';
+      this.#emit('bns-ready', {
+        backend: this.#sampler.backend(),
+        note: this.#sampler.backendNote(),
+        modelId: this.#sampler.modelId(),
+        solver: this.#loaded.solver.name,
+      });
+    });
+    if (this.hasAttribute('autoplay') || this.#drawn) await this.generate();
+  }
+
+  /** A classical spec ("dpmpp2m:edm:8") or a solver file's URL, relative to the manifest. */
+  async #useSolver(solver, manifestUrl) {
+    const classical = parseClassical(solver);
+    if (classical) {
+      this.#sampler.useClassical(classical.method, classical.grid, classical.nfe);
+      return;
+    }
+    const url = new URL(solver, manifestUrl).href;
+    this.#sampler.loadSolver(await (await fetchOk(url, 'the solver')).text(), url);
+  }
+
+  /** Says when the CPU runs although WebGPU was wanted, and why. */
+  #showBackend() {
+    const { note } = this.#parts;
+    const fallback = this.#sampler.backend() === 'cpu' && this.getAttribute('backend') !== 'cpu';
+    note.hidden = !fallback;
+    note.textContent = fallback ? 'WebGPU unavailable — running on the CPU' : '';
+    note.title = fallback ? this.#sampler.backendNote() : '';
+  }
+
+  /** A numeric attribute, or `fallback` when it is absent; a malformed one is an error. */
+  #number(name, fallback) {
+    const text = this.getAttribute(name);
+    if (text === null || text.trim() === '') return fallback;
+    const value = Number(text);
+    if (!Number.isFinite(value)) throw new Error(`<bns-sampler>: ${name}="${text}" is not a number`);
+    return value;
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+}
+
+/** The manifest's URL for a model attribute: a manifest.json, or a model folder. */
+function manifestUrlOf(attribute) {
+  const url = new URL(attribute, document.baseURI);
+  if (url.pathname.endsWith('.json')) return url.href;
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return new URL('manifest.json', url).href;
+}
+
+function element(tag, className = '', text = '') {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text) node.textContent = text;
+  return node;
+}
+
+if (!customElements.get('bns-sampler')) customElements.define('bns-sampler', BnsSampler);
