@@ -90,6 +90,7 @@ class BnsSampler extends HTMLElement {
     button.type = 'button';
     button.disabled = true;
     const status = element('span', 'status', 'Loading…');
+    status.setAttribute('part', 'status');
     const note = element('p', 'note');
     note.hidden = true;
     const error = element('p', 'error');
