@@ -27,6 +27,8 @@ const page = {
   lastPaths: null,
   backend: null,
   backendText: '',
+  /** ms the last `generate` took, and when the first image was drawn (ms after navigation start). */
+  lastMs: null,
   firstImageAt: null,
   model: null,
   lastCompare: null,
@@ -236,6 +238,7 @@ async function generate() {
   } else {
     drawPicture($('canvas'), sampler, request.columns);
   }
+  page.lastMs = ms;
   page.firstImageAt ??= performance.now();
   const solver = JSON.parse(sampler.solverJson());
   const path = page.backend === 'webgpu' ? 'WebGPU' : 'CPU';
