@@ -39,7 +39,7 @@ const page = {
 window.bnsPage = page;
 
 let sampler;
-/** The loaded model: { name, manifest, spec, size, cached }. */
+/** The loaded model: { name, spec }. */
 let model = null;
 /** Solver option value → its source: { url, name } (published), { spec } (classical), { text, name } (a file). */
 const sources = new Map();
@@ -117,7 +117,7 @@ async function loadModel(name, wanted = new URLSearchParams()) {
   const url = new URL(manifest.model, base).href;
   const { bytes, cached } = await modelBytes(url, manifest.model_id);
   const spec = JSON.parse(sampler.loadModel(bytes, url));
-  model = { name, manifest, spec, size: bytes.length, cached };
+  model = { name, spec };
   page.model = { name, cached };
   fillSolvers(manifest, base);
   fillClasses(spec);
@@ -131,8 +131,8 @@ async function loadModel(name, wanted = new URLSearchParams()) {
   const requested = solverValueOf(wanted.get('solver'));
   await useSolver(requested ?? (published ? `published:${published.file}` : $('solver').value));
   for (const field of ['seed', 'batch', 'guidance']) {
-    const value = Number(wanted.get(field) ?? NaN);
-    if (wanted.has(field) && Number.isFinite(value)) $(field).value = String(value);
+    const text = wanted.get(field)?.trim();
+    if (text && Number.isFinite(Number(text))) $(field).value = text;
   }
   if ([...$('class').options].some((o) => o.value === wanted.get('class'))) $('class').value = wanted.get('class');
 }
