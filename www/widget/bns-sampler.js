@@ -68,12 +68,14 @@ class BnsSampler extends HTMLElement {
 
   #parts;
   #sampler = null;
-  /** { spec, solver (the file's JSON), backend } once loaded. */
+  /** { spec, solver (the solver file's JSON) } once loaded. */
   #loaded = null;
   /** Presses of the button since the seed attribute was set: each draws the next seed. */
   #presses = 0;
   #drawn = false;
   #queue = Promise.resolve();
+  /** Whether a load was ever scheduled (so moving the element does not load again). */
+  #started = false;
   #reloadPending = false;
 
   constructor() {
@@ -109,7 +111,7 @@ class BnsSampler extends HTMLElement {
 
   connectedCallback() {
     this.#parts.button.hidden = !this.hasAttribute('controls');
-    if (!this.#loaded) this.#scheduleReload();
+    if (!this.#started) this.#scheduleReload();
   }
 
   attributeChangedCallback(name, previous, value) {
@@ -183,6 +185,7 @@ class BnsSampler extends HTMLElement {
   /** Loads once for a burst of attribute changes (a host setting several at once). */
   #scheduleReload() {
     if (this.#reloadPending) return;
+    this.#started = true;
     this.#reloadPending = true;
     queueMicrotask(() => {
       this.#reloadPending = false;
