@@ -125,6 +125,45 @@ fn sample_writes_a_png_and_the_values() {
         serde_json::from_str(&std::fs::read_to_string(&values).unwrap()).unwrap();
     assert_eq!(doc["shape"], serde_json::json!([6, 1, 6, 5]));
     assert_eq!(doc["values"].as_array().unwrap().len(), 6 * 30);
+
+    // The same request on the GPU path (lavapipe without a GPU) agrees to rounding.
+    let gpu_values = dir.path("v-gpu.json");
+    let o = bns(&[
+        "sample",
+        "--model",
+        &model,
+        "--solver",
+        &solver,
+        "--seed",
+        "3",
+        "--batch",
+        "6",
+        "--guidance",
+        "1.5",
+        "-o",
+        &png,
+        "--values",
+        &gpu_values,
+        "--backend",
+        "gpu",
+    ]);
+    let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    if !o.status.success() && !required && stderr(&o).contains("Vulkan") {
+        eprintln!("skipped the GPU path: {}", stderr(&o));
+        return;
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+    let gpu: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&gpu_values).unwrap()).unwrap();
+    assert_eq!(gpu["shape"], doc["shape"]);
+    let worst = gpu["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(doc["values"].as_array().unwrap())
+        .map(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-4, "GPU vs CPU: max |Δ| = {worst}");
 }
 
 #[test]

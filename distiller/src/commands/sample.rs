@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use web_sampler::gpu::{block_on, Gpu};
 use web_sampler::model::Model;
 use web_sampler::sample::{grid_picture, is_image, sample, SampleRequest};
 use web_sampler::solver::SolverFile;
@@ -39,6 +40,16 @@ pub struct SampleArgs {
     /// Also write the raw values [B, C, H, W] as JSON (shape and values)
     #[arg(long)]
     values: Option<PathBuf>,
+    /// Where to run: the CPU path (bit-identical to the browser's CPU path) or the WGSL kernels
+    /// on a Vulkan GPU (the browser's WebGPU path)
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Cpu,
+    Gpu,
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
@@ -51,11 +62,29 @@ pub fn run(args: SampleArgs) -> Result<()> {
         class: args.class,
         guidance: args.guidance.unwrap_or(solver.guidance),
     };
-    let started = std::time::Instant::now();
-    let samples = sample(&model, &solver.table(), &request)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let table = solver.table();
+    let columns = (args.batch as f64).sqrt().ceil() as usize;
+    let (samples, seconds, path) = match args.backend {
+        Backend::Cpu => {
+            let started = std::time::Instant::now();
+            let samples = sample(&model, &table, &request)?;
+            (
+                samples,
+                started.elapsed().as_secs_f64(),
+                "the CPU path".to_string(),
+            )
+        }
+        Backend::Gpu => {
+            let gpu = block_on(Gpu::new())
+                .context("--backend gpu needs a Vulkan driver (on a machine without a GPU: apt-get install mesa-vulkan-drivers)")?;
+            let started = std::time::Instant::now();
+            let out = block_on(web_sampler::gpu::sample(
+                &gpu, &model, &table, &request, columns,
+            ))?;
+            (out.samples, started.elapsed().as_secs_f64(), gpu.adapter())
+        }
+    };
     let picture = if is_image(&model.spec().data_shape) {
-        let columns = (args.batch as f64).sqrt().ceil() as usize;
         upscale(&grid_picture(&samples, columns)?, usize::from(args.scale))
     } else if samples.shape[1] == 2 {
         scatter_picture(&samples.values, 512)
@@ -72,7 +101,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     println!(
-        "wrote {} ({} samples, {} NFE, {:.1} ms on the CPU path, {:.2} ms per sample)",
+        "wrote {} ({} samples, {} NFE, {:.1} ms on {path}, {:.2} ms per sample)",
         args.output.display(),
         args.batch,
         solver.nfe,
