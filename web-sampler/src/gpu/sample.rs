@@ -1,11 +1,13 @@
 //! A whole guided sample on the GPU: every solver step recorded into one submission per chunk
 //! of the batch (one chunk unless the device's buffer limits force more), read back once.
+//! When even the whole batch's samples exceed a buffer limit, each chunk's result is copied
+//! straight to the read-back buffer and the picture is drawn on the CPU.
 //!
 //! Per step i, for a chunk of `Bc` samples (`R = 2·Bc` rows when guided, else `Bc`):
 //! `embed` (x_i, the step's time embedding row, class rows → input `[R, D+E_t+E_c]`), the dense
 //! layers (`linear`, SiLU fused), `guidance` (→ velocity slot i), `ns_update` (x_{i+1} from x_0
-//! and the velocities, the reduced NS form). After the last chunk, `pack_rgba` draws the grid
-//! picture, and values and picture come back in one read.
+//! and the velocities, the reduced NS form). The last chunk's submission also runs `pack_rgba`
+//! for the grid picture, and values and picture come back in one read.
 
 use super::kernels::{EmbedShape, Guidance, Plan, View};
 use super::{Gpu, ORIGIN};
@@ -86,7 +88,8 @@ pub struct GpuSamples {
     pub samples: Samples,
     /// The grid picture with the requested columns (image models with 1 or 3 channels).
     pub picture: Option<Picture>,
-    /// Submissions the sample took (one per chunk of the batch, plus the final one).
+    /// Submissions the sample took: one per chunk of the batch (the last one also draws the
+    /// picture).
     pub submissions: usize,
 }
 
@@ -213,7 +216,12 @@ pub async fn sample(
     ];
     let network = take("network output", rows * data, STORAGE);
     let class_buffer = take("classes", rows, STORAGE);
-    let samples_buffer = take("samples", batch * data, STORAGE);
+    let (samples_values, picture_values) = if whole_batch_fits {
+        (batch * data, picture_values)
+    } else {
+        (0, 0)
+    };
+    let samples_buffer = take("samples", samples_values, STORAGE);
     let rgba_buffer = take("picture", picture_values, STORAGE);
     let readback = take("readback", batch * data + picture_values, READBACK);
 
@@ -266,40 +274,38 @@ pub async fn sample(
                     },
                     &times,
                 )?;
-                plan.copy(
-                    &View::prefix(&x_buffer, count),
-                    &View::range(&samples_buffer, start * data, count),
-                )?;
-                if !whole_batch_fits {
-                    // Straight to the read-back buffer, chunk by chunk.
+                if whole_batch_fits {
+                    plan.copy(
+                        &View::prefix(&x_buffer, count),
+                        &View::range(&samples_buffer, start * data, count),
+                    )?;
+                } else {
+                    // Straight to the read-back buffer, chunk by chunk (the picture is then
+                    // drawn on the CPU).
                     plan.copy(
                         &View::prefix(&x_buffer, count),
                         &View::range(&readback, start * data, count),
                     )?;
                 }
-                queue_submit(plan.encode(gpu));
-                submissions += 1;
-            }
-            let mut plan = Plan::new(&gpu.limits);
-            if whole_batch_fits {
-                plan.copy(
-                    &View::prefix(&samples_buffer, batch * data),
-                    &View::range(&readback, 0, batch * data),
-                )?;
-                if let Some((_, _)) = picture_size {
-                    plan.pack_rgba(
-                        &View::prefix(&samples_buffer, batch * data),
-                        &View::prefix(&rgba_buffer, picture_values),
-                        shape,
-                        columns,
-                    )?;
+                if whole_batch_fits && start + n == batch {
+                    // The last chunk also draws the picture and gathers the results.
                     plan.copy(
-                        &View::prefix(&rgba_buffer, picture_values),
-                        &View::range(&readback, batch * data, picture_values),
+                        &View::prefix(&samples_buffer, batch * data),
+                        &View::range(&readback, 0, batch * data),
                     )?;
+                    if picture_size.is_some() {
+                        plan.pack_rgba(
+                            &View::prefix(&samples_buffer, batch * data),
+                            &View::prefix(&rgba_buffer, picture_values),
+                            shape,
+                            columns,
+                        )?;
+                        plan.copy(
+                            &View::prefix(&rgba_buffer, picture_values),
+                            &View::range(&readback, batch * data, picture_values),
+                        )?;
+                    }
                 }
-            }
-            if !plan.is_empty() {
                 queue_submit(plan.encode(gpu));
                 submissions += 1;
             }

@@ -427,7 +427,7 @@ fn an_nfe_8_sample_matches_the_cpu_path() {
         );
         let spread = cpu.values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(spread > 0.1, "the CPU sample is blank");
-        assert_eq!(got.submissions, 2, "one chunk and the picture");
+        assert_eq!(got.submissions, 1, "the whole sample in one submission");
         // The picture from the GPU's values, drawn on the CPU, is the GPU's picture.
         let picture = got.picture.expect("an image model gets a picture");
         assert_eq!(picture, grid_picture(&got.samples, 4).unwrap());
@@ -476,7 +476,14 @@ fn a_batch_beyond_the_buffer_limit_is_split_into_chunks() {
     // A binding limit of 4 samples' velocities: chunks of 4, 4 and 1.
     let limited = gpu.with_binding_limit(4 * 4 * 4 * 30);
     let split = block_on(sample(&limited, &model, &table, &request, 3)).unwrap();
-    assert_eq!(split.submissions, 4, "three chunks, then the picture");
+    assert_eq!(split.submissions, 3, "one submission per chunk");
+    // A limit below the whole batch's samples (9 × 30 values): chunks of 2 go straight to the
+    // read-back buffer, and the picture is drawn on the CPU.
+    let tight = gpu.with_binding_limit(1000);
+    let scattered = block_on(sample(&tight, &model, &table, &request, 3)).unwrap();
+    assert_eq!(scattered.submissions, 5);
+    assert_eq!(scattered.samples, full.samples);
+    assert_eq!(scattered.picture, full.picture);
     assert_eq!(split.samples, full.samples, "chunking changes no value");
     assert_eq!(split.picture, full.picture);
     assert_eq!(
