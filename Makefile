@@ -58,7 +58,7 @@ wasm: rust-tools npm-packages
 	cargo build --release -p web-sampler --target wasm32-unknown-unknown
 	wasm-bindgen --target web --out-dir $(PKG) $(WASM)
 	node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
-	  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+	  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd \
 	  $(PKG)/web_sampler_bg.wasm -o $(PKG)/web_sampler_bg.wasm
 	@ls -l $(PKG)/web_sampler_bg.wasm | awk '{print "wasm module: " $$5 " bytes after wasm-opt"}'
 
