@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CHROMIUM } from './chromium.mjs';
+import { before, after } from 'node:test';
+import { startServer } from '../../www/serve.mjs';
+import { CHROMIUM, launch } from './chromium.mjs';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const SITE = join(ROOT, 'www');
@@ -106,4 +108,23 @@ export function canvasColours(page, selector, host = null) {
     for (let i = 0; i < data.length; i += 4) colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
     return { width, height, colours: colours.size };
   }, { selector, host });
+}
+
+/**
+ * Serves the site and launches Chromium (`webgpu`: with --enable-unsafe-webgpu) around the
+ * calling file's tests. The returned object's `browser` and `url` are set once `before` has run.
+ */
+export function useSite({ webgpu }) {
+  const site = { browser: null, url: null, server: null };
+  before(async () => {
+    checkPrerequisites();
+    site.server = await startServer({ root: SITE });
+    site.url = `http://127.0.0.1:${site.server.address().port}/`;
+    site.browser = await launch({ webgpu });
+  });
+  after(async () => {
+    await site.browser?.close();
+    site.server?.close();
+  });
+  return site;
 }

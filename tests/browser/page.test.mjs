@@ -3,32 +3,16 @@
 // solver files are reported and leave the page working; the compare view, the 2-D scatter plot
 // with paths, and the weights cache.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer } from '../../www/serve.mjs';
-import { launch } from './chromium.mjs';
 import {
-  ARTIFACTS, BNS8, DEFAULT_MODEL, MODEL_DIR, SITE, canvasColours, checkPrerequisites, classicalFile, clickGenerate,
-  difference, nativeSamples, openPage, pageState,
+  ARTIFACTS, BNS8, DEFAULT_MODEL, MODEL_DIR, SITE, canvasColours, classicalFile, clickGenerate,
+  difference, nativeSamples, openPage, pageState, useSite,
 } from './helpers.mjs';
 
-let server;
-let browser;
-let url;
-
-before(async () => {
-  checkPrerequisites();
-  server = await startServer({ root: SITE });
-  url = `http://127.0.0.1:${server.address().port}/`;
-  browser = await launch({ webgpu: false });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const site = useSite({ webgpu: false });
 
 const CASES = [
   { tag: BNS8.name, choice: `published:${BNS8.file}`, file: () => join(MODEL_DIR, BNS8.file), guidance: BNS8.guidance },
@@ -37,7 +21,7 @@ const CASES = [
 
 for (const c of CASES) {
   test(`without WebGPU the page says it runs on the CPU, and ${c.tag} at seed 1 equals bns sample bit for bit`, async () => {
-    const { page, errors } = await openPage(browser, url);
+    const { page, errors } = await openPage(site.browser, site.url);
     await page.selectOption('#solver', c.choice);
     await page.fill('#guidance', String(c.guidance));
     await page.fill('#seed', '1');
@@ -63,7 +47,7 @@ for (const c of CASES) {
 }
 
 test('a corrupt solver file and a solver of another model are reported, and the page keeps working', async () => {
-  const { page, errors } = await openPage(browser, url, '?batch=4');
+  const { page, errors } = await openPage(site.browser, site.url, '?batch=4');
   const before = await pageState(page);
   const load = async (name, buffer) => {
     await page.setInputFiles('#solver-file', { name, mimeType: 'application/json', buffer });
@@ -102,7 +86,7 @@ test('a corrupt solver file and a solver of another model are reported, and the 
 });
 
 test('a solver file from disk is added to the solver list and used', async () => {
-  const { page, errors } = await openPage(browser, url, '?batch=4');
+  const { page, errors } = await openPage(site.browser, site.url, '?batch=4');
   const file = classicalFile('midpoint', 'uniform', 6);
   await page.setInputFiles('#solver-file', file);
   await page.waitForFunction(() => document.querySelector('#solver').value.startsWith('file:'));
@@ -118,7 +102,7 @@ test('a solver file from disk is added to the solver list and used', async () =>
 });
 
 test('the compare view scores BNS, Euler and midpoint against an RK4 reference, then restores the solver', async () => {
-  const { page, errors } = await openPage(browser, url, '?batch=4');
+  const { page, errors } = await openPage(site.browser, site.url, '?batch=4');
   const before = await pageState(page);
   await page.click('#compare');
   await page.waitForFunction(() => window.bnsPage.lastCompare || window.bnsPage.error, null, { timeout: 120_000 });
@@ -146,7 +130,7 @@ test('the compare view scores BNS, Euler and midpoint against an RK4 reference, 
 });
 
 test('a 2-D model is drawn as a scatter plot with the paths of some points, which end at their samples', async () => {
-  const { page, errors } = await openPage(browser, url, '?model=checkerboard&batch=200');
+  const { page, errors } = await openPage(site.browser, site.url, '?model=checkerboard&batch=200');
   const result = await page.evaluate(() => {
     const p = window.bnsPage;
     return { shape: p.lastShape, values: Array.from(p.lastValues), paths: Array.from(p.lastPaths) };
@@ -167,15 +151,15 @@ test('a 2-D model is drawn as a scatter plot with the paths of some points, whic
 });
 
 test('a revisit takes the weights from the Cache API instead of downloading them again', async () => {
-  const context = await browser.newContext();
+  const context = await site.browser.newContext();
   const weights = [];
   context.on('request', (r) => r.url().endsWith('.safetensors') && weights.push(r.url()));
-  const first = await openPage(context, url, '?batch=1');
+  const first = await openPage(context, site.url, '?batch=1');
   assert.equal(weights.length, 1);
   assert.deepEqual(await first.page.evaluate(() => window.bnsPage.model), { name: DEFAULT_MODEL, cached: false });
   await first.page.close();
 
-  const second = await openPage(context, url, '?batch=1');
+  const second = await openPage(context, site.url, '?batch=1');
   assert.equal(weights.length, 1, `downloaded again: ${weights}`);
   assert.deepEqual(await second.page.evaluate(() => window.bnsPage.model), { name: DEFAULT_MODEL, cached: true });
   assert.match(await second.page.textContent('#about-model'), /from the browser cache/);

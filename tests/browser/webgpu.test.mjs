@@ -4,34 +4,18 @@
 //
 // SwiftShader runs WebGPU on the CPU and is slow (seconds per batch), so these use batch 4.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startServer } from '../../www/serve.mjs';
-import { launch } from './chromium.mjs';
 import {
-  ARTIFACTS, BNS8, MODEL_DIR, SITE, canvasColours, checkPrerequisites, classicalFile, clickGenerate,
-  difference, nativeSamples, openPage, pageState,
+  ARTIFACTS, BNS8, MODEL_DIR, canvasColours, classicalFile, clickGenerate,
+  difference, nativeSamples, openPage, pageState, useSite,
 } from './helpers.mjs';
 
 /** GPU and CPU sum in different orders: values in [−1, 1] agree to ~1e-5; this leaves room. */
 const TOLERANCE = 1e-3;
 
-let server;
-let browser;
-let url;
-
-before(async () => {
-  checkPrerequisites();
-  server = await startServer({ root: SITE });
-  url = `http://127.0.0.1:${server.address().port}/`;
-  browser = await launch({ webgpu: true });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
+const site = useSite({ webgpu: true });
 
 const CASES = [
   { tag: BNS8.name, query: `?batch=4&seed=1`, file: () => join(MODEL_DIR, BNS8.file), guidance: BNS8.guidance },
@@ -41,7 +25,7 @@ const CASES = [
 
 for (const c of CASES) {
   test(`on WebGPU, ${c.tag} at seed 1 agrees with bns sample within ${TOLERANCE} and the picture is drawn`, async (t) => {
-    const { page, errors } = await openPage(browser, url, c.query);
+    const { page, errors } = await openPage(site.browser, site.url, c.query);
     const result = await pageState(page);
     await page.screenshot({ path: join(ARTIFACTS, `page-webgpu-${c.tag}.png`), fullPage: true });
     assert.equal(result.backend, 'webgpu');
@@ -66,7 +50,7 @@ for (const c of CASES) {
 }
 
 test('after the GPU device is lost the page falls back to the CPU path and says so', async () => {
-  const { page, errors } = await openPage(browser, url, '?batch=4&seed=1');
+  const { page, errors } = await openPage(site.browser, site.url, '?batch=4&seed=1');
   assert.equal((await pageState(page)).backend, 'webgpu');
   await page.evaluate(() => window.bnsPage.loseDevice());
   const result = await clickGenerate(page);
