@@ -200,7 +200,7 @@ impl Sampler {
                     state.gpu = Some(Rc::new(gpu));
                     state.note.clear();
                 }
-                Err(e) => state.note = format!("WebGPU is not available ({})", e.problem),
+                Err(e) => state.note = format!("WebGPU is not available ({})", no_gpu_reason(&e)),
             }
         }
         Ok(sampler)
@@ -351,6 +351,21 @@ impl Sampler {
             .as_ref()
             .ok_or_else(|| JsError::new("nothing generated yet"))?;
         Ok(grid_size(last.samples.shape, columns).0)
+    }
+}
+
+/// Why there is no GPU, in the browser's terms rather than wgpu's list of native backends.
+fn no_gpu_reason(error: &crate::Error) -> String {
+    let navigator = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"));
+    let has_gpu = navigator
+        .and_then(|n| js_sys::Reflect::get(&n, &JsValue::from_str("gpu")))
+        .is_ok_and(|gpu| !gpu.is_undefined() && !gpu.is_null());
+    if !has_gpu {
+        "this browser has no WebGPU: navigator.gpu is missing".into()
+    } else if error.problem.contains("no GPU adapter") {
+        "no GPU adapter: navigator.gpu.requestAdapter() found none (Chromium on Linux needs --enable-unsafe-webgpu)".into()
+    } else {
+        error.problem.clone()
     }
 }
 
