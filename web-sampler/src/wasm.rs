@@ -363,7 +363,7 @@ fn no_gpu_reason(error: &crate::Error) -> String {
     if !has_gpu {
         "this browser has no WebGPU: navigator.gpu is missing".into()
     } else if error.problem.contains("no GPU adapter") {
-        "no GPU adapter: navigator.gpu.requestAdapter() found none (Chromium on Linux needs --enable-unsafe-webgpu)".into()
+        "no GPU adapter: navigator.gpu.requestAdapter() found none (Chromium on Linux may need --enable-unsafe-webgpu)".into()
     } else {
         error.problem.clone()
     }
