@@ -4,8 +4,8 @@
 // blocked, nothing is requested beyond the widget's files and its attributes' URLs, no global is
 // added, and errors show inside the widget.
 //
-// Chromium runs without WebGPU here: the widget's GPU path is the page's (webgpu.test.mjs), and
-// SwiftShader would take half a minute for the 1000-point widget.
+// The first test runs twice: in a Chromium without WebGPU (the CPU path) and with WebGPU
+// (SwiftShader), where the widgets run the WGSL kernels under the host's CSP.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +20,7 @@ let site;
 let host;
 let hostRoot;
 let browser;
+let gpuBrowser;
 let siteOrigin;
 let hostOrigin;
 let csp;
@@ -45,18 +46,20 @@ before(async () => {
   host = await startServer({ root: hostRoot, csp });
   hostOrigin = `http://127.0.0.1:${host.address().port}`;
   browser = await launch({ webgpu: false });
+  gpuBrowser = await launch({ webgpu: true });
 });
 
 after(async () => {
   await browser?.close();
+  await gpuBrowser?.close();
   site?.close();
   host?.close();
   if (hostRoot) rmSync(hostRoot, { recursive: true, force: true });
 });
 
 /** A page that reports CSP violations and the widgets' events on the console (the host's CSP allows no script of the test's own). */
-async function hostPage() {
-  const page = await browser.newPage();
+async function hostPage(chromium = browser) {
+  const page = await chromium.newPage();
   await page.setViewportSize({ width: 900, height: 800 });
   await page.addInitScript(() => {
     document.addEventListener('securitypolicyviolation', (e) =>
@@ -87,56 +90,62 @@ const waitFor = async (condition, what, ms = 60_000) => {
   }
 };
 
-test('the widget renders on another origin under a strict CSP, using only its own files, adding no globals', async () => {
-  const { page, log } = await hostPage();
-  const response = await page.goto(`${hostOrigin}/embed.html`);
-  assert.equal(response.headers()['content-security-policy'], csp);
-  const generated = () => log.events.filter((e) => e.type === 'bns-generated');
-  await waitFor(() => generated().length >= 2 || log.events.some((e) => e.type === 'bns-error'), 'both widgets to draw');
-  assert.deepEqual(log.events.filter((e) => e.type === 'bns-error'), []);
-  assert.deepEqual(
-    generated().map((e) => [e.seed, e.shape.join('×'), e.backend]).sort(),
-    [[1, '1000×2×1×1', 'cpu'], [1, '16×1×28×28', 'cpu']],
-  );
-  const ready = log.events.filter((e) => e.type === 'bns-ready');
-  assert.deepEqual(ready.map((e) => e.solver).sort(), ['bns-8-w0', 'dpmpp2m-edm-8']);
-  assert.ok(ready.every((e) => /WebGPU is not available/.test(e.note)));
+for (const backend of ['cpu', 'webgpu']) {
+  test(`the widget renders on another origin under a strict CSP (${backend}), using only its own files, adding no globals`, async () => {
+    const chromium = backend === 'webgpu' ? gpuBrowser : browser;
+    const { page, log } = await hostPage(chromium);
+    const response = await page.goto(`${hostOrigin}/embed.html`);
+    assert.equal(response.headers()['content-security-policy'], csp);
+    const generated = () => log.events.filter((e) => e.type === 'bns-generated');
+    await waitFor(() => generated().length >= 2 || log.events.some((e) => e.type === 'bns-error'), 'both widgets to draw');
+    assert.deepEqual(log.events.filter((e) => e.type === 'bns-error'), []);
+    assert.deepEqual(
+      generated().map((e) => [e.seed, e.shape.join('×'), e.backend]).sort(),
+      [[1, '1000×2×1×1', backend], [1, '16×1×28×28', backend]],
+    );
+    const ready = log.events.filter((e) => e.type === 'bns-ready');
+    assert.deepEqual(ready.map((e) => e.solver).sort(), ['bns-8-w0', 'dpmpp2m-edm-8']);
+    const note = backend === 'cpu' ? /WebGPU is not available/ : /^$/;
+    assert.ok(ready.every((e) => note.test(e.note)), JSON.stringify(ready.map((e) => e.note)));
 
-  for (const n of [1, 2]) {
-    const widget = `bns-sampler:nth-of-type(${n})`;
-    const { colours, width } = await canvasColours(page, 'canvas', widget);
-    assert.ok(colours > 8 && width > 100, `widget ${n} looks blank (${colours} colours, width ${width})`);
-    const note = await page.locator(`${widget} .note`).textContent();
-    assert.equal(note, 'WebGPU unavailable — running on the CPU');
-  }
-  await page.screenshot({ path: join(ARTIFACTS, 'embed.png'), fullPage: true });
+    for (const n of [1, 2]) {
+      const widget = `bns-sampler:nth-of-type(${n})`;
+      const { colours, width } = await canvasColours(page, 'canvas', widget);
+      assert.ok(colours > 8 && width > 100, `widget ${n} looks blank (${colours} colours, width ${width})`);
+      if (backend === 'cpu') {
+        const note = await page.locator(`${widget} .note`).textContent();
+        assert.equal(note, 'WebGPU unavailable — running on the CPU');
+      }
+    }
+    await page.screenshot({ path: join(ARTIFACTS, `embed-${backend}.png`), fullPage: true });
 
-  assert.deepEqual(log.errors, [], 'no CSP violation, no error');
-  const allowed = [
-    `${hostOrigin}/embed.html`,
-    `${siteOrigin}/widget/`, `${siteOrigin}/pkg/`, `${siteOrigin}/lib/`,
-    `${siteOrigin}/models/fashion-mnist/`, `${siteOrigin}/models/checkerboard/`,
-  ];
-  const stray = log.requests.filter((u) => !allowed.some((a) => u.startsWith(a)));
-  assert.deepEqual(stray, []);
+    assert.deepEqual(log.errors, [], 'no CSP violation, no error');
+    const allowed = [
+      `${hostOrigin}/embed.html`,
+      `${siteOrigin}/widget/`, `${siteOrigin}/pkg/`, `${siteOrigin}/lib/`,
+      `${siteOrigin}/models/fashion-mnist/`, `${siteOrigin}/models/checkerboard/`,
+    ];
+    const stray = log.requests.filter((u) => !allowed.some((a) => u.startsWith(a)));
+    assert.deepEqual(stray, []);
 
-  // No globals: the page's window has the same properties as a page without the widget.
-  const names = () => Object.getOwnPropertyNames(window);
-  const withWidget = await page.evaluate(names);
-  const bare = await browser.newPage();
-  await bare.goto(`${hostOrigin}/bare.html`);
-  const without = new Set(await bare.evaluate(names));
-  assert.deepEqual(withWidget.filter((n) => !without.has(n)), []);
-  await bare.close();
+    // No globals: the page's window has the same properties as a page without the widget.
+    const names = () => Object.getOwnPropertyNames(window);
+    const withWidget = await page.evaluate(names);
+    const bare = await chromium.newPage();
+    await bare.goto(`${hostOrigin}/bare.html`);
+    const without = new Set(await bare.evaluate(names));
+    assert.deepEqual(withWidget.filter((n) => !without.has(n)), []);
+    await bare.close();
 
-  // The button draws the next seed.
-  const before = generated().length;
-  await page.locator('bns-sampler:nth-of-type(1) button').click();
-  await waitFor(() => generated().length > before, 'the next seed');
-  assert.equal(generated().at(-1).seed, 2);
-  assert.deepEqual(log.errors, []);
-  await page.close();
-});
+    // The button draws the next seed.
+    const before = generated().length;
+    await page.locator('bns-sampler:nth-of-type(1) button').click();
+    await waitFor(() => generated().length > before, 'the next seed');
+    assert.equal(generated().at(-1).seed, 2);
+    assert.deepEqual(log.errors, []);
+    await page.close();
+  });
+}
 
 test('a widget whose model cannot be loaded shows the error inside itself and sends bns-error', async () => {
   const { page, log } = await hostPage();
