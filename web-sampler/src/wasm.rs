@@ -183,7 +183,7 @@ impl Sampler {
     /// A sampler on WebGPU when the browser offers an adapter, else on the CPU path
     /// (`backendNote()` says why).
     pub async fn create(
-        #[wasm_bindgen(unchecked_param_type = "CreateOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "CreateOptions")] options: JsValue,
     ) -> Result<Sampler, JsError> {
         let options: CreateOptions = if options.is_undefined() || options.is_null() {
             CreateOptions::default()
