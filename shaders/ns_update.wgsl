@@ -21,11 +21,11 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 // coefficients: [steps, steps + 1], row i = α_i, β_i0, …, β_ii, then zeros
 @group(0) @binding(1) var<storage, read> coefficients: array<f32>;
-// x0: [samples, data]
+// x0: [count] (count = samples × data)
 @group(0) @binding(2) var<storage, read> x0: array<f32>;
-// velocities: [steps, samples, data]
+// velocities: [steps, count]
 @group(0) @binding(3) var<storage, read> velocities: array<f32>;
-// x: [samples, data], written with x_{i+1}
+// x: [count], written with x_{i+1}
 @group(0) @binding(4) var<storage, read_write> x: array<f32>;
 
 @compute @workgroup_size(WORKGROUP, 1, 1)

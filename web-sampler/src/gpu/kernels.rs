@@ -664,3 +664,87 @@ fn check(view: &View, len: usize, what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Each shader with the op that dispatches it.
+    const SHADERS: [(&str, &str, &str); 5] = [
+        (
+            "linear.wgsl",
+            include_str!("../../../shaders/linear.wgsl"),
+            "linear",
+        ),
+        (
+            "embed.wgsl",
+            include_str!("../../../shaders/embed.wgsl"),
+            "embed",
+        ),
+        (
+            "guidance.wgsl",
+            include_str!("../../../shaders/guidance.wgsl"),
+            "guidance",
+        ),
+        (
+            "ns_update.wgsl",
+            include_str!("../../../shaders/ns_update.wgsl"),
+            "ns_update",
+        ),
+        (
+            "pack.wgsl",
+            include_str!("../../../shaders/pack.wgsl"),
+            "pack_rgba",
+        ),
+    ];
+
+    /// The `///` lines right above `pub fn {op}(` in this file.
+    fn op_doc(op: &str) -> String {
+        let source = include_str!("kernels.rs");
+        let lines: Vec<&str> = source.lines().collect();
+        let start = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(&format!("pub fn {op}(")))
+            .unwrap_or_else(|| panic!("no op {op}"));
+        let mut doc = Vec::new();
+        for line in lines[..start].iter().rev() {
+            let line = line.trim_start();
+            if let Some(text) = line.strip_prefix("///") {
+                doc.push(text.trim());
+            } else if !line.starts_with("#[") {
+                break;
+            }
+        }
+        doc.reverse();
+        doc.join(" ")
+    }
+
+    /// `[a · b, c]` → `[a·b,c]`: shapes compared without spaces.
+    fn squeeze(shape: &str) -> String {
+        shape.chars().filter(|c| !c.is_whitespace()).collect()
+    }
+
+    #[test]
+    fn binding_shape_comments_match_the_ops_docs() {
+        for (file, source, op) in SHADERS {
+            let doc = op_doc(op);
+            let lines: Vec<&str> = source.lines().collect();
+            let mut storage = 0;
+            for (i, line) in lines.iter().enumerate() {
+                if !line.contains("@binding(") || line.contains("var<uniform>") {
+                    continue;
+                }
+                storage += 1;
+                let comment = lines[i - 1]
+                    .strip_prefix("// ")
+                    .unwrap_or_else(|| panic!("{file}: no shape comment above {line}"));
+                let (name, rest) = comment.split_once(": ").expect("`name: [shape]`");
+                let shape = &rest[..=rest.find(']').expect("a shape in brackets")];
+                let wanted = format!("`{name}``{}`", squeeze(shape));
+                assert!(
+                    squeeze(&doc).contains(&wanted),
+                    "{file}: `{name}: {shape}` is not in the doc of Plan::{op}: {doc}"
+                );
+            }
+            assert!(storage >= 2, "{file}: found {storage} storage bindings");
+        }
+    }
+}
