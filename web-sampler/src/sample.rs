@@ -153,20 +153,9 @@ pub fn trajectories(
     let classes = check_request(model, request)?;
     let x0 = gaussian_batch(request.seed, request.batch, model.spec().data_dim());
     let mut states = Vec::with_capacity(table.steps() + 1);
-    let mut failure = None;
-    let last = table.solve(&x0, |x, t| {
-        states.push(x.to_vec());
-        if failure.is_some() {
-            return vec![0.0; x.len()];
-        }
-        guided_velocity(model, x, t, &classes, request.guidance).unwrap_or_else(|e| {
-            failure = Some(e);
-            vec![0.0; x.len()]
-        })
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let last = solve_guided(model, table, x0, &classes, request.guidance, |x| {
+        states.push(x.to_vec())
+    })?;
     states.push(last);
     Ok(states)
 }
@@ -179,9 +168,23 @@ pub fn integrate(
     classes: &[u32],
     guidance: f64,
 ) -> Result<Vec<f32>> {
+    solve_guided(model, table, x0, classes, guidance, |_| {})
+}
+
+/// Runs `table` from `x0` with the guided velocity, showing `visit` each state the velocity is
+/// evaluated at (x_0, …, x_{n−1}); returns `x_n` unclamped.
+fn solve_guided(
+    model: &Model,
+    table: &NsTable,
+    x0: Vec<f32>,
+    classes: &[u32],
+    guidance: f64,
+    mut visit: impl FnMut(&[f32]),
+) -> Result<Vec<f32>> {
     // The solver's closure cannot fail; the first error is kept and returned after the loop.
     let mut failure = None;
     let out = table.solve(&x0, |x, t| {
+        visit(x);
         if failure.is_some() {
             return vec![0.0; x.len()];
         }
