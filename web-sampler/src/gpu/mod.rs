@@ -60,7 +60,7 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::new(ORIGIN, format!("no GPU adapter: {e}")))?;
+            .map_err(|e| Error::new(ORIGIN, no_adapter(&e)))?;
         let info = adapter.get_info();
         let offered = adapter.limits();
         // WebGPU's default limits, except the two that bound the batch: as large as offered.
@@ -115,16 +115,6 @@ impl Gpu {
         format!("{} ({:?})", self.info.name, self.info.backend)
     }
 
-    /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader).
-    pub fn is_software(&self) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
-    }
-
-    /// The limits the device was created with.
-    pub fn limits(&self) -> &wgpu::Limits {
-        &self.limits
-    }
-
     /// Why the device was lost, if it was; a lost device never comes back.
     pub fn lost(&self) -> Option<String> {
         self.lost.lock().ok().and_then(|lost| lost.clone())
@@ -138,8 +128,8 @@ impl Gpu {
         }
     }
 
-    /// A buffer holding `contents`, written through the queue (unlike `create_buffer_init`,
-    /// this cannot panic when the device is lost).
+    /// A buffer holding `contents` (at least 4 bytes, zero beyond the contents), written through
+    /// the queue (unlike `create_buffer_init`, this cannot panic when the device is lost).
     pub(crate) fn buffer_with(
         &self,
         label: &str,
@@ -153,8 +143,12 @@ impl Gpu {
             usage: usage | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if !contents.is_empty() && contents.len() % 4 == 0 {
+        if contents.len() % 4 == 0 {
             self.queue.write_buffer(&buffer, 0, contents);
+        } else {
+            let mut padded = contents.to_vec();
+            padded.resize(size as usize, 0);
+            self.queue.write_buffer(&buffer, 0, &padded);
         }
         buffer
     }
@@ -250,6 +244,27 @@ impl Gpu {
             ));
         }
         Ok(BusyGuard(&self.busy))
+    }
+}
+
+/// Why there is no adapter: wgpu's own message natively.
+#[cfg(not(target_arch = "wasm32"))]
+fn no_adapter(error: &wgpu::RequestAdapterError) -> String {
+    format!("no GPU adapter: {error}")
+}
+
+/// Why there is no adapter, in the browser's terms rather than wgpu's list of native backends.
+#[cfg(target_arch = "wasm32")]
+fn no_adapter(_: &wgpu::RequestAdapterError) -> String {
+    use wasm_bindgen::JsValue;
+    let navigator = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"));
+    let has_gpu = navigator
+        .and_then(|n| js_sys::Reflect::get(&n, &JsValue::from_str("gpu")))
+        .is_ok_and(|gpu| !gpu.is_undefined() && !gpu.is_null());
+    if has_gpu {
+        "no GPU adapter: navigator.gpu.requestAdapter() found none (Chromium on Linux may need --enable-unsafe-webgpu)".into()
+    } else {
+        "this browser has no WebGPU: navigator.gpu is missing".into()
     }
 }
 

@@ -9,6 +9,8 @@
 //! and the velocities, the reduced NS form). The last chunk's submission also runs `pack_rgba`
 //! for the grid picture, and values and picture come back in one read.
 
+use std::sync::PoisonError;
+
 use super::kernels::{EmbedShape, Guidance, Plan, View};
 use super::{Gpu, ORIGIN};
 use crate::model::{time_embedding, Model, Prediction, DATA_PREDICTION_MIN_REMAINING};
@@ -47,11 +49,6 @@ impl GpuModel {
             })
         };
         let buffer = |label: &str, values: &[f32]| {
-            let values = if values.is_empty() {
-                &[0.0f32][..]
-            } else {
-                values
-            };
             gpu.buffer_with(
                 label,
                 bytemuck::cast_slice(values),
@@ -99,6 +96,33 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 const READBACK: wgpu::BufferUsages =
     wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
+/// The largest buffer a kernel may bind, in bytes.
+fn buffer_limit(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+}
+
+/// The solver's coefficients as `ns_update.wgsl` reads them: `[steps, steps + 1]` in the reduced
+/// form, row i = α_i, β_i0, …, β_ii, then zeros.
+pub(crate) fn coefficient_rows(table: &NsTable) -> Vec<f32> {
+    let steps = table.steps();
+    let reduced = table.reduced();
+    let mut coefficients = vec![0.0f32; steps * (steps + 1)];
+    for ((alpha, beta), row) in reduced
+        .alpha
+        .iter()
+        .zip(&reduced.beta)
+        .zip(coefficients.chunks_exact_mut(steps + 1))
+    {
+        row[0] = *alpha as f32;
+        for (slot, b) in row[1..].iter_mut().zip(beta) {
+            *slot = *b as f32;
+        }
+    }
+    coefficients
+}
+
 /// The largest chunk of the batch whose buffers all fit the device's limits.
 pub fn chunk_size(
     limits: &wgpu::Limits,
@@ -108,9 +132,7 @@ pub fn chunk_size(
     data: usize,
     widest: usize,
 ) -> Result<usize> {
-    let limit = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
+    let limit = buffer_limit(limits);
     // Values per sample in the largest buffer: the velocities or the widest activation.
     let per_sample = (steps * data).max(passes * widest).max(1) as u64;
     let fits = (limit / (4 * per_sample)) as usize;
@@ -163,15 +185,7 @@ pub async fn sample(
     let chunk = chunk_size(&gpu.limits, batch, passes, steps, data, widest)?;
 
     // Solver coefficients (reduced form) and one time-embedding row per step, from the CPU.
-    let reduced = table.reduced();
-    let mut coefficients = vec![0.0f32; steps * (steps + 1)];
-    for (i, (alpha, beta)) in reduced.alpha.iter().zip(&reduced.beta).enumerate() {
-        let row = &mut coefficients[i * (steps + 1)..(i + 1) * (steps + 1)];
-        row[0] = *alpha as f32;
-        for (slot, b) in row[1..].iter_mut().zip(beta) {
-            *slot = *b as f32;
-        }
-    }
+    let coefficients = coefficient_rows(table);
     let times: Vec<f32> = table.times[..steps].iter().map(|&t| t as f32).collect();
     let mut embeddings = Vec::with_capacity(steps * spec.time_embedding);
     for &t in &times {
@@ -182,25 +196,19 @@ pub async fn sample(
     let device = &gpu.device;
     let rows = passes * chunk;
     let picture_size = (is_image(&spec.data_shape) && (shape[1] == 1 || shape[1] == 3))
-        .then(|| grid_size(shape, columns.clamp(1, batch)));
+        .then(|| grid_size(shape, columns));
     let picture_values = picture_size.map_or(0, |(w, h)| w * h);
-    let limit = gpu
-        .limits
-        .max_storage_buffer_binding_size
-        .min(gpu.limits.max_buffer_size) as usize;
+    let limit = buffer_limit(&gpu.limits) as usize;
     let whole_batch_fits = 4 * batch * data <= limit && 4 * picture_values <= limit;
 
+    // Every buffer of this sample comes from the pool and goes back to it at the end.
     let mut taken = Vec::new();
     let mut take = |label: &str, values: usize, usage: wgpu::BufferUsages| -> wgpu::Buffer {
         let buffer = gpu
             .pool
             .lock()
-            .map(|mut pool| pool.take(device, label, 4 * values.max(1) as u64, usage))
-            .unwrap_or_else(|poisoned| {
-                poisoned
-                    .into_inner()
-                    .take(device, label, 4 * values.max(1) as u64, usage)
-            });
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(device, label, 4 * values.max(1) as u64, usage);
         taken.push(buffer.clone());
         buffer
     };
@@ -312,9 +320,10 @@ pub async fn sample(
             Ok(submissions)
         })
         .await;
-    if let Ok(mut pool) = gpu.pool.lock() {
-        pool.give_back(taken);
-    }
+    gpu.pool
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .give_back(taken);
     let (bytes, submissions) = result?;
     let floats: &[f32] = bytemuck::cast_slice(&bytes[..4 * batch * data]);
     let values = floats.to_vec();

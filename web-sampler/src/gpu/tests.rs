@@ -42,29 +42,12 @@ fn gpu() -> Option<(&'static Gpu, MutexGuard<'static, ()>)> {
     }
 }
 
-fn upload(gpu: &Gpu, values: &[f32]) -> wgpu::Buffer {
-    let values = if values.is_empty() {
-        &[0.0f32][..]
-    } else {
-        values
-    };
+/// A storage buffer holding `values` (f32 data or u32 labels).
+fn upload<T: bytemuck::Pod>(gpu: &Gpu, values: &[T]) -> wgpu::Buffer {
     gpu.buffer_with(
         "test input",
         bytemuck::cast_slice(values),
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-    )
-}
-
-fn upload_u32(gpu: &Gpu, values: &[u32]) -> wgpu::Buffer {
-    let values = if values.is_empty() {
-        &[0u32][..]
-    } else {
-        values
-    };
-    gpu.buffer_with(
-        "test labels",
-        bytemuck::cast_slice(values),
-        wgpu::BufferUsages::STORAGE,
     )
 }
 
@@ -175,7 +158,7 @@ fn embed_assembles_the_cpu_input_rows() {
         plan.embed(
             &View::prefix(&upload(gpu, &x), x.len()),
             &View::prefix(&upload(gpu, &table), table.len()),
-            &View::prefix(&upload_u32(gpu, &labels), labels.len()),
+            &View::prefix(&upload(gpu, &labels), labels.len()),
             &View::prefix(&upload(gpu, &class_embedding), class_embedding.len().max(1)),
             &View::prefix(&input, rows * width),
             EmbedShape {
@@ -299,13 +282,7 @@ fn ns_update_steps_reproduce_the_cpu_solvers() {
             call += 1;
             us[call - 1].clone()
         });
-        let mut coefficients = vec![0.0f32; steps * (steps + 1)];
-        for i in 0..steps {
-            coefficients[i * (steps + 1)] = reduced.alpha[i] as f32;
-            for (j, b) in reduced.beta[i].iter().enumerate() {
-                coefficients[i * (steps + 1) + 1 + j] = *b as f32;
-            }
-        }
+        let coefficients = super::sample::coefficient_rows(&table);
         let velocities: Vec<f32> = us.concat();
         let x = zeros(gpu, count);
         let coefficient_buffer = upload(gpu, &coefficients);
