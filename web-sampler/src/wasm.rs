@@ -200,7 +200,7 @@ impl Sampler {
                     state.gpu = Some(Rc::new(gpu));
                     state.note.clear();
                 }
-                Err(e) => state.note = format!("WebGPU is not available ({})", no_gpu_reason(&e)),
+                Err(e) => state.note = format!("WebGPU is not available ({})", e.problem),
             }
         }
         Ok(sampler)
@@ -332,10 +332,7 @@ impl Sampler {
     #[wasm_bindgen(js_name = pictureRgba)]
     pub fn picture_rgba(&self, columns: usize) -> Result<Vec<u8>, JsError> {
         let state = self.state.borrow();
-        let last = state
-            .last
-            .as_ref()
-            .ok_or_else(|| JsError::new("nothing generated yet"))?;
+        let last = last_samples(&state)?;
         match &last.picture {
             Some(picture) if last.columns == columns => Ok(picture.rgba.clone()),
             _ => Ok(grid_picture(&last.samples, columns).map_err(js_error)?.rgba),
@@ -346,27 +343,17 @@ impl Sampler {
     #[wasm_bindgen(js_name = pictureWidth)]
     pub fn picture_width(&self, columns: usize) -> Result<usize, JsError> {
         let state = self.state.borrow();
-        let last = state
-            .last
-            .as_ref()
-            .ok_or_else(|| JsError::new("nothing generated yet"))?;
+        let last = last_samples(&state)?;
         Ok(grid_size(last.samples.shape, columns).0)
     }
 }
 
-/// Why there is no GPU, in the browser's terms rather than wgpu's list of native backends.
-fn no_gpu_reason(error: &crate::Error) -> String {
-    let navigator = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"));
-    let has_gpu = navigator
-        .and_then(|n| js_sys::Reflect::get(&n, &JsValue::from_str("gpu")))
-        .is_ok_and(|gpu| !gpu.is_undefined() && !gpu.is_null());
-    if !has_gpu {
-        "this browser has no WebGPU: navigator.gpu is missing".into()
-    } else if error.problem.contains("no GPU adapter") {
-        "no GPU adapter: navigator.gpu.requestAdapter() found none (Chromium on Linux may need --enable-unsafe-webgpu)".into()
-    } else {
-        error.problem.clone()
-    }
+/// The last `generate`'s result.
+fn last_samples(state: &State) -> Result<&Last, JsError> {
+    state
+        .last
+        .as_ref()
+        .ok_or_else(|| JsError::new("nothing generated yet"))
 }
 
 /// The loaded model and solver table.
