@@ -4,7 +4,7 @@
 // a picture. `window.bnsPage` exposes the page's state and actions to the browser tests.
 
 import init, { Sampler, version } from './pkg/web_sampler.js';
-import { fetchOk, modelBytes } from './lib/weights.js';
+import { fetchModel, fetchOk } from './lib/weights.js';
 import {
   classicalAt, classicalLabel, defaultPublished, parseClassical, publishedLabel, publishedNfes,
 } from './lib/solvers.js';
@@ -113,9 +113,7 @@ function showBackend() {
 
 async function loadModel(name, wanted = new URLSearchParams()) {
   const base = new URL(`models/${name}/`, document.baseURI);
-  const manifest = await (await fetchOk(new URL('manifest.json', base), 'the model manifest')).json();
-  const url = new URL(manifest.model, base).href;
-  const { bytes, cached } = await modelBytes(url, manifest.model_id);
+  const { manifest, url, bytes, cached } = await fetchModel(new URL('manifest.json', base).href);
   const spec = JSON.parse(sampler.loadModel(bytes, url));
   model = { name, spec };
   page.model = { name, cached };

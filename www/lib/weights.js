@@ -75,6 +75,17 @@ export async function modelBytes(url, modelId) {
   return { bytes, cached: false };
 }
 
+/**
+ * A published model: its manifest at `manifestUrl` and its weights (through the cache), named
+ * for errors by their URL. Resolves to `{ manifest, url, bytes, cached }` (`url`: the weights').
+ */
+export async function fetchModel(manifestUrl) {
+  const manifest = await (await fetchOk(manifestUrl, 'the model manifest')).json();
+  const url = new URL(manifest.model, manifestUrl).href;
+  const { bytes, cached } = await modelBytes(url, manifest.model_id);
+  return { manifest, url, bytes, cached };
+}
+
 /** Removes cached weights of `url` under another model id (the model was republished). */
 async function dropOtherVersions(cache, url, keep) {
   const base = new URL(url).href;

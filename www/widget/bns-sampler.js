@@ -14,7 +14,7 @@
 // from another origin, those files need CORS.
 
 import init, { Sampler } from '../pkg/web_sampler.js';
-import { fetchOk, modelBytes } from '../lib/weights.js';
+import { fetchModel, fetchOk } from '../lib/weights.js';
 import { defaultPublished, parseClassical } from '../lib/solvers.js';
 import { drawPicture, drawScatter, isPoints } from '../lib/draw.js';
 
@@ -203,10 +203,8 @@ class BnsSampler extends HTMLElement {
       this.#sampler?.free();
       this.#sampler = await Sampler.create({ gpu: this.getAttribute('backend') !== 'cpu' });
       const manifestUrl = manifestUrlOf(modelAttribute);
-      const manifest = await (await fetchOk(manifestUrl, 'the model manifest')).json();
-      const weightsUrl = new URL(manifest.model, manifestUrl).href;
-      const { bytes } = await modelBytes(weightsUrl, manifest.model_id);
-      const spec = JSON.parse(this.#sampler.loadModel(bytes, weightsUrl));
+      const { manifest, url, bytes } = await fetchModel(manifestUrl);
+      const spec = JSON.parse(this.#sampler.loadModel(bytes, url));
       await this.#useSolver(this.getAttribute('solver') ?? defaultPublished(manifest)?.file ?? FALLBACK_SOLVER, manifestUrl);
       this.#loaded = { spec, solver: JSON.parse(this.#sampler.solverJson()) };
       this.#showBackend();
