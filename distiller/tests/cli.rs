@@ -100,23 +100,29 @@ fn sample_writes_a_png_and_the_values() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (png, values) = (dir.path("grid.png"), dir.path("v.json"));
-    let o = bns(&[
-        "sample",
-        "--model",
-        &model,
-        "--solver",
-        &solver,
-        "--seed",
-        "3",
-        "--batch",
-        "6",
-        "--guidance",
-        "1.5",
-        "-o",
-        &png,
-        "--values",
-        &values,
-    ]);
+    // One request, written to `values_path`, on the backend `extra` names.
+    let sample = |values_path: &str, extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--model",
+            &model,
+            "--solver",
+            &solver,
+            "--seed",
+            "3",
+            "--batch",
+            "6",
+            "--guidance",
+            "1.5",
+            "-o",
+            &png,
+            "--values",
+            values_path,
+        ];
+        args.extend_from_slice(extra);
+        bns(&args)
+    };
+    let o = sample(&values, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("6 samples, 4 NFE"), "{}", stdout(&o));
     let bytes = std::fs::read(&png).unwrap();
@@ -128,25 +134,7 @@ fn sample_writes_a_png_and_the_values() {
 
     // The same request on the GPU path (lavapipe without a GPU) agrees to rounding.
     let gpu_values = dir.path("v-gpu.json");
-    let o = bns(&[
-        "sample",
-        "--model",
-        &model,
-        "--solver",
-        &solver,
-        "--seed",
-        "3",
-        "--batch",
-        "6",
-        "--guidance",
-        "1.5",
-        "-o",
-        &png,
-        "--values",
-        &gpu_values,
-        "--backend",
-        "gpu",
-    ]);
+    let o = sample(&gpu_values, &["--backend", "gpu"]);
     let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
     if !o.status.success() && !required && stderr(&o).contains("Vulkan") {
         eprintln!("skipped the GPU path: {}", stderr(&o));
