@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, IndexOp, Tensor, Var, D};
 use web_sampler::solver::NsTable;
 
-use crate::network::Network;
+use crate::network::CandleNetwork;
 
 /// Smallest step a classical table's time increment is raised to when it initialises θ (RK4's
 /// two middle stages share a time; `log 0` would be −∞).
@@ -104,7 +104,7 @@ impl BnsParameters {
     /// the parameters.
     pub fn solve(
         &self,
-        net: &Network,
+        net: &CandleNetwork,
         x0: &Tensor,
         classes: &Tensor,
         guidance: f64,
@@ -129,7 +129,7 @@ impl BnsParameters {
     /// The loss `mean_batch log(MSE(x_n, x_truth))` (the negative PSNR up to scale and shift).
     pub fn loss(
         &self,
-        net: &Network,
+        net: &CandleNetwork,
         x0: &Tensor,
         truth: &Tensor,
         classes: &Tensor,
@@ -198,7 +198,7 @@ mod tests {
     fn parameters_reproduce_the_classical_table_they_start_from() {
         let spec = crate::network::tests::tiny_spec([1, 3, 3], 3);
         let model = Model::random(spec, 2).unwrap();
-        let net = Network::from_model(&model, &Device::Cpu).unwrap();
+        let net = CandleNetwork::from_model(&model, &Device::Cpu).unwrap();
         let x0 = gaussian_batch(1, 4, 9);
         let labels = vec![0u32, 1, 2, 0];
         for (method, grid, time_only) in [

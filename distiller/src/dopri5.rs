@@ -78,7 +78,6 @@ pub const A: [[f64; 6]; 7] = [
 ];
 
 /// Weights `b_i` of the 5th-order solution: the last row of [`A`] (FSAL), which the step uses.
-#[cfg_attr(not(test), allow(dead_code))]
 pub const B5: [f64; 7] = [
     35.0 / 384.0,
     0.0,
@@ -90,7 +89,6 @@ pub const B5: [f64; 7] = [
 ];
 
 /// Weights `b̂_i` of the embedded 4th-order solution (the step uses `E = b − b̂`).
-#[cfg_attr(not(test), allow(dead_code))]
 pub const B4: [f64; 7] = [
     5179.0 / 57600.0,
     0.0,
@@ -190,7 +188,6 @@ impl<E: std::error::Error + 'static> std::error::Error for Dopri5Error<E> {
 
 /// Integrates `dx/dt = f(x, t)` from `t0` to `t1` (`t1 > t0`) with the whole state as one sample
 /// (HNW's RMS error norm over all components), at most [`MAX_STEPS`] steps.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn integrate<E>(
     x0: &[f64],
     t0: f64,

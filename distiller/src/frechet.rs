@@ -88,7 +88,6 @@ impl GaussianFit {
 /// The Fréchet distance between two fitted Gaussians,
 /// `|μ1−μ2|² + Tr Σ1 + Tr Σ2 − 2·Tr (Σ1^{1/2} Σ2 Σ1^{1/2})^{1/2}`. Tiny negative values from
 /// rounding are reported as 0.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn frechet_distance(a: &GaussianFit, b: &GaussianFit) -> Result<f64, String> {
     FrechetReference::new(a.clone()).distance(b)
 }
@@ -246,7 +245,6 @@ fn multiply(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
 /// directions θ drawn from `Noise::new(seed)`, each 1-D W2 computed exactly from the two sorted
 /// projections (quantile functions). Shifting a whole set by `s` gives `sqrt(mean_θ (θ·s)²)`,
 /// which tends to `|s|/√dim` as the number of directions grows.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn sliced_wasserstein(
     a: &[f32],
     b: &[f32],

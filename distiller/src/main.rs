@@ -1,32 +1,13 @@
 //! `bns`: build, inspect and run non-stationary solvers for flow models.
 //!
 //! The command tree is defined here with clap; each subcommand lives in its own module under
-//! `commands/`. Every failure is printed as one `error:` line naming the file and the problem.
+//! the library's `commands/`. Every failure is printed as one `error:` line naming the file and
+//! the problem.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod bns;
-mod classifier;
-mod commands;
-mod compute;
-mod data;
-mod dopri5;
-mod files;
-mod frechet;
-mod metrics;
-mod network;
-mod optim;
-mod pairs;
-mod picture;
-mod plot;
-mod progress;
-#[cfg(test)]
-mod scratch;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use distiller::commands;
 
 #[derive(Parser)]
 #[command(

@@ -1,54 +1,122 @@
-//! The velocity network in candle: the runtime's MLP (same architecture, same tensor names, same
-//! time embedding), differentiable, for training and for distilling solvers through it.
+//! The velocity network in candle: the runtime's networks (same architectures, same tensors,
+//! same time embedding), differentiable, for training and for distilling solvers through them.
 //!
-//! `u(x, t, c) = L_depth ∘ (SiLU ∘ L_i)… (concat(x, e(t), E[c]))`, where `e(t)` is the sinusoidal
-//! embedding of `web_sampler::model::time_embedding` (computed here in f64, then cast, as the
-//! runtime does) and `E` the class table whose last row is the null class.
+//! Weights are found **by name** in the runtime's tensor list ([`ModelSpec::tensor_shapes`]),
+//! so a tensor the runtime reads under a name is the tensor used here under that name. The time
+//! embedding `e(t)` is `web_sampler::model::time_embedding` (computed here in f64, then cast,
+//! as the runtime does); the class table's last row is the null class.
+//!
+//! Architectures: the MLP, `u(x, t, c) = L_depth ∘ (SiLU ∘ L_i)… (concat(x, e(t), E[c]))`.
 
-use anyhow::{bail, Result};
+use std::collections::HashMap;
+
+use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
-use web_sampler::model::{
-    time_frequencies, Model, ModelSpec, Prediction, DATA_PREDICTION_MIN_REMAINING,
-};
+use web_sampler::model::{time_frequencies, Architecture, Model, ModelSpec, Prediction};
+use web_sampler::path::DATA_PREDICTION_MIN_REMAINING;
 
-/// The network's weights as candle tensors, in `ModelSpec::tensor_shapes` order.
-pub struct Network {
+/// A runtime model's network as candle tensors.
+pub struct CandleNetwork {
     spec: ModelSpec,
-    weights: Vec<Tensor>,
+    body: Body,
     /// `s·f_k` (the spec's time scale times the frequencies) as an f64 row `[1, E_t/2]`.
     frequencies: Tensor,
 }
 
-impl Network {
+/// The architecture-specific weights.
+enum Body {
+    Mlp {
+        /// `[num_classes + 1, E_c]` for conditional models.
+        class_embedding: Option<Tensor>,
+        /// `(weight [out, in], bias [out])` of every dense layer, first to last.
+        layers: Vec<(Tensor, Tensor)>,
+    },
+}
+
+impl CandleNetwork {
     /// The network of a runtime model, on `device`, with constant (non-trainable) weights.
-    pub fn from_model(model: &Model, device: &Device) -> Result<Network> {
-        let spec = model.spec().clone();
-        let mut weights = Vec::new();
-        for (name, shape) in spec.tensor_shapes() {
+    pub fn from_model(model: &Model, device: &Device) -> Result<CandleNetwork> {
+        let mut weights = HashMap::new();
+        for (name, shape) in model.spec().tensor_shapes() {
             let Some(values) = model.tensor(&name) else {
                 bail!("model {}: missing tensor {name}", model.id());
             };
-            weights.push(Tensor::from_slice(values, shape.as_slice(), device)?);
+            let tensor = Tensor::from_slice(values, shape.as_slice(), device)?;
+            weights.insert(name, tensor);
         }
-        Network::assemble(spec, weights, device)
+        CandleNetwork::from_named(model.spec().clone(), weights, device)
     }
 
-    /// A network whose weights are `vars` (trainable), in `tensor_shapes` order.
-    pub fn from_vars(spec: ModelSpec, vars: &[Var], device: &Device) -> Result<Network> {
-        let weights = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        Network::assemble(spec, weights, device)
+    /// A network whose weights are the trainable `vars`, named as in
+    /// [`ModelSpec::tensor_shapes`].
+    pub fn from_vars(
+        spec: ModelSpec,
+        vars: &[(String, Var)],
+        device: &Device,
+    ) -> Result<CandleNetwork> {
+        let weights = vars
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+            .collect();
+        CandleNetwork::from_named(spec, weights, device)
     }
 
-    fn assemble(spec: ModelSpec, weights: Vec<Tensor>, device: &Device) -> Result<Network> {
+    /// The network from its tensors by name; each must have the shape the spec gives it.
+    fn from_named(
+        spec: ModelSpec,
+        mut weights: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<CandleNetwork> {
+        for (name, shape) in spec.tensor_shapes() {
+            let Some(tensor) = weights.get(&name) else {
+                bail!("the network has no tensor {name}");
+            };
+            if tensor.dims() != shape.as_slice() {
+                bail!(
+                    "tensor {name} has shape {:?}, expected {shape:?}",
+                    tensor.dims()
+                );
+            }
+        }
+        let mut take = |name: &str| {
+            weights
+                .remove(name)
+                .with_context(|| format!("the network has no tensor {name}"))
+        };
+        let body = match &spec.architecture {
+            Architecture::Mlp(mlp) => {
+                let class_embedding = if spec.is_conditional() {
+                    Some(take("class_embedding.weight")?)
+                } else {
+                    None
+                };
+                let mut layers = Vec::with_capacity(mlp.depth + 1);
+                for i in 0..=mlp.depth {
+                    let weight = take(&format!("layers.{i}.weight"))?;
+                    let bias = take(&format!("layers.{i}.bias"))?;
+                    layers.push((weight, bias));
+                }
+                Body::Mlp {
+                    class_embedding,
+                    layers,
+                }
+            }
+        };
+        if let Some(extra) = weights.keys().min() {
+            bail!(
+                "unexpected tensor {extra} (not part of this {} model)",
+                spec.architecture
+            );
+        }
         let frequencies: Vec<f64> = time_frequencies(spec.time_embedding)
             .into_iter()
             .map(|f| spec.time_scale * f)
             .collect();
         let half = frequencies.len();
         let frequencies = Tensor::from_vec(frequencies, (1, half), device)?;
-        Ok(Network {
+        Ok(CandleNetwork {
             spec,
-            weights,
+            body,
             frequencies,
         })
     }
@@ -64,29 +132,35 @@ impl Network {
 
     /// The velocity `u(x, t, c)`: `x` `[B, D]`, `t` `[B]` f32, `classes` `[B]` u32 → `[B, D]`.
     pub fn velocity(&self, x: &Tensor, t: &Tensor, classes: &Tensor) -> Result<Tensor> {
-        let mut parts = vec![x.clone(), self.time_embedding(t)?];
-        let mut layers = &self.weights[..];
-        if self.spec.is_conditional() {
-            parts.push(self.weights[0].index_select(classes, 0)?);
-            layers = &self.weights[1..];
-        }
-        let mut h = Tensor::cat(&parts, D::Minus1)?;
-        let count = layers.len() / 2;
-        for (i, pair) in layers.chunks_exact(2).enumerate() {
-            h = h.matmul(&pair[0].t()?)?.broadcast_add(&pair[1])?;
-            if i + 1 < count {
-                h = h.silu()?;
+        let output = match &self.body {
+            Body::Mlp {
+                class_embedding,
+                layers,
+            } => {
+                let mut parts = vec![x.clone(), self.time_embedding(t)?];
+                if let Some(table) = class_embedding {
+                    parts.push(table.index_select(classes, 0)?);
+                }
+                let mut h = Tensor::cat(&parts, D::Minus1)?;
+                for (i, (weight, bias)) in layers.iter().enumerate() {
+                    h = h.matmul(&weight.t()?)?.broadcast_add(bias)?;
+                    if i + 1 < layers.len() {
+                        h = h.silu()?;
+                    }
+                }
+                h
             }
-        }
+        };
         if self.spec.prediction == Prediction::Data {
-            // h is x̂1: u = (x̂1 − x)/max(1 − t, c), as the runtime computes it.
+            // The output is x̂1: u = (x̂1 − x)/max(1 − t, c), path::velocity_from_data in
+            // tensor operations (differentiable in t).
             let remaining = t
                 .affine(-1.0, 1.0)?
                 .maximum(DATA_PREDICTION_MIN_REMAINING)?
                 .unsqueeze(1)?;
-            h = (h - x)?.broadcast_div(&remaining)?;
+            return Ok((output - x)?.broadcast_div(&remaining)?);
         }
-        Ok(h)
+        Ok(output)
     }
 
     /// The guided velocity `(1+w)·u(x,t,c) − w·u(x,t,∅)`, both passes in one batch; `t` is one
@@ -117,27 +191,13 @@ impl Network {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use web_sampler::model::MODEL_FORMAT_VERSION;
     use web_sampler::noise::gaussian_batch;
     use web_sampler::sample::guided_velocity;
 
     pub(crate) fn tiny_spec(shape: [usize; 3], classes: usize) -> ModelSpec {
         ModelSpec {
-            format_version: MODEL_FORMAT_VERSION,
-            architecture: "mlp".into(),
-            data_shape: shape.to_vec(),
-            hidden_width: 20,
-            depth: 2,
-            time_embedding: 8,
-            time_scale: 1000.0,
-            prediction: Default::default(),
-            class_embedding: if classes > 0 { 4 } else { 0 },
-            num_classes: classes,
-            activation: "silu".into(),
-            path: "cond-ot".into(),
             dataset: "test".into(),
-            training_steps: 0,
-            class_names: Vec::new(),
+            ..ModelSpec::new(Architecture::mlp(20, 2), &shape, 8, classes, 4)
         }
     }
 
@@ -149,7 +209,7 @@ pub(crate) mod tests {
             ([1, 3, 3], 3, 1.5),
         ] {
             let model = Model::random(tiny_spec(shape, classes), 3).unwrap();
-            let net = Network::from_model(&model, &Device::Cpu).unwrap();
+            let net = CandleNetwork::from_model(&model, &Device::Cpu).unwrap();
             let dim = model.spec().data_dim();
             let x = gaussian_batch(4, 5, dim);
             let labels: Vec<u32> = if classes > 0 {
@@ -169,5 +229,62 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn weights_are_found_by_name() {
+        let model = Model::random(tiny_spec([1, 3, 3], 3), 5).unwrap();
+        let device = Device::Cpu;
+        let mut vars: Vec<(String, Var)> = model
+            .spec()
+            .tensor_shapes()
+            .into_iter()
+            .map(|(name, shape)| {
+                let values = model.tensor(&name).unwrap();
+                let tensor = Tensor::from_slice(values, shape.as_slice(), &device).unwrap();
+                (name, Var::from_tensor(&tensor).unwrap())
+            })
+            .collect();
+        vars.reverse();
+        let by_name = CandleNetwork::from_vars(model.spec().clone(), &vars, &device).unwrap();
+        let constant = CandleNetwork::from_model(&model, &device).unwrap();
+        let x = Tensor::from_slice(&gaussian_batch(2, 3, 9), (3, 9), &device).unwrap();
+        let t = Tensor::new(&[0.1f32, 0.5, 0.9], &device).unwrap();
+        let c = Tensor::new(&[0u32, 2, 3], &device).unwrap();
+        let a = by_name.velocity(&x, &t, &c).unwrap().flatten_all().unwrap();
+        let b = constant
+            .velocity(&x, &t, &c)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        assert_eq!(a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+
+        let mut missing = vars.clone();
+        missing.pop();
+        let error = CandleNetwork::from_vars(model.spec().clone(), &missing, &device)
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("no tensor class_embedding.weight"),
+            "{error}"
+        );
+        let mut extra = vars.clone();
+        extra.push(("layers.9.weight".into(), vars[0].1.clone()));
+        let error = CandleNetwork::from_vars(model.spec().clone(), &extra, &device)
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("unexpected tensor layers.9.weight"),
+            "{error}"
+        );
+        let mut swapped = vars.clone();
+        let (a, b) = (swapped[0].1.clone(), swapped[1].1.clone());
+        swapped[0].1 = b;
+        swapped[1].1 = a;
+        assert!(CandleNetwork::from_vars(model.spec().clone(), &swapped, &device).is_err());
     }
 }

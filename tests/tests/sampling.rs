@@ -2,28 +2,15 @@
 //! compositions written out by hand.
 
 use web_sampler::grid::Grid;
-use web_sampler::model::{Model, ModelSpec, MODEL_FORMAT_VERSION};
+use web_sampler::model::{Architecture, Model, ModelSpec};
 use web_sampler::noise::gaussian_batch;
 use web_sampler::sample::{grid_picture, guided_velocity, sample, SampleRequest};
 use web_sampler::solver::{Method, SolverFile};
 
 fn spec(shape: [usize; 3], classes: usize) -> ModelSpec {
     ModelSpec {
-        format_version: MODEL_FORMAT_VERSION,
-        architecture: "mlp".into(),
-        data_shape: shape.to_vec(),
-        hidden_width: 24,
-        depth: 2,
-        time_embedding: 8,
-        time_scale: 1000.0,
-        prediction: Default::default(),
-        class_embedding: if classes > 0 { 6 } else { 0 },
-        num_classes: classes,
-        activation: "silu".into(),
-        path: "cond-ot".into(),
         dataset: "test".into(),
-        training_steps: 0,
-        class_names: Vec::new(),
+        ..ModelSpec::new(Architecture::mlp(24, 2), &shape, 8, classes, 6)
     }
 }
 

@@ -22,7 +22,7 @@ use web_sampler::solver::{Method, SolverFile};
 use crate::bns::BnsParameters;
 use crate::compute::ComputeArgs;
 use crate::metrics::{mean_std, solver_psnr};
-use crate::network::Network;
+use crate::network::CandleNetwork;
 use crate::pairs::{Pairs, PairsView};
 use crate::progress::Progress;
 
@@ -126,7 +126,7 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
         .build(args.nfe, args.grid)
         .map_err(|e| anyhow::anyhow!("--init {}: {e}", method.name()))?;
 
-    let net = Network::from_model(&model, device)?;
+    let net = CandleNetwork::from_model(&model, device)?;
     let params = BnsParameters::from_table(&init_table, args.time_only, device)?;
     let train = pairs.train();
     let validation = pairs.validation();
@@ -232,7 +232,7 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
 /// Mean PSNR of the current parameters on `pairs`, computed with candle.
 fn candle_psnr(
     params: &BnsParameters,
-    net: &Network,
+    net: &CandleNetwork,
     pairs: &PairsView,
     guidance: f64,
     device: &Device,
@@ -324,12 +324,14 @@ pub(crate) mod tests {
             weight_decay: 0.0,
             ema: 0.9,
             label_dropout: 0.0,
-            width: 48,
-            depth: 2,
-            time_embedding: 8,
-            time_scale: 10.0,
-            prediction: web_sampler::model::Prediction::Data,
-            class_embedding: 0,
+            network: crate::network_args::NetworkArgs {
+                width: 48,
+                depth: 2,
+                time_embedding: 8,
+                time_scale: 10.0,
+                prediction: web_sampler::model::Prediction::Data,
+                class_embedding: 0,
+            },
             seed: 1,
             checkpoint_every: 1000,
             resume: false,

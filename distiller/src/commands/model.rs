@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use web_sampler::model::{Model, ModelSpec, Prediction, MODEL_FORMAT_VERSION};
+use web_sampler::model::Model;
+
+use crate::network_args::NetworkArgs;
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
@@ -18,6 +20,8 @@ pub enum ModelCommand {
 }
 
 #[derive(Args)]
+// Untrained models are for tests and demos: narrower than trained ones by default.
+#[command(mut_arg("width", |a| a.default_value("256")))]
 pub struct InitArgs {
     /// Data shape C,H,W: 1,28,28 for 28×28 grey images, 2,1,1 for 2-D points
     #[arg(long, value_delimiter = ',', default_value = "1,28,28")]
@@ -25,24 +29,8 @@ pub struct InitArgs {
     /// Number of classes (0 = unconditional); a null class is added for guidance
     #[arg(long, default_value_t = 10)]
     classes: usize,
-    /// Width of the hidden layers
-    #[arg(long, default_value_t = 256)]
-    width: usize,
-    /// Number of hidden layers
-    #[arg(long, default_value_t = 3)]
-    depth: usize,
-    /// Size of the sinusoidal time embedding
-    #[arg(long, default_value_t = 64)]
-    time_embedding: usize,
-    /// Scale s of the time in the embedding sin(s·t·f_k), cos(s·t·f_k), f_k ∈ [1e-4, 1]
-    #[arg(long, default_value_t = 10.0)]
-    time_scale: f64,
-    /// What the network outputs: data (x̂1, the velocity derived from it) or velocity
-    #[arg(long, default_value = "data")]
-    prediction: Prediction,
-    /// Size of the learned class embedding (ignored when unconditional)
-    #[arg(long, default_value_t = 32)]
-    class_embedding: usize,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Seed of the random weights
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -66,28 +54,9 @@ fn init(args: InitArgs) -> Result<()> {
             args.shape
         );
     }
-    let spec = ModelSpec {
-        format_version: MODEL_FORMAT_VERSION,
-        architecture: "mlp".into(),
-        data_shape: args.shape,
-        hidden_width: args.width,
-        depth: args.depth,
-        time_embedding: args.time_embedding,
-        time_scale: args.time_scale,
-        prediction: args.prediction,
-        class_embedding: if args.classes > 0 {
-            args.class_embedding
-        } else {
-            0
-        },
-        num_classes: args.classes,
-        activation: "silu".into(),
-        path: "cond-ot".into(),
-        dataset: "none (random weights)".into(),
-        training_steps: 0,
-        class_names: Vec::new(),
-    };
-    spec.validate().map_err(anyhow::Error::msg)?;
+    let spec = args
+        .network
+        .spec(&args.shape, args.classes, "none (random weights)", &[])?;
     let model = Model::random(spec, args.seed)?;
     model.save(&args.output)?;
     println!(
@@ -109,8 +78,9 @@ fn show(path: &Path) -> Result<()> {
     println!("file        {}", path.display());
     println!("id          {}", model.id());
     println!(
-        "architecture {} (depth {}, width {}, {})",
-        spec.architecture, spec.depth, spec.hidden_width, spec.activation
+        "architecture {} ({})",
+        spec.architecture,
+        spec.architecture.summary()
     );
     println!("data shape  {:?}", spec.data_shape);
     println!(

@@ -15,13 +15,14 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use web_sampler::model::{Model, ModelSpec, Prediction, MODEL_FORMAT_VERSION};
+use web_sampler::model::{Model, ModelSpec};
 use web_sampler::noise::Noise;
 
 use crate::compute::ComputeArgs;
 use crate::data::{self, DataSources, Dataset, DatasetName};
 use crate::files::write_atomically;
-use crate::network::Network;
+use crate::network::CandleNetwork;
+use crate::network_args::NetworkArgs;
 use crate::optim::AdamW;
 use crate::progress::Progress;
 
@@ -48,24 +49,8 @@ pub struct TrainArgs {
     /// Probability of replacing a label by the null class (for guidance)
     #[arg(long, default_value_t = 0.1)]
     pub label_dropout: f64,
-    /// Width of the hidden layers
-    #[arg(long, default_value_t = 512)]
-    pub width: usize,
-    /// Number of hidden layers
-    #[arg(long, default_value_t = 3)]
-    pub depth: usize,
-    /// Size of the sinusoidal time embedding
-    #[arg(long, default_value_t = 64)]
-    pub time_embedding: usize,
-    /// Scale s of the time in the embedding sin(s·t·f_k), cos(s·t·f_k), f_k ∈ [1e-4, 1]
-    #[arg(long, default_value_t = 10.0)]
-    pub time_scale: f64,
-    /// What the network outputs: data (x̂1, the velocity derived from it) or velocity
-    #[arg(long, default_value = "data")]
-    pub prediction: Prediction,
-    /// Size of the class embedding (class-conditional datasets)
-    #[arg(long, default_value_t = 32)]
-    pub class_embedding: usize,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Seed of the initial weights and of every draw
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -163,29 +148,12 @@ pub fn train(
     if !(0.0..1.0).contains(&args.ema) || !(0.0..1.0).contains(&args.label_dropout) {
         bail!("--ema and --label-dropout must be in [0, 1)");
     }
-    let spec = ModelSpec {
-        format_version: MODEL_FORMAT_VERSION,
-        architecture: "mlp".into(),
-        data_shape: dataset.shape.to_vec(),
-        hidden_width: args.width,
-        depth: args.depth,
-        time_embedding: args.time_embedding,
-        time_scale: args.time_scale,
-        prediction: args.prediction,
-        class_embedding: if dataset.num_classes > 0 {
-            args.class_embedding
-        } else {
-            0
-        },
-        num_classes: dataset.num_classes,
-        activation: "silu".into(),
-        path: "cond-ot".into(),
-        dataset: dataset.name.name().into(),
-        training_steps: 0,
-        class_names: dataset.class_names.clone(),
-    };
-    spec.validate()
-        .map_err(|e| anyhow::anyhow!("model architecture: {e}"))?;
+    let spec = args.network.spec(
+        &dataset.shape,
+        dataset.num_classes,
+        dataset.name.name(),
+        &dataset.class_names,
+    )?;
     let run = RunIdentity {
         dataset: args.dataset.name().into(),
         steps: args.steps,
@@ -215,18 +183,21 @@ pub fn train(
         let mut vars = Vec::new();
         for (name, shape) in &shapes {
             let values = init.tensor(name).context("initial weights")?;
-            vars.push(Var::from_tensor(&Tensor::from_slice(
-                values,
-                shape.as_slice(),
-                device,
-            )?)?);
+            let tensor = Tensor::from_slice(values, shape.as_slice(), device)?;
+            vars.push(Var::from_tensor(&tensor)?);
         }
         let ema = vars.iter().map(|v| v.as_detached_tensor()).collect();
         (AdamW::new(vars, args.weight_decay)?, ema, 0.0)
     };
     let mut step = adam.steps;
     let vars: Vec<Var> = adam.params.iter().map(|p| p.var.clone()).collect();
-    let network = Network::from_vars(spec.clone(), &vars, device)?;
+    // The optimiser's parameters are in tensor_shapes order: that list names them.
+    let named: Vec<(String, Var)> = shapes
+        .iter()
+        .map(|(name, _)| name.clone())
+        .zip(vars.iter().cloned())
+        .collect();
+    let network = CandleNetwork::from_vars(spec.clone(), &named, device)?;
 
     let mut progress = Progress::new("train", args.steps, show_progress);
 
@@ -301,7 +272,7 @@ pub fn train(
 /// The conditional flow-matching loss `mean ‖u(x_t, t, c) − (x1 − x0)‖²` of a batch `x1` with
 /// `labels`, drawing `x0` and `t ~ U[0, 1]` from `noise`.
 fn flow_matching_loss(
-    network: &Network,
+    network: &CandleNetwork,
     x1: Vec<f32>,
     labels: Vec<u32>,
     noise: &mut Noise,
@@ -330,7 +301,7 @@ fn test_loss(model: &Model, dataset: &Dataset, device: &Device) -> Result<f64> {
     if dataset.num_classes == 0 {
         labels.iter_mut().for_each(|l| *l = 0);
     }
-    let network = Network::from_model(model, device)?;
+    let network = CandleNetwork::from_model(model, device)?;
     let loss = flow_matching_loss(&network, x1, labels, &mut Noise::new(0), device)?;
     Ok(f64::from(loss.to_scalar::<f32>()?))
 }
@@ -459,6 +430,7 @@ fn load_checkpoint(
 mod tests {
     use super::*;
     use crate::scratch::ScratchDir;
+    use web_sampler::model::Prediction;
 
     fn args(output: &Path, steps: u64, resume: bool) -> TrainArgs {
         TrainArgs {
@@ -469,12 +441,14 @@ mod tests {
             weight_decay: 0.0,
             ema: 0.9,
             label_dropout: 0.1,
-            width: 32,
-            depth: 2,
-            time_embedding: 8,
-            time_scale: 10.0,
-            prediction: Prediction::Data,
-            class_embedding: 4,
+            network: NetworkArgs {
+                width: 32,
+                depth: 2,
+                time_embedding: 8,
+                time_scale: 10.0,
+                prediction: Prediction::Data,
+                class_embedding: 4,
+            },
             seed: 5,
             checkpoint_every: 10,
             resume,

@@ -179,7 +179,6 @@ pub fn run(args: TruthArgs) -> Result<()> {
 }
 
 /// Computes the pairs in memory (no files). `progress` hears of every batch.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn compute_pairs(
     model: &Model,
     options: &TruthOptions,
@@ -191,7 +190,6 @@ pub fn compute_pairs(
 }
 
 /// [`compute_pairs`] with the velocity given (tests count its calls).
-#[cfg_attr(not(test), allow(dead_code))]
 fn compute_with(
     model: &Model,
     options: &TruthOptions,
@@ -587,12 +585,12 @@ mod tests {
     use super::*;
     use crate::dopri5::integrate;
     use crate::network::tests::tiny_spec;
-    use web_sampler::model::ModelSpec;
+    use web_sampler::model::{Architecture, ModelSpec};
 
     /// The network tests' tiny spec, 16 wide.
     fn spec(shape: [usize; 3], classes: usize) -> ModelSpec {
         ModelSpec {
-            hidden_width: 16,
+            architecture: Architecture::mlp(16, 2),
             dataset: "none".into(),
             ..tiny_spec(shape, classes)
         }
@@ -615,7 +613,8 @@ mod tests {
     /// `batch_of_one_is_a_direct_solve`, which needs no accuracy).
     fn smooth(model: &Model) -> Model {
         let spec = model.spec().clone();
-        let inputs = spec.input_width();
+        let Architecture::Mlp(mlp) = &spec.architecture;
+        let inputs = mlp.input_width(&spec);
         let half = spec.time_embedding / 2;
         let fast: Vec<usize> = [0, 1, half, half + 1]
             .iter()

@@ -13,8 +13,9 @@ use std::sync::PoisonError;
 
 use super::kernels::{EmbedShape, Guidance, Plan, View};
 use super::{Gpu, ORIGIN};
-use crate::model::{time_embedding, Model, Prediction, DATA_PREDICTION_MIN_REMAINING};
+use crate::model::{time_embedding, Architecture, Model, Prediction};
 use crate::noise::gaussian_batch;
+use crate::path::data_to_velocity_factor;
 use crate::sample::{
     check_request, grid_size, is_image, sample_shape, Picture, SampleRequest, Samples,
 };
@@ -62,7 +63,8 @@ impl GpuModel {
             buffer("class embedding", &[])
         };
         let mut layers = Vec::new();
-        for (i, &(outputs, inner)) in spec.layer_sizes().iter().enumerate() {
+        let Architecture::Mlp(mlp) = &spec.architecture;
+        for (i, &(outputs, inner)) in mlp.layer_sizes(spec).iter().enumerate() {
             layers.push(GpuLayer {
                 weight: buffer("weight", tensor(&format!("layers.{i}.weight"))?),
                 bias: buffer("bias", tensor(&format!("layers.{i}.bias"))?),
@@ -174,7 +176,8 @@ pub async fn sample(
     let guided = request.guidance != 0.0 && spec.is_conditional();
     let passes = if guided { 2 } else { 1 };
     let steps = table.steps();
-    let input_width = spec.input_width();
+    let Architecture::Mlp(mlp) = &spec.architecture;
+    let input_width = mlp.input_width(spec);
     let widest = weights
         .layers
         .iter()
@@ -446,9 +449,7 @@ fn record_chunk(
             )?;
             source = target;
         }
-        let data_prediction = shape
-            .data_prediction
-            .then(|| 1.0 / (1.0 - t).max(DATA_PREDICTION_MIN_REMAINING));
+        let data_prediction = shape.data_prediction.then(|| data_to_velocity_factor(t));
         plan.guidance(
             &network,
             &x,

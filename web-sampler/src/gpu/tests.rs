@@ -8,7 +8,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use super::kernels::{EmbedShape, Guidance, Plan, View};
 use super::*;
 use crate::grid::Grid;
-use crate::model::{cpu_linear, cpu_silu, time_embedding, Model, ModelSpec, Prediction};
+use crate::model::{
+    cpu_linear, cpu_silu, time_embedding, Architecture, Model, ModelSpec, Prediction,
+};
 use crate::noise::Noise;
 use crate::sample::{grid_picture, SampleRequest, Samples};
 use crate::solver::{Method, NsTable};
@@ -356,9 +358,8 @@ fn pack_draws_the_cpu_grid_picture() {
 /// A small class-conditional image model that predicts x̂1, with random weights.
 fn image_model() -> Model {
     let spec = ModelSpec {
+        architecture: Architecture::mlp(37, 2),
         data_shape: vec![1, 5, 6],
-        hidden_width: 37,
-        depth: 2,
         time_embedding: 8,
         time_scale: 10.0,
         prediction: Prediction::Data,
@@ -415,9 +416,8 @@ fn an_nfe_8_sample_matches_the_cpu_path() {
 fn point_models_and_velocity_prediction_match_the_cpu_path() {
     let Some((gpu, _serial)) = gpu() else { return };
     let spec = ModelSpec {
+        architecture: Architecture::mlp(24, 3),
         data_shape: vec![2, 1, 1],
-        hidden_width: 24,
-        depth: 3,
         time_embedding: 6,
         class_embedding: 0,
         num_classes: 0,

@@ -1,54 +1,141 @@
-//! The CPU forward of the MLP velocity network: input assembly (data, sinusoidal time embedding,
-//! class embedding), dense layers with SiLU, in an order that is the same natively and in wasm.
+//! The MLP velocity network: its part of the spec ([`MlpSpec`]), its tensors, and its CPU
+//! forward (input assembly — data, sinusoidal time embedding, class embedding — then dense
+//! layers with SiLU), in an order that is the same natively and in wasm.
+//!
+//! With `D` = [`ModelSpec::data_dim`], `E_t` = `time_embedding`, `E_c` = `class_embedding`,
+//! `W` = `hidden_width` and `L` = `depth`:
+//!
+//! * input = concat(`x` `[D]`, [`time_embedding`](super::time_embedding)`(t)` `[E_t]`,
+//!   `class_embedding.weight[c]` `[E_c]`) — the class part only for conditional models;
+//! * `layers.0`: Linear(`D + E_t + E_c → W`) + SiLU;
+//! * `layers.1` … `layers.{L−1}`: Linear(`W → W`) + SiLU;
+//! * `layers.{L}`: Linear(`W → D`), no activation: the network's output (the velocity, or `x̂1`
+//!   for data-predicting models).
 
+use serde::{Deserialize, Serialize};
+
+use super::embedding::write_time_embedding;
 use super::linear::linear;
+use super::network::VelocityNetwork;
+use super::spec::{ModelSpec, MAX_DEPTH, MAX_WIDTH};
+use crate::noise::Noise;
 
 /// Rows of a batch that go through the layers together: the activations of one chunk
 /// (`CHUNK_ROWS × width` floats) stay in the L2 cache, and memory stays bounded for any batch.
 /// Rows are independent, so chunking never changes a result.
 const CHUNK_ROWS: usize = 64;
 
-/// The scale of `t` inside the embedding of model files that do not state one (`time_scale` in
-/// the spec): t ∈ [0, 1] spread like a step index in [0, 1000].
-pub const DEFAULT_TIME_SCALE: f64 = 1000.0;
-/// The longest period of the embedding's frequencies.
-pub const MAX_PERIOD: f64 = 10000.0;
-
-/// The frequencies `f_k = exp(−ln(10000)·k/(E/2))`, `k < E/2`, of a time embedding of size `dim`.
-pub fn time_frequencies(dim: usize) -> Vec<f64> {
-    let half = dim / 2;
-    let log_max = libm::log(MAX_PERIOD);
-    (0..half)
-        .map(|k| libm::exp(-log_max * k as f64 / half as f64))
-        .collect()
+/// The MLP's own sizes (`architecture: "mlp"` in the file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MlpSpec {
+    /// Width of every hidden layer.
+    pub hidden_width: usize,
+    /// Number of hidden layers, ≥ 1 (there are `depth + 1` dense layers).
+    pub depth: usize,
+    /// `"silu"`.
+    pub activation: String,
 }
 
-/// Sinusoidal embedding of the time `t`:
-/// e(t) = [sin(s·t·f_k) for k < E/2, cos(s·t·f_k) for k < E/2], f_k = exp(−ln(10000)·k/(E/2)),
-/// with the model's time scale `s`; computed in f64 with libm, stored as f32.
-///
-/// The argument is computed as `(s·t)·f_k`. For an odd `dim` the last value is 0 (model files
-/// always have an even size).
-pub fn time_embedding(t: f32, dim: usize, scale: f64) -> Vec<f32> {
-    let mut embedding = vec![0.0; dim];
-    write_time_embedding(t, scale, &mut embedding);
-    embedding
-}
-
-/// [`time_embedding`] written into `out` (`dim = out.len()`).
-pub(crate) fn write_time_embedding(t: f32, scale: f64, out: &mut [f32]) {
-    let half = out.len() / 2;
-    let scaled = scale * f64::from(t);
-    let frequencies = time_frequencies(out.len());
-    let (sines, rest) = out.split_at_mut(half);
-    let cosines = &mut rest[..half];
-    for ((sine, cosine), frequency) in sines.iter_mut().zip(cosines.iter_mut()).zip(frequencies) {
-        let angle = scaled * frequency;
-        *sine = libm::sin(angle) as f32;
-        *cosine = libm::cos(angle) as f32;
+impl super::Architecture {
+    /// An MLP with `depth` hidden layers of `hidden_width` and SiLU.
+    pub fn mlp(hidden_width: usize, depth: usize) -> super::Architecture {
+        super::Architecture::Mlp(MlpSpec {
+            hidden_width,
+            depth,
+            activation: "silu".into(),
+        })
     }
-    if let Some(last) = rest.get_mut(half) {
-        *last = 0.0;
+}
+
+impl MlpSpec {
+    /// Width of the first layer's input: `data_dim + time_embedding + class_embedding`.
+    pub fn input_width(&self, spec: &ModelSpec) -> usize {
+        spec.data_dim()
+            .saturating_add(spec.time_embedding)
+            .saturating_add(spec.class_embedding)
+    }
+
+    /// `(out, in)` of every linear layer, first to last (`depth + 1` layers).
+    pub fn layer_sizes(&self, spec: &ModelSpec) -> Vec<(usize, usize)> {
+        let mut sizes = Vec::with_capacity(self.depth + 1);
+        sizes.push((self.hidden_width, self.input_width(spec)));
+        for _ in 1..self.depth {
+            sizes.push((self.hidden_width, self.hidden_width));
+        }
+        sizes.push((spec.data_dim(), self.hidden_width));
+        sizes
+    }
+
+    /// The tensors, in the file's order: the class embedding (conditional models only), then
+    /// `layers.{i}.weight` `[out, in]` (the PyTorch/candle `Linear` layout) and
+    /// `layers.{i}.bias` `[out]` for `i = 0..=depth`.
+    pub fn tensor_shapes(&self, spec: &ModelSpec) -> Vec<(String, Vec<usize>)> {
+        let mut shapes = Vec::with_capacity(2 * self.depth + 3);
+        shapes.extend(spec.class_table_shape());
+        for (i, (fan_out, fan_in)) in self.layer_sizes(spec).into_iter().enumerate() {
+            shapes.push((format!("layers.{i}.weight"), vec![fan_out, fan_in]));
+            shapes.push((format!("layers.{i}.bias"), vec![fan_out]));
+        }
+        shapes
+    }
+
+    /// "depth 3, width 512, silu".
+    pub fn summary(&self) -> String {
+        format!(
+            "depth {}, width {}, {}",
+            self.depth, self.hidden_width, self.activation
+        )
+    }
+
+    /// Checks the MLP's sizes; the message names the field.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.activation != "silu" {
+            return Err(format!(
+                "unknown activation {:?} (this runtime supports \"silu\")",
+                self.activation
+            ));
+        }
+        if self.hidden_width == 0 || self.hidden_width > MAX_WIDTH {
+            return Err(format!(
+                "hidden_width must be in 1..={MAX_WIDTH}, got {}",
+                self.hidden_width
+            ));
+        }
+        if self.depth == 0 || self.depth > MAX_DEPTH {
+            return Err(format!(
+                "depth must be in 1..={MAX_DEPTH}, got {}",
+                self.depth
+            ));
+        }
+        Ok(())
+    }
+
+    /// Random weights in [`tensor_shapes`](Self::tensor_shapes) order, each row-major: linear
+    /// layers uniform ±1/sqrt(fan_in) (PyTorch's `Linear` init; a bias uses its layer's
+    /// fan-in), the class embedding N(0, 1).
+    pub(crate) fn random_tensors(
+        &self,
+        spec: &ModelSpec,
+        noise: &mut Noise,
+    ) -> Vec<(String, Vec<f32>)> {
+        let sizes = self.layer_sizes(spec);
+        let mut tensors = Vec::new();
+        if let Some((name, shape)) = spec.class_table_shape() {
+            tensors.push((name, noise.gaussian_f32(shape.iter().product())));
+        }
+        for (i, &(fan_out, fan_in)) in sizes.iter().enumerate() {
+            let bound = 1.0 / libm::sqrt(fan_in as f64);
+            let mut uniform = |len: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|_| ((2.0 * noise.uniform() - 1.0) * bound) as f32)
+                    .collect()
+            };
+            let weight = uniform(fan_out * fan_in);
+            let bias = uniform(fan_out);
+            tensors.push((format!("layers.{i}.weight"), weight));
+            tensors.push((format!("layers.{i}.bias"), bias));
+        }
+        tensors
     }
 }
 
@@ -60,9 +147,9 @@ pub(crate) fn silu(v: f32) -> f32 {
 
 /// One dense layer: `weight` `[out, in]` (PyTorch layout) and `bias` `[out]`.
 #[derive(Clone, Debug)]
-pub(crate) struct Layer {
-    pub(crate) weight: Vec<f32>,
-    pub(crate) bias: Vec<f32>,
+struct Layer {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
 }
 
 impl Layer {
@@ -75,22 +162,68 @@ impl Layer {
     }
 }
 
-/// The network's weights in the shape the forward needs (checked when the model is built).
-pub(crate) struct Network<'a> {
-    pub(crate) data_dim: usize,
-    pub(crate) time_embedding: usize,
-    pub(crate) time_scale: f64,
+/// The MLP's weights in the shape the forward needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Mlp {
+    data_dim: usize,
+    time_embedding: usize,
+    time_scale: f64,
     /// `[num_classes + 1, class_embedding]`; empty when unconditional.
-    pub(crate) class_embedding: &'a [f32],
-    pub(crate) class_width: usize,
-    pub(crate) layers: &'a [Layer],
+    class_embedding: Vec<f32>,
+    class_width: usize,
+    /// `depth + 1` dense layers.
+    layers: Vec<Layer>,
 }
 
-impl Network<'_> {
-    /// The output of the network for `rows = t.len()` rows: `x` `[rows, D]`, `class` `[rows]`
-    /// (rows of the class embedding, already range-checked; empty when unconditional), `out`
-    /// `[rows, D]`.
-    pub(crate) fn forward(&self, x: &[f32], t: &[f32], class: &[u32], out: &mut [f32]) {
+impl Mlp {
+    /// The network from its tensors in [`MlpSpec::tensor_shapes`] order, or `None` when they
+    /// do not have those shapes (the caller checked them against the spec: an internal error).
+    pub(crate) fn new(spec: &ModelSpec, mlp: &MlpSpec, tensors: Vec<Vec<f32>>) -> Option<Mlp> {
+        let mut values = tensors.into_iter();
+        let class_embedding = if spec.is_conditional() {
+            values.next()?
+        } else {
+            Vec::new()
+        };
+        let mut layers = Vec::with_capacity(mlp.depth + 1);
+        while let (Some(weight), Some(bias)) = (values.next(), values.next()) {
+            layers.push(Layer { weight, bias });
+        }
+        let sizes = mlp.layer_sizes(spec);
+        let consistent = layers.len() == sizes.len()
+            && layers
+                .iter()
+                .zip(&sizes)
+                .all(|(layer, &(fan_out, fan_in))| {
+                    layer.bias.len() == fan_out && layer.weight.len() == fan_out * fan_in
+                })
+            && class_embedding.len()
+                == (spec.num_classes + usize::from(spec.is_conditional())) * spec.class_embedding;
+        consistent.then(|| Mlp {
+            data_dim: spec.data_dim(),
+            time_embedding: spec.time_embedding,
+            time_scale: spec.time_scale,
+            class_embedding,
+            class_width: spec.class_embedding,
+            layers,
+        })
+    }
+}
+
+impl VelocityNetwork for Mlp {
+    fn tensors(&self) -> Vec<&[f32]> {
+        let mut tensors: Vec<&[f32]> = Vec::with_capacity(2 * self.layers.len() + 1);
+        if self.class_width > 0 {
+            tensors.push(&self.class_embedding);
+        }
+        for layer in &self.layers {
+            tensors.push(&layer.weight);
+            tensors.push(&layer.bias);
+        }
+        tensors
+    }
+
+    fn forward(&self, x: &[f32], t: &[f32], class: &[u32], out: &mut [f32]) {
         let d = self.data_dim;
         let input_width = d + self.time_embedding + self.class_width;
         let widest = self.layers.iter().map(Layer::fan_out).max().unwrap_or(0);
@@ -141,32 +274,6 @@ impl Network<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn time_embedding_at_zero_is_sines_then_cosines() {
-        let e = time_embedding(0.0, 8, 1000.0);
-        assert_eq!(e, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
-        assert_eq!(time_embedding(0.0, 2, 1000.0), [0.0, 1.0]);
-        assert_eq!(time_embedding(0.5, 5, 1000.0)[4], 0.0);
-    }
-
-    #[test]
-    fn time_embedding_values() {
-        let t = 0.37f32;
-        let e = time_embedding(t, 6, 1000.0);
-        let tt = f64::from(t) * 1000.0;
-        for k in 0..3 {
-            let f = (-(10000f64.ln()) * k as f64 / 3.0).exp();
-            assert!((f64::from(e[k]) - (tt * f).sin()).abs() < 1e-6, "sin {k}");
-            assert!(
-                (f64::from(e[3 + k]) - (tt * f).cos()).abs() < 1e-6,
-                "cos {k}"
-            );
-        }
-        // The first frequency is exactly 1.
-        assert_eq!(e[0], libm::sin(tt) as f32);
-        assert_eq!(e[3], libm::cos(tt) as f32);
-    }
 
     #[test]
     fn silu_values() {

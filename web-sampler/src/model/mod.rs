@@ -1,24 +1,21 @@
-//! The model file (one `.safetensors`) and the MLP velocity network `u(x, t, c)` on the CPU.
+//! The model file (one `.safetensors`) and the velocity network `u(x, t, c)` on the CPU.
 //!
-//! # Architecture
-//!
-//! With `D` = [`ModelSpec::data_dim`], `E_t` = `time_embedding`, `E_c` = `class_embedding`,
-//! `W` = `hidden_width` and `L` = `depth`:
-//!
-//! * input = concat(`x` `[D]`, [`time_embedding`]`(t)` `[E_t]`, `class_embedding.weight[c]`
-//!   `[E_c]`) — the class part only for conditional models;
-//! * `layers.0`: Linear(`D + E_t + E_c → W`) + SiLU;
-//! * `layers.1` … `layers.{L−1}`: Linear(`W → W`) + SiLU;
-//! * `layers.{L}`: Linear(`W → D`), no activation: the velocity.
+//! A [`Model`] is a validated spec ([`ModelSpec`]: the fields every architecture shares plus
+//! its [`Architecture`]), the network's weights behind the [`VelocityNetwork`] seam, and the
+//! model id. Architectures: the MLP (`mlp.rs`, [`MlpSpec`]).
 //!
 //! # Tensors
 //!
-//! All `F32`, little-endian, in this order ([`ModelSpec::tensor_shapes`]):
-//! `class_embedding.weight` `[num_classes + 1, E_c]` (conditional models only; the last row,
-//! index [`ModelSpec::null_class`], is the null class used for guidance), then
-//! `layers.{i}.weight` `[out, in]` (the PyTorch/candle `Linear` layout) and `layers.{i}.bias`
-//! `[out]` for `i = 0..=L`. The file's `__metadata__` holds the [`ModelSpec`] as JSON under the
-//! key [`MODEL_METADATA_KEY`]. The model id is the lowercase hex SHA-256 of the file.
+//! All `F32`, little-endian, in the order of [`ModelSpec::tensor_shapes`] (the architecture's;
+//! conditional models of every architecture have `class_embedding.weight`
+//! `[num_classes + 1, E_c]`, whose last row, index [`ModelSpec::null_class`], is the null class
+//! used for guidance). The file's `__metadata__` holds the [`ModelSpec`] as JSON under the key
+//! [`MODEL_METADATA_KEY`]. The model id is the lowercase hex SHA-256 of the file.
+//!
+//! # What the network outputs
+//!
+//! The velocity, or for `prediction: "data"` the data prediction `x̂1`, which
+//! [`Model::velocity`] turns into the velocity with [`crate::path::velocity_from_data`].
 //!
 //! # Determinism
 //!
@@ -26,26 +23,32 @@
 //! `linear.rs`), SiLU and the time embedding use the `libm` crate, so the same model and inputs
 //! give bit-identical `f32` outputs natively and in wasm, for any batch size.
 
+mod embedding;
 mod file;
 mod linear;
 mod mlp;
+mod network;
 mod spec;
 
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::noise::Noise;
-use mlp::{Layer, Network};
+use mlp::Mlp;
 
-pub use mlp::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
+pub use embedding::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
+pub use mlp::MlpSpec;
+pub use network::VelocityNetwork;
+pub use spec::Prediction;
 pub use spec::{
-    ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH,
-    MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
+    Architecture, ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS,
+    MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
-pub use spec::{Prediction, DATA_PREDICTION_MIN_REMAINING};
 /// The CPU dense layer and SiLU, the references of the GPU kernels' tests.
 #[cfg(test)]
 pub(crate) use {
@@ -61,10 +64,8 @@ const RANDOM_ORIGIN: &str = "<random model>";
 #[derive(Clone, Debug)]
 pub struct Model {
     spec: ModelSpec,
-    /// `[num_classes + 1, class_embedding]`; empty when unconditional.
-    class_embedding: Vec<f32>,
-    /// `depth + 1` dense layers.
-    layers: Vec<Layer>,
+    /// The weights and the forward of `spec.architecture`.
+    network: Arc<dyn VelocityNetwork>,
     id: String,
     /// The file (or source) the model came from, for error messages.
     origin: String,
@@ -100,35 +101,16 @@ impl Model {
         Model::from_named(spec, tensors, FROM_TENSORS_ORIGIN)
     }
 
-    /// Random weights (uniform ±1/sqrt(fan_in), as PyTorch's Linear init; embedding N(0,1)), from Noise::new(seed). For tests and demos.
-    ///
-    /// Values are drawn in [`ModelSpec::tensor_shapes`] order, each tensor row-major.
+    /// Random weights from `Noise::new(seed)`, drawn in [`ModelSpec::tensor_shapes`] order with
+    /// the architecture's initialisation (the MLP: uniform ±1/sqrt(fan_in), as PyTorch's
+    /// `Linear`; the class embedding N(0, 1)). For tests and demos.
     pub fn random(spec: ModelSpec, seed: u64) -> Result<Model> {
         spec.validate()
             .map_err(|p| Error::new(RANDOM_ORIGIN, format!("invalid model description: {p}")))?;
         let mut noise = Noise::new(seed);
-        let tensors = spec
-            .tensor_shapes()
-            .into_iter()
-            .map(|(name, shape)| {
-                let len = shape.iter().product();
-                let values: Vec<f32> = if name == "class_embedding.weight" {
-                    noise.gaussian_f32(len)
-                } else {
-                    // Weight [out, in] and bias [out] of a layer both use the layer's fan-in.
-                    let fan_in = if shape.len() == 2 {
-                        shape[1]
-                    } else {
-                        fan_in_of_bias(&spec, &name)
-                    };
-                    let bound = 1.0 / libm::sqrt(fan_in as f64);
-                    (0..len)
-                        .map(|_| ((2.0 * noise.uniform() - 1.0) * bound) as f32)
-                        .collect()
-                };
-                (name, values)
-            })
-            .collect();
+        let tensors = match &spec.architecture {
+            Architecture::Mlp(mlp) => mlp.random_tensors(&spec, &mut noise),
+        };
         Model::from_named(spec, tensors, RANDOM_ORIGIN)
     }
 
@@ -222,47 +204,21 @@ impl Model {
         };
         let mut out = vec![0.0; expected];
         if rows > 0 {
-            self.network().forward(x, t, classes, &mut out);
+            self.network.forward(x, t, classes, &mut out);
         }
         if self.spec.prediction == Prediction::Data {
-            // The network predicts x̂1; the velocity is (x̂1 − x)/max(1 − t, c).
-            for ((u, x), &t) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(t) {
-                let scale = 1.0 / (1.0 - t).max(DATA_PREDICTION_MIN_REMAINING);
-                for (u, x) in u.iter_mut().zip(x) {
-                    *u = (*u - x) * scale;
-                }
-            }
+            crate::path::velocity_from_data(&mut out, x, t);
         }
         Ok(out)
     }
 
-    /// The weights as the forward sees them.
-    fn network(&self) -> Network<'_> {
-        Network {
-            data_dim: self.spec.data_dim(),
-            time_embedding: self.spec.time_embedding,
-            time_scale: self.spec.time_scale,
-            class_embedding: &self.class_embedding,
-            class_width: self.spec.class_embedding,
-            layers: &self.layers,
-        }
-    }
-
     /// Every tensor with its name, in [`ModelSpec::tensor_shapes`] order.
     fn named_tensors(&self) -> Vec<(String, &[f32])> {
-        let names = self.spec.tensor_shapes();
-        let mut values: Vec<&[f32]> = Vec::with_capacity(names.len());
-        if self.spec.is_conditional() {
-            values.push(&self.class_embedding);
-        }
-        for layer in &self.layers {
-            values.push(&layer.weight);
-            values.push(&layer.bias);
-        }
-        names
+        self.spec
+            .tensor_shapes()
             .into_iter()
-            .zip(values)
-            .map(|((name, _), v)| (name, v))
+            .zip(self.network.tensors())
+            .map(|((name, _), values)| (name, values))
             .collect()
     }
 
@@ -282,7 +238,7 @@ impl Model {
             let Some(index) = expected.iter().position(|(known, _)| *known == name) else {
                 return Err(fail(format!(
                     "unexpected tensor {name} (not part of this {} model)",
-                    spec.architecture
+                    spec.architecture.name()
                 )));
             };
             let shape = &expected[index].1;
@@ -319,52 +275,24 @@ impl Model {
         id: String,
         origin: &str,
     ) -> Result<Model> {
-        let mut values = tensors.into_iter().map(|(_, v)| v);
-        let class_embedding = if spec.is_conditional() {
-            values.next().unwrap_or_default()
-        } else {
-            Vec::new()
+        let values: Vec<Vec<f32>> = tensors.into_iter().map(|(_, v)| v).collect();
+        // Both callers checked every tensor against tensor_shapes; `None` guards the invariant.
+        let network: Option<Arc<dyn VelocityNetwork>> = match &spec.architecture {
+            Architecture::Mlp(mlp) => Mlp::new(&spec, mlp, values).map(|n| Arc::new(n) as _),
         };
-        let mut layers = Vec::with_capacity(spec.depth + 1);
-        while let (Some(weight), Some(bias)) = (values.next(), values.next()) {
-            layers.push(Layer { weight, bias });
-        }
-        // Both callers checked every tensor against tensor_shapes; this guards the invariant.
-        let sizes = spec.layer_sizes();
-        let consistent = layers.len() == sizes.len()
-            && layers
-                .iter()
-                .zip(&sizes)
-                .all(|(layer, &(fan_out, fan_in))| {
-                    layer.bias.len() == fan_out && layer.weight.len() == fan_out * fan_in
-                })
-            && class_embedding.len()
-                == (spec.num_classes + usize::from(spec.is_conditional())) * spec.class_embedding;
-        if !consistent {
-            return Err(Error::new(
+        let network = network.ok_or_else(|| {
+            Error::new(
                 origin,
                 "internal error: tensors do not match the model description",
-            ));
-        }
+            )
+        })?;
         Ok(Model {
             spec,
-            class_embedding,
-            layers,
+            network,
             id,
             origin: origin.to_string(),
         })
     }
-}
-
-/// The fan-in of the layer that the bias `layers.{i}.bias` belongs to.
-fn fan_in_of_bias(spec: &ModelSpec, name: &str) -> usize {
-    let index = name
-        .strip_prefix("layers.")
-        .and_then(|rest| rest.strip_suffix(".bias"))
-        .and_then(|i| i.parse::<usize>().ok());
-    index
-        .and_then(|i| spec.layer_sizes().get(i).map(|&(_, fan_in)| fan_in))
-        .unwrap_or(1)
 }
 
 /// Lowercase hexadecimal of `bytes`.

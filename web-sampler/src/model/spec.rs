@@ -1,7 +1,11 @@
-//! The model description stored in the file's `__metadata__` (key [`MODEL_METADATA_KEY`]): what
-//! network the weights belong to, and the list of tensors with their shapes that it implies.
+//! The model description stored in the file's `__metadata__` (key [`MODEL_METADATA_KEY`]): the
+//! part every velocity network shares (format version, data shape, time and class embeddings,
+//! what the network predicts, the path, provenance) and the [`Architecture`] with its own sizes.
+//! The list of tensors with their shapes follows from it ([`ModelSpec::tensor_shapes`]).
 
 use serde::{Deserialize, Serialize};
+
+use super::mlp::MlpSpec;
 
 /// Version of the model file format this runtime reads and writes.
 pub const MODEL_FORMAT_VERSION: u32 = 1;
@@ -22,45 +26,178 @@ pub const MAX_PARAMETERS: usize = 64 << 20;
 /// Longest `dataset` text accepted, in bytes.
 pub const MAX_DATASET_LEN: usize = 1024;
 
-/// The architecture of a velocity network (see the [module documentation](super)).
+/// A velocity network's description: the fields every architecture shares, and the
+/// architecture with its own sizes.
+///
+/// In the file it is one flat JSON object (see [`SpecRecord`]): `architecture` names the
+/// variant and the variant's fields sit beside the shared ones, in the order format version 1
+/// has always written them, so the files written before the architecture became an enum load
+/// and are written back byte for byte (same model id).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "SpecRecord", try_from = "SpecRecord")]
 pub struct ModelSpec {
     /// Must be [`MODEL_FORMAT_VERSION`].
     pub format_version: u32,
-    /// `"mlp"` (the only architecture for now).
-    pub architecture: String,
+    /// The network and its sizes.
+    pub architecture: Architecture,
     /// `[C, H, W]`: images `[1, 28, 28]`; 2-D points `[2, 1, 1]`.
     pub data_shape: Vec<usize>,
-    /// Width of every hidden layer.
-    pub hidden_width: usize,
-    /// Number of hidden layers, ≥ 1.
-    pub depth: usize,
     /// Width of the sinusoidal time embedding: even, ≥ 2.
     pub time_embedding: usize,
     /// Scale `s` of the time inside the sinusoidal embedding `sin(s·t·f_k)`, `cos(s·t·f_k)`
     /// (files without it use [`DEFAULT_TIME_SCALE`](super::DEFAULT_TIME_SCALE)).
-    #[serde(default = "default_time_scale")]
     pub time_scale: f64,
     /// What the network outputs: `"velocity"` (files without the field) or `"data"`.
-    #[serde(default, skip_serializing_if = "Prediction::is_velocity")]
     pub prediction: Prediction,
     /// Width of the learned class embedding; 0 when unconditional.
     pub class_embedding: usize,
     /// Real classes, not counting the null class; 0 = unconditional.
     pub num_classes: usize,
-    /// `"silu"`.
-    pub activation: String,
     /// The probability path the model was trained on: `"cond-ot"`.
     pub path: String,
     /// Name of the training data (informational).
-    #[serde(default)]
     pub dataset: String,
     /// Optimizer steps the model was trained for (informational).
-    #[serde(default)]
     pub training_steps: u64,
     /// Names of the classes, in label order (informational; empty, or one per class).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_names: Vec<String>,
+}
+
+/// The velocity networks this runtime runs, each with the sizes only it has.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Architecture {
+    /// `"mlp"`: concat(x, time embedding, class embedding) → dense layers with SiLU
+    /// (see [`MlpSpec`]).
+    Mlp(MlpSpec),
+}
+
+impl Architecture {
+    /// The name written in the file's `architecture` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Architecture::Mlp(_) => "mlp",
+        }
+    }
+
+    /// A short description of the sizes, for people (`bns model show`, the page).
+    pub fn summary(&self) -> String {
+        match self {
+            Architecture::Mlp(mlp) => mlp.summary(),
+        }
+    }
+}
+
+/// The architecture's name, as in the file.
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The names of the architectures this runtime runs, for error messages.
+const KNOWN_ARCHITECTURES: &str = "\"mlp\"";
+
+/// `bns.model` as it is written: one flat object whose field order is the file format's (and
+/// so part of every model id). Architecture-specific fields are optional here; which are
+/// required follows from `architecture` (checked when it becomes a [`ModelSpec`]).
+#[derive(Serialize, Deserialize)]
+struct SpecRecord {
+    format_version: u32,
+    architecture: String,
+    data_shape: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hidden_width: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    depth: Option<usize>,
+    time_embedding: usize,
+    #[serde(default = "default_time_scale")]
+    time_scale: f64,
+    #[serde(default, skip_serializing_if = "Prediction::is_velocity")]
+    prediction: Prediction,
+    class_embedding: usize,
+    num_classes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activation: Option<String>,
+    path: String,
+    #[serde(default)]
+    dataset: String,
+    #[serde(default)]
+    training_steps: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    class_names: Vec<String>,
+}
+
+impl From<ModelSpec> for SpecRecord {
+    fn from(spec: ModelSpec) -> SpecRecord {
+        let mut record = SpecRecord {
+            format_version: spec.format_version,
+            architecture: spec.architecture.name().to_string(),
+            data_shape: spec.data_shape,
+            hidden_width: None,
+            depth: None,
+            time_embedding: spec.time_embedding,
+            time_scale: spec.time_scale,
+            prediction: spec.prediction,
+            class_embedding: spec.class_embedding,
+            num_classes: spec.num_classes,
+            activation: None,
+            path: spec.path,
+            dataset: spec.dataset,
+            training_steps: spec.training_steps,
+            class_names: spec.class_names,
+        };
+        match spec.architecture {
+            Architecture::Mlp(mlp) => {
+                record.hidden_width = Some(mlp.hidden_width);
+                record.depth = Some(mlp.depth);
+                record.activation = Some(mlp.activation);
+            }
+        }
+        record
+    }
+}
+
+impl TryFrom<SpecRecord> for ModelSpec {
+    type Error = String;
+
+    fn try_from(record: SpecRecord) -> Result<ModelSpec, String> {
+        let required = |field: &str, value: Option<usize>| {
+            value.ok_or_else(|| {
+                format!(
+                    "missing field `{field}` (an {:?} model needs it)",
+                    record.architecture
+                )
+            })
+        };
+        let architecture = match record.architecture.as_str() {
+            "mlp" => Architecture::Mlp(MlpSpec {
+                hidden_width: required("hidden_width", record.hidden_width)?,
+                depth: required("depth", record.depth)?,
+                activation: record.activation.clone().ok_or_else(|| {
+                    "missing field `activation` (an \"mlp\" model needs it)".to_string()
+                })?,
+            }),
+            other => {
+                return Err(format!(
+                    "unknown architecture {other:?} (this runtime runs {KNOWN_ARCHITECTURES})"
+                ))
+            }
+        };
+        Ok(ModelSpec {
+            format_version: record.format_version,
+            architecture,
+            data_shape: record.data_shape,
+            time_embedding: record.time_embedding,
+            time_scale: record.time_scale,
+            prediction: record.prediction,
+            class_embedding: record.class_embedding,
+            num_classes: record.num_classes,
+            path: record.path,
+            dataset: record.dataset,
+            training_steps: record.training_steps,
+            class_names: record.class_names,
+        })
+    }
 }
 
 /// What the network's output means.
@@ -70,11 +207,10 @@ pub enum Prediction {
     /// The output is the velocity `u(x, t)` itself.
     #[default]
     Velocity,
-    /// The output is the data prediction `x̂1`, and the velocity is
-    /// `u = (x̂1 − x)/max(1 − t, c)` with `c` = [`DATA_PREDICTION_MIN_REMAINING`] ("x-prediction
-    /// with a velocity loss", Li & He 2025, "Back to Basics: Let Denoising Generative Models
-    /// Denoise"): the network denoises, and the division that removes the last of the noise is
-    /// exact instead of learned.
+    /// The output is the data prediction `x̂1`, and the velocity is derived from it by
+    /// [`crate::path::velocity_from_data`] ("x-prediction with a velocity loss", Li & He 2025,
+    /// "Back to Basics: Let Denoising Generative Models Denoise"): the network denoises, and the
+    /// division that removes the last of the noise is exact instead of learned.
     Data,
 }
 
@@ -104,9 +240,6 @@ impl std::str::FromStr for Prediction {
     }
 }
 
-/// The smallest `1 − t` a data-predicting model divides by.
-pub const DATA_PREDICTION_MIN_REMAINING: f32 = 0.05;
-
 fn default_time_scale() -> f64 {
     super::DEFAULT_TIME_SCALE
 }
@@ -115,6 +248,32 @@ fn default_time_scale() -> f64 {
 pub const MAX_TIME_SCALE: f64 = 1e4;
 
 impl ModelSpec {
+    /// A spec of the current format version on the cond-OT path, with the default time scale,
+    /// velocity prediction and no provenance (set those fields after). `class_embedding` is
+    /// used only when `num_classes > 0` (it is 0 for unconditional models).
+    pub fn new(
+        architecture: Architecture,
+        data_shape: &[usize],
+        time_embedding: usize,
+        num_classes: usize,
+        class_embedding: usize,
+    ) -> ModelSpec {
+        ModelSpec {
+            format_version: MODEL_FORMAT_VERSION,
+            architecture,
+            data_shape: data_shape.to_vec(),
+            time_embedding,
+            time_scale: super::DEFAULT_TIME_SCALE,
+            prediction: Prediction::Velocity,
+            class_embedding: if num_classes > 0 { class_embedding } else { 0 },
+            num_classes,
+            path: "cond-ot".into(),
+            dataset: String::new(),
+            training_steps: 0,
+            class_names: Vec::new(),
+        }
+    }
+
     /// Number of values in one sample: the product of `data_shape` (saturating; [`validate`]
     /// rejects sizes that large).
     ///
@@ -136,40 +295,23 @@ impl ModelSpec {
         u32::try_from(self.num_classes).unwrap_or(u32::MAX)
     }
 
-    /// Width of the first layer's input: `data_dim + time_embedding + class_embedding`.
-    pub fn input_width(&self) -> usize {
-        self.data_dim()
-            .saturating_add(self.time_embedding)
-            .saturating_add(self.class_embedding)
-    }
-
-    /// Every tensor the file must hold, with its shape, in a fixed order: the class embedding
-    /// (conditional models only), then `layers.{i}.weight` `[out, in]` and `layers.{i}.bias`
-    /// `[out]` for `i = 0..=depth`.
-    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let mut shapes = Vec::with_capacity(2 * self.depth + 3);
-        if self.is_conditional() {
-            shapes.push((
-                "class_embedding.weight".to_string(),
+    /// The class embedding table `class_embedding.weight` `[num_classes + 1, class_embedding]`
+    /// of conditional models (every architecture has it under this name), or `None`.
+    pub(crate) fn class_table_shape(&self) -> Option<(String, Vec<usize>)> {
+        self.is_conditional().then(|| {
+            (
+                CLASS_TABLE.to_string(),
                 vec![self.num_classes.saturating_add(1), self.class_embedding],
-            ));
-        }
-        for (i, (fan_out, fan_in)) in self.layer_sizes().into_iter().enumerate() {
-            shapes.push((format!("layers.{i}.weight"), vec![fan_out, fan_in]));
-            shapes.push((format!("layers.{i}.bias"), vec![fan_out]));
-        }
-        shapes
+            )
+        })
     }
 
-    /// `(out, in)` of every linear layer, first to last (`depth + 1` layers).
-    pub(crate) fn layer_sizes(&self) -> Vec<(usize, usize)> {
-        let mut sizes = Vec::with_capacity(self.depth + 1);
-        sizes.push((self.hidden_width, self.input_width()));
-        for _ in 1..self.depth {
-            sizes.push((self.hidden_width, self.hidden_width));
+    /// Every tensor the file must hold, with its shape, in the file's order (the
+    /// architecture's; for the MLP see [`MlpSpec::tensor_shapes`]).
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        match &self.architecture {
+            Architecture::Mlp(mlp) => mlp.tensor_shapes(self),
         }
-        sizes.push((self.data_dim(), self.hidden_width));
-        sizes
     }
 
     /// Total number of parameters (saturating).
@@ -181,24 +323,12 @@ impl ModelSpec {
     }
 
     /// Checks that this runtime can run the model and that its sizes are bounded; the message
-    /// names the offending field.
+    /// names the offending field. No size is used for an allocation before it is checked here.
     pub fn validate(&self) -> Result<(), String> {
         if self.format_version != MODEL_FORMAT_VERSION {
             return Err(format!(
                 "unknown model format version {} (this runtime reads version {MODEL_FORMAT_VERSION})",
                 self.format_version
-            ));
-        }
-        if self.architecture != "mlp" {
-            return Err(format!(
-                "unknown architecture {:?} (this runtime runs \"mlp\")",
-                self.architecture
-            ));
-        }
-        if self.activation != "silu" {
-            return Err(format!(
-                "unknown activation {:?} (this runtime supports \"silu\")",
-                self.activation
             ));
         }
         if self.path != "cond-ot" {
@@ -217,18 +347,6 @@ impl ModelSpec {
             return Err(format!(
                 "data_shape {:?} is too large (at most {MAX_DATA_DIM} values per sample)",
                 self.data_shape
-            ));
-        }
-        if self.hidden_width == 0 || self.hidden_width > MAX_WIDTH {
-            return Err(format!(
-                "hidden_width must be in 1..={MAX_WIDTH}, got {}",
-                self.hidden_width
-            ));
-        }
-        if self.depth == 0 || self.depth > MAX_DEPTH {
-            return Err(format!(
-                "depth must be in 1..={MAX_DEPTH}, got {}",
-                self.depth
             ));
         }
         if self.time_embedding < 2
@@ -285,6 +403,9 @@ impl ModelSpec {
                 name.len()
             ));
         }
+        match &self.architecture {
+            Architecture::Mlp(mlp) => mlp.validate()?,
+        }
         let parameters = self.parameter_count();
         if parameters > MAX_PARAMETERS {
             return Err(format!(
@@ -295,6 +416,9 @@ impl ModelSpec {
     }
 }
 
+/// Name of the class embedding table in every architecture's file.
+pub(crate) const CLASS_TABLE: &str = "class_embedding.weight";
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -303,20 +427,29 @@ pub(crate) mod tests {
     pub(crate) fn small_spec() -> ModelSpec {
         ModelSpec {
             format_version: MODEL_FORMAT_VERSION,
-            architecture: "mlp".into(),
+            architecture: Architecture::mlp(13, 2),
             data_shape: vec![1, 3, 5],
-            hidden_width: 13,
-            depth: 2,
             time_embedding: 6,
             time_scale: 1000.0,
             prediction: Default::default(),
             class_embedding: 5,
             num_classes: 3,
-            activation: "silu".into(),
             path: "cond-ot".into(),
             dataset: "test".into(),
             training_steps: 7,
             class_names: Vec::new(),
+        }
+    }
+
+    /// `small_spec` with another MLP part.
+    fn with_mlp(hidden_width: usize, depth: usize, activation: &str) -> ModelSpec {
+        ModelSpec {
+            architecture: Architecture::Mlp(MlpSpec {
+                hidden_width,
+                depth,
+                activation: activation.into(),
+            }),
+            ..small_spec()
         }
     }
 
@@ -326,7 +459,8 @@ pub(crate) mod tests {
         assert_eq!(spec.data_dim(), 15);
         assert!(spec.is_conditional());
         assert_eq!(spec.null_class(), 3);
-        assert_eq!(spec.input_width(), 15 + 6 + 5);
+        let Architecture::Mlp(mlp) = &spec.architecture;
+        assert_eq!(mlp.input_width(&spec), 15 + 6 + 5);
         let names: Vec<(String, Vec<usize>)> = spec.tensor_shapes();
         let expected: Vec<(String, Vec<usize>)> = vec![
             ("class_embedding.weight".into(), vec![4, 5]),
@@ -368,20 +502,7 @@ pub(crate) mod tests {
                 },
                 "unknown model format version 9 (this runtime reads version 1)",
             ),
-            (
-                ModelSpec {
-                    architecture: "unet".into(),
-                    ..small_spec()
-                },
-                "architecture",
-            ),
-            (
-                ModelSpec {
-                    activation: "relu".into(),
-                    ..small_spec()
-                },
-                "activation",
-            ),
+            (with_mlp(13, 2, "relu"), "activation"),
             (
                 ModelSpec {
                     path: "vp".into(),
@@ -410,34 +531,10 @@ pub(crate) mod tests {
                 },
                 "too large",
             ),
-            (
-                ModelSpec {
-                    hidden_width: 0,
-                    ..small_spec()
-                },
-                "hidden_width",
-            ),
-            (
-                ModelSpec {
-                    hidden_width: 5000,
-                    ..small_spec()
-                },
-                "hidden_width",
-            ),
-            (
-                ModelSpec {
-                    depth: 0,
-                    ..small_spec()
-                },
-                "depth",
-            ),
-            (
-                ModelSpec {
-                    depth: 17,
-                    ..small_spec()
-                },
-                "depth",
-            ),
+            (with_mlp(0, 2, "silu"), "hidden_width"),
+            (with_mlp(5000, 2, "silu"), "hidden_width"),
+            (with_mlp(13, 0, "silu"), "depth"),
+            (with_mlp(13, 17, "silu"), "depth"),
             (
                 ModelSpec {
                     time_embedding: 7,
@@ -477,14 +574,7 @@ pub(crate) mod tests {
                 },
                 "num_classes",
             ),
-            (
-                ModelSpec {
-                    hidden_width: 4096,
-                    depth: 16,
-                    ..small_spec()
-                },
-                "parameters",
-            ),
+            (with_mlp(4096, 16, "silu"), "parameters"),
             (
                 ModelSpec {
                     time_scale: 0.0,
@@ -513,6 +603,40 @@ pub(crate) mod tests {
             let problem = spec.validate().unwrap_err();
             assert!(problem.contains(needle), "{problem:?} lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn unknown_architecture_is_refused_by_name() {
+        let mut value = serde_json::to_value(small_spec()).unwrap();
+        value["architecture"] = "unet".into();
+        let problem = serde_json::from_value::<ModelSpec>(value)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            problem.contains("unknown architecture \"unet\" (this runtime runs \"mlp\")"),
+            "{problem}"
+        );
+        let mut value = serde_json::to_value(small_spec()).unwrap();
+        value.as_object_mut().unwrap().remove("depth");
+        let problem = serde_json::from_value::<ModelSpec>(value)
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("missing field `depth`"), "{problem}");
+    }
+
+    #[test]
+    fn json_keeps_the_version_1_layout() {
+        // The field order is part of the file, hence of every model id.
+        let json = serde_json::to_string(&small_spec()).unwrap();
+        assert_eq!(
+            json,
+            "{\"format_version\":1,\"architecture\":\"mlp\",\"data_shape\":[1,3,5],\
+             \"hidden_width\":13,\"depth\":2,\"time_embedding\":6,\"time_scale\":1000.0,\
+             \"class_embedding\":5,\"num_classes\":3,\"activation\":\"silu\",\
+             \"path\":\"cond-ot\",\"dataset\":\"test\",\"training_steps\":7}"
+        );
+        let back: ModelSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, small_spec());
     }
 
     #[test]

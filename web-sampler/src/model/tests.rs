@@ -16,9 +16,8 @@ fn small_model() -> Model {
 
 fn unconditional_spec() -> ModelSpec {
     ModelSpec {
+        architecture: Architecture::mlp(11, 3),
         data_shape: vec![2, 1, 1],
-        hidden_width: 11,
-        depth: 3,
         time_embedding: 4,
         class_embedding: 0,
         num_classes: 0,
@@ -182,7 +181,7 @@ fn from_tensors_any_order_and_same_id() {
     nan[1].1[3] = f32::NAN;
     check(nan, "non-finite value (NaN) at index 3");
     let bad_spec = ModelSpec {
-        depth: 0,
+        architecture: Architecture::mlp(13, 0),
         ..model.spec().clone()
     };
     let error = Model::from_tensors(bad_spec, tensors).unwrap_err();
@@ -208,7 +207,11 @@ fn random_weights_follow_pytorch_init() {
     assert_ne!(Model::random(small_spec(), 2).unwrap().id(), model.id());
     let error = Model::random(
         ModelSpec {
-            activation: "gelu".into(),
+            architecture: Architecture::Mlp(MlpSpec {
+                hidden_width: 13,
+                depth: 2,
+                activation: "gelu".into(),
+            }),
             ..small_spec()
         },
         1,
@@ -363,7 +366,7 @@ fn unknown_format_version() {
 fn invalid_spec() {
     let model = small_model();
     let spec = ModelSpec {
-        hidden_width: 100_000,
+        architecture: Architecture::mlp(100_000, 2),
         ..model.spec().clone()
     };
     let problem = load_error(&safetensors_file(
@@ -465,6 +468,8 @@ fn save_and_load() {
 /// The network computed plainly in f64 (same inputs: f32 time embedding, f32 weights).
 fn reference_velocity(model: &Model, x: &[f32], t: &[f32], class: &[u32]) -> Vec<f64> {
     let spec = model.spec();
+    let Architecture::Mlp(mlp) = &spec.architecture;
+    let depth = mlp.depth;
     let d = spec.data_dim();
     let mut out = Vec::new();
     for (r, &time) in t.iter().enumerate() {
@@ -480,7 +485,7 @@ fn reference_velocity(model: &Model, x: &[f32], t: &[f32], class: &[u32]) -> Vec
             let c = class[r] as usize;
             h.extend(table[c * e..(c + 1) * e].iter().map(|&v| v as f64));
         }
-        for layer in 0..=spec.depth {
+        for layer in 0..=depth {
             let w = model.tensor(&format!("layers.{layer}.weight")).unwrap();
             let b = model.tensor(&format!("layers.{layer}.bias")).unwrap();
             let fan_in = h.len();
@@ -490,7 +495,7 @@ fn reference_velocity(model: &Model, x: &[f32], t: &[f32], class: &[u32]) -> Vec
                 for i in 0..fan_in {
                     sum += w[o * fan_in + i] as f64 * h[i];
                 }
-                if layer < spec.depth {
+                if layer < depth {
                     sum /= 1.0 + (-sum).exp();
                 }
                 next.push(sum);
@@ -525,9 +530,8 @@ fn forward_matches_naive_reference() {
     let mut noise = Noise::new(5);
     for (case, (data_shape, hidden, depth, temb, cemb, classes)) in shapes.into_iter().enumerate() {
         let spec = ModelSpec {
+            architecture: Architecture::mlp(hidden, depth),
             data_shape,
-            hidden_width: hidden,
-            depth,
             time_embedding: temb,
             class_embedding: cemb,
             num_classes: classes,
