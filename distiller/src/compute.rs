@@ -24,12 +24,24 @@ pub struct ComputeArgs {
 }
 
 impl ComputeArgs {
+    /// `--threads` as given, refused if it is 0.
+    fn given_threads(&self) -> Result<Option<usize>> {
+        match self.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            given => Ok(given),
+        }
+    }
+
+    /// The CPU threads to use: `--threads`, or every core when it is not given.
+    pub fn thread_count(&self) -> Result<usize> {
+        Ok(self
+            .given_threads()?
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())))
+    }
+
     /// Applies `--threads` and opens the device.
     pub fn open(&self) -> Result<Device> {
-        if let Some(n) = self.threads {
-            if n == 0 {
-                bail!("--threads must be at least 1");
-            }
+        if let Some(n) = self.given_threads()? {
             // candle's CPU kernels and its matrix multiply read this before their first use.
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }

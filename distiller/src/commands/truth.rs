@@ -20,11 +20,12 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use web_sampler::model::Model;
 use web_sampler::noise::gaussian_batch;
-use web_sampler::sample::{guided_velocity, MAX_BATCH};
+use web_sampler::sample::{check_request, guided_velocity, SampleRequest};
 
 use crate::dopri5::{integrate_rows, Tolerance, MAX_STEPS};
 use crate::files::write_atomically;
 use crate::pairs::{data_dim, decode, encode, Pairs, PairsMeta, Tensors, PAIRS_FORMAT_VERSION};
+use crate::progress::Progress;
 
 /// The `__metadata__` key of a partial-progress file; its value is [`PartialMeta`] as JSON.
 pub const PARTIAL_METADATA_KEY: &str = "bns.truth.partial";
@@ -37,59 +38,46 @@ pub struct TruthArgs {
     /// The model file (.safetensors)
     #[arg(long)]
     model: PathBuf,
-    /// Number of pairs, training and validation together
-    #[arg(long, default_value_t = 640)]
-    count: usize,
-    /// Pairs held out for validation (the last ones); the rest are the training split
-    #[arg(long, default_value_t = 128)]
-    validation: usize,
-    /// Seed of the noise: pair i starts from row i of the seeded Gaussian batch
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Guidance scale w (needs a class-conditional model; 0 = unguided)
-    #[arg(long, default_value_t = 0.0)]
-    guidance: f64,
-    /// Class of every pair (default: pair i gets class i mod K; the null class K = unconditional)
-    #[arg(long)]
-    class: Option<u32>,
-    /// DOPRI5's relative tolerance
-    #[arg(long, default_value_t = 1e-5)]
-    rtol: f64,
-    /// DOPRI5's absolute tolerance
-    #[arg(long, default_value_t = 1e-5)]
-    atol: f64,
-    /// Rows integrated together (one velocity call per stage for the whole batch)
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
+    #[command(flatten)]
+    options: TruthOptions,
     /// Output pairs file (.safetensors); progress is kept in <output>.partial until done
     #[arg(short, long)]
     output: PathBuf,
 }
 
-/// What to compute: everything that determines the pairs (besides the model).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What to compute: everything that determines the pairs (besides the model). The flags of
+/// `bns truth`, and the arguments recorded in a partial-progress file (serde names unchanged).
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TruthOptions {
-    /// Pairs in all (training + validation).
+    /// Number of pairs, training and validation together
+    #[arg(long, default_value_t = 640)]
     pub count: usize,
-    /// The last `validation` pairs are the validation split.
+    /// Pairs held out for validation (the last ones); the rest are the training split
+    #[arg(long, default_value_t = 128)]
     pub validation: usize,
-    /// Seed of the noise.
+    /// Seed of the noise: pair i starts from row i of the seeded Gaussian batch
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Guidance scale `w`.
+    /// Guidance scale w (needs a class-conditional model; 0 = unguided)
+    #[arg(long, default_value_t = 0.0)]
     pub guidance: f64,
-    /// Class of every pair; `None` cycles through the classes (null class if unconditional).
+    /// Class of every pair (default: pair i gets class i mod K; the null class K = unconditional)
+    #[arg(long)]
     pub class: Option<u32>,
-    /// DOPRI5's relative tolerance.
+    /// DOPRI5's relative tolerance
+    #[arg(long, default_value_t = 1e-5)]
     pub rtol: f64,
-    /// DOPRI5's absolute tolerance.
+    /// DOPRI5's absolute tolerance
+    #[arg(long, default_value_t = 1e-5)]
     pub atol: f64,
-    /// Rows per DOPRI5 batch.
+    /// Rows integrated together (one velocity call per stage for the whole batch)
+    #[arg(long, default_value_t = 64)]
     pub batch: usize,
 }
 
 /// What [`compute_pairs`] and [`write_pairs`] report as they go.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Progress {
+pub enum TruthEvent {
     /// Continuing from a partial-progress file that holds `done` pairs.
     Resuming { done: usize },
     /// A batch finished: `done` of `count` pairs, the batch took `batch_nfe` evaluations.
@@ -134,27 +122,18 @@ type Velocity<'a> = dyn FnMut(&[f32], f64, &[u32]) -> web_sampler::Result<Vec<f3
 
 pub fn run(args: TruthArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
-    let options = TruthOptions {
-        count: args.count,
-        validation: args.validation,
-        seed: args.seed,
-        guidance: args.guidance,
-        class: args.class,
-        rtol: args.rtol,
-        atol: args.atol,
-        batch: args.batch,
-    };
-    check_options(&model, &options).with_context(|| args.model.display().to_string())?;
-    let mut bar = crate::progress::Progress::new("truth", options.count as u64, true);
-    let pairs = write_pairs(&model, &options, &args.output, &mut |event| match event {
-        Progress::Resuming { done } => {
+    let options = &args.options;
+    check_options(&model, options).with_context(|| args.model.display().to_string())?;
+    let mut bar = Progress::new("truth", options.count as u64, true);
+    let pairs = write_pairs(&model, options, &args.output, &mut |event| match event {
+        TruthEvent::Resuming { done } => {
             println!(
                 "resuming from {done} pairs ({})",
                 partial_path(&args.output).display()
             );
             bar.set_position(done as u64);
         }
-        Progress::Batch {
+        TruthEvent::Batch {
             done, batch_nfe, ..
         } => {
             bar.set_message(format!("pairs, last batch {batch_nfe} NFE"));
@@ -182,7 +161,7 @@ pub fn run(args: TruthArgs) -> Result<()> {
 pub fn compute_pairs(
     model: &Model,
     options: &TruthOptions,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(TruthEvent),
 ) -> Result<Pairs> {
     let mut velocity =
         |x: &[f32], t: f64, c: &[u32]| guided_velocity(model, x, t, c, options.guidance);
@@ -194,7 +173,7 @@ fn compute_with(
     model: &Model,
     options: &TruthOptions,
     velocity: &mut Velocity,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(TruthEvent),
 ) -> Result<Pairs> {
     check_options(model, options)?;
     let (noise, labels) = inputs(model, options);
@@ -219,7 +198,7 @@ pub fn write_pairs(
     model: &Model,
     options: &TruthOptions,
     output: &Path,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(TruthEvent),
 ) -> Result<Pairs> {
     let mut velocity =
         |x: &[f32], t: f64, c: &[u32]| guided_velocity(model, x, t, c, options.guidance);
@@ -232,7 +211,7 @@ fn write_with(
     options: &TruthOptions,
     output: &Path,
     velocity: &mut Velocity,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(TruthEvent),
 ) -> Result<Pairs> {
     check_options(model, options)?;
     // Refuse an output that cannot be written before any work is done.
@@ -254,7 +233,7 @@ fn write_with(
     let (noise, labels) = inputs(model, options);
     let mut done = match read_partial(&partial, model, options, &noise, &labels)? {
         Some(done) => {
-            progress(Progress::Resuming { done: done.rows() });
+            progress(TruthEvent::Resuming { done: done.rows() });
             done
         }
         None => Done::default(),
@@ -298,7 +277,10 @@ pub fn partial_path(output: &Path) -> PathBuf {
     output.with_file_name(name)
 }
 
-/// Refuses options that cannot give a pairs file for `model`.
+/// Refuses options that cannot give a pairs file for `model`. The batch, guidance and class are
+/// those of a sample request and are checked by the runtime's [`check_request`], whose problems
+/// begin with the field's name (`batch`, `guidance`, `class`): with `--` in front they name the
+/// flag.
 fn check_options(model: &Model, options: &TruthOptions) -> Result<()> {
     let spec = model.spec();
     let TruthOptions {
@@ -310,40 +292,22 @@ fn check_options(model: &Model, options: &TruthOptions) -> Result<()> {
              have pairs, got {validation}"
         );
     }
-    if options.batch == 0 || options.batch > MAX_BATCH {
-        bail!(
-            "--batch must be between 1 and {MAX_BATCH}, got {}",
-            options.batch
-        );
-    }
     for (name, v) in [("--rtol", options.rtol), ("--atol", options.atol)] {
         if !(v.is_finite() && v > 0.0) {
             bail!("{name} must be a positive number, got {v}");
         }
     }
-    if !(options.guidance.is_finite() && options.guidance >= 0.0) {
-        bail!(
-            "--guidance must be a finite number ≥ 0, got {}",
-            options.guidance
-        );
+    // Stricter than a sample request, which lets an unconditional model take its null class.
+    if let (false, Some(c)) = (spec.is_conditional(), options.class) {
+        bail!("--class {c} needs a class-conditional model; this model is unconditional");
     }
-    if !spec.is_conditional() {
-        if options.guidance > 0.0 {
-            bail!(
-                "guidance needs a class-conditional model; this model is unconditional (use \
-                 --guidance 0)"
-            );
-        }
-        if let Some(c) = options.class {
-            bail!("--class {c} needs a class-conditional model; this model is unconditional");
-        }
-    } else if let Some(c) = options.class.filter(|&c| c > spec.null_class()) {
-        bail!(
-            "--class {c} is out of range: the model has classes 0..{} and the null class {}",
-            spec.num_classes - 1,
-            spec.null_class()
-        );
-    }
+    let request = SampleRequest {
+        seed: options.seed,
+        batch: options.batch,
+        class: options.class,
+        guidance: options.guidance,
+    };
+    check_request(model, &request).map_err(|e| anyhow!("--{}", e.problem))?;
     if count
         .checked_mul(spec.data_dim())
         .is_none_or(|n| n > isize::MAX as usize / 8)
@@ -381,7 +345,7 @@ fn solve(
     done: &mut Done,
     velocity: &mut Velocity,
     after_batch: &mut dyn FnMut(&Done) -> Result<()>,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(TruthEvent),
 ) -> Result<()> {
     let dim = model.spec().data_dim();
     let tol = Tolerance {
@@ -418,7 +382,7 @@ fn solve(
         done.nfe_rows += (solution.nfe as u64) * (end - start) as u64;
         done.seconds = seconds_before + started.elapsed().as_secs_f64();
         after_batch(done)?;
-        progress(Progress::Batch {
+        progress(TruthEvent::Batch {
             done: end,
             count: options.count,
             batch_nfe: solution.nfe,
@@ -585,6 +549,7 @@ mod tests {
     use super::*;
     use crate::dopri5::integrate;
     use crate::network::tests::tiny_spec;
+    use crate::scratch::ScratchDir;
     use web_sampler::model::{Architecture, ModelSpec};
 
     /// The network tests' tiny spec, 16 wide.
@@ -651,13 +616,6 @@ mod tests {
         }
     }
 
-    fn folder(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("bns-truth-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     /// Each pair's truth against a one-row DOPRI5 solve at tolerance 1e-9: within 10× the
     /// pairs' tolerance.
     fn check_against_tight_solves(model: &Model, pairs: &Pairs) {
@@ -696,7 +654,8 @@ mod tests {
 
     #[test]
     fn unconditional_pairs_file_matches_tight_solves() {
-        let dir = folder("unconditional");
+        let scratch = ScratchDir::new("truth-unconditional");
+        let dir = scratch.path();
         let output = dir.join("pairs.safetensors");
         let model = smooth(&points_model());
         let mut batches = Vec::new();
@@ -713,7 +672,7 @@ mod tests {
         assert_eq!(batches.len(), 3);
         assert!(matches!(
             batches[2],
-            Progress::Batch {
+            TruthEvent::Batch {
                 done: 12,
                 count: 12,
                 ..
@@ -721,12 +680,11 @@ mod tests {
         ));
         check_against_tight_solves(&model, &loaded);
         assert!(!partial_path(&output).exists());
-        let names: Vec<_> = std::fs::read_dir(&dir)
+        let names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("pairs.safetensors")]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -816,8 +774,8 @@ mod tests {
         let batch_nfe: usize = reported
             .iter()
             .map(|e| match e {
-                Progress::Batch { batch_nfe, .. } => *batch_nfe,
-                Progress::Resuming { .. } => 0,
+                TruthEvent::Batch { batch_nfe, .. } => *batch_nfe,
+                TruthEvent::Resuming { .. } => 0,
             })
             .sum();
         assert_eq!(batch_nfe, calls);
@@ -826,7 +784,8 @@ mod tests {
 
     #[test]
     fn resume_after_interruption_gives_the_same_file() {
-        let dir = folder("resume");
+        let scratch = ScratchDir::new("truth-resume");
+        let dir = scratch.path();
         let model = points_model();
         let options = options();
         let whole = dir.join("whole.safetensors");
@@ -849,7 +808,7 @@ mod tests {
                 guided_velocity(&model, x, t, c, 0.0)
             },
             &mut |e| {
-                if let Progress::Batch { .. } = e {
+                if let TruthEvent::Batch { .. } = e {
                     batches.set(batches.get() + 1);
                     calls_in_batch.set(0);
                 }
@@ -893,7 +852,7 @@ mod tests {
         // The same arguments continue from 8 pairs.
         let mut events = Vec::new();
         let resumed = write_pairs(&model, &options, &output, &mut |e| events.push(e)).unwrap();
-        assert_eq!(events[0], Progress::Resuming { done: 8 });
+        assert_eq!(events[0], TruthEvent::Resuming { done: 8 });
         assert_eq!(events.len(), 2);
         assert!(!partial.exists());
         let loaded = Pairs::load(&output).unwrap();
@@ -908,12 +867,12 @@ mod tests {
             ..loaded.meta.clone()
         };
         assert_eq!(same_but_time, reference.meta);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_damaged_partial_is_refused() {
-        let dir = folder("damaged");
+        let scratch = ScratchDir::new("truth-damaged");
+        let dir = scratch.path();
         let output = dir.join("pairs.safetensors");
         std::fs::write(partial_path(&output), b"not a safetensors file").unwrap();
         let shown = format!(
@@ -924,14 +883,14 @@ mod tests {
             shown.contains("pairs.safetensors.partial") && shown.contains("delete it"),
             "{shown}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn an_unwritable_output_is_refused_before_solving() {
-        let dir = folder("unwritable");
+        let scratch = ScratchDir::new("truth-unwritable");
+        let dir = scratch.path();
         let mut calls = 0;
-        for output in [dir.join("missing/pairs.safetensors"), dir.clone()] {
+        for output in [dir.join("missing/pairs.safetensors"), dir.to_path_buf()] {
             let result = write_with(
                 &points_model(),
                 &options(),
@@ -946,7 +905,6 @@ mod tests {
             assert!(shown.contains(&output.display().to_string()), "{shown}");
         }
         assert_eq!(calls, 0);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1050,5 +1008,57 @@ mod tests {
             ..options()
         };
         assert!(compute_pairs(&image, &null, &mut |_| {}).is_ok());
+    }
+
+    #[test]
+    fn request_checks_name_the_flag() {
+        let points = points_model();
+        let image = image_model();
+        let cases: Vec<(&Model, TruthOptions, &str)> = vec![
+            (
+                &points,
+                TruthOptions {
+                    batch: 0,
+                    ..options()
+                },
+                "--batch must be between 1 and 1024, got 0",
+            ),
+            (
+                &image,
+                TruthOptions {
+                    guidance: -1.0,
+                    ..options()
+                },
+                "--guidance must be a finite number ≥ 0, got -1",
+            ),
+            (
+                &points,
+                TruthOptions {
+                    guidance: 1.0,
+                    ..options()
+                },
+                "--guidance needs a class-conditional model; this model is unconditional",
+            ),
+            (
+                &image,
+                TruthOptions {
+                    class: Some(4),
+                    ..options()
+                },
+                "--class 4 is out of range: the model has classes 0..2 and the null class 3",
+            ),
+            (
+                &points,
+                TruthOptions {
+                    class: Some(0),
+                    ..options()
+                },
+                "--class 0 needs a class-conditional model; this model is unconditional",
+            ),
+        ];
+        for (model, options, expected) in cases {
+            let shown = format!("{:#}", check_options(model, &options).unwrap_err());
+            assert_eq!(shown, expected, "{options:?}");
+        }
     }
 }
