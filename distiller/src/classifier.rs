@@ -12,15 +12,14 @@
 //! settings and the test accuracy). Loading validates everything and names the file in every
 //! error; saving writes a temporary file and renames it.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use web_sampler::noise::Noise;
-use web_sampler::tensor_file;
+use web_sampler::tensor_file::{self, TensorBytes, TensorFile};
+use web_sampler::versioned_json::MetadataFormat;
 
 use crate::data::{self, Dataset, Split};
 use crate::files::write_atomically;
@@ -31,6 +30,15 @@ use crate::progress::Progress;
 pub const CLASSIFIER_FORMAT_VERSION: u32 = 1;
 /// The `__metadata__` key whose value is the [`ClassifierMeta`] as JSON.
 pub const CLASSIFIER_METADATA_KEY: &str = "bns.classifier";
+/// The classifier metadata as a versioned document.
+const CLASSIFIER_FORMAT: MetadataFormat = MetadataFormat {
+    kind: "classifier",
+    key: CLASSIFIER_METADATA_KEY,
+    version: CLASSIFIER_FORMAT_VERSION,
+    reader: "this build",
+    advice: "; delete the file to train a new classifier",
+    unversioned: None,
+};
 /// Widths of the two hidden layers; the second is the feature size.
 pub const HIDDEN: [usize; 2] = [256, 128];
 /// Rows per forward pass when computing features or accuracy.
@@ -184,31 +192,17 @@ impl Classifier {
         let origin = path.display();
         let json = serde_json::to_string(&self.meta)
             .with_context(|| format!("{origin}: cannot encode the classifier metadata"))?;
-        let mut raw = Vec::new();
-        for (w, b) in &self.layers {
-            for t in [w, b] {
-                let values = t.flatten_all()?.to_vec1::<f32>()?;
-                raw.push((
-                    t.dims().to_vec(),
-                    values
-                        .iter()
-                        .flat_map(|v| v.to_le_bytes())
-                        .collect::<Vec<u8>>(),
-                ));
-            }
-        }
         let shapes = tensor_shapes(self.meta.input_dim, self.meta.classes);
-        let mut views = Vec::new();
-        for ((name, _), (shape, bytes)) in shapes.iter().zip(&raw) {
-            views.push((
-                name.as_str(),
-                TensorView::new(Dtype::F32, shape.clone(), bytes)
-                    .with_context(|| format!("{origin}: tensor {name}"))?,
-            ));
+        let mut tensors = Vec::new();
+        for ((name, shape), t) in shapes
+            .iter()
+            .zip(self.layers.iter().flat_map(|(w, b)| [w, b]))
+        {
+            let values = t.flatten_all()?.to_vec1::<f32>()?;
+            tensors.push(TensorBytes::f32s(name, shape.clone(), &values));
         }
-        let metadata = HashMap::from([(CLASSIFIER_METADATA_KEY.to_string(), json)]);
-        let bytes = safetensors::serialize(views, Some(metadata))
-            .with_context(|| format!("{origin}: cannot encode the classifier file"))?;
+        let bytes = tensor_file::write(&tensors, (CLASSIFIER_METADATA_KEY, &json))
+            .map_err(|problem| anyhow!("{origin}: cannot encode the classifier file: {problem}"))?;
         write_atomically(path, &bytes)
     }
 
@@ -224,27 +218,8 @@ impl Classifier {
     }
 
     fn from_bytes(bytes: &[u8], device: &Device) -> std::result::Result<Classifier, String> {
-        let (_, header) = tensor_file::read_metadata(bytes)?;
-        let file = tensor_file::open(bytes)?;
-        let json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(CLASSIFIER_METADATA_KEY))
-            .ok_or_else(|| {
-                format!("no metadata key {CLASSIFIER_METADATA_KEY:?} (not a classifier file?)")
-            })?;
-        let version = serde_json::from_str::<serde_json::Value>(json)
-            .map_err(|e| format!("metadata is not valid JSON: {e}"))?
-            .get("format_version")
-            .and_then(serde_json::Value::as_u64);
-        if version != Some(u64::from(CLASSIFIER_FORMAT_VERSION)) {
-            return Err(format!(
-                "unknown classifier format version {version:?} (this build reads version \
-                 {CLASSIFIER_FORMAT_VERSION}); delete the file to train a new classifier"
-            ));
-        }
-        let meta: ClassifierMeta =
-            serde_json::from_str(json).map_err(|e| format!("invalid metadata: {e}"))?;
+        let file = TensorFile::parse(bytes)?;
+        let meta: ClassifierMeta = file.metadata_document(&CLASSIFIER_FORMAT)?;
         if meta.hidden != HIDDEN
             || meta.activation != "silu"
             || meta.input_dim == 0
@@ -262,38 +237,13 @@ impl Classifier {
         let shapes = tensor_shapes(meta.input_dim, meta.classes);
         let mut tensors = Vec::new();
         for (name, shape) in &shapes {
-            let view = file
-                .tensor(name)
-                .map_err(|_| format!("missing tensor {name}"))?;
-            if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
-                return Err(format!(
-                    "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
-                    view.dtype(),
-                    view.shape()
-                ));
-            }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(format!("tensor {name} has a non-finite value at index {i}"));
-            }
+            let values = file.f32s(name, shape)?;
             let tensor = Tensor::from_vec(values, shape.as_slice(), device)
                 .map_err(|e| format!("tensor {name}: {e}"))?;
             tensors.push(tensor);
         }
-        if file.len() != shapes.len() {
-            let mut extra: Vec<String> = file
-                .names()
-                .into_iter()
-                .filter(|n| !shapes.iter().any(|(s, _)| s == *n))
-                .map(|n| n.to_string())
-                .collect();
-            extra.sort();
-            return Err(format!("unexpected tensors {}", extra.join(", ")));
-        }
+        let names: Vec<&str> = shapes.iter().map(|(name, _)| name.as_str()).collect();
+        file.check_no_other_tensors(&names, "")?;
         let mut layers = Vec::new();
         let mut it = tensors.into_iter();
         while let (Some(w), Some(b)) = (it.next(), it.next()) {

@@ -16,16 +16,17 @@
 //!
 //! Reading validates everything (every failure names the file and the problem, nothing panics);
 //! writing goes through a temporary file in the same folder and a rename. The same encoding
-//! (under another metadata key) carries `bns truth`'s partial progress.
+//! (under metadata key [`PARTIAL_METADATA_KEY`]) carries `bns truth`'s partial progress,
+//! [`Partial`].
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
-use safetensors::tensor::{Dtype, Metadata, TensorView};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use web_sampler::model::MAX_DATA_DIM;
-use web_sampler::tensor_file::{self, LENGTH_PREFIX};
+use web_sampler::tensor_file::{self, check_finite, TensorBytes, TensorFile};
+use web_sampler::versioned_json::{self, MetadataFormat};
 
 use crate::files::write_atomically;
 
@@ -34,6 +35,29 @@ pub const PAIRS_FORMAT_VERSION: u32 = 1;
 
 /// The `__metadata__` key whose value is the [`PairsMeta`] as JSON.
 pub const PAIRS_METADATA_KEY: &str = "bns.pairs";
+
+/// The pairs metadata as a versioned document.
+const PAIRS_FORMAT: MetadataFormat = MetadataFormat {
+    kind: "pairs",
+    key: PAIRS_METADATA_KEY,
+    version: PAIRS_FORMAT_VERSION,
+    reader: "this build",
+    advice: "; recompute the pairs with this build's `bns truth`",
+    unversioned: None,
+};
+
+/// The `__metadata__` key of a partial-progress file; its value is the progress as JSON.
+pub const PARTIAL_METADATA_KEY: &str = "bns.truth.partial";
+
+/// The partial-progress metadata as a versioned document.
+const PARTIAL_FORMAT: MetadataFormat = MetadataFormat {
+    kind: "partial-progress",
+    key: PARTIAL_METADATA_KEY,
+    version: 1,
+    reader: "this build",
+    advice: "",
+    unversioned: None,
+};
 
 /// Ground-truth pairs: row `i` of `truth` is the DOPRI5 solution from row `i` of `noise`.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,7 +113,11 @@ impl PairsMeta {
     /// Returns `(N, D)`.
     fn validate(&self) -> std::result::Result<(usize, usize), String> {
         if self.format_version != PAIRS_FORMAT_VERSION {
-            return Err(unknown_version(u64::from(self.format_version)));
+            return Err(
+                PAIRS_FORMAT.describe(&versioned_json::Problem::UnknownVersion(u64::from(
+                    self.format_version,
+                ))),
+            );
         }
         if self.model_id.is_empty() {
             return Err("model_id is empty".into());
@@ -207,14 +235,8 @@ impl Pairs {
         let origin = path.display();
         let bytes = std::fs::read(path)
             .map_err(|e| anyhow!("{origin}: cannot read the pairs file: {e}"))?;
-        let (meta, tensors) = decode(&bytes, PAIRS_METADATA_KEY, |json| {
-            check_version(json)?;
-            let meta: PairsMeta = serde_json::from_str(json)
-                .map_err(|e| format!("metadata {PAIRS_METADATA_KEY:?} is not valid: {e}"))?;
-            let (rows, dim) = meta.validate()?;
-            Ok((meta, rows, dim))
-        })
-        .map_err(|problem| anyhow!("{origin}: {problem}"))?;
+        let (meta, tensors) = decode(&bytes, &PAIRS_FORMAT, |meta: &PairsMeta| meta.validate())
+            .map_err(|problem| anyhow!("{origin}: {problem}"))?;
         Ok(Pairs {
             noise: tensors.noise,
             truth: tensors.truth,
@@ -239,7 +261,7 @@ impl Pairs {
 
 /// The three tensors of a pairs file (or of a partial one), row-major.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Tensors {
+pub struct Tensors {
     pub noise: Vec<f32>,
     pub truth: Vec<f32>,
     pub labels: Vec<u32>,
@@ -248,126 +270,133 @@ pub(crate) struct Tensors {
 /// The bytes of a file holding `tensors` (rows of `dim` values) and `json` under `key`.
 pub(crate) fn encode(tensors: &Tensors, dim: usize, key: &str, json: &str) -> Result<Vec<u8>> {
     let rows = tensors.labels.len();
-    let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let noise = f32_bytes(&tensors.noise);
-    let truth = f32_bytes(&tensors.truth);
-    let labels: Vec<u8> = tensors
-        .labels
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
-    let views = vec![
-        (
-            "noise",
-            TensorView::new(Dtype::F32, vec![rows, dim], &noise)?,
-        ),
-        (
-            "truth",
-            TensorView::new(Dtype::F32, vec![rows, dim], &truth)?,
-        ),
-        ("labels", TensorView::new(Dtype::U32, vec![rows], &labels)?),
+    let tensors = [
+        TensorBytes::f32s("noise", vec![rows, dim], &tensors.noise),
+        TensorBytes::f32s("truth", vec![rows, dim], &tensors.truth),
+        TensorBytes::u32s("labels", vec![rows], &tensors.labels),
     ];
-    let metadata = std::collections::HashMap::from([(key.to_string(), json.to_string())]);
-    Ok(safetensors::serialize(views, Some(metadata))?)
+    tensor_file::write(&tensors, (key, json)).map_err(|problem| anyhow!(problem))
 }
 
-/// Parses a file written by [`encode`]: `parse` reads the JSON under `key` and says how many
-/// rows of how many values the tensors must have. Errors are the problem alone (the caller
-/// names the file).
-pub(crate) fn decode<T>(
+/// Parses a file written by [`encode`]: the versioned metadata `format` describes, then
+/// `rows_and_dim` of it says how many rows of how many values the tensors must have. Errors are
+/// the problem alone (the caller names the file).
+fn decode<T: DeserializeOwned>(
     bytes: &[u8],
-    key: &str,
-    parse: impl FnOnce(&str) -> std::result::Result<(T, usize, usize), String>,
+    format: &MetadataFormat,
+    rows_and_dim: impl FnOnce(&T) -> std::result::Result<(usize, usize), String>,
 ) -> std::result::Result<(T, Tensors), String> {
-    let (header_len, metadata) = tensor_file::read_metadata(bytes)?;
-    let json = metadata
-        .metadata()
-        .as_ref()
-        .and_then(|entries| entries.get(key))
-        .ok_or_else(|| {
-            format!("the file has no metadata key {key:?} (not a file of this kind?)")
+    let file = TensorFile::parse(bytes)?;
+    let meta: T = file.metadata_document(format)?;
+    let (rows, dim) = rows_and_dim(&meta)?;
+    let noise = file.f32s("noise", &[rows, dim])?;
+    let truth = file.f32s("truth", &[rows, dim])?;
+    let labels = file.u32s("labels", &[rows])?;
+    file.check_no_other_tensors(&["noise", "truth", "labels"], "")?;
+    Ok((
+        meta,
+        Tensors {
+            noise,
+            truth,
+            labels,
+        },
+    ))
+}
+
+/// The rows of a pairs file computed so far, with what they were computed from: `bns truth`'s
+/// progress, kept in `<output>.partial` (the pairs file's tensors, metadata key
+/// [`PARTIAL_METADATA_KEY`]). `O` is the command's options, compared on resuming.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Partial<O> {
+    /// Id of the model whose ODE is being solved.
+    pub model_id: String,
+    /// The model's data shape; `D` is its product.
+    pub data_shape: Vec<usize>,
+    pub options: O,
+    /// The rows done.
+    pub tensors: Tensors,
+    /// Σ over the finished batches of NFE × rows.
+    pub nfe_rows: u64,
+    /// Seconds spent so far.
+    pub seconds: f64,
+}
+
+/// The metadata of a partial-progress file (after its `format_version`).
+#[derive(Deserialize)]
+struct PartialMeta<O> {
+    model_id: String,
+    data_shape: Vec<usize>,
+    options: O,
+    /// Pairs done (the rows of the tensors).
+    done: usize,
+    nfe_rows: u64,
+    seconds: f64,
+}
+
+impl<O: Serialize + DeserializeOwned> Partial<O> {
+    /// Pairs done.
+    pub fn rows(&self) -> usize {
+        self.tensors.labels.len()
+    }
+
+    /// Writes the progress through a temporary file and a rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        /// [`PartialMeta`], borrowed.
+        #[derive(Serialize)]
+        struct Fields<'a, O> {
+            model_id: &'a str,
+            data_shape: &'a [usize],
+            options: &'a O,
+            done: usize,
+            nfe_rows: u64,
+            seconds: f64,
+        }
+        let meta = Fields {
+            model_id: &self.model_id,
+            data_shape: &self.data_shape,
+            options: &self.options,
+            done: self.rows(),
+            nfe_rows: self.nfe_rows,
+            seconds: self.seconds,
+        };
+        let json = versioned_json::write(PARTIAL_FORMAT.version, &meta)
+            .with_context(|| format!("{}: cannot encode the progress", path.display()))?;
+        let dim = data_dim(&self.data_shape).map_err(|e| anyhow!(e))?;
+        let bytes = encode(&self.tensors, dim, PARTIAL_METADATA_KEY, &json)
+            .with_context(|| format!("{}: cannot encode the progress", path.display()))?;
+        write_atomically(path, &bytes)
+    }
+
+    /// The progress in `path`, or `None` if there is no such file. The tensors are checked
+    /// against the metadata (rows done, data shape, finite values); comparing the model and the
+    /// options is the caller's.
+    pub fn load(path: &Path) -> Result<Option<Partial<O>>> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => bail!(
+                "{}: cannot read the partial-progress file: {e}",
+                path.display()
+            ),
+        };
+        let (meta, tensors) = decode(&bytes, &PARTIAL_FORMAT, |meta: &PartialMeta<O>| {
+            Ok((meta.done, data_dim(&meta.data_shape)?))
+        })
+        .map_err(|problem| {
+            anyhow!(
+                "{}: not a usable partial-progress file: {problem}; delete it to start over",
+                path.display()
+            )
         })?;
-    let (parsed, rows, dim) = parse(json)?;
-    let data = bytes
-        .get(LENGTH_PREFIX.saturating_add(header_len)..)
-        .unwrap_or_default();
-    let noise = read_tensor(&metadata, data, "noise", Dtype::F32, &[rows, dim])?;
-    let truth = read_tensor(&metadata, data, "truth", Dtype::F32, &[rows, dim])?;
-    let labels = read_tensor(&metadata, data, "labels", Dtype::U32, &[rows])?;
-    let mut extra: Vec<String> = metadata
-        .offset_keys()
-        .into_iter()
-        .filter(|name| !["noise", "truth", "labels"].contains(&name.as_str()))
-        .collect();
-    if !extra.is_empty() {
-        extra.sort();
-        return Err(format!("unexpected tensors {}", extra.join(", ")));
+        Ok(Some(Partial {
+            model_id: meta.model_id,
+            data_shape: meta.data_shape,
+            options: meta.options,
+            tensors,
+            nfe_rows: meta.nfe_rows,
+            seconds: meta.seconds,
+        }))
     }
-    let tensors = Tensors {
-        noise: words(noise).map(f32::from_le_bytes).collect(),
-        truth: words(truth).map(f32::from_le_bytes).collect(),
-        labels: words(labels).map(u32::from_le_bytes).collect(),
-    };
-    check_finite("noise", &tensors.noise)?;
-    check_finite("truth", &tensors.truth)?;
-    Ok((parsed, tensors))
-}
-
-/// The raw bytes of tensor `name`, checked for dtype and shape.
-fn read_tensor<'a>(
-    metadata: &Metadata,
-    data: &'a [u8],
-    name: &str,
-    dtype: Dtype,
-    shape: &[usize],
-) -> std::result::Result<&'a [u8], String> {
-    let info = metadata
-        .info(name)
-        .ok_or_else(|| format!("missing tensor {name}"))?;
-    if info.dtype != dtype {
-        return Err(format!(
-            "tensor {name} has dtype {}, expected {dtype}",
-            info.dtype
-        ));
-    }
-    if info.shape != shape {
-        return Err(format!(
-            "tensor {name} has shape {:?}, expected {shape:?}",
-            info.shape
-        ));
-    }
-    let (start, end) = info.data_offsets;
-    data.get(start..end)
-        .ok_or_else(|| format!("tensor {name} lies outside the file"))
-}
-
-/// Four-byte little-endian words (the length is a multiple of 4: checked by safetensors).
-fn words(raw: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
-    raw.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]])
-}
-
-/// Refuses a `format_version` this crate does not read, before the rest of the JSON (whose
-/// fields may differ in other versions).
-fn check_version(json: &str) -> std::result::Result<(), String> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| format!("metadata {PAIRS_METADATA_KEY:?} is not valid JSON: {e}"))?;
-    match value.get("format_version").map(Value::as_u64) {
-        None => Err(format!(
-            "metadata {PAIRS_METADATA_KEY:?} has no format_version"
-        )),
-        Some(Some(v)) if v == u64::from(PAIRS_FORMAT_VERSION) => Ok(()),
-        Some(Some(v)) => Err(unknown_version(v)),
-        Some(None) => Err(format!(
-            "metadata {PAIRS_METADATA_KEY:?}: format_version must be a non-negative integer"
-        )),
-    }
-}
-
-fn unknown_version(version: u64) -> String {
-    format!(
-        "unknown pairs format version {version} (this build reads version {PAIRS_FORMAT_VERSION}); \
-         recompute the pairs with this build's `bns truth`"
-    )
 }
 
 /// `D`, the product of a data shape `[C, H, W]`, bounded by the runtime's [`MAX_DATA_DIM`].
@@ -384,20 +413,10 @@ pub(crate) fn data_dim(shape: &[usize]) -> std::result::Result<usize, String> {
     }
 }
 
-/// An error naming the first non-finite value of a tensor.
-fn check_finite(name: &str, values: &[f32]) -> std::result::Result<(), String> {
-    match values.iter().position(|v| !v.is_finite()) {
-        None => Ok(()),
-        Some(i) => Err(format!(
-            "tensor {name} has a non-finite value ({}) at index {i}",
-            values[i]
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// A fresh folder for one test.
     fn folder(name: &str) -> std::path::PathBuf {

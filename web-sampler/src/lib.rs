@@ -14,13 +14,16 @@
 //! * [`gpu`]: the same sampling in WGSL compute shaders through wgpu (Vulkan natively, WebGPU in
 //!   browsers).
 //! * [`metrics`]: PSNR of samples against a reference.
-//! * [`tensor_file`]: reading safetensors files as untrusted input.
+//! * [`tensor_file`]: reading safetensors files as untrusted input, and writing them.
+//! * [`versioned_json`]: JSON documents with a `format_version`, checked before their fields.
+//! * [`manifest`]: the site's `manifest.json` of a published model.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod atomic_write;
 pub mod error;
 pub mod gpu;
 pub mod grid;
+pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod noise;
@@ -28,6 +31,7 @@ pub mod path;
 pub mod sample;
 pub mod solver;
 pub mod tensor_file;
+pub mod versioned_json;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

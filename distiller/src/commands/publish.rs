@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde::{Deserialize, Serialize};
+use web_sampler::manifest::{self, Manifest, ManifestSolver, MANIFEST_FORMAT_VERSION};
 use web_sampler::model::Model;
 use web_sampler::solver::SolverFile;
 
@@ -20,7 +20,6 @@ use crate::pairs::Pairs;
 
 /// Largest accepted difference between a solver's recorded and re-measured validation PSNR.
 pub const PSNR_TOLERANCE_DB: f64 = 0.1;
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 
 #[derive(Args, Clone, Debug)]
 pub struct PublishArgs {
@@ -45,28 +44,6 @@ pub struct PublishArgs {
     /// Make this the model the page opens with
     #[arg(long)]
     pub default: bool,
-}
-
-/// `www/models/<name>/manifest.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format_version: u32,
-    pub name: String,
-    pub title: String,
-    pub model: String,
-    pub model_id: String,
-    pub model_bytes: usize,
-    pub solvers: Vec<ManifestSolver>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ManifestSolver {
-    pub file: String,
-    pub name: String,
-    pub kind: String,
-    pub nfe: usize,
-    pub guidance: f64,
-    pub validation_psnr: f64,
 }
 
 pub fn run(args: PublishArgs) -> Result<()> {
@@ -118,12 +95,7 @@ fn solver_files(paths: &[PathBuf], model: &Model) -> Result<Vec<(PathBuf, Solver
 
 /// Checks and writes; `say` receives one line per verified solver.
 pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manifest> {
-    if args.name.is_empty()
-        || !args
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if manifest::check_name(&args.name).is_err() {
         bail!(
             "--name {:?}: use letters, digits, '-' and '_' only",
             args.name
@@ -202,6 +174,12 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
         model_bytes: model_bytes.len(),
         solvers: published.iter().map(|(s, _)| s.clone()).collect(),
     };
+    let manifest_path = args
+        .site
+        .join("models")
+        .join(&args.name)
+        .join("manifest.json");
+    manifest.validate(&manifest_path.display().to_string())?;
 
     // Assemble the folder beside its final place, then swap it in.
     let models = args.site.join("models");
@@ -216,7 +194,7 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
         for (entry, text) in &published {
             write_atomically(&staging.join(&entry.file), text.as_bytes())?;
         }
-        let json = serde_json::to_string_pretty(&manifest)? + "\n";
+        let json = manifest.to_json() + "\n";
         write_atomically(&staging.join("manifest.json"), json.as_bytes())?;
         Ok(())
     };
@@ -294,9 +272,11 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].starts_with("verified "), "{lines:?}");
         let folder = dir.join("www/models/tiny");
-        let written: Manifest =
-            serde_json::from_str(&std::fs::read_to_string(folder.join("manifest.json")).unwrap())
-                .unwrap();
+        let written = Manifest::from_json(
+            &std::fs::read_to_string(folder.join("manifest.json")).unwrap(),
+            "manifest.json",
+        )
+        .unwrap();
         assert_eq!(written, manifest);
         assert_eq!(manifest.solvers.len(), 1);
         let published = Model::load(&folder.join("model.safetensors")).unwrap();

@@ -7,7 +7,6 @@
 //! of the weights is what gets written. Every random draw of step `k` comes from a generator seeded
 //! by `(seed, k)`, so a run resumed from a checkpoint is the same run, bit for bit.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,6 +16,8 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use web_sampler::model::{Model, ModelSpec};
 use web_sampler::noise::Noise;
+use web_sampler::tensor_file::{self, TensorBytes, TensorFile};
+use web_sampler::versioned_json::{self, MetadataFormat};
 
 use crate::compute::ComputeArgs;
 use crate::data::{self, DataSources, Dataset, DatasetName};
@@ -345,6 +346,17 @@ fn draw_batch(dataset: &Dataset, args: &TrainArgs, step: u64) -> (Vec<f32>, Vec<
     (x, labels)
 }
 
+/// The checkpoint metadata as a versioned document. Checkpoints written before the version
+/// existed have no `format_version`: they are read as version 1, which they are.
+const CHECKPOINT_FORMAT: MetadataFormat = MetadataFormat {
+    kind: "checkpoint",
+    key: CHECKPOINT_KEY,
+    version: 1,
+    reader: "this build",
+    advice: "; run without --resume to start afresh",
+    unversioned: Some(1),
+};
+
 fn save_checkpoint(
     path: &Path,
     adam: &AdamW,
@@ -352,17 +364,29 @@ fn save_checkpoint(
     shapes: &[(String, Vec<usize>)],
     meta: &CheckpointMeta,
 ) -> Result<()> {
-    let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    for (((name, _), p), average) in shapes.iter().zip(&adam.params).zip(ema) {
-        tensors.push((format!("weight.{name}"), p.var.as_tensor().clone()));
-        tensors.push((format!("ema.{name}"), average.clone()));
-        tensors.push((format!("adam_m.{name}"), p.m.clone()));
-        tensors.push((format!("adam_v.{name}"), p.v.clone()));
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for (((name, shape), p), average) in shapes.iter().zip(&adam.params).zip(ema) {
+        for (kind, t) in [
+            ("weight", p.var.as_tensor()),
+            ("ema", average),
+            ("adam_m", &p.m),
+            ("adam_v", &p.v),
+        ] {
+            let values = t.flatten_all()?.to_vec1::<f32>()?;
+            tensors.push((format!("{kind}.{name}"), shape.clone(), values));
+        }
     }
-    let metadata = HashMap::from([(CHECKPOINT_KEY.to_string(), serde_json::to_string(meta)?)]);
-    let bytes =
-        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-            .with_context(|| format!("{}: cannot serialise the checkpoint", path.display()))?;
+    let tensors: Vec<TensorBytes> = tensors
+        .iter()
+        .map(|(name, shape, values)| TensorBytes::f32s(name, shape.clone(), values))
+        .collect();
+    let json = versioned_json::write(CHECKPOINT_FORMAT.version, meta)?;
+    let bytes = tensor_file::write(&tensors, (CHECKPOINT_KEY, &json)).map_err(|problem| {
+        anyhow::anyhow!(
+            "{}: cannot serialise the checkpoint: {problem}",
+            path.display()
+        )
+    })?;
     write_atomically(path, &bytes)
 }
 
@@ -376,17 +400,11 @@ fn load_checkpoint(
     let bytes = std::fs::read(path).with_context(|| {
         format!("{origin}: cannot read the checkpoint to resume from (run without --resume to start afresh)")
     })?;
-    let (_, header) = web_sampler::tensor_file::read_metadata(&bytes)
-        .map_err(|e| anyhow::anyhow!("{origin}: not a valid checkpoint ({e})"))?;
-    let meta: CheckpointMeta = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(CHECKPOINT_KEY))
-        .ok_or_else(|| anyhow::anyhow!("{origin}: not a checkpoint (no {CHECKPOINT_KEY} metadata)"))
-        .and_then(|text| {
-            serde_json::from_str(text)
-                .map_err(|e| anyhow::anyhow!("{origin}: checkpoint metadata is invalid ({e})"))
-        })?;
+    let invalid = |problem: String| anyhow::anyhow!("{origin}: not a valid checkpoint ({problem})");
+    let file = TensorFile::parse(&bytes).map_err(invalid)?;
+    let meta: CheckpointMeta = file
+        .metadata_document(&CHECKPOINT_FORMAT)
+        .map_err(invalid)?;
     if meta.run != *run {
         bail!(
             "{origin}: the checkpoint is from another run (its settings: {}); resume with the same \
@@ -394,29 +412,28 @@ fn load_checkpoint(
             serde_json::to_string(&meta.run)?
         );
     }
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| anyhow::anyhow!("{origin}: corrupt checkpoint ({e})"))?;
     let get = |kind: &str, name: &str, shape: &[usize]| -> Result<Tensor> {
         let key = format!("{kind}.{name}");
-        let t = tensors.get(&key).ok_or_else(|| {
-            anyhow::anyhow!("{origin}: corrupt checkpoint (missing tensor {key})")
-        })?;
-        if t.dims() != shape {
-            bail!(
-                "{origin}: corrupt checkpoint (tensor {key} has shape {:?}, expected {shape:?})",
-                t.dims()
-            );
-        }
-        Ok(t.clone())
+        let values = file
+            .f32s(&key, shape)
+            .map_err(|problem| anyhow::anyhow!("{origin}: corrupt checkpoint ({problem})"))?;
+        Ok(Tensor::from_vec(values, shape, device)?)
     };
+    let shapes = run.spec.tensor_shapes();
+    let mut names = Vec::new();
     let mut vars = Vec::new();
     let mut ema = Vec::new();
     let mut moments = Vec::new();
-    for (name, shape) in run.spec.tensor_shapes() {
-        vars.push(Var::from_tensor(&get("weight", &name, &shape)?)?);
-        ema.push(get("ema", &name, &shape)?);
-        moments.push((get("adam_m", &name, &shape)?, get("adam_v", &name, &shape)?));
+    for (name, shape) in &shapes {
+        vars.push(Var::from_tensor(&get("weight", name, shape)?)?);
+        ema.push(get("ema", name, shape)?);
+        moments.push((get("adam_m", name, shape)?, get("adam_v", name, shape)?));
+        for kind in ["weight", "ema", "adam_m", "adam_v"] {
+            names.push(format!("{kind}.{name}"));
+        }
     }
+    file.check_no_other_tensors(&names, "")
+        .map_err(|problem| anyhow::anyhow!("{origin}: corrupt checkpoint ({problem})"))?;
     let mut adam = AdamW::new(vars, weight_decay)?;
     for (p, (m, v)) in adam.params.iter_mut().zip(moments) {
         p.m = m;

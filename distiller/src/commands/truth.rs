@@ -8,7 +8,7 @@
 //! worst row, see [`crate::dopri5`]). The reported mean NFE weights each batch's NFE by its rows.
 //!
 //! Long runs are resumable: after each batch the rows done so far go to `<output>.partial`
-//! (same encoding as the pairs file, metadata key [`PARTIAL_METADATA_KEY`] with the arguments).
+//! ([`Partial`]: the pairs file's encoding, with the arguments in its metadata).
 //! A rerun with the same arguments continues from it; the batches are the same, so the result is
 //! identical to an uninterrupted run. When done, the output is written and the partial removed.
 
@@ -23,15 +23,8 @@ use web_sampler::noise::gaussian_batch;
 use web_sampler::sample::{check_request, guided_velocity, SampleRequest};
 
 use crate::dopri5::{integrate_rows, Tolerance, MAX_STEPS};
-use crate::files::write_atomically;
-use crate::pairs::{data_dim, decode, encode, Pairs, PairsMeta, Tensors, PAIRS_FORMAT_VERSION};
+use crate::pairs::{Pairs, PairsMeta, Partial, Tensors, PAIRS_FORMAT_VERSION};
 use crate::progress::Progress;
-
-/// The `__metadata__` key of a partial-progress file; its value is [`PartialMeta`] as JSON.
-pub const PARTIAL_METADATA_KEY: &str = "bns.truth.partial";
-
-/// Version of the partial-progress file.
-const PARTIAL_FORMAT_VERSION: u32 = 1;
 
 #[derive(Args)]
 pub struct TruthArgs {
@@ -86,21 +79,6 @@ pub enum TruthEvent {
         count: usize,
         batch_nfe: usize,
     },
-}
-
-/// The metadata of a partial-progress file: the arguments and how far the run got.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct PartialMeta {
-    format_version: u32,
-    model_id: String,
-    data_shape: Vec<usize>,
-    options: TruthOptions,
-    /// Pairs done (the rows of the tensors).
-    done: usize,
-    /// Σ over the finished batches of NFE × rows.
-    nfe_rows: u64,
-    /// Seconds spent so far.
-    seconds: f64,
 }
 
 /// The rows done so far.
@@ -417,25 +395,15 @@ fn finish(model: &Model, options: &TruthOptions, done: Done) -> Pairs {
 
 /// Writes the rows done so far with the arguments (temporary file + rename).
 fn write_partial(path: &Path, model: &Model, options: &TruthOptions, done: &Done) -> Result<()> {
-    let meta = PartialMeta {
-        format_version: PARTIAL_FORMAT_VERSION,
+    Partial {
         model_id: model.id().to_string(),
         data_shape: model.spec().data_shape.clone(),
         options: options.clone(),
-        done: done.rows(),
+        tensors: done.tensors.clone(),
         nfe_rows: done.nfe_rows,
         seconds: done.seconds,
-    };
-    let json = serde_json::to_string(&meta)
-        .with_context(|| format!("{}: cannot encode the progress", path.display()))?;
-    let bytes = encode(
-        &done.tensors,
-        model.spec().data_dim(),
-        PARTIAL_METADATA_KEY,
-        &json,
-    )
-    .with_context(|| format!("{}: cannot encode the progress", path.display()))?;
-    write_atomically(path, &bytes)
+    }
+    .save(path)
 }
 
 /// `--class` as given: a class, or the default cycle through the classes.
@@ -452,43 +420,21 @@ fn read_partial(
     noise: &[f32],
     labels: &[u32],
 ) -> Result<Option<Done>> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!(
-            "{}: cannot read the partial-progress file: {e}",
-            path.display()
-        ),
+    let Some(partial) = Partial::<TruthOptions>::load(path)? else {
+        return Ok(None);
     };
     let origin = path.display();
     let restart = "delete it to start over";
     let dim = model.spec().data_dim();
-    let (meta, tensors) = decode(&bytes, PARTIAL_METADATA_KEY, |json| {
-        let meta: PartialMeta = serde_json::from_str(json)
-            .map_err(|e| format!("the progress metadata is not valid: {e}"))?;
-        if meta.format_version != PARTIAL_FORMAT_VERSION {
-            return Err(format!(
-                "unknown partial-progress version {}",
-                meta.format_version
-            ));
-        }
-        let file_dim = data_dim(&meta.data_shape)?;
-        let rows = meta.done;
-        Ok((meta, rows, file_dim))
-    })
-    .map_err(|problem| {
-        anyhow!("{origin}: not a usable partial-progress file: {problem}; {restart}")
-    })?;
-
     let mut differences = Vec::new();
-    if meta.model_id != model.id() {
+    if partial.model_id != model.id() {
         differences.push(format!(
             "model {} there, {} here",
-            meta.model_id,
+            partial.model_id,
             model.id()
         ));
     }
-    let (there, here) = (&meta.options, options);
+    let (there, here) = (&partial.options, options);
     let fields: [(&str, String, String); 8] = [
         ("--count", there.count.to_string(), here.count.to_string()),
         (
@@ -519,28 +465,28 @@ fn read_partial(
             differences.join("; ")
         );
     }
-    let rows = meta.done;
+    let rows = partial.rows();
     let at_batch_boundary = rows % options.batch == 0 || rows == options.count;
-    if rows > options.count || !at_batch_boundary || meta.data_shape != model.spec().data_shape {
+    if rows > options.count || !at_batch_boundary || partial.data_shape != model.spec().data_shape {
         bail!(
             "{origin}: inconsistent progress ({rows} pairs done of {} in batches of {}); {restart}",
             options.count,
             options.batch
         );
     }
-    if tensors.noise != noise[..rows * dim] || tensors.labels != labels[..rows] {
+    if partial.tensors.noise != noise[..rows * dim] || partial.tensors.labels != labels[..rows] {
         bail!(
             "{origin}: its noise or labels are not those of seed {} (corrupt?); {restart}",
             options.seed
         );
     }
-    if !(meta.seconds.is_finite() && meta.seconds >= 0.0) {
-        bail!("{origin}: seconds is {}; {restart}", meta.seconds);
+    if !(partial.seconds.is_finite() && partial.seconds >= 0.0) {
+        bail!("{origin}: seconds is {}; {restart}", partial.seconds);
     }
     Ok(Some(Done {
-        tensors,
-        nfe_rows: meta.nfe_rows,
-        seconds: meta.seconds,
+        nfe_rows: partial.nfe_rows,
+        seconds: partial.seconds,
+        tensors: partial.tensors,
     }))
 }
 

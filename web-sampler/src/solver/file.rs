@@ -3,6 +3,7 @@
 //! always validates; saving writes a temporary file and renames it over the target.
 
 use super::NsTable;
+use crate::versioned_json::{self, Problem};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -75,44 +76,25 @@ impl SolverFile {
     pub fn from_json(text: &str, origin: &str) -> Result<SolverFile> {
         // The version is checked before the fields, so that a file of another version is refused
         // for its version rather than for a field it happens to lack.
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::new(origin, format!("invalid JSON: {e}")))?;
-        let Some(object) = value.as_object() else {
-            return Err(Error::new(
-                origin,
-                "a solver file must be a JSON object, with fields format_version, name, kind, nfe, guidance, times, a, b",
-            ));
-        };
-        match object.get("format_version") {
-            None => {
-                return Err(Error::new(
-                    origin,
-                    format!(
-                        "missing field `format_version` (this runtime reads version {SOLVER_FORMAT_VERSION})"
-                    ),
-                ))
-            }
-            Some(v) if v.as_u64() == Some(u64::from(SOLVER_FORMAT_VERSION)) => {}
-            Some(v) if v.is_u64() => {
-                return Err(Error::new(
-                    origin,
-                    format!(
-                        "unknown format version {v} (this runtime reads version {SOLVER_FORMAT_VERSION})"
-                    ),
-                ))
-            }
-            Some(v) => {
-                return Err(Error::new(
-                    origin,
-                    format!(
-                        "format_version must be a whole number, got {v} (this runtime reads version {SOLVER_FORMAT_VERSION})"
-                    ),
-                ))
-            }
-        }
-        // Parse the text again (not the Value) so that serde's errors carry line and column.
-        let file: SolverFile = serde_json::from_str(text)
-            .map_err(|e| Error::new(origin, format!("invalid solver file: {e}")))?;
+        let reads = format!("this runtime reads version {SOLVER_FORMAT_VERSION}");
+        let file: SolverFile =
+            versioned_json::read(text, SOLVER_FORMAT_VERSION, None).map_err(|p| {
+                let problem = match p {
+                    Problem::InvalidJson(e) => format!("invalid JSON: {e}"),
+                    Problem::NotAnObject => {
+                        "a solver file must be a JSON object, with fields format_version, name, \
+                         kind, nfe, guidance, times, a, b"
+                            .into()
+                    }
+                    Problem::NoVersion => format!("missing field `format_version` ({reads})"),
+                    Problem::VersionNotWhole(v) => {
+                        format!("format_version must be a whole number, got {v} ({reads})")
+                    }
+                    Problem::UnknownVersion(v) => format!("unknown format version {v} ({reads})"),
+                    Problem::InvalidFields(e) => format!("invalid solver file: {e}"),
+                };
+                Error::new(origin, problem)
+            })?;
         file.validate(origin)?;
         Ok(file)
     }

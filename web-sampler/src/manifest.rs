@@ -1,0 +1,236 @@
+//! The manifest of a published model: `www/models/<name>/manifest.json`, which `bns publish`
+//! writes and the page and the `<bns-sampler>` widget read (`www/lib/weights.js`). It names the
+//! model file with its id and size, and the published solver files with what the page shows
+//! about them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::versioned_json::{self, Problem};
+use crate::{Error, Result};
+
+/// Version of the manifest format this runtime reads and writes.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// `www/models/<name>/manifest.json`. Field names in JSON are exactly these.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The model's folder name on the site ([`check_name`]).
+    pub name: String,
+    /// The title the page shows.
+    pub title: String,
+    /// The model file, relative to the manifest (`model.safetensors`).
+    pub model: String,
+    /// Id (SHA-256) of the model file.
+    pub model_id: String,
+    /// Size of the model file in bytes.
+    pub model_bytes: usize,
+    /// The published solvers, by guidance, then NFE, then kind.
+    pub solvers: Vec<ManifestSolver>,
+}
+
+/// One published solver of a [`Manifest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestSolver {
+    /// The solver file, relative to the manifest (`<name>.json`).
+    pub file: String,
+    /// `<kind>-<nfe>-w<guidance>`, unique in the manifest.
+    pub name: String,
+    pub kind: String,
+    pub nfe: usize,
+    pub guidance: f64,
+    /// The validation PSNR (dB) the runtime measured when publishing.
+    pub validation_psnr: f64,
+}
+
+/// Refuses a model name that is not a plain folder name: letters, digits, `-` and `_`.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "name {name:?}: use letters, digits, '-' and '_' only"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `file` names a file beside the manifest (no folder, not empty, not hidden).
+fn is_plain_file_name(file: &str) -> bool {
+    !file.is_empty() && !file.starts_with('.') && !file.contains(['/', '\\'])
+}
+
+impl Manifest {
+    /// Parses and validates a manifest; every error has `origin` as its origin and names the
+    /// field. The version is checked before the other fields.
+    pub fn from_json(text: &str, origin: &str) -> Result<Manifest> {
+        let version = MANIFEST_FORMAT_VERSION;
+        let manifest: Manifest = versioned_json::read(text, version, None).map_err(|p| {
+            let problem = match p {
+                Problem::InvalidJson(e) => format!("invalid JSON: {e}"),
+                Problem::NotAnObject => "a manifest must be a JSON object".into(),
+                Problem::NoVersion => {
+                    format!("missing field `format_version` (this runtime reads version {version})")
+                }
+                Problem::VersionNotWhole(v) => format!(
+                    "format_version must be a whole number, got {v} (this runtime reads version \
+                     {version})"
+                ),
+                Problem::UnknownVersion(v) => format!(
+                    "unknown manifest format version {v} (this runtime reads version {version})"
+                ),
+                Problem::InvalidFields(e) => format!("invalid manifest: {e}"),
+            };
+            Error::new(origin, problem)
+        })?;
+        manifest.validate(origin)?;
+        Ok(manifest)
+    }
+
+    /// The manifest as pretty-printed JSON (what `manifest.json` holds, without the final
+    /// newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a Manifest always serializes to JSON")
+    }
+
+    /// Checks the version, the name, the file names (plain names beside the manifest), a
+    /// non-empty model id, and each solver: a unique name, at least one NFE, a finite
+    /// non-negative guidance and a finite PSNR.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let err = |problem: String| Err(Error::new(origin, problem));
+        if self.format_version != MANIFEST_FORMAT_VERSION {
+            return err(format!(
+                "unknown manifest format version {} (this runtime reads version \
+                 {MANIFEST_FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        check_name(&self.name).or_else(err)?;
+        if !is_plain_file_name(&self.model) {
+            return err(format!(
+                "model {:?} is not a file name beside the manifest",
+                self.model
+            ));
+        }
+        if self.model_id.trim().is_empty() {
+            return err("model_id is empty".into());
+        }
+        for (i, solver) in self.solvers.iter().enumerate() {
+            let at = format!("solvers[{i}]");
+            if !is_plain_file_name(&solver.file) {
+                return err(format!(
+                    "{at}.file {:?} is not a file name beside the manifest",
+                    solver.file
+                ));
+            }
+            if self.solvers[..i].iter().any(|s| s.name == solver.name) {
+                return err(format!("{at}.name {:?} appears twice", solver.name));
+            }
+            if solver.nfe == 0 {
+                return err(format!("{at}.nfe is 0"));
+            }
+            if !(solver.guidance.is_finite() && solver.guidance >= 0.0) {
+                return err(format!(
+                    "{at}.guidance must be finite and ≥ 0, got {}",
+                    solver.guidance
+                ));
+            }
+            if !solver.validation_psnr.is_finite() {
+                return err(format!(
+                    "{at}.validation_psnr is not finite ({})",
+                    solver.validation_psnr
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: &str = "www/models/tiny/manifest.json";
+
+    fn sample() -> Manifest {
+        Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            name: "tiny".into(),
+            title: "Tiny checkerboard".into(),
+            model: "model.safetensors".into(),
+            model_id: "ab".repeat(32),
+            model_bytes: 1234,
+            solvers: vec![ManifestSolver {
+                file: "bns-8-w0.json".into(),
+                name: "bns-8-w0".into(),
+                kind: "bns".into(),
+                nfe: 8,
+                guidance: 0.0,
+                validation_psnr: 31.5,
+            }],
+        }
+    }
+
+    fn problem(text: &str) -> String {
+        let e = Manifest::from_json(text, ORIGIN).unwrap_err();
+        assert_eq!(e.origin, ORIGIN);
+        e.problem
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let json = m.to_json();
+        assert!(json.starts_with("{\n  \"format_version\": 1,\n  \"name\": \"tiny\""));
+        assert_eq!(Manifest::from_json(&json, ORIGIN).unwrap(), m);
+    }
+
+    #[test]
+    fn the_version_comes_first() {
+        assert!(problem(r#"{"format_version": 2, "files": []}"#)
+            .contains("unknown manifest format version 2"));
+        assert!(problem(r#"{"name": "tiny"}"#).contains("missing field `format_version`"));
+        assert!(problem("[]").contains("JSON object"));
+        assert!(problem("{").contains("invalid JSON"));
+        let json = sample()
+            .to_json()
+            .replace("  \"title\": \"Tiny checkerboard\",\n", "");
+        assert!(problem(&json).contains("missing field `title`"));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let check = |edit: &dyn Fn(&mut Manifest), expected: &str| {
+            let mut m = sample();
+            edit(&mut m);
+            let shown = m.validate(ORIGIN).unwrap_err().problem;
+            assert!(
+                shown.contains(expected),
+                "{shown} should contain {expected:?}"
+            );
+        };
+        check(&|m| m.name = "a/b".into(), "use letters, digits");
+        check(&|m| m.model = "../model.safetensors".into(), "model");
+        check(&|m| m.model_id = String::new(), "model_id is empty");
+        check(
+            &|m| m.solvers[0].file = "x/y.json".into(),
+            "solvers[0].file",
+        );
+        check(&|m| m.solvers[0].nfe = 0, "solvers[0].nfe");
+        check(&|m| m.solvers[0].guidance = -1.0, "solvers[0].guidance");
+        check(
+            &|m| m.solvers[0].validation_psnr = f64::NAN,
+            "solvers[0].validation_psnr",
+        );
+        check(
+            &|m| {
+                let again = m.solvers[0].clone();
+                m.solvers.push(again);
+            },
+            "solvers[1].name \"bns-8-w0\" appears twice",
+        );
+    }
+}
