@@ -74,6 +74,9 @@ pub(crate) fn cached(gpu: &Gpu, model: &Model) -> Result<Arc<dyn GpuNetwork>> {
 }
 
 /// The model's weights in the GPU network of its architecture (the MLP, the only one).
+// In wasm the GPU objects are neither Send nor Sync (one thread); natively they are both, and
+// the `Arc` lets the device be shared between threads.
+#[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 fn upload(gpu: &Gpu, model: &Model) -> Result<Arc<dyn GpuNetwork>> {
     Ok(Arc::new(GpuMlp::upload(gpu, model)?))
 }
