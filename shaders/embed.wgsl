@@ -1,11 +1,12 @@
 // The network's input rows: concat(x, time embedding, class embedding).
 //
-// Dispatched by `gpu::kernels::embed`. Row r of the input takes sample r mod `samples` (the
-// guided batch runs every sample twice: conditional rows, then unconditional ones), the time
-// embedding row `time_row` (computed on the CPU in f64, one row per solver step, so that it
-// equals the CPU path's exactly) and the class embedding row `classes[r]`.
-// Dispatch: ELEMENTS_PER_GROUP-sized groups over rows × width values, spilling into y when
-// there are more than 65535 groups.
+// Dispatched by `Plan::embed` (`web-sampler/src/gpu/kernels.rs`). Row r of the input takes
+// sample r mod `samples` (the guided batch runs every sample twice: conditional rows, then
+// unconditional ones), the time embedding row `time_row` (computed on the CPU in f64, one row
+// per solver step, so that it equals the CPU path's exactly) and the class embedding row
+// `classes[r]`.
+// Dispatch: one invocation per value of `input`, in groups of WORKGROUP, spilling into y past
+// the device's workgroups per dimension (65535 by default).
 
 /// Invocations per workgroup.
 const WORKGROUP: u32 = 64u;

@@ -3,8 +3,8 @@
 // turned into a velocity, u = (x̂1 − x)/max(1 − t, 0.05). The result is written into the
 // solver's velocity slot for this step.
 //
-// Dispatched by `gpu::kernels::guidance`, one invocation per value of `[samples, data]`
-// (groups spill into y past 65535).
+// Dispatched by `Plan::guidance` (`web-sampler/src/gpu/kernels.rs`), one invocation per value
+// of `[samples, data]` (groups spill into y past 65535).
 
 /// Invocations per workgroup.
 const WORKGROUP: u32 = 64u;

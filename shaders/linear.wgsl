@@ -1,12 +1,12 @@
 // Dense layer y = act(x·Wᵀ + b), a tiled matrix multiply with the bias and the activation fused.
 //
-// Dispatched by `gpu::kernels::linear`. Register tiling: a workgroup of THREADS × THREADS
-// invocations computes a BLOCK × BLOCK block of `y` (BLOCK rows × BLOCK outputs), each invocation
-// a PER_THREAD × PER_THREAD tile held in four vec4 accumulators, so every value loaded is used
-// PER_THREAD times. Loads go straight to the storage buffers (cached). Measured on the CPU
-// adapters (batch 64, NFE 8, Fashion-MNIST model): staging tiles through workgroup memory with
-// barriers was 4× slower on lavapipe, and per-invocation arrays indexed in loops were 7× slower
-// on SwiftShader than these named vec4s.
+// Dispatched by `Plan::linear` (`web-sampler/src/gpu/kernels.rs`). Register tiling: a workgroup of
+// THREADS × THREADS invocations computes a BLOCK × BLOCK block of `y` (BLOCK rows × BLOCK outputs),
+// each invocation a PER_THREAD × PER_THREAD tile held in four vec4 accumulators, so every value
+// loaded is used PER_THREAD times. Loads go straight to the storage buffers (cached). Measured on
+// the CPU adapters (batch 64, NFE 8, Fashion-MNIST model): staging tiles through workgroup memory
+// with barriers was 4× slower on lavapipe, and per-invocation arrays indexed in loops were 7×
+// slower on SwiftShader than these named vec4s.
 // Dispatch: (ceil(outputs / BLOCK), ceil(rows / BLOCK), 1) workgroups.
 
 /// Invocations per side of a workgroup.

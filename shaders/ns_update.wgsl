@@ -1,8 +1,9 @@
 // One step of a non-stationary solver in its reduced form (DESIGN §2):
 // x_{i+1} = α_i·x_0 + Σ_{j≤i} β_ij·u_j, the coefficients read from a buffer.
 //
-// Dispatched by `gpu::kernels::ns_update`, one invocation per value of `[samples, data]`
-// (groups spill into y past 65535). Zero coefficients are skipped, as on the CPU path.
+// Dispatched by `Plan::ns_update` (`web-sampler/src/gpu/kernels.rs`), one invocation per value
+// of `[samples, data]` (groups spill into y past 65535). Zero coefficients are skipped, as on
+// the CPU path.
 
 /// Invocations per workgroup.
 const WORKGROUP: u32 = 64u;
@@ -21,11 +22,11 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 // coefficients: [steps, steps + 1], row i = α_i, β_i0, …, β_ii, then zeros
 @group(0) @binding(1) var<storage, read> coefficients: array<f32>;
-// x0: [count] (count = samples × data)
+// x0: [samples, data]
 @group(0) @binding(2) var<storage, read> x0: array<f32>;
-// velocities: [steps, count]
+// velocities: [steps, samples, data]
 @group(0) @binding(3) var<storage, read> velocities: array<f32>;
-// x: [count], written with x_{i+1}
+// x: [samples, data], written with x_{i+1}
 @group(0) @binding(4) var<storage, read_write> x: array<f32>;
 
 @compute @workgroup_size(WORKGROUP, 1, 1)

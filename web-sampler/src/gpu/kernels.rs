@@ -1,9 +1,12 @@
 //! The WGSL kernels (`shaders/*.wgsl`) and the Rust ops that dispatch them.
 //!
-//! Ops are recorded into a [`Plan`] — a list of dispatches and copies with their parameters —
-//! which [`Plan::encode`] turns into one command buffer: the parameters of every dispatch go
-//! into one uniform buffer, and consecutive dispatches share one compute pass. Shapes in the
-//! op docs are in values (`f32` or `u32`) and match the binding comments of the shaders.
+//! The kernels are one table (`kernel_table!`): each op's name is its shader's file name,
+//! with the access of its storage bindings. Ops take [`GpuTensor`]s (a buffer range with a
+//! shape), check their shapes against each other, and are recorded into a [`Plan`] — a list of
+//! dispatches and copies with their parameters — which [`Plan::encode`] turns into one command
+//! buffer: the parameters of every dispatch go into one uniform buffer, and consecutive
+//! dispatches share one compute pass. Shapes in the op docs are in values (`f32` or `u32`) and
+//! match the binding comments of the shaders (a test checks it).
 
 use super::{Gpu, ORIGIN};
 use crate::{Error, Result};
@@ -14,24 +17,62 @@ pub const WORKGROUP: u32 = 64;
 /// Block size of `linear.wgsl` (`BLOCK`): a workgroup computes BLOCK rows × BLOCK outputs.
 pub const LINEAR_BLOCK: u32 = 32;
 
+/// Access of a storage binding (bindings 1, 2, … after the uniform parameters at binding 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// A kernel as the table lists it.
+struct KernelSource {
+    /// The [`Plan`] op that dispatches it; the shader is `shaders/{op}.wgsl`.
+    op: &'static str,
+    /// The WGSL source.
+    source: &'static str,
+    /// Its storage bindings in binding order.
+    storage: &'static [Access],
+}
+
+/// The one list of kernels: `Id => "op": [storage access…]` makes the [`KernelId`] variant and
+/// the [`KERNELS`] entry (the WGSL included from `shaders/{op}.wgsl`) side by side.
+macro_rules! kernel_table {
+    ($($id:ident => $op:literal: [$($access:ident),+];)+) => {
+        /// Which kernel a dispatch runs: its index in [`KERNELS`].
+        #[derive(Clone, Copy, Debug)]
+        enum KernelId {
+            $($id),+
+        }
+
+        /// Every kernel, in [`KernelId`] order.
+        const KERNELS: &[KernelSource] = &[$(KernelSource {
+            op: $op,
+            source: include_str!(concat!("../../../shaders/", $op, ".wgsl")),
+            storage: &[$(Access::$access),+],
+        }),+];
+    };
+}
+
+kernel_table! {
+    Linear => "linear": [Read, Read, Read, ReadWrite];
+    Embed => "embed": [Read, Read, Read, Read, ReadWrite];
+    Guidance => "guidance": [Read, Read, ReadWrite];
+    NsUpdate => "ns_update": [Read, Read, Read, ReadWrite];
+    PackRgba => "pack_rgba": [Read, ReadWrite];
+}
+
 /// One compiled kernel: its pipeline and bind group layout.
 struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
 }
 
-/// Storage binding access, in binding order after the uniform parameters at binding 0.
-#[derive(Clone, Copy)]
-enum Access {
-    Read,
-    ReadWrite,
-}
-
 impl Kernel {
-    fn new(device: &wgpu::Device, name: &str, source: &str, storage: &[Access]) -> Kernel {
+    fn new(device: &wgpu::Device, kernel: &KernelSource) -> Kernel {
+        let name = kernel.op;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
+            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
         });
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -43,13 +84,13 @@ impl Kernel {
             },
             count: None,
         }];
-        for (i, access) in storage.iter().enumerate() {
+        for (i, access) in kernel.storage.iter().enumerate() {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage {
-                        read_only: matches!(access, Access::Read),
+                        read_only: *access == Access::Read,
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -78,93 +119,112 @@ impl Kernel {
     }
 }
 
-/// Every kernel's pipeline, created once per device.
+/// Every kernel's pipeline, created once per device, in [`KernelId`] order.
 pub struct Kernels {
-    linear: Kernel,
-    embed: Kernel,
-    guidance: Kernel,
-    ns_update: Kernel,
-    pack: Kernel,
+    compiled: Vec<Kernel>,
 }
 
 impl Kernels {
     pub(crate) fn new(device: &wgpu::Device) -> Kernels {
-        use Access::{Read, ReadWrite};
-        let shader = |name: &str, source: &str, storage: &[Access]| {
-            Kernel::new(device, name, source, storage)
-        };
         Kernels {
-            linear: shader(
-                "linear",
-                include_str!("../../../shaders/linear.wgsl"),
-                &[Read, Read, Read, ReadWrite],
-            ),
-            embed: shader(
-                "embed",
-                include_str!("../../../shaders/embed.wgsl"),
-                &[Read, Read, Read, Read, ReadWrite],
-            ),
-            guidance: shader(
-                "guidance",
-                include_str!("../../../shaders/guidance.wgsl"),
-                &[Read, Read, ReadWrite],
-            ),
-            ns_update: shader(
-                "ns_update",
-                include_str!("../../../shaders/ns_update.wgsl"),
-                &[Read, Read, Read, ReadWrite],
-            ),
-            pack: shader(
-                "pack",
-                include_str!("../../../shaders/pack.wgsl"),
-                &[Read, ReadWrite],
-            ),
+            compiled: KERNELS
+                .iter()
+                .map(|kernel| Kernel::new(device, kernel))
+                .collect(),
         }
+    }
+
+    fn get(&self, id: KernelId) -> &Kernel {
+        &self.compiled[id as usize]
     }
 }
 
-/// Which kernel a dispatch runs.
-#[derive(Clone, Copy, Debug)]
-enum KernelId {
-    Linear,
-    Embed,
-    Guidance,
-    NsUpdate,
-    Pack,
-}
-
-/// The first `len` values (4 bytes each) of a buffer, as a binding or a copy end.
+/// A tensor on the GPU: the row-major values (4 bytes each, `f32` or `u32`) of `shape`, stored
+/// in `buffer` from byte `offset` on. A kernel binds it from its offset (which must then be a
+/// multiple of the device's storage-offset alignment); a copy may start at any value.
 #[derive(Clone, Debug)]
-pub struct View {
+pub struct GpuTensor {
     buffer: wgpu::Buffer,
-    /// Offset in bytes (copies only; bindings always start at 0).
+    /// Offset in bytes.
     offset: u64,
-    /// Size in bytes.
-    size: u64,
+    shape: Vec<usize>,
 }
 
-impl View {
-    /// The first `len` values of `buffer`.
-    pub fn prefix(buffer: &wgpu::Buffer, len: usize) -> View {
-        View {
-            buffer: buffer.clone(),
-            offset: 0,
-            size: 4 * len.max(1) as u64,
+impl GpuTensor {
+    /// A tensor of `shape` at the start of `buffer`; errors when the buffer is too small.
+    pub fn new(buffer: &wgpu::Buffer, shape: &[usize]) -> Result<GpuTensor> {
+        GpuTensor::at(buffer, 0, shape)
+    }
+
+    /// A tensor of `shape` from value `start` of `buffer` on; errors when the buffer is too
+    /// small.
+    pub fn at(buffer: &wgpu::Buffer, start: usize, shape: &[usize]) -> Result<GpuTensor> {
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let end = len
+            .and_then(|len| start.checked_add(len.max(1)))
+            .and_then(|end| end.checked_mul(4))
+            .map(|end| end as u64);
+        match end {
+            Some(end) if end <= buffer.size() => Ok(GpuTensor {
+                buffer: buffer.clone(),
+                offset: 4 * start as u64,
+                shape: shape.to_vec(),
+            }),
+            _ => Err(Error::new(
+                ORIGIN,
+                format!(
+                    "a {shape:?} tensor from value {start} does not fit a buffer of {} bytes",
+                    buffer.size()
+                ),
+            )),
         }
     }
 
-    /// Values `start..start + len` of `buffer` (as the end of a copy).
-    pub fn range(buffer: &wgpu::Buffer, start: usize, len: usize) -> View {
-        View {
-            buffer: buffer.clone(),
-            offset: 4 * start as u64,
-            size: 4 * len as u64,
-        }
+    /// The shape, outermost dimension first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
     }
 
-    fn values(&self) -> usize {
-        (self.size / 4) as usize
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes a binding or a copy covers: the values, at least one (a binding cannot be empty).
+    fn bytes(&self) -> u64 {
+        4 * self.len().max(1) as u64
+    }
+}
+
+/// Errors unless `tensor` has the shape `expected`.
+fn check_shape(tensor: &GpuTensor, expected: &[usize], what: &str) -> Result<()> {
+    if tensor.shape != expected {
+        return Err(Error::new(
+            ORIGIN,
+            format!(
+                "{what}: the tensor is {:?}, {expected:?} is needed",
+                tensor.shape
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The dimensions of `tensor`, which must have `N` of them.
+fn dims<const N: usize>(tensor: &GpuTensor, what: &str) -> Result<[usize; N]> {
+    <[usize; N]>::try_from(tensor.shape.as_slice()).map_err(|_| {
+        Error::new(
+            ORIGIN,
+            format!(
+                "{what}: the tensor is {:?}, {N} dimensions are needed",
+                tensor.shape
+            ),
+        )
+    })
 }
 
 enum Command {
@@ -172,12 +232,12 @@ enum Command {
         kernel: KernelId,
         /// Byte range of this dispatch's parameters in the uniform buffer.
         params: (u64, u64),
-        bindings: Vec<View>,
+        bindings: Vec<GpuTensor>,
         groups: (u32, u32),
     },
     Copy {
-        from: View,
-        to: View,
+        from: GpuTensor,
+        to: GpuTensor,
     },
 }
 
@@ -185,6 +245,7 @@ enum Command {
 pub struct Plan {
     params: Vec<u8>,
     alignment: u64,
+    storage_alignment: u64,
     max_groups: u32,
     commands: Vec<Command>,
 }
@@ -239,7 +300,7 @@ struct UpdateParams {
     clamp_unit: u32,
 }
 
-/// `pack.wgsl`'s parameters.
+/// `pack_rgba.wgsl`'s parameters.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct PackParams {
@@ -253,29 +314,12 @@ struct PackParams {
     gap: u32,
 }
 
-/// The shape of the network input that [`Plan::embed`] assembles.
-#[derive(Clone, Copy, Debug)]
-pub struct EmbedShape {
-    /// Input rows: `samples`, or `2·samples` for the guided batch.
-    pub rows: usize,
-    pub samples: usize,
-    /// `D`, the values of one sample.
-    pub data: usize,
-    pub time_width: usize,
-    /// 0 for an unconditional model.
-    pub class_width: usize,
-}
-
 /// How [`Plan::guidance`] turns the network's output into the step's velocity.
 #[derive(Clone, Copy, Debug)]
 pub struct Guidance {
-    /// `samples · D`.
-    pub count: usize,
-    /// The network ran the doubled batch (conditional rows, then unconditional ones).
-    pub guided: bool,
-    /// The guidance scale `w`.
+    /// The guidance scale `w` (used when the network ran the doubled batch).
     pub scale: f64,
-    /// The network predicts `x̂1`; its velocity is `(x̂1 − x)/max(1 − t, 0.05)` at this `t`.
+    /// The network predicts `x̂1`; its velocity is `(x̂1 − x)·r` with this `r = 1/max(1 − t, c)`.
     pub data_prediction: Option<f32>,
     /// The step whose velocity slot is written.
     pub step: usize,
@@ -292,6 +336,7 @@ impl Plan {
         Plan {
             params: Vec::new(),
             alignment: u64::from(limits.min_uniform_buffer_offset_alignment.max(16)),
+            storage_alignment: u64::from(limits.min_storage_buffer_offset_alignment.max(4)),
             max_groups: limits.max_compute_workgroups_per_dimension,
             commands: Vec::new(),
         }
@@ -333,36 +378,46 @@ impl Plan {
         &mut self,
         kernel: KernelId,
         params: &P,
-        bindings: Vec<View>,
+        bindings: &[&GpuTensor],
         groups: (u32, u32),
-    ) {
+    ) -> Result<()> {
+        if let Some(tensor) = bindings
+            .iter()
+            .find(|tensor| tensor.offset % self.storage_alignment != 0)
+        {
+            return Err(Error::new(
+                ORIGIN,
+                format!(
+                    "{}: a binding starts at byte {}, not a multiple of {}",
+                    KERNELS[kernel as usize].op, tensor.offset, self.storage_alignment
+                ),
+            ));
+        }
         let params = self.push_params(params);
         self.commands.push(Command::Dispatch {
             kernel,
             params,
-            bindings,
+            bindings: bindings.iter().map(|&tensor| tensor.clone()).collect(),
             groups,
         });
+        Ok(())
     }
 
     /// `y = act(x·Wᵀ + b)` (`linear.wgsl`): `x` `[rows, inner]`, `weight` `[outputs, inner]`,
     /// `bias` `[outputs]`, `y` `[rows, outputs]`; `silu` fuses SiLU.
-    #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &mut self,
-        x: &View,
-        weight: &View,
-        bias: &View,
-        y: &View,
-        rows: usize,
-        inner: usize,
-        outputs: usize,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        bias: &GpuTensor,
+        y: &GpuTensor,
         silu: bool,
     ) -> Result<()> {
-        check(x, rows * inner, "linear x")?;
-        check(weight, outputs * inner, "linear weight")?;
-        check(bias, outputs, "linear bias")?;
-        check(y, rows * outputs, "linear y")?;
+        let [rows, inner] = dims(x, "linear x")?;
+        let [outputs, _] = dims(weight, "linear weight")?;
+        check_shape(weight, &[outputs, inner], "linear weight")?;
+        check_shape(bias, &[outputs], "linear bias")?;
+        check_shape(y, &[rows, outputs], "linear y")?;
         let tile = LINEAR_BLOCK as usize;
         let groups = (
             u32_of(outputs.div_ceil(tile), "linear output tiles")?,
@@ -380,125 +435,126 @@ impl Plan {
             outputs: u32_of(outputs, "outputs")?,
             activation: if silu { ACTIVATION_SILU } else { 0 },
         };
-        let bindings = vec![x.clone(), weight.clone(), bias.clone(), y.clone()];
-        self.dispatch(KernelId::Linear, &params, bindings, groups);
-        Ok(())
+        self.dispatch(KernelId::Linear, &params, &[x, weight, bias, y], groups)
     }
 
     /// The network input (`embed.wgsl`): `x` `[samples, data]`, `time_embedding`
     /// `[steps, time_width]` (row `time_row` is used), `classes` `[rows]` (u32),
     /// `class_embedding` `[num_classes + 1, class_width]`, `input`
     /// `[rows, data + time_width + class_width]`; row r takes sample r mod samples.
-    #[allow(clippy::too_many_arguments)]
     pub fn embed(
         &mut self,
-        x: &View,
-        time_embedding: &View,
-        classes: &View,
-        class_embedding: &View,
-        input: &View,
-        shape: EmbedShape,
+        x: &GpuTensor,
+        time_embedding: &GpuTensor,
         time_row: usize,
+        classes: &GpuTensor,
+        class_embedding: &GpuTensor,
+        input: &GpuTensor,
     ) -> Result<()> {
-        let width = shape.data + shape.time_width + shape.class_width;
-        check(x, shape.samples * shape.data, "embed x")?;
-        check(
-            time_embedding,
-            (time_row + 1) * shape.time_width,
-            "embed time embedding",
-        )?;
-        check(
-            classes,
-            if shape.class_width > 0 { shape.rows } else { 0 },
-            "embed classes",
-        )?;
-        check(input, shape.rows * width, "embed input")?;
-        if shape.samples == 0 || shape.rows % shape.samples != 0 {
+        let [samples, data] = dims(x, "embed x")?;
+        let [steps, time_width] = dims(time_embedding, "embed time embedding")?;
+        let [_, class_width] = dims(class_embedding, "embed class embedding")?;
+        let [rows, _] = dims(input, "embed input")?;
+        let width = data + time_width + class_width;
+        check_shape(input, &[rows, width], "embed input")?;
+        check_shape(classes, &[rows], "embed classes")?;
+        if time_row >= steps {
+            return Err(Error::new(
+                ORIGIN,
+                format!("embed: time row {time_row} of {steps}"),
+            ));
+        }
+        if samples == 0 || rows % samples != 0 {
             return Err(Error::new(
                 ORIGIN,
                 "embed: rows must be a multiple of samples",
             ));
         }
         let params = EmbedParams {
-            rows: u32_of(shape.rows, "rows")?,
-            samples: u32_of(shape.samples, "samples")?,
-            data: u32_of(shape.data, "data")?,
-            time_width: u32_of(shape.time_width, "time width")?,
-            class_width: u32_of(shape.class_width, "class width")?,
+            rows: u32_of(rows, "rows")?,
+            samples: u32_of(samples, "samples")?,
+            data: u32_of(data, "data")?,
+            time_width: u32_of(time_width, "time width")?,
+            class_width: u32_of(class_width, "class width")?,
             time_row: u32_of(time_row, "time row")?,
             pad: [0; 2],
         };
-        let groups = self.element_groups(shape.rows * width)?;
-        let bindings = vec![
-            x.clone(),
-            time_embedding.clone(),
-            classes.clone(),
-            class_embedding.clone(),
-            input.clone(),
-        ];
-        self.dispatch(KernelId::Embed, &params, bindings, groups);
-        Ok(())
+        let groups = self.element_groups(rows * width)?;
+        let bindings = [x, time_embedding, classes, class_embedding, input];
+        self.dispatch(KernelId::Embed, &params, &bindings, groups)
     }
 
     /// The step's guided velocity (`guidance.wgsl`): `network` `[passes·samples, data]`
-    /// (passes = 2 when guided), `x` `[samples, data]`, `velocities` `[steps, samples, data]`
-    /// (slot `step` is written).
+    /// (passes = 2 when the network ran the doubled batch for guidance, else 1), `x`
+    /// `[samples, data]`, `velocities` `[steps, samples, data]` (slot `step` is written).
     pub fn guidance(
         &mut self,
-        network: &View,
-        x: &View,
-        velocities: &View,
+        network: &GpuTensor,
+        x: &GpuTensor,
+        velocities: &GpuTensor,
         guidance: Guidance,
     ) -> Result<()> {
-        let passes = if guidance.guided { 2 } else { 1 };
-        check(network, passes * guidance.count, "guidance network output")?;
-        check(x, guidance.count, "guidance x")?;
-        check(
-            velocities,
-            (guidance.step + 1) * guidance.count,
-            "guidance velocities",
+        let [samples, data] = dims(x, "guidance x")?;
+        let [rows, _] = dims(network, "guidance network output")?;
+        let guided = rows == 2 * samples;
+        let passes = if guided { 2 } else { 1 };
+        check_shape(
+            network,
+            &[passes * samples, data],
+            "guidance network output",
         )?;
+        let [steps, _, _] = dims(velocities, "guidance velocities")?;
+        check_shape(velocities, &[steps, samples, data], "guidance velocities")?;
+        if guidance.step >= steps {
+            return Err(Error::new(
+                ORIGIN,
+                format!("guidance: step {} of {steps}", guidance.step),
+            ));
+        }
+        let count = samples * data;
         let params = GuidanceParams {
-            count: u32_of(guidance.count, "values")?,
-            guided: u32::from(guidance.guided),
+            count: u32_of(count, "values")?,
+            guided: u32::from(guided),
             data_prediction: u32::from(guidance.data_prediction.is_some()),
-            slot_offset: u32_of(guidance.step * guidance.count, "velocity offset")?,
+            slot_offset: u32_of(guidance.step * count, "velocity offset")?,
             conditional_weight: (1.0 + guidance.scale) as f32,
             unconditional_weight: guidance.scale as f32,
             inverse_remaining: guidance.data_prediction.unwrap_or(1.0),
             pad: 0,
         };
-        let groups = self.element_groups(guidance.count)?;
-        let bindings = vec![network.clone(), x.clone(), velocities.clone()];
-        self.dispatch(KernelId::Guidance, &params, bindings, groups);
-        Ok(())
+        let groups = self.element_groups(count)?;
+        self.dispatch(
+            KernelId::Guidance,
+            &params,
+            &[network, x, velocities],
+            groups,
+        )
     }
 
     /// Step `step` of the reduced NS form (`ns_update.wgsl`): `coefficients` `[steps, steps + 1]`
-    /// (row i = α_i, β_i0..β_ii, zeros), `x0` `[count]`, `velocities` `[steps, count]`, `x`
-    /// `[count]` (written); `clamp_unit` clamps to [−1, 1].
-    #[allow(clippy::too_many_arguments)]
+    /// (row i = α_i, β_i0..β_ii, zeros), `x0` `[samples, data]`, `velocities`
+    /// `[steps, samples, data]`, `x` `[samples, data]` (written); `clamp_unit` clamps to [−1, 1].
     pub fn ns_update(
         &mut self,
-        coefficients: &View,
-        x0: &View,
-        velocities: &View,
-        x: &View,
-        count: usize,
+        coefficients: &GpuTensor,
+        x0: &GpuTensor,
+        velocities: &GpuTensor,
+        x: &GpuTensor,
         step: usize,
-        steps: usize,
         clamp_unit: bool,
     ) -> Result<()> {
-        check(coefficients, steps * (steps + 1), "update coefficients")?;
-        check(x0, count, "update x0")?;
-        check(velocities, (step + 1) * count, "update velocities")?;
-        check(x, count, "update x")?;
+        let [steps, _] = dims(coefficients, "update coefficients")?;
+        check_shape(coefficients, &[steps, steps + 1], "update coefficients")?;
+        let [samples, data] = dims(x0, "update x0")?;
+        check_shape(velocities, &[steps, samples, data], "update velocities")?;
+        check_shape(x, &[samples, data], "update x")?;
         if step >= steps {
             return Err(Error::new(
                 ORIGIN,
                 format!("update: step {step} of {steps}"),
             ));
         }
+        let count = samples * data;
         let params = UpdateParams {
             count: u32_of(count, "values")?,
             step: u32_of(step, "step")?,
@@ -506,27 +562,21 @@ impl Plan {
             clamp_unit: u32::from(clamp_unit),
         };
         let groups = self.element_groups(count)?;
-        let bindings = vec![
-            coefficients.clone(),
-            x0.clone(),
-            velocities.clone(),
-            x.clone(),
-        ];
-        self.dispatch(KernelId::NsUpdate, &params, bindings, groups);
-        Ok(())
+        let bindings = [coefficients, x0, velocities, x];
+        self.dispatch(KernelId::NsUpdate, &params, &bindings, groups)
     }
 
-    /// Samples as a grid picture (`pack.wgsl`): `x` `[samples, channels, height, width]`,
+    /// Samples as a grid picture (`pack_rgba.wgsl`): `x` `[samples, channels, height, width]`,
     /// `rgba` `[picture_height, picture_width]` (one u32 pixel each, R in the low byte), laid out
     /// as [`crate::sample::grid_picture`] with `columns` tiles per row. Returns the picture's
     /// `(width, height)`.
     pub fn pack_rgba(
         &mut self,
-        x: &View,
-        rgba: &View,
-        shape: [usize; 4],
+        x: &GpuTensor,
+        rgba: &GpuTensor,
         columns: usize,
     ) -> Result<(usize, usize)> {
+        let shape = dims(x, "pack x")?;
         let [b, c, h, w] = shape;
         if c != 1 && c != 3 {
             return Err(Error::new(
@@ -536,8 +586,7 @@ impl Plan {
         }
         let columns = columns.clamp(1, b.max(1));
         let (width, height) = crate::sample::grid_size(shape, columns);
-        check(x, b * c * h * w, "pack x")?;
-        check(rgba, width * height, "pack rgba")?;
+        check_shape(rgba, &[height, width], "pack rgba")?;
         let params = PackParams {
             samples: u32_of(b, "samples")?,
             channels: u32_of(c, "channels")?,
@@ -549,19 +598,20 @@ impl Plan {
             gap: crate::sample::GRID_GAP as u32,
         };
         let groups = self.element_groups(width * height)?;
-        self.dispatch(
-            KernelId::Pack,
-            &params,
-            vec![x.clone(), rgba.clone()],
-            groups,
-        );
+        self.dispatch(KernelId::PackRgba, &params, &[x, rgba], groups)?;
         Ok((width, height))
     }
 
-    /// Copies `from` into `to` (same size).
-    pub fn copy(&mut self, from: &View, to: &View) -> Result<()> {
-        if from.size != to.size {
-            return Err(Error::new(ORIGIN, "copy between views of different sizes"));
+    /// Copies `from` into `to` (the same number of values; the shapes may differ).
+    pub fn copy(&mut self, from: &GpuTensor, to: &GpuTensor) -> Result<()> {
+        if from.len() != to.len() {
+            return Err(Error::new(
+                ORIGIN,
+                format!(
+                    "copy of a {:?} tensor into a {:?} one: the sizes differ",
+                    from.shape, to.shape
+                ),
+            ));
         }
         self.commands.push(Command::Copy {
             from: from.clone(),
@@ -592,7 +642,7 @@ impl Plan {
                         from.offset,
                         &to.buffer,
                         to.offset,
-                        from.size,
+                        from.bytes(),
                     );
                     i += 1;
                 }
@@ -608,13 +658,7 @@ impl Plan {
                         groups,
                     }) = self.commands.get(i)
                     {
-                        let kernel = match kernel {
-                            KernelId::Linear => &kernels.linear,
-                            KernelId::Embed => &kernels.embed,
-                            KernelId::Guidance => &kernels.guidance,
-                            KernelId::NsUpdate => &kernels.ns_update,
-                            KernelId::Pack => &kernels.pack,
-                        };
+                        let kernel = kernels.get(*kernel);
                         let Some(params) = &params else { break };
                         let mut entries = vec![wgpu::BindGroupEntry {
                             binding: 0,
@@ -624,13 +668,13 @@ impl Plan {
                                 size: wgpu::BufferSize::new(*size),
                             }),
                         }];
-                        for (k, view) in bindings.iter().enumerate() {
+                        for (k, tensor) in bindings.iter().enumerate() {
                             entries.push(wgpu::BindGroupEntry {
                                 binding: k as u32 + 1,
                                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                    buffer: &view.buffer,
-                                    offset: view.offset,
-                                    size: wgpu::BufferSize::new(view.size),
+                                    buffer: &tensor.buffer,
+                                    offset: tensor.offset,
+                                    size: wgpu::BufferSize::new(tensor.bytes()),
                                 }),
                             });
                         }
@@ -651,50 +695,9 @@ impl Plan {
     }
 }
 
-/// Errors unless `view` holds at least `len` values.
-fn check(view: &View, len: usize, what: &str) -> Result<()> {
-    if view.values() < len {
-        return Err(Error::new(
-            ORIGIN,
-            format!(
-                "{what}: the buffer holds {} values, {len} are needed",
-                view.values()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    /// Each shader with the op that dispatches it.
-    const SHADERS: [(&str, &str, &str); 5] = [
-        (
-            "linear.wgsl",
-            include_str!("../../../shaders/linear.wgsl"),
-            "linear",
-        ),
-        (
-            "embed.wgsl",
-            include_str!("../../../shaders/embed.wgsl"),
-            "embed",
-        ),
-        (
-            "guidance.wgsl",
-            include_str!("../../../shaders/guidance.wgsl"),
-            "guidance",
-        ),
-        (
-            "ns_update.wgsl",
-            include_str!("../../../shaders/ns_update.wgsl"),
-            "ns_update",
-        ),
-        (
-            "pack.wgsl",
-            include_str!("../../../shaders/pack.wgsl"),
-            "pack_rgba",
-        ),
-    ];
+    use super::KERNELS;
 
     /// The `///` lines right above `pub fn {op}(` in this file.
     fn op_doc(op: &str) -> String {
@@ -724,9 +727,14 @@ mod tests {
 
     #[test]
     fn binding_shape_comments_match_the_ops_docs() {
-        for (file, source, op) in SHADERS {
+        for kernel in KERNELS {
+            let (file, op) = (format!("{}.wgsl", kernel.op), kernel.op);
             let doc = op_doc(op);
-            let lines: Vec<&str> = source.lines().collect();
+            assert!(
+                doc.contains(&format!("(`{file}`)")),
+                "the doc of Plan::{op} does not name {file}: {doc}"
+            );
+            let lines: Vec<&str> = kernel.source.lines().collect();
             let mut storage = 0;
             for (i, line) in lines.iter().enumerate() {
                 if !line.contains("@binding(") || line.contains("var<uniform>") {
@@ -745,6 +753,11 @@ mod tests {
                 );
             }
             assert!(storage >= 2, "{file}: found {storage} storage bindings");
+            assert_eq!(
+                storage,
+                kernel.storage.len(),
+                "{file}: the kernel table lists another number of storage bindings"
+            );
         }
     }
 }

@@ -3,16 +3,21 @@
 //! machines), the browser's WebGPU in wasm.
 //!
 //! * [`Gpu`]: the device, its limits, the compute pipelines (created once) and a buffer pool.
-//! * [`kernels`]: one Rust op per kernel, recorded into a [`kernels::Plan`] that becomes one
-//!   submission.
+//! * [`kernels`]: one Rust op per kernel on shaped [`kernels::GpuTensor`]s, recorded into a
+//!   [`kernels::Plan`] that becomes one submission.
+//! * `network`: the velocity network behind one trait (weights uploaded once per model, one
+//!   evaluation recorded into a plan); `mlp`: the MLP, its one implementation.
 //! * [`sample`](mod@sample): a whole guided sample (every step) in as few submissions as the
 //!   device's limits allow, read back once.
+//! * `pool`: buffers kept between samples, leased per sample.
 //!
 //! Results agree with the CPU path to rounding (the dense layers sum in another order); the CPU
 //! path stays the bit-exact reference. Nothing here panics on a missing adapter or a lost
 //! device: both are [`Error`]s, and the caller falls back to the CPU path.
 
 pub mod kernels;
+mod mlp;
+mod network;
 mod pool;
 pub mod sample;
 
@@ -41,8 +46,8 @@ pub struct Gpu {
     limits: wgpu::Limits,
     kernels: Kernels,
     pool: Mutex<Pool>,
-    /// Weights of the last model used, by model id (uploaded once per model).
-    model: Mutex<Option<sample::GpuModel>>,
+    /// The network of the last model used, by model id (uploaded once per model).
+    model: Mutex<Option<network::CachedNetwork>>,
     lost: Arc<Mutex<Option<String>>>,
     busy: AtomicBool,
 }

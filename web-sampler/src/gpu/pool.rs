@@ -1,5 +1,7 @@
-//! Storage buffers kept between samples: a sample takes what it needs and gives it all back at
-//! the end, so repeated calls of one size allocate nothing.
+//! Storage buffers kept between samples: a sample leases what it needs, and the lease gives it
+//! all back when dropped, so repeated calls of one size allocate nothing.
+
+use std::sync::{Mutex, PoisonError};
 
 /// Free buffers by usage, reused when large enough.
 #[derive(Default)]
@@ -16,7 +18,7 @@ const MAX_KEPT: usize = 32;
 impl Pool {
     /// A buffer of at least `size` bytes with exactly `usage`: the smallest free one that fits,
     /// or a new one.
-    pub(crate) fn take(
+    fn take(
         &mut self,
         device: &wgpu::Device,
         label: &str,
@@ -43,7 +45,7 @@ impl Pool {
     }
 
     /// Returns buffers for later calls.
-    pub(crate) fn give_back(&mut self, buffers: impl IntoIterator<Item = wgpu::Buffer>) {
+    fn give_back(&mut self, buffers: impl IntoIterator<Item = wgpu::Buffer>) {
         self.free.extend(buffers);
         if self.free.len() > MAX_KEPT {
             self.free.sort_by_key(|b| std::cmp::Reverse(b.size()));
@@ -55,5 +57,48 @@ impl Pool {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.free.len()
+    }
+}
+
+/// Buffers leased from a [`Pool`] for one piece of work; dropping the lease gives them back.
+pub(crate) struct Lease<'a> {
+    device: &'a wgpu::Device,
+    pool: &'a Mutex<Pool>,
+    taken: Vec<wgpu::Buffer>,
+}
+
+impl<'a> Lease<'a> {
+    /// An empty lease on `pool`, which allocates on `device` when it has no buffer that fits.
+    pub(crate) fn new(device: &'a wgpu::Device, pool: &'a Mutex<Pool>) -> Lease<'a> {
+        Lease {
+            device,
+            pool,
+            taken: Vec::new(),
+        }
+    }
+
+    /// A buffer for at least `values` values (4 bytes each, at least one) with exactly `usage`.
+    pub(crate) fn take(
+        &mut self,
+        label: &str,
+        values: usize,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        let buffer = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(self.device, label, 4 * values.max(1) as u64, usage);
+        self.taken.push(buffer.clone());
+        buffer
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give_back(self.taken.drain(..));
     }
 }

@@ -1,84 +1,28 @@
 //! A whole guided sample on the GPU: every solver step recorded into one submission per chunk
 //! of the batch (one chunk unless the device's buffer limits force more), read back once.
-//! When even the whole batch's samples exceed a buffer limit, each chunk's result is copied
-//! straight to the read-back buffer and the picture is drawn on the CPU.
 //!
-//! Per step i, for a chunk of `Bc` samples (`R = 2·Bc` rows when guided, else `Bc`):
-//! `embed` (x_i, the step's time embedding row, class rows → input `[R, D+E_t+E_c]`), the dense
-//! layers (`linear`, SiLU fused), `guidance` (→ velocity slot i), `ns_update` (x_{i+1} from x_0
-//! and the velocities, the reduced NS form). The last chunk's submission also runs `pack_rgba`
-//! for the grid picture, and values and picture come back in one read.
+//! [`sample`] goes through four stages: the layout (sizes, chunks and the inputs computed on
+//! the CPU), the buffers (leased from the device's pool, given back when the lease drops), one
+//! recorded [`Plan`] per chunk, and the read-back. Per step i, for a chunk of `Bc` samples
+//! (`R = 2·Bc` network rows when guided, else `Bc`): the network (`R` rows → `[R, D]`),
+//! `guidance` (→ velocity slot i), `ns_update` (x_{i+1} from x_0 and the velocities, the reduced
+//! NS form). The last chunk's submission also runs `pack_rgba` for the grid picture, and values
+//! and picture come back in one read. When even the whole batch's samples exceed a buffer limit,
+//! each chunk's result is copied straight to the read-back buffer and the picture is drawn on
+//! the CPU.
 
-use std::sync::PoisonError;
-
-use super::kernels::{EmbedShape, Guidance, Plan, View};
+use super::kernels::{GpuTensor, Guidance, Plan};
+use super::network::{self, NetworkInput, NetworkRecorder};
+use super::pool::Lease;
 use super::{Gpu, ORIGIN};
-use crate::model::{time_embedding, Architecture, Model, Prediction};
-use crate::noise::gaussian_batch;
+use crate::model::{time_embedding, Model, Prediction};
 use crate::path::data_to_velocity_factor;
+use crate::noise::gaussian_batch;
 use crate::sample::{
     check_request, grid_size, is_image, sample_shape, Picture, SampleRequest, Samples,
 };
 use crate::solver::NsTable;
 use crate::{Error, Result};
-
-/// A model's weights on the GPU (clones share the buffers).
-#[derive(Clone)]
-pub struct GpuModel {
-    id: String,
-    /// `[num_classes + 1, E_c]`, or one unused value when unconditional.
-    class_embedding: wgpu::Buffer,
-    layers: Vec<GpuLayer>,
-}
-
-#[derive(Clone)]
-struct GpuLayer {
-    weight: wgpu::Buffer,
-    bias: wgpu::Buffer,
-    inner: usize,
-    outputs: usize,
-}
-
-impl GpuModel {
-    fn upload(gpu: &Gpu, model: &Model) -> Result<GpuModel> {
-        let tensor = |name: &str| {
-            model.tensor(name).ok_or_else(|| {
-                Error::new(
-                    ORIGIN,
-                    format!("internal error: the model has no tensor {name}"),
-                )
-            })
-        };
-        let buffer = |label: &str, values: &[f32]| {
-            gpu.buffer_with(
-                label,
-                bytemuck::cast_slice(values),
-                wgpu::BufferUsages::STORAGE,
-            )
-        };
-        let spec = model.spec();
-        let class_embedding = if spec.is_conditional() {
-            buffer("class embedding", tensor("class_embedding.weight")?)
-        } else {
-            buffer("class embedding", &[])
-        };
-        let mut layers = Vec::new();
-        let Architecture::Mlp(mlp) = &spec.architecture;
-        for (i, &(outputs, inner)) in mlp.layer_sizes(spec).iter().enumerate() {
-            layers.push(GpuLayer {
-                weight: buffer("weight", tensor(&format!("layers.{i}.weight"))?),
-                bias: buffer("bias", tensor(&format!("layers.{i}.bias"))?),
-                inner,
-                outputs,
-            });
-        }
-        Ok(GpuModel {
-            id: model.id().to_string(),
-            class_embedding,
-            layers,
-        })
-    }
-}
 
 /// What a GPU sample returns.
 #[derive(Clone, Debug)]
@@ -125,18 +69,20 @@ pub(crate) fn coefficient_rows(table: &NsTable) -> Vec<f32> {
     coefficients
 }
 
-/// The largest chunk of the batch whose buffers all fit the device's limits.
+/// The largest chunk of the batch whose buffers all fit the device's limits: the velocities
+/// `[steps, chunk, data]`, and the network's largest buffer, `network_row` values for each of
+/// the `passes · chunk` rows.
 pub fn chunk_size(
     limits: &wgpu::Limits,
     batch: usize,
     passes: usize,
     steps: usize,
     data: usize,
-    widest: usize,
+    network_row: usize,
 ) -> Result<usize> {
     let limit = buffer_limit(limits);
-    // Values per sample in the largest buffer: the velocities or the widest activation.
-    let per_sample = (steps * data).max(passes * widest).max(1) as u64;
+    // Values per sample in the largest buffer.
+    let per_sample = (steps * data).max(passes * network_row).max(1) as u64;
     let fits = (limit / (4 * per_sample)) as usize;
     if fits == 0 {
         return Err(Error::new(
@@ -168,181 +114,35 @@ pub async fn sample(
     }
     let _busy = gpu.claim()?;
     gpu.check_alive()?;
-    let weights = gpu_model(gpu, model)?;
-    let spec = model.spec();
-    let batch = request.batch;
-    let data = spec.data_dim();
-    let shape = sample_shape(spec, batch);
-    let guided = request.guidance != 0.0 && spec.is_conditional();
-    let passes = if guided { 2 } else { 1 };
-    let steps = table.steps();
-    let Architecture::Mlp(mlp) = &spec.architecture;
-    let input_width = mlp.input_width(spec);
-    let widest = weights
-        .layers
-        .iter()
-        .map(|l| l.outputs)
-        .chain([input_width])
-        .max()
-        .unwrap_or(input_width);
-    let chunk = chunk_size(&gpu.limits, batch, passes, steps, data, widest)?;
-
-    // Solver coefficients (reduced form) and one time-embedding row per step, from the CPU.
-    let coefficients = coefficient_rows(table);
-    let times: Vec<f32> = table.times[..steps].iter().map(|&t| t as f32).collect();
-    let mut embeddings = Vec::with_capacity(steps * spec.time_embedding);
-    for &t in &times {
-        embeddings.extend(time_embedding(t, spec.time_embedding, spec.time_scale));
-    }
-    let x0 = gaussian_batch(request.seed, batch, data);
-
-    let device = &gpu.device;
-    let rows = passes * chunk;
-    let picture_size = (is_image(&spec.data_shape) && (shape[1] == 1 || shape[1] == 3))
-        .then(|| grid_size(shape, columns));
-    let picture_values = picture_size.map_or(0, |(w, h)| w * h);
-    let limit = buffer_limit(&gpu.limits) as usize;
-    let whole_batch_fits = 4 * batch * data <= limit && 4 * picture_values <= limit;
-
-    // Every buffer of this sample comes from the pool and goes back to it at the end.
-    let mut taken = Vec::new();
-    let mut take = |label: &str, values: usize, usage: wgpu::BufferUsages| -> wgpu::Buffer {
-        let buffer = gpu
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take(device, label, 4 * values.max(1) as u64, usage);
-        taken.push(buffer.clone());
-        buffer
-    };
-    let coefficient_buffer = take("coefficients", coefficients.len(), STORAGE);
-    let embedding_buffer = take("time embeddings", embeddings.len(), STORAGE);
-    let x0_buffer = take("x0", chunk * data, STORAGE);
-    let x_buffer = take("x", chunk * data, STORAGE);
-    let velocities = take("velocities", steps * chunk * data, STORAGE);
-    let input = take("input", rows * input_width, STORAGE);
-    let hidden = [
-        take("activations a", rows * widest, STORAGE),
-        take("activations b", rows * widest, STORAGE),
-    ];
-    let network = take("network output", rows * data, STORAGE);
-    let class_buffer = take("classes", rows, STORAGE);
-    let (samples_values, picture_values) = if whole_batch_fits {
-        (batch * data, picture_values)
-    } else {
-        (0, 0)
-    };
-    let samples_buffer = take("samples", samples_values, STORAGE);
-    let rgba_buffer = take("picture", picture_values, STORAGE);
-    let readback = take("readback", batch * data + picture_values, READBACK);
-
-    let queue = &gpu.queue;
-    let result = gpu
-        .run(&readback, |queue_submit| {
-            queue.write_buffer(&coefficient_buffer, 0, bytemuck::cast_slice(&coefficients));
-            if !embeddings.is_empty() {
-                queue.write_buffer(&embedding_buffer, 0, bytemuck::cast_slice(&embeddings));
-            }
+    let network = network::cached(gpu, model)?;
+    let layout = SampleLayout::new(
+        gpu,
+        model,
+        table,
+        request,
+        columns,
+        network.values_per_row(),
+    )?;
+    let inputs = CpuInputs::new(model, table, request, classes);
+    let mut lease = Lease::new(&gpu.device, &gpu.pool);
+    let buffers = SampleBuffers::take(&mut lease, &layout, &inputs);
+    let recorder = network.recorder(&mut lease, layout.passes * layout.chunk);
+    let (bytes, submissions) = gpu
+        .run(&buffers.readback, |submit| {
+            buffers.write_solver(gpu, &inputs);
             let mut submissions = 0;
-            for start in (0..batch).step_by(chunk) {
-                let n = chunk.min(batch - start);
-                let count = n * data;
-                queue.write_buffer(
-                    &x0_buffer,
-                    0,
-                    bytemuck::cast_slice(&x0[start * data..start * data + count]),
-                );
-                let mut labels = classes[start..start + n].to_vec();
-                if guided {
-                    labels.extend(std::iter::repeat_n(spec.null_class(), n));
-                }
-                queue.write_buffer(&class_buffer, 0, bytemuck::cast_slice(&labels));
+            for chunk in layout.chunks() {
+                buffers.write_chunk(gpu, &layout, &inputs, chunk);
                 let mut plan = Plan::new(&gpu.limits);
-                record_chunk(
-                    &mut plan,
-                    ChunkBuffers {
-                        coefficients: &coefficient_buffer,
-                        embeddings: &embedding_buffer,
-                        x0: &x0_buffer,
-                        x: &x_buffer,
-                        velocities: &velocities,
-                        input: &input,
-                        hidden: &hidden,
-                        network: &network,
-                        classes: &class_buffer,
-                    },
-                    &weights,
-                    ChunkShape {
-                        samples: n,
-                        passes,
-                        data,
-                        time_width: spec.time_embedding,
-                        class_width: spec.class_embedding,
-                        steps,
-                        guidance: request.guidance,
-                        data_prediction: spec.prediction == Prediction::Data,
-                        clamp: is_image(&spec.data_shape),
-                    },
-                    &times,
-                )?;
-                if whole_batch_fits {
-                    plan.copy(
-                        &View::prefix(&x_buffer, count),
-                        &View::range(&samples_buffer, start * data, count),
-                    )?;
-                } else {
-                    // Straight to the read-back buffer, chunk by chunk (the picture is then
-                    // drawn on the CPU).
-                    plan.copy(
-                        &View::prefix(&x_buffer, count),
-                        &View::range(&readback, start * data, count),
-                    )?;
-                }
-                if whole_batch_fits && start + n == batch {
-                    // The last chunk also draws the picture and gathers the results.
-                    plan.copy(
-                        &View::prefix(&samples_buffer, batch * data),
-                        &View::range(&readback, 0, batch * data),
-                    )?;
-                    if picture_size.is_some() {
-                        plan.pack_rgba(
-                            &View::prefix(&samples_buffer, batch * data),
-                            &View::prefix(&rgba_buffer, picture_values),
-                            shape,
-                            columns,
-                        )?;
-                        plan.copy(
-                            &View::prefix(&rgba_buffer, picture_values),
-                            &View::range(&readback, batch * data, picture_values),
-                        )?;
-                    }
-                }
-                queue_submit(plan.encode(gpu));
+                record_chunk(&mut plan, &layout, &inputs, &buffers, &*recorder, chunk)?;
+                record_results(&mut plan, &layout, &buffers, chunk)?;
+                submit(plan.encode(gpu));
                 submissions += 1;
             }
             Ok(submissions)
         })
-        .await;
-    gpu.pool
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .give_back(taken);
-    let (bytes, submissions) = result?;
-    let floats: &[f32] = bytemuck::cast_slice(&bytes[..4 * batch * data]);
-    let values = floats.to_vec();
-    let samples = Samples { values, shape };
-    let picture = match picture_size {
-        Some((width, height)) if whole_batch_fits => {
-            let pixels = &bytes[4 * batch * data..4 * (batch * data + picture_values)];
-            Some(Picture {
-                width,
-                height,
-                rgba: pixels.to_vec(),
-            })
-        }
-        Some(_) => Some(crate::sample::grid_picture(&samples, columns)?),
-        None => None,
-    };
+        .await?;
+    let (samples, picture) = read_back(&layout, &bytes)?;
     Ok(GpuSamples {
         samples,
         picture,
@@ -350,128 +150,292 @@ pub async fn sample(
     })
 }
 
-/// The model's weights on `gpu`, uploaded on first use and kept for the next calls.
-fn gpu_model(gpu: &Gpu, model: &Model) -> Result<GpuModel> {
-    let mut cached = gpu
-        .model
-        .lock()
-        .map_err(|_| Error::new(ORIGIN, "internal error: the model cache is poisoned"))?;
-    if let Some(weights) = cached.as_ref().filter(|w| w.id == model.id()) {
-        return Ok(weights.clone());
-    }
-    *cached = None; // free the old weights first
-    let weights = GpuModel::upload(gpu, model)?;
-    *cached = Some(weights.clone());
-    Ok(weights)
-}
-
-struct ChunkBuffers<'a> {
-    coefficients: &'a wgpu::Buffer,
-    embeddings: &'a wgpu::Buffer,
-    x0: &'a wgpu::Buffer,
-    x: &'a wgpu::Buffer,
-    velocities: &'a wgpu::Buffer,
-    input: &'a wgpu::Buffer,
-    hidden: &'a [wgpu::Buffer; 2],
-    network: &'a wgpu::Buffer,
-    classes: &'a wgpu::Buffer,
-}
-
-struct ChunkShape {
-    samples: usize,
-    passes: usize,
+/// The sizes of one sample and how its batch is split, decided before any buffer is taken.
+struct SampleLayout {
+    batch: usize,
+    /// `D`, the values of one sample.
     data: usize,
-    time_width: usize,
-    class_width: usize,
+    /// `[B, C, H, W]`.
+    shape: [usize; 4],
+    /// 2 when guided (the network runs every sample with its class and with the null class).
+    passes: usize,
     steps: usize,
+    /// Samples per chunk (the last chunk may hold fewer).
+    chunk: usize,
+    /// The width of a time-embedding row.
+    time_width: usize,
+    /// The grid picture's `(width, height)` (image models with 1 or 3 channels).
+    picture: Option<(usize, usize)>,
+    /// Tiles per row of the picture.
+    columns: usize,
+    /// Whether the whole batch's samples and its picture each fit one buffer: then they are
+    /// gathered on the GPU and the last chunk draws the picture.
+    whole_batch_fits: bool,
     guidance: f64,
     data_prediction: bool,
+    /// Images are clamped to [−1, 1] at the last step.
     clamp: bool,
+    null_class: u32,
 }
 
-/// Every step of the solve for one chunk: x ← x0, then per step embed, layers, guidance, update.
+/// A run of consecutive samples of the batch recorded into one submission.
+#[derive(Clone, Copy)]
+struct Chunk {
+    start: usize,
+    samples: usize,
+    last: bool,
+}
+
+impl SampleLayout {
+    fn new(
+        gpu: &Gpu,
+        model: &Model,
+        table: &NsTable,
+        request: &SampleRequest,
+        columns: usize,
+        network_row: usize,
+    ) -> Result<SampleLayout> {
+        let spec = model.spec();
+        let batch = request.batch;
+        let data = spec.data_dim();
+        let shape = sample_shape(spec, batch);
+        let guided = request.guidance != 0.0 && spec.is_conditional();
+        let passes = if guided { 2 } else { 1 };
+        let steps = table.steps();
+        let chunk = chunk_size(&gpu.limits, batch, passes, steps, data, network_row)?;
+        let picture = (is_image(&spec.data_shape) && (shape[1] == 1 || shape[1] == 3))
+            .then(|| grid_size(shape, columns));
+        let picture_values = picture.map_or(0, |(w, h)| w * h);
+        let limit = buffer_limit(&gpu.limits) as usize;
+        Ok(SampleLayout {
+            batch,
+            data,
+            shape,
+            passes,
+            steps,
+            chunk,
+            time_width: spec.time_embedding,
+            picture,
+            columns,
+            whole_batch_fits: 4 * batch * data <= limit && 4 * picture_values <= limit,
+            guidance: request.guidance,
+            data_prediction: spec.prediction == Prediction::Data,
+            clamp: is_image(&spec.data_shape),
+            null_class: spec.null_class(),
+        })
+    }
+
+    /// Values of the picture (one u32 pixel each), 0 without one.
+    fn picture_values(&self) -> usize {
+        self.picture.map_or(0, |(w, h)| w * h)
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = Chunk> + '_ {
+        (0..self.batch).step_by(self.chunk).map(|start| {
+            let samples = self.chunk.min(self.batch - start);
+            Chunk {
+                start,
+                samples,
+                last: start + samples == self.batch,
+            }
+        })
+    }
+}
+
+/// What the CPU computes for the GPU: the seeded noise, the solver's coefficients (reduced
+/// form) and times, one time-embedding row per step, the class labels.
+struct CpuInputs {
+    /// `[B, D]`.
+    x0: Vec<f32>,
+    /// `[steps, steps + 1]`, see [`coefficient_rows`].
+    coefficients: Vec<f32>,
+    /// `t_0 … t_{steps−1}`.
+    times: Vec<f32>,
+    /// `[steps, E_t]`.
+    time_embeddings: Vec<f32>,
+    /// `[B]`.
+    classes: Vec<u32>,
+}
+
+impl CpuInputs {
+    fn new(model: &Model, table: &NsTable, request: &SampleRequest, classes: Vec<u32>) -> Self {
+        let spec = model.spec();
+        let steps = table.steps();
+        let times: Vec<f32> = table.times[..steps].iter().map(|&t| t as f32).collect();
+        let mut time_embeddings = Vec::with_capacity(steps * spec.time_embedding);
+        for &t in &times {
+            time_embeddings.extend(time_embedding(t, spec.time_embedding, spec.time_scale));
+        }
+        CpuInputs {
+            x0: gaussian_batch(request.seed, request.batch, spec.data_dim()),
+            coefficients: coefficient_rows(table),
+            times,
+            time_embeddings,
+            classes,
+        }
+    }
+}
+
+/// The buffers of one sample (the network's own are its recorder's), all from one [`Lease`].
+struct SampleBuffers {
+    /// `[steps, steps + 1]`.
+    coefficients: wgpu::Buffer,
+    /// `[steps, E_t]`.
+    time_embeddings: wgpu::Buffer,
+    /// `[chunk, D]` each.
+    x0: wgpu::Buffer,
+    x: wgpu::Buffer,
+    /// `[steps, chunk, D]`.
+    velocities: wgpu::Buffer,
+    /// `[passes · chunk, D]`.
+    network_output: wgpu::Buffer,
+    /// `[passes · chunk]` labels.
+    classes: wgpu::Buffer,
+    /// `[B, D]` and the picture `[height, width]` when the whole batch fits; else unused.
+    samples: wgpu::Buffer,
+    picture: wgpu::Buffer,
+    /// `[B, D]` values, then the picture's pixels when drawn on the GPU.
+    readback: wgpu::Buffer,
+}
+
+impl SampleBuffers {
+    fn take(lease: &mut Lease<'_>, layout: &SampleLayout, inputs: &CpuInputs) -> Self {
+        let (chunk, data, steps) = (layout.chunk, layout.data, layout.steps);
+        let rows = layout.passes * chunk;
+        let (samples_values, picture_values) = if layout.whole_batch_fits {
+            (layout.batch * data, layout.picture_values())
+        } else {
+            (0, 0)
+        };
+        SampleBuffers {
+            coefficients: lease.take("coefficients", inputs.coefficients.len(), STORAGE),
+            time_embeddings: lease.take("time embeddings", inputs.time_embeddings.len(), STORAGE),
+            x0: lease.take("x0", chunk * data, STORAGE),
+            x: lease.take("x", chunk * data, STORAGE),
+            velocities: lease.take("velocities", steps * chunk * data, STORAGE),
+            network_output: lease.take("network output", rows * data, STORAGE),
+            classes: lease.take("classes", rows, STORAGE),
+            samples: lease.take("samples", samples_values, STORAGE),
+            picture: lease.take("picture", picture_values, STORAGE),
+            readback: lease.take("readback", layout.batch * data + picture_values, READBACK),
+        }
+    }
+
+    /// Writes what every chunk shares: the coefficients and the time embeddings.
+    fn write_solver(&self, gpu: &Gpu, inputs: &CpuInputs) {
+        let queue = &gpu.queue;
+        let coefficients = bytemuck::cast_slice(&inputs.coefficients);
+        queue.write_buffer(&self.coefficients, 0, coefficients);
+        if !inputs.time_embeddings.is_empty() {
+            let embeddings = bytemuck::cast_slice(&inputs.time_embeddings);
+            queue.write_buffer(&self.time_embeddings, 0, embeddings);
+        }
+    }
+
+    /// Writes a chunk's noise and its rows' class labels (the null class for the second pass).
+    fn write_chunk(&self, gpu: &Gpu, layout: &SampleLayout, inputs: &CpuInputs, chunk: Chunk) {
+        let (start, n, data) = (chunk.start, chunk.samples, layout.data);
+        let x0 = &inputs.x0[start * data..(start + n) * data];
+        gpu.queue
+            .write_buffer(&self.x0, 0, bytemuck::cast_slice(x0));
+        let mut labels = inputs.classes[start..start + n].to_vec();
+        if layout.passes == 2 {
+            labels.extend(std::iter::repeat_n(layout.null_class, n));
+        }
+        gpu.queue
+            .write_buffer(&self.classes, 0, bytemuck::cast_slice(&labels));
+    }
+}
+
+/// Every step of the solve for one chunk: x ← x0, then per step the network, guidance and the
+/// update.
 fn record_chunk(
     plan: &mut Plan,
-    buffers: ChunkBuffers<'_>,
-    weights: &GpuModel,
-    shape: ChunkShape,
-    times: &[f32],
+    layout: &SampleLayout,
+    inputs: &CpuInputs,
+    buffers: &SampleBuffers,
+    network: &dyn NetworkRecorder,
+    chunk: Chunk,
 ) -> Result<()> {
-    let count = shape.samples * shape.data;
-    let rows = shape.passes * shape.samples;
-    let input_width = shape.data + shape.time_width + shape.class_width;
-    let x = View::prefix(buffers.x, count);
-    let x0 = View::prefix(buffers.x0, count);
-    let velocities = View::prefix(buffers.velocities, shape.steps * count);
-    let coefficients = View::prefix(buffers.coefficients, shape.steps * (shape.steps + 1));
-    let embeddings = View::prefix(buffers.embeddings, shape.steps * shape.time_width);
-    let classes = View::prefix(buffers.classes, rows);
-    let class_embedding = View::prefix(
-        &weights.class_embedding,
-        (weights.class_embedding.size() / 4) as usize,
-    );
-    let network = View::prefix(buffers.network, rows * shape.data);
+    let (n, data, steps) = (chunk.samples, layout.data, layout.steps);
+    let rows = layout.passes * n;
+    let x = GpuTensor::new(&buffers.x, &[n, data])?;
+    let x0 = GpuTensor::new(&buffers.x0, &[n, data])?;
+    let velocities = GpuTensor::new(&buffers.velocities, &[steps, n, data])?;
+    let classes = GpuTensor::new(&buffers.classes, &[rows])?;
+    let output = GpuTensor::new(&buffers.network_output, &[rows, data])?;
+    let coefficients = GpuTensor::new(&buffers.coefficients, &[steps, steps + 1])?;
+    let time_embeddings = GpuTensor::new(&buffers.time_embeddings, &[steps, layout.time_width])?;
     plan.copy(&x0, &x)?;
-    let last_layer = weights.layers.len() - 1;
-    for (step, &t) in times.iter().enumerate() {
-        let input = View::prefix(buffers.input, rows * input_width);
-        plan.embed(
-            &x,
-            &embeddings,
-            &classes,
-            &class_embedding,
-            &input,
-            EmbedShape {
-                rows,
-                samples: shape.samples,
-                data: shape.data,
-                time_width: shape.time_width,
-                class_width: shape.class_width,
-            },
+    for (step, &t) in inputs.times.iter().enumerate() {
+        let input = NetworkInput {
+            x: &x,
+            time_embedding: &time_embeddings,
+            time_row: step,
+            classes: &classes,
+        };
+        network.record(plan, &input, &output)?;
+        let guidance = Guidance {
+            scale: layout.guidance,
+            data_prediction: layout.data_prediction.then(|| data_to_velocity_factor(t)),
             step,
-        )?;
-        let mut source = input;
-        for (i, layer) in weights.layers.iter().enumerate() {
-            let target = if i == last_layer {
-                network.clone()
-            } else {
-                View::prefix(&buffers.hidden[i % 2], rows * layer.outputs)
-            };
-            plan.linear(
-                &source,
-                &View::prefix(&layer.weight, layer.outputs * layer.inner),
-                &View::prefix(&layer.bias, layer.outputs),
-                &target,
-                rows,
-                layer.inner,
-                layer.outputs,
-                i != last_layer,
-            )?;
-            source = target;
-        }
-        let data_prediction = shape.data_prediction.then(|| data_to_velocity_factor(t));
-        plan.guidance(
-            &network,
-            &x,
-            &velocities,
-            Guidance {
-                count,
-                guided: shape.passes == 2,
-                scale: shape.guidance,
-                data_prediction,
-                step,
-            },
-        )?;
-        plan.ns_update(
-            &coefficients,
-            &x0,
-            &velocities,
-            &x,
-            count,
-            step,
-            shape.steps,
-            shape.clamp && step + 1 == shape.steps,
-        )?;
+        };
+        plan.guidance(&output, &x, &velocities, guidance)?;
+        let clamp = layout.clamp && step + 1 == steps;
+        plan.ns_update(&coefficients, &x0, &velocities, &x, step, clamp)?;
     }
     Ok(())
+}
+
+/// The chunk's samples into the batch's samples buffer (the last chunk then gathers them and
+/// draws the picture into the read-back buffer), or, when the batch does not fit one buffer,
+/// straight into the read-back buffer (the picture is then drawn on the CPU).
+fn record_results(
+    plan: &mut Plan,
+    layout: &SampleLayout,
+    buffers: &SampleBuffers,
+    chunk: Chunk,
+) -> Result<()> {
+    let (n, data, batch) = (chunk.samples, layout.data, layout.batch);
+    let x = GpuTensor::new(&buffers.x, &[n, data])?;
+    let rows = |buffer: &wgpu::Buffer| GpuTensor::at(buffer, chunk.start * data, &[n, data]);
+    if !layout.whole_batch_fits {
+        return plan.copy(&x, &rows(&buffers.readback)?);
+    }
+    plan.copy(&x, &rows(&buffers.samples)?)?;
+    if chunk.last {
+        let samples = GpuTensor::new(&buffers.samples, &layout.shape)?;
+        plan.copy(
+            &samples,
+            &GpuTensor::new(&buffers.readback, &[batch, data])?,
+        )?;
+        if let Some((width, height)) = layout.picture {
+            let picture = GpuTensor::new(&buffers.picture, &[height, width])?;
+            plan.pack_rgba(&samples, &picture, layout.columns)?;
+            let destination = GpuTensor::at(&buffers.readback, batch * data, &[height, width])?;
+            plan.copy(&picture, &destination)?;
+        }
+    }
+    Ok(())
+}
+
+/// The samples and the picture from the read-back bytes: `[B, D]` f32 values, then the
+/// picture's pixels when the GPU drew it (else it is drawn here).
+fn read_back(layout: &SampleLayout, bytes: &[u8]) -> Result<(Samples, Option<Picture>)> {
+    let values_end = 4 * layout.batch * layout.data;
+    let floats: &[f32] = bytemuck::cast_slice(&bytes[..values_end]);
+    let samples = Samples {
+        values: floats.to_vec(),
+        shape: layout.shape,
+    };
+    let picture = match layout.picture {
+        Some((width, height)) if layout.whole_batch_fits => Some(Picture {
+            width,
+            height,
+            rgba: bytes[values_end..values_end + 4 * width * height].to_vec(),
+        }),
+        Some(_) => Some(crate::sample::grid_picture(&samples, layout.columns)?),
+        None => None,
+    };
+    Ok((samples, picture))
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use super::kernels::{EmbedShape, Guidance, Plan, View};
+use super::kernels::{GpuTensor, Guidance, Plan};
 use super::*;
 use crate::grid::Grid;
 use crate::model::{
@@ -57,6 +57,11 @@ fn zeros(gpu: &Gpu, len: usize) -> wgpu::Buffer {
     upload(gpu, &vec![0.0; len])
 }
 
+/// A tensor of `shape` over the whole of `buffer`'s start.
+fn tensor(buffer: &wgpu::Buffer, shape: &[usize]) -> GpuTensor {
+    GpuTensor::new(buffer, shape).unwrap()
+}
+
 /// Runs `plan` and returns the first `len` 4-byte values of `out`.
 fn run(gpu: &Gpu, mut plan: Plan, out: &wgpu::Buffer, len: usize) -> Vec<u8> {
     let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -65,7 +70,7 @@ fn run(gpu: &Gpu, mut plan: Plan, out: &wgpu::Buffer, len: usize) -> Vec<u8> {
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    plan.copy(&View::prefix(out, len), &View::prefix(&readback, len))
+    plan.copy(&tensor(out, &[len]), &tensor(&readback, &[len]))
         .unwrap();
     let (bytes, ()) = block_on(gpu.run(&readback, |submit| {
         submit(plan.encode(gpu));
@@ -116,13 +121,10 @@ fn linear_matches_the_cpu_layer() {
         let y = zeros(gpu, rows * outputs);
         let mut plan = Plan::new(&gpu.limits);
         plan.linear(
-            &View::prefix(&upload(gpu, &x), x.len()),
-            &View::prefix(&upload(gpu, &w), w.len()),
-            &View::prefix(&upload(gpu, &b), b.len()),
-            &View::prefix(&y, rows * outputs),
-            rows,
-            inner,
-            outputs,
+            &tensor(&upload(gpu, &x), &[rows, inner]),
+            &tensor(&upload(gpu, &w), &[outputs, inner]),
+            &tensor(&upload(gpu, &b), &[outputs]),
+            &tensor(&y, &[rows, outputs]),
             silu,
         )
         .unwrap();
@@ -158,19 +160,15 @@ fn embed_assembles_the_cpu_input_rows() {
         let input = zeros(gpu, rows * width);
         let mut plan = Plan::new(&gpu.limits);
         plan.embed(
-            &View::prefix(&upload(gpu, &x), x.len()),
-            &View::prefix(&upload(gpu, &table), table.len()),
-            &View::prefix(&upload(gpu, &labels), labels.len()),
-            &View::prefix(&upload(gpu, &class_embedding), class_embedding.len().max(1)),
-            &View::prefix(&input, rows * width),
-            EmbedShape {
-                rows,
-                samples,
-                data,
-                time_width,
-                class_width,
-            },
+            &tensor(&upload(gpu, &x), &[samples, data]),
+            &tensor(&upload(gpu, &table), &[times.len(), time_width]),
             1,
+            &tensor(&upload(gpu, &labels), &[rows]),
+            &tensor(
+                &upload(gpu, &class_embedding),
+                &[classes_count + 1, class_width],
+            ),
+            &tensor(&input, &[rows, width]),
         )
         .unwrap();
         let got = floats(&run(gpu, plan, &input, rows * width));
@@ -204,12 +202,10 @@ fn guidance_combines_both_passes() {
         let velocities = zeros(gpu, steps * count);
         let mut plan = Plan::new(&gpu.limits);
         plan.guidance(
-            &View::prefix(&upload(gpu, &network), network.len()),
-            &View::prefix(&upload(gpu, &x), count),
-            &View::prefix(&velocities, steps * count),
+            &tensor(&upload(gpu, &network), &[passes * samples, data]),
+            &tensor(&upload(gpu, &x), &[samples, data]),
+            &tensor(&velocities, &[steps, samples, data]),
             Guidance {
-                count,
-                guided,
                 scale,
                 data_prediction,
                 step: 2,
@@ -264,7 +260,8 @@ fn random_table(noise: &mut Noise, n: usize) -> NsTable {
 fn ns_update_steps_reproduce_the_cpu_solvers() {
     let Some((gpu, _serial)) = gpu() else { return };
     let mut noise = Noise::new(4);
-    let count = 70;
+    let (samples, data) = (7, 10);
+    let count = samples * data;
     for table in [
         random_table(&mut noise, 5),
         Method::Midpoint.build(8, Grid::Uniform).unwrap(),
@@ -293,13 +290,11 @@ fn ns_update_steps_reproduce_the_cpu_solvers() {
         let mut plan = Plan::new(&gpu.limits);
         for step in 0..steps {
             plan.ns_update(
-                &View::prefix(&coefficient_buffer, coefficients.len()),
-                &View::prefix(&x0_buffer, count),
-                &View::prefix(&velocity_buffer, velocities.len()),
-                &View::prefix(&x, count),
-                count,
+                &tensor(&coefficient_buffer, &[steps, steps + 1]),
+                &tensor(&x0_buffer, &[samples, data]),
+                &tensor(&velocity_buffer, &[steps, samples, data]),
+                &tensor(&x, &[samples, data]),
                 step,
-                steps,
                 false,
             )
             .unwrap();
@@ -340,9 +335,8 @@ fn pack_draws_the_cpu_grid_picture() {
         let mut plan = Plan::new(&gpu.limits);
         let size = plan
             .pack_rgba(
-                &View::prefix(&upload(gpu, &values), values.len()),
-                &View::prefix(&rgba, pixels),
-                shape,
+                &tensor(&upload(gpu, &values), &shape),
+                &tensor(&rgba, &[expected.height, expected.width]),
                 columns,
             )
             .unwrap();
@@ -515,4 +509,31 @@ fn bad_requests_and_a_lost_device_are_errors() {
     let e = block_on(sample(&own, &model, &table, &request, 1)).unwrap_err();
     assert!(e.to_string().contains("lost"), "{e}");
     assert!(own.lost().is_some());
+}
+
+#[test]
+fn ops_check_the_shapes_of_their_tensors() {
+    let Some((gpu, _serial)) = gpu() else { return };
+    let buffer = upload(gpu, &[0.0f32; 64]);
+    assert!(GpuTensor::new(&buffer, &[8, 8]).is_ok());
+    let e = GpuTensor::new(&buffer, &[8, 9]).unwrap_err();
+    assert!(e.to_string().contains("does not fit"), "{e}");
+    let e = GpuTensor::at(&buffer, 1, &[8, 8]).unwrap_err();
+    assert!(e.to_string().contains("does not fit"), "{e}");
+    let mut plan = Plan::new(&gpu.limits);
+    let x = tensor(&buffer, &[2, 3]);
+    let weight = tensor(&buffer, &[4, 5]);
+    let bias = tensor(&buffer, &[4]);
+    let y = tensor(&buffer, &[2, 4]);
+    let e = plan.linear(&x, &weight, &bias, &y, false).unwrap_err();
+    assert!(e.to_string().contains("linear weight"), "{e}");
+    let unaligned = GpuTensor::at(&buffer, 1, &[2, 3]).unwrap();
+    let weight = tensor(&buffer, &[4, 3]);
+    let e = plan
+        .linear(&unaligned, &weight, &bias, &y, false)
+        .unwrap_err();
+    assert!(e.to_string().contains("not a multiple"), "{e}");
+    let e = plan.copy(&x, &y).unwrap_err();
+    assert!(e.to_string().contains("sizes differ"), "{e}");
+    assert!(plan.is_empty(), "nothing recorded by failed ops");
 }

@@ -2,8 +2,8 @@
 // tiles per row, GAP black pixels between tiles (alpha 0, as `sample::grid_picture`), grey for
 // C = 1 and RGB for C = 3. A byte is round((v + 1)/2 · 255) of the clamped value.
 //
-// Dispatched by `gpu::kernels::pack_rgba`, one invocation per pixel (groups spill into y past
-// 65535).
+// Dispatched by `Plan::pack_rgba` (`web-sampler/src/gpu/kernels.rs`), one invocation per pixel
+// (groups spill into y past 65535).
 
 /// Invocations per workgroup.
 const WORKGROUP: u32 = 64u;
