@@ -31,6 +31,8 @@ pub mod noise;
 pub mod path;
 pub mod sample;
 pub mod sampler;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod scratch;
 pub mod solver;
 pub mod tensor_file;
 
