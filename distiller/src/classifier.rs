@@ -360,6 +360,7 @@ pub fn train(
 pub(crate) mod tests {
     use super::*;
     use crate::data::DatasetName;
+    use crate::scratch::ScratchDir;
 
     /// A small synthetic image set: class `k` is noise around a bright band at rows `2k..2k+3`
     /// of an 8×8 image (so a classifier can learn it in a few steps).
@@ -397,14 +398,6 @@ pub(crate) mod tests {
         }
     }
 
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("bns-classifier-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn quick() -> TrainSettings {
         TrainSettings {
             steps: 30,
@@ -416,7 +409,8 @@ pub(crate) mod tests {
 
     #[test]
     fn trains_saves_and_loads_back() {
-        let dir = scratch("round-trip");
+        let scratch = ScratchDir::new("classifier-round-trip");
+        let dir = scratch.path();
         let data = synthetic_images(8, 400, 200);
         let classifier = train(&data, &quick(), &Device::Cpu, false).unwrap();
         assert!(
@@ -447,14 +441,14 @@ pub(crate) mod tests {
             "{e}"
         );
         // No temporary file left behind.
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        let names: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
         assert_eq!(names.len(), 1);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn corrupt_files_are_refused_naming_the_file() {
-        let dir = scratch("corrupt");
+        let scratch = ScratchDir::new("classifier-corrupt");
+        let dir = scratch.path();
         let data = synthetic_images(8, 64, 16);
         let mut settings = quick();
         settings.steps = 2;
@@ -496,6 +490,5 @@ pub(crate) mod tests {
                 .unwrap()
         );
         assert!(e.contains("missing.safetensors"), "{e}");
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

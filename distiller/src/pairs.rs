@@ -416,15 +416,8 @@ pub(crate) fn data_dim(shape: &[usize]) -> std::result::Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::ScratchDir;
     use serde_json::Value;
-
-    /// A fresh folder for one test.
-    fn folder(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("bns-pairs-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     fn sample() -> Pairs {
         let (n, d) = (5, 2);
@@ -471,7 +464,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_splits() {
-        let dir = folder("round-trip");
+        let scratch = ScratchDir::new("pairs-round-trip");
+        let dir = scratch.path();
         let path = dir.join("pairs.safetensors");
         let p = sample();
         p.save(&path).unwrap();
@@ -487,50 +481,50 @@ mod tests {
         assert_eq!(validation.truth, &p.truth[6..]);
         assert_eq!(validation.labels, &[0, 1]);
         // Nothing else left in the folder (no temporary file).
-        let names: Vec<_> = std::fs::read_dir(&dir)
+        let names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("pairs.safetensors")]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn corrupt_and_truncated_files_are_refused() {
-        let dir = folder("corrupt");
+        let scratch = ScratchDir::new("pairs-corrupt");
+        let dir = scratch.path();
         let path = dir.join("good.safetensors");
         sample().save(&path).unwrap();
         let good = std::fs::read(&path).unwrap();
         for cut in [0, 4, 8, 40, good.len() / 2, good.len() - 1] {
-            let shown = load_error(&dir, &good[..cut]);
+            let shown = load_error(dir, &good[..cut]);
             assert!(
                 shown.contains("safetensors") || shown.contains("truncated"),
                 "cut at {cut}: {shown}"
             );
         }
         // Garbage, and a header length pointing far beyond the file.
-        load_error(&dir, b"this is not a safetensors file at all");
+        load_error(dir, b"this is not a safetensors file at all");
         let mut huge = good.clone();
         huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
-        load_error(&dir, &huge);
+        load_error(dir, &huge);
         // A data offset near usize::MAX must not overflow.
         let header =
             r#"{"noise":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]}}"#;
         let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(header.as_bytes());
-        let shown = load_error(&dir, &bytes);
+        let shown = load_error(dir, &bytes);
         assert!(shown.contains("beyond the file"), "{shown}");
         // A flipped byte in the metadata JSON.
         let mut flipped = good.clone();
         let at = good.windows(9).position(|w| w == b"bns.pairs").unwrap();
         flipped[at + 12] = b'x';
-        load_error(&dir, &flipped);
-        std::fs::remove_dir_all(&dir).unwrap();
+        load_error(dir, &flipped);
     }
 
     #[test]
     fn inconsistent_contents_are_refused() {
-        let dir = folder("inconsistent");
+        let scratch = ScratchDir::new("pairs-inconsistent");
+        let dir = scratch.path();
         let meta = serde_json::to_value(&sample().meta).unwrap();
         let cases: Vec<(&str, Value, &str)> = vec![
             ("train", 4.into(), "shape"),
@@ -544,7 +538,7 @@ mod tests {
         for (field, value, expected) in cases {
             let mut m = meta.clone();
             m[field] = value;
-            let shown = load_error(&dir, &with_meta(&m));
+            let shown = load_error(dir, &with_meta(&m));
             assert!(shown.contains(expected), "{field}: {shown}");
         }
         // A non-finite value in a tensor.
@@ -557,7 +551,7 @@ mod tests {
         };
         let json = serde_json::to_string(&p.meta).unwrap();
         let shown = load_error(
-            &dir,
+            dir,
             &encode(&tensors, 2, PAIRS_METADATA_KEY, &json).unwrap(),
         );
         assert!(
@@ -570,24 +564,23 @@ mod tests {
         assert!(format!("{e:#}").contains("non-finite"), "{e:#}");
         assert!(!path.exists());
         // Another metadata key (e.g. a model file).
-        let shown = load_error(&dir, &encode(&tensors, 2, "bns.model", &json).unwrap());
+        let shown = load_error(dir, &encode(&tensors, 2, "bns.model", &json).unwrap());
         assert!(shown.contains("bns.pairs"), "{shown}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn wrong_version_is_refused() {
-        let dir = folder("version");
+        let scratch = ScratchDir::new("pairs-version");
+        let dir = scratch.path();
         let mut meta = serde_json::to_value(&sample().meta).unwrap();
         meta["format_version"] = 2.into();
         // Another version may have other fields: the version is what gets reported.
         meta.as_object_mut().unwrap().remove("seconds");
-        let shown = load_error(&dir, &with_meta(&meta));
+        let shown = load_error(dir, &with_meta(&meta));
         assert!(shown.contains("unknown pairs format version 2"), "{shown}");
         meta.as_object_mut().unwrap().remove("format_version");
-        let shown = load_error(&dir, &with_meta(&meta));
+        let shown = load_error(dir, &with_meta(&meta));
         assert!(shown.contains("format_version"), "{shown}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -195,12 +195,12 @@ fn draw<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::ScratchDir;
 
     #[test]
     fn writes_a_png_and_an_svg_and_skips_non_finite_points() {
-        let dir = std::env::temp_dir().join(format!("bns-plot-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = ScratchDir::new("plot");
+        let dir = scratch.path();
         let chart = LineChart {
             title: "PSNR vs NFE".into(),
             x_label: "NFE".into(),
@@ -234,6 +234,5 @@ mod tests {
             ..chart
         };
         save_line_chart(&empty, &png, &svg).unwrap();
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

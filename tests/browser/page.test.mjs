@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import {
   ARTIFACTS, BNS8, DEFAULT_MODEL, MODEL_DIR, SITE, canvasColours, classicalFile, clickGenerate,
   difference, nativeSamples, openPage, pageState, useSite,
-} from './helpers.mjs';
+} from './harness.mjs';
 
 const site = useSite({ webgpu: false });
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import {
   ARTIFACTS, BNS8, MODEL_DIR, canvasColours, classicalFile, clickGenerate,
   difference, nativeSamples, openPage, pageState, useSite,
-} from './helpers.mjs';
+} from './harness.mjs';
 
 /** GPU and CPU sum in different orders: values in [−1, 1] agree to ~1e-5; this leaves room. */
 const TOLERANCE = 1e-3;

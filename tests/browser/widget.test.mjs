@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../../www/serve.mjs';
 import { launch } from './chromium.mjs';
-import { ARTIFACTS, SITE, canvasColours, checkPrerequisites } from './helpers.mjs';
+import { ARTIFACTS, SITE, canvasColours, checkPrerequisites } from './harness.mjs';
 
 let site;
 let host;

@@ -13,10 +13,14 @@
 //! * [`sample`]: guided sampling with an NS table on the CPU, and image conversion.
 //! * [`gpu`]: the same sampling in WGSL compute shaders through wgpu (Vulkan natively, WebGPU in
 //!   browsers).
+//! * [`sampler`]: the sampler the browser and `bns sample` share: a model and a solver on the GPU
+//!   or the CPU path (falling back to the CPU when the GPU fails, saying why), and the last
+//!   samples with their picture.
 //! * [`metrics`]: PSNR of samples against a reference.
 //! * [`tensor_file`]: reading safetensors files as untrusted input, and writing them.
 //! * [`versioned_json`]: JSON documents with a `format_version`, checked before their fields.
 //! * [`manifest`]: the site's `manifest.json` of a published model.
+//! * `wasm` (wasm32 only): the JavaScript API, converting JS values to these types and back.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod atomic_write;
@@ -29,6 +33,9 @@ pub mod model;
 pub mod noise;
 pub mod path;
 pub mod sample;
+pub mod sampler;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod scratch;
 pub mod solver;
 pub mod tensor_file;
 pub mod versioned_json;

@@ -1,4 +1,6 @@
-//! The JavaScript API (wasm-bindgen): a thin layer over the runtime, holding no logic of its own.
+//! The JavaScript API (wasm-bindgen): JS values converted to the runtime's types and back, over
+//! [`crate::sampler::Sampler`], which holds the logic (the GPU or the CPU path, the fallback, the
+//! last samples and their picture).
 //!
 //! ```js
 //! import init, { Sampler } from './pkg/web_sampler.js';
@@ -10,19 +12,16 @@
 //! s.backend();                                 // "webgpu" or "cpu"
 //! ```
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use crate::gpu::Gpu;
 use crate::grid::Grid;
 use crate::model::Model;
-use crate::sample::{
-    check_request, grid_picture, grid_size, sample, trajectories, Picture, SampleRequest, Samples,
-};
-use crate::solver::{Method, NsTable, SolverFile};
+use crate::sample::SampleRequest;
+use crate::sampler::{self, default_columns, Backend, BackendChoice};
+use crate::solver::{Method, SolverFile};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = r#"
@@ -132,32 +131,22 @@ impl GenerateOptions {
 
     fn columns(&self) -> usize {
         self.columns
-            .unwrap_or_else(|| (self.batch as f64).sqrt().ceil() as usize)
+            .unwrap_or_else(|| default_columns(self.batch))
             .max(1)
     }
-}
 
-/// The last samples and, for images, their picture.
-struct Last {
-    samples: Samples,
-    picture: Option<Picture>,
-    columns: usize,
-}
-
-#[derive(Default)]
-struct State {
-    model: Option<Rc<Model>>,
-    solver: Option<(SolverFile, Rc<NsTable>)>,
-    last: Option<Last>,
-    gpu: Option<Rc<Gpu>>,
-    /// Why the CPU path is in use (empty on the GPU).
-    note: String,
+    fn backend(&self) -> BackendChoice {
+        match self.backend.as_deref() {
+            Some("cpu") => BackendChoice::Cpu,
+            _ => BackendChoice::Auto,
+        }
+    }
 }
 
 /// A model and a solver, ready to generate on WebGPU or the CPU.
 #[wasm_bindgen]
 pub struct Sampler {
-    state: Rc<RefCell<State>>,
+    sampler: Rc<sampler::Sampler>,
 }
 
 impl Default for Sampler {
@@ -171,13 +160,7 @@ impl Sampler {
     /// A sampler on the CPU path only (`Sampler.create()` also tries WebGPU).
     #[wasm_bindgen(constructor)]
     pub fn new() -> Sampler {
-        let state = State {
-            note: "the CPU path was asked for".into(),
-            ..State::default()
-        };
-        Sampler {
-            state: Rc::new(RefCell::new(state)),
-        }
+        Sampler::wrap(sampler::Sampler::new())
     }
 
     /// A sampler on WebGPU when the browser offers an adapter, else on the CPU path
@@ -191,49 +174,43 @@ impl Sampler {
             serde_wasm_bindgen::from_value(options)
                 .map_err(|e| JsError::new(&format!("create options: {e}")))?
         };
-        let sampler = Sampler::new();
-        if options.gpu != Some(false) {
-            let opened = Gpu::new().await;
-            let mut state = sampler.state.borrow_mut();
-            match opened {
-                Ok(gpu) => {
-                    state.gpu = Some(Rc::new(gpu));
-                    state.note.clear();
-                }
-                Err(e) => state.note = format!("WebGPU is not available ({})", e.problem),
-            }
+        if options.gpu == Some(false) {
+            return Ok(Sampler::new());
         }
-        Ok(sampler)
+        Ok(Sampler::wrap(sampler::Sampler::create().await))
+    }
+
+    fn wrap(sampler: sampler::Sampler) -> Sampler {
+        Sampler {
+            sampler: Rc::new(sampler),
+        }
     }
 
     /// Which path the next `generate` uses: "webgpu" or "cpu".
     #[wasm_bindgen(unchecked_return_type = "Backend")]
     pub fn backend(&self) -> String {
-        if self.state.borrow().gpu.is_some() {
-            "webgpu".into()
-        } else {
-            "cpu".into()
+        match self.sampler.backend() {
+            Backend::Gpu => "webgpu".into(),
+            Backend::Cpu => "cpu".into(),
         }
     }
 
     /// Why the CPU path is in use ("" on WebGPU), e.g. "WebGPU is not available (…)".
     #[wasm_bindgen(js_name = backendNote)]
     pub fn backend_note(&self) -> String {
-        self.state.borrow().note.clone()
+        self.sampler.backend_note()
     }
 
     /// The GPU adapter in use, if any.
     pub fn adapter(&self) -> Option<String> {
-        self.state.borrow().gpu.as_ref().map(|g| g.adapter())
+        self.sampler.adapter()
     }
 
     /// Destroys the GPU device, as a driver reset would: the next `generate` falls back to
     /// the CPU path. For tests of that fallback.
     #[wasm_bindgen(js_name = loseDevice)]
     pub fn lose_device(&self) {
-        if let Some(gpu) = &self.state.borrow().gpu {
-            gpu.destroy();
-        }
+        self.sampler.lose_device();
     }
 
     /// Loads a model file; `name` names it in errors. Returns the model's spec as JSON text.
@@ -241,38 +218,21 @@ impl Sampler {
     pub fn load_model(&self, bytes: &[u8], name: &str) -> Result<String, JsError> {
         let model = Model::from_bytes(bytes, name).map_err(js_error)?;
         let spec = serde_json::to_string(model.spec()).map_err(js_error)?;
-        let mut state = self.state.borrow_mut();
-        if let Some((file, _)) = &state.solver {
-            if file.model_id.as_deref().is_some_and(|id| id != model.id()) {
-                state.solver = None;
-            }
-        }
-        state.model = Some(Rc::new(model));
-        state.last = None;
+        self.sampler.set_model(model);
         Ok(spec)
     }
 
     /// The loaded model's id (SHA-256 of its file).
     #[wasm_bindgen(js_name = modelId)]
     pub fn model_id(&self) -> Option<String> {
-        self.state
-            .borrow()
-            .model
-            .as_ref()
-            .map(|m| m.id().to_string())
+        self.sampler.model().map(|m| m.id().to_string())
     }
 
     /// Loads a solver file; refused if it was distilled for another model than the loaded one.
     #[wasm_bindgen(js_name = loadSolver)]
     pub fn load_solver(&self, json: &str, name: &str) -> Result<(), JsError> {
         let file = SolverFile::from_json(json, name).map_err(js_error)?;
-        let mut state = self.state.borrow_mut();
-        if let Some(model) = &state.model {
-            file.check_model(model.id(), name).map_err(js_error)?;
-        }
-        let table = Rc::new(file.table());
-        state.solver = Some((file, table));
-        Ok(())
+        self.sampler.load_solver(file, name).map_err(js_error)
     }
 
     /// Uses a classical solver built by the runtime (`method` from `classicalMethods()`,
@@ -281,21 +241,15 @@ impl Sampler {
     pub fn use_classical(&self, method: &str, grid: &str, nfe: usize) -> Result<(), JsError> {
         let method: Method = method.parse().map_err(|e: String| JsError::new(&e))?;
         let grid: Grid = grid.parse().map_err(|e: String| JsError::new(&e))?;
-        let table = method.build(nfe, grid).map_err(|e| JsError::new(&e))?;
-        let name = format!("{}-{}-{nfe}", method.name(), grid.name());
-        let file = SolverFile::new(name, method.name(), 0.0, table.clone());
-        self.state.borrow_mut().solver = Some((file, Rc::new(table)));
-        Ok(())
+        self.sampler
+            .use_classical(method, grid, nfe)
+            .map_err(js_error)
     }
 
     /// The loaded solver file as JSON text.
     #[wasm_bindgen(js_name = solverJson)]
     pub fn solver_json(&self) -> Option<String> {
-        self.state
-            .borrow()
-            .solver
-            .as_ref()
-            .map(|(f, _)| f.to_json())
+        self.sampler.solver_file().map(|f| f.to_json())
     }
 
     /// Generates samples (see `GenerateOptions`); resolves to a Float32Array `[B, C, H, W]`
@@ -306,12 +260,15 @@ impl Sampler {
         &self,
         #[wasm_bindgen(unchecked_param_type = "GenerateOptions")] options: JsValue,
     ) -> js_sys::Promise {
-        let state = Rc::clone(&self.state);
+        let sampler = Rc::clone(&self.sampler);
         let options = GenerateOptions::parse(options);
         wasm_bindgen_futures::future_to_promise(async move {
             let options = options?;
-            let values = generate(&state, &options).await?;
-            Ok(js_sys::Float32Array::from(&values[..]).into())
+            let samples = sampler
+                .generate(&options.request(), options.columns(), options.backend())
+                .await
+                .map_err(js_error)?;
+            Ok(js_sys::Float32Array::from(&samples.values[..]).into())
         })
     }
 
@@ -322,8 +279,10 @@ impl Sampler {
         #[wasm_bindgen(unchecked_param_type = "GenerateOptions")] options: JsValue,
     ) -> Result<Vec<f32>, JsError> {
         let options = GenerateOptions::parse(options)?;
-        let (model, table) = loaded(&self.state.borrow())?;
-        let states = trajectories(&model, &table, &options.request()).map_err(js_error)?;
+        let states = self
+            .sampler
+            .trajectories(&options.request())
+            .map_err(js_error)?;
         Ok(states.concat())
     }
 
@@ -331,83 +290,14 @@ impl Sampler {
     /// width is `pictureWidth(columns)`.
     #[wasm_bindgen(js_name = pictureRgba)]
     pub fn picture_rgba(&self, columns: usize) -> Result<Vec<u8>, JsError> {
-        let state = self.state.borrow();
-        let last = last_samples(&state)?;
-        match &last.picture {
-            Some(picture) if last.columns == columns => Ok(picture.rgba.clone()),
-            _ => Ok(grid_picture(&last.samples, columns).map_err(js_error)?.rgba),
-        }
+        let picture = self.sampler.last_picture(columns).map_err(js_error)?;
+        Ok(picture.rgba)
     }
 
     /// Width in pixels of `pictureRgba(columns)`.
     #[wasm_bindgen(js_name = pictureWidth)]
     pub fn picture_width(&self, columns: usize) -> Result<usize, JsError> {
-        let state = self.state.borrow();
-        let last = last_samples(&state)?;
-        Ok(grid_size(last.samples.shape, columns).0)
+        let (width, _) = self.sampler.last_picture_size(columns).map_err(js_error)?;
+        Ok(width)
     }
-}
-
-/// The last `generate`'s result.
-fn last_samples(state: &State) -> Result<&Last, JsError> {
-    state
-        .last
-        .as_ref()
-        .ok_or_else(|| JsError::new("nothing generated yet"))
-}
-
-/// The loaded model and solver table.
-fn loaded(state: &State) -> Result<(Rc<Model>, Rc<NsTable>), JsError> {
-    let model = state
-        .model
-        .clone()
-        .ok_or_else(|| JsError::new("no model loaded"))?;
-    let (_, table) = state
-        .solver
-        .as_ref()
-        .ok_or_else(|| JsError::new("no solver loaded"))?;
-    Ok((model, Rc::clone(table)))
-}
-
-/// One `generate` call: WebGPU when the sampler has it (falling back to the CPU path, for
-/// good, when it fails), else the CPU path. No `RefCell` borrow is held across an await.
-async fn generate(
-    state: &Rc<RefCell<State>>,
-    options: &GenerateOptions,
-) -> Result<Vec<f32>, JsError> {
-    let (model, table, gpu) = {
-        let state = state.borrow();
-        let (model, table) = loaded(&state)?;
-        (model, table, state.gpu.clone())
-    };
-    let request = options.request();
-    check_request(&model, &request).map_err(js_error)?;
-    let columns = options.columns();
-    let mut result = None;
-    if let Some(gpu) = gpu.filter(|_| options.backend.as_deref() != Some("cpu")) {
-        if gpu.is_busy() {
-            return Err(JsError::new(
-                "the sampler is still generating: wait for the previous call to finish",
-            ));
-        }
-        match crate::gpu::sample(&gpu, &model, &table, &request, columns).await {
-            Ok(out) => result = Some((out.samples, out.picture)),
-            Err(e) => {
-                let mut state = state.borrow_mut();
-                state.gpu = None;
-                state.note = format!("WebGPU failed, now on the CPU path ({})", e.problem);
-            }
-        }
-    }
-    let (samples, picture) = match result {
-        Some(out) => out,
-        None => (sample(&model, &table, &request).map_err(js_error)?, None),
-    };
-    let values = samples.values.clone();
-    state.borrow_mut().last = Some(Last {
-        samples,
-        picture,
-        columns,
-    });
-    Ok(values)
 }

@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use web_sampler::gpu::{block_on, Gpu};
 use web_sampler::model::Model;
-use web_sampler::sample::{grid_picture, is_image, sample, SampleRequest};
+use web_sampler::sample::{is_image, SampleRequest};
+use web_sampler::sampler::{default_columns, BackendChoice, Sampler};
 use web_sampler::solver::SolverFile;
 
 use crate::picture::{save_png, scatter_picture, upscale};
@@ -55,44 +56,36 @@ enum Backend {
 pub fn run(args: SampleArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
     let solver = SolverFile::load(&args.solver)?;
-    solver.check_model(model.id(), &args.solver.display().to_string())?;
     let request = SampleRequest {
         seed: args.seed,
         batch: args.batch,
         class: args.class,
         guidance: args.guidance.unwrap_or(solver.guidance),
     };
-    let table = solver.table();
-    let columns = (args.batch as f64).sqrt().ceil() as usize;
-    let (samples, seconds, path) = match args.backend {
-        Backend::Cpu => {
-            let started = std::time::Instant::now();
-            let samples = sample(&model, &table, &request)?;
-            (
-                samples,
-                started.elapsed().as_secs_f64(),
-                "the CPU path".to_string(),
-            )
-        }
+    let (nfe, data_shape) = (solver.nfe, model.spec().data_shape.clone());
+    let (sampler, choice) = match args.backend {
+        Backend::Cpu => (Sampler::new(), BackendChoice::Cpu),
         Backend::Gpu => {
             let gpu = block_on(Gpu::new())
                 .context("--backend gpu needs a Vulkan driver (on a machine without a GPU: apt-get install mesa-vulkan-drivers)")?;
-            let started = std::time::Instant::now();
-            let out = block_on(web_sampler::gpu::sample(
-                &gpu, &model, &table, &request, columns,
-            ))?;
-            (out.samples, started.elapsed().as_secs_f64(), gpu.adapter())
+            (Sampler::with_gpu(gpu), BackendChoice::Gpu)
         }
     };
-    let picture = if is_image(&model.spec().data_shape) {
-        upscale(&grid_picture(&samples, columns)?, usize::from(args.scale))
+    sampler.set_model(model);
+    sampler.load_solver(solver, &args.solver.display().to_string())?;
+    let columns = default_columns(args.batch);
+    let started = std::time::Instant::now();
+    let samples = block_on(sampler.generate(&request, columns, choice))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let path = sampler
+        .adapter()
+        .unwrap_or_else(|| "the CPU path".to_string());
+    let picture = if is_image(&data_shape) {
+        upscale(&sampler.last_picture(columns)?, usize::from(args.scale))
     } else if samples.shape[1] == 2 {
         scatter_picture(&samples.values, 512)
     } else {
-        bail!(
-            "cannot draw samples of shape {:?}: neither an image nor 2-D points",
-            model.spec().data_shape
-        );
+        bail!("cannot draw samples of shape {data_shape:?}: neither an image nor 2-D points");
     };
     save_png(&args.output, &picture)?;
     if let Some(path) = &args.values {
@@ -104,7 +97,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         "wrote {} ({} samples, {} NFE, {:.1} ms on {path}, {:.2} ms per sample)",
         args.output.display(),
         args.batch,
-        solver.nfe,
+        nfe,
         seconds * 1e3,
         seconds * 1e3 / args.batch as f64
     );

@@ -274,10 +274,10 @@ mod tests {
     /// Loads `dir` after replacing `file` with the gzip of `bytes`; returns the error text.
     fn error_with(tag: &str, file: &str, bytes: Vec<u8>, gzipped: bool) -> String {
         let scratch = scratch_dir(tag);
-        write_valid(&scratch.0);
+        write_valid(scratch.path());
         let bytes = if gzipped { gzip(&bytes) } else { bytes };
-        std::fs::write(scratch.0.join(file), bytes).unwrap();
-        format!("{:#}", load(&scratch.0).unwrap_err())
+        std::fs::write(scratch.path().join(file), bytes).unwrap();
+        format!("{:#}", load(scratch.path()).unwrap_err())
     }
 
     #[test]
@@ -312,8 +312,8 @@ mod tests {
     #[test]
     fn loads_a_valid_small_directory() {
         let scratch = scratch_dir("valid");
-        write_valid(&scratch.0);
-        let data = load(&scratch.0).unwrap();
+        write_valid(scratch.path());
+        let data = load(scratch.path()).unwrap();
         assert_eq!((data.train.len, data.test.len), (3, 2));
         assert_eq!(data.train.labels, vec![0, 9, 4]);
         assert_eq!(data.train.row(0)[0], -1.0);
@@ -446,9 +446,9 @@ mod tests {
     #[test]
     fn missing_file_says_how_to_install() {
         let scratch = scratch_dir("missing");
-        write_valid(&scratch.0);
-        std::fs::remove_file(scratch.0.join(TEST_LABELS)).unwrap();
-        let error = format!("{:#}", load(&scratch.0).unwrap_err());
-        assert_not_installed_message(&error, &scratch.0.join(TEST_LABELS));
+        write_valid(scratch.path());
+        std::fs::remove_file(scratch.path().join(TEST_LABELS)).unwrap();
+        let error = format!("{:#}", load(scratch.path()).unwrap_err());
+        assert_not_installed_message(&error, &scratch.path().join(TEST_LABELS));
     }
 }

@@ -192,9 +192,9 @@ mod tests {
 
     fn error_with(tag: &str, digit: usize, contents: &str) -> String {
         let scratch = scratch_dir(tag);
-        write_valid(&scratch.0);
-        std::fs::write(scratch.0.join(format!("{digit}.json")), contents).unwrap();
-        format!("{:#}", load(&scratch.0).unwrap_err())
+        write_valid(scratch.path());
+        std::fs::write(scratch.path().join(format!("{digit}.json")), contents).unwrap();
+        format!("{:#}", load(scratch.path()).unwrap_err())
     }
 
     #[test]
@@ -245,8 +245,8 @@ mod tests {
             [0, 0, 0, 1, 1, 1, 2, 143, 142, 123]
         );
         let scratch = scratch_dir("split");
-        write_valid(&scratch.0);
-        let data = load(&scratch.0).unwrap();
+        write_valid(scratch.path());
+        let data = load(scratch.path()).unwrap();
         // Digit d has d + 1 images, round((d + 1)/7) of them (the last ones) in the test set.
         let tests: Vec<usize> = (1..=10).map(test_count).collect();
         assert_eq!(data.test.len, tests.iter().sum::<usize>());
@@ -284,9 +284,9 @@ mod tests {
     #[test]
     fn missing_package_says_how_to_install() {
         let scratch = scratch_dir("missing");
-        write_valid(&scratch.0);
-        std::fs::remove_file(scratch.0.join("7.json")).unwrap();
-        let error = format!("{:#}", load(&scratch.0).unwrap_err());
+        write_valid(scratch.path());
+        std::fs::remove_file(scratch.path().join("7.json")).unwrap();
+        let error = format!("{:#}", load(scratch.path()).unwrap_err());
         assert!(error.contains("7.json"), "{error}");
         for part in [
             "not installed",
@@ -308,16 +308,16 @@ mod tests {
     #[test]
     fn search_walks_up_the_parents() {
         let scratch = scratch_dir("search");
-        let digits = scratch.0.join("project").join(DIGITS_SUBDIR);
+        let digits = scratch.path().join("project").join(DIGITS_SUBDIR);
         std::fs::create_dir_all(&digits).unwrap();
-        let deep = scratch.0.join("project/crate/src");
+        let deep = scratch.path().join("project/crate/src");
         std::fs::create_dir_all(&deep).unwrap();
-        let elsewhere = scratch.0.join("elsewhere");
+        let elsewhere = scratch.path().join("elsewhere");
         std::fs::create_dir_all(&elsewhere).unwrap();
         assert_eq!(search_from(&[&deep]), Some(digits.clone()));
         assert_eq!(search_from(&[&elsewhere, &deep]), Some(digits.clone()));
         // The nearest ancestor wins.
-        let nearer = scratch.0.join("project/crate").join(DIGITS_SUBDIR);
+        let nearer = scratch.path().join("project/crate").join(DIGITS_SUBDIR);
         std::fs::create_dir_all(&nearer).unwrap();
         assert_eq!(search_from(&[&deep]), Some(nearer));
     }

@@ -438,15 +438,15 @@ fn corrupt_files_never_panic() {
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn save_and_load() {
-    let dir = std::env::temp_dir().join(format!("bns-model-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::scratch::ScratchDir::new("model-test");
+    let dir = scratch.path();
     let path = dir.join("model.safetensors");
     let model = small_model();
     model.save(&path).unwrap();
     let loaded = Model::load(&path).unwrap();
     assert_eq!(loaded.id(), model.id());
     assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
+        std::fs::read_dir(dir).unwrap().count(),
         1,
         "no temp file left"
     );
@@ -460,7 +460,6 @@ fn save_and_load() {
         .save(&dir.join("no-such-dir").join("m.safetensors"))
         .unwrap_err();
     assert!(error.problem.contains("cannot save"), "{error}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // ---- the forward ----

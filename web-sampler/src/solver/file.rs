@@ -323,8 +323,8 @@ mod tests {
 
     #[test]
     fn save_and_load_round_trip_atomically() {
-        let dir = std::env::temp_dir().join(format!("bns-solver-file-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::scratch::ScratchDir::new("solver-file-test");
+        let dir = scratch.path();
         let path = dir.join("s.json");
         let f = sample_file();
         f.save(&path).unwrap();
@@ -335,7 +335,7 @@ mod tests {
         let err = bad.save(&path).unwrap_err();
         assert!(err.origin.ends_with("s.json") && err.problem.contains("guidance"));
         assert_same(&SolverFile::load(&path).unwrap(), &f);
-        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        let leftovers: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -349,7 +349,6 @@ mod tests {
         );
         let err = f.save(&dir.join("no-such-dir").join("x.json")).unwrap_err();
         assert!(err.to_string().contains("x.json: cannot write"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

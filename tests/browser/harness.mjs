@@ -1,4 +1,4 @@
-// What the browser tests share: paths, the native reference (`bns sample`), opening the page,
+// The browser tests' harness: paths, the native reference (`bns sample`), opening the page,
 // comparing sample values and checking that a canvas shows something.
 
 import assert from 'node:assert/strict';

@@ -1,0 +1,495 @@
+//! The sampler the browser and `bns sample` share: a model and a solver, run on the GPU when
+//! there is one and on the CPU path otherwise, and the last samples with their picture. When the
+//! GPU fails or its device is lost, the sampler moves to the CPU path for good and says why
+//! ([`Sampler::backend_note`]).
+//!
+//! It is single-threaded, like a browser page: every method takes `&self`, the state sits in
+//! `RefCell`s and no borrow is held across an await, so a page can ask [`Sampler::backend`] or
+//! load another solver while a [`Sampler::generate`] is running. Native callers drive the
+//! futures with [`crate::gpu::block_on`].
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::gpu::{self, Gpu};
+use crate::grid::Grid;
+use crate::model::Model;
+use crate::sample::{
+    check_request, grid_picture, grid_size, sample, trajectories, Picture, SampleRequest, Samples,
+};
+use crate::solver::{Method, NsTable, SolverFile};
+
+/// The GPU API as the notes name it: the browser's WebGPU in wasm, Vulkan natively.
+const GPU_API: &str = if cfg!(target_arch = "wasm32") {
+    "WebGPU"
+} else {
+    "Vulkan"
+};
+
+/// Which path runs a `generate` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The WGSL kernels ([`crate::gpu`]).
+    Gpu,
+    /// The CPU path ([`crate::sample`]), bit-identical on every platform.
+    Cpu,
+}
+
+/// Which path a `generate` call asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The GPU while the sampler has one, else the CPU path. A GPU failure moves the sampler to
+    /// the CPU path for good, and the call is answered there.
+    #[default]
+    Auto,
+    /// The CPU path, even on a sampler with a GPU.
+    Cpu,
+    /// The GPU only: its failure is the call's error, and the sampler keeps the GPU.
+    Gpu,
+}
+
+/// Why a sampler call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SamplerError {
+    /// `generate` or `trajectories` before a model was loaded.
+    NoModel,
+    /// `generate` or `trajectories` before a solver was loaded.
+    NoSolver,
+    /// A picture of the last samples before any were generated.
+    NothingGenerated,
+    /// A `generate` on the GPU while the previous one is still running.
+    Busy,
+    /// [`BackendChoice::Gpu`] on a sampler on the CPU path; holds the note saying why.
+    NoGpu(String),
+    /// A classical solver that cannot be built, e.g. an NFE that is not a multiple of its stages.
+    Classical(String),
+    /// An input the runtime refused, or a GPU failure.
+    Runtime(crate::Error),
+}
+
+impl fmt::Display for SamplerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SamplerError::NoModel => f.write_str("no model loaded"),
+            SamplerError::NoSolver => f.write_str("no solver loaded"),
+            SamplerError::NothingGenerated => f.write_str("nothing generated yet"),
+            SamplerError::Busy => {
+                f.write_str("the sampler is still generating: wait for the previous call to finish")
+            }
+            SamplerError::NoGpu(note) => write!(f, "no GPU: {note}"),
+            SamplerError::Classical(problem) => f.write_str(problem),
+            SamplerError::Runtime(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SamplerError {}
+
+impl From<crate::Error> for SamplerError {
+    fn from(e: crate::Error) -> Self {
+        SamplerError::Runtime(e)
+    }
+}
+
+/// The path `generate` takes unless asked for the CPU.
+enum ActiveBackend {
+    Gpu(Rc<Gpu>),
+    /// The CPU path, and why (e.g. "WebGPU is not available (…)").
+    Cpu {
+        why: String,
+    },
+}
+
+/// The solver in use: its file (as loaded or built) and its table.
+struct LoadedSolver {
+    file: SolverFile,
+    table: Rc<NsTable>,
+}
+
+/// The last `generate`'s samples and, when the GPU drew it, their picture in `columns` columns.
+struct LastSamples {
+    samples: Samples,
+    picture: Option<Picture>,
+    columns: usize,
+}
+
+/// A model and a solver, ready to generate on the GPU or the CPU path.
+pub struct Sampler {
+    model: RefCell<Option<Rc<Model>>>,
+    solver: RefCell<Option<LoadedSolver>>,
+    backend: RefCell<ActiveBackend>,
+    last: RefCell<Option<LastSamples>>,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler::new()
+    }
+}
+
+/// Tiles per row of a picture of `batch` samples unless asked otherwise: ⌈√batch⌉.
+pub fn default_columns(batch: usize) -> usize {
+    (batch as f64).sqrt().ceil() as usize
+}
+
+impl Sampler {
+    /// A sampler on the CPU path only.
+    pub fn new() -> Sampler {
+        Sampler::on(ActiveBackend::Cpu {
+            why: "the CPU path was asked for".into(),
+        })
+    }
+
+    /// A sampler on `gpu`.
+    pub fn with_gpu(gpu: Gpu) -> Sampler {
+        Sampler::on(ActiveBackend::Gpu(Rc::new(gpu)))
+    }
+
+    /// A sampler on the first GPU adapter if there is one, else on the CPU path (the note says
+    /// why, e.g. "WebGPU is not available (no GPU adapter: …)").
+    pub async fn create() -> Sampler {
+        match Gpu::new().await {
+            Ok(gpu) => Sampler::with_gpu(gpu),
+            Err(e) => Sampler::on(ActiveBackend::Cpu {
+                why: format!("{GPU_API} is not available ({})", e.problem),
+            }),
+        }
+    }
+
+    fn on(backend: ActiveBackend) -> Sampler {
+        Sampler {
+            model: RefCell::new(None),
+            solver: RefCell::new(None),
+            backend: RefCell::new(backend),
+            last: RefCell::new(None),
+        }
+    }
+
+    /// Which path the next `generate` with [`BackendChoice::Auto`] uses.
+    pub fn backend(&self) -> Backend {
+        match &*self.backend.borrow() {
+            ActiveBackend::Gpu(_) => Backend::Gpu,
+            ActiveBackend::Cpu { .. } => Backend::Cpu,
+        }
+    }
+
+    /// Why the CPU path is in use ("" on the GPU).
+    pub fn backend_note(&self) -> String {
+        match &*self.backend.borrow() {
+            ActiveBackend::Gpu(_) => String::new(),
+            ActiveBackend::Cpu { why } => why.clone(),
+        }
+    }
+
+    /// The GPU adapter in use, if any (see [`Gpu::adapter`]).
+    pub fn adapter(&self) -> Option<String> {
+        self.gpu().map(|gpu| gpu.adapter())
+    }
+
+    /// Destroys the GPU device, as a driver reset would: the next `generate` falls back to the
+    /// CPU path. For tests of that fallback.
+    pub fn lose_device(&self) {
+        if let Some(gpu) = self.gpu() {
+            gpu.destroy();
+        }
+    }
+
+    fn gpu(&self) -> Option<Rc<Gpu>> {
+        match &*self.backend.borrow() {
+            ActiveBackend::Gpu(gpu) => Some(Rc::clone(gpu)),
+            ActiveBackend::Cpu { .. } => None,
+        }
+    }
+
+    /// Uses `model` from now on: a solver distilled for another model is dropped, and the last
+    /// samples are forgotten.
+    pub fn set_model(&self, model: Model) {
+        let mut solver = self.solver.borrow_mut();
+        if let Some(loaded) = &*solver {
+            if loaded
+                .file
+                .model_id
+                .as_deref()
+                .is_some_and(|id| id != model.id())
+            {
+                *solver = None;
+            }
+        }
+        *self.model.borrow_mut() = Some(Rc::new(model));
+        *self.last.borrow_mut() = None;
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> Option<Rc<Model>> {
+        self.model.borrow().clone()
+    }
+
+    /// Uses the solver `file` from now on; refused, naming `origin`, if it was distilled for
+    /// another model than the one in use.
+    pub fn load_solver(&self, file: SolverFile, origin: &str) -> Result<(), SamplerError> {
+        if let Some(model) = &*self.model.borrow() {
+            file.check_model(model.id(), origin)?;
+        }
+        let table = Rc::new(file.table());
+        *self.solver.borrow_mut() = Some(LoadedSolver { file, table });
+        Ok(())
+    }
+
+    /// Uses a classical solver built by the runtime, named e.g. "dpmpp2m-edm-8", from now on.
+    pub fn use_classical(
+        &self,
+        method: Method,
+        grid: Grid,
+        nfe: usize,
+    ) -> Result<(), SamplerError> {
+        let table = method.build(nfe, grid).map_err(SamplerError::Classical)?;
+        let name = format!("{}-{}-{nfe}", method.name(), grid.name());
+        let file = SolverFile::new(name, method.name(), 0.0, table.clone());
+        *self.solver.borrow_mut() = Some(LoadedSolver {
+            file,
+            table: Rc::new(table),
+        });
+        Ok(())
+    }
+
+    /// The solver file in use.
+    pub fn solver_file(&self) -> Option<SolverFile> {
+        self.solver.borrow().as_ref().map(|s| s.file.clone())
+    }
+
+    /// The model and solver table in use.
+    fn loaded(&self) -> Result<(Rc<Model>, Rc<NsTable>), SamplerError> {
+        let model = self.model().ok_or(SamplerError::NoModel)?;
+        let solver = self.solver.borrow();
+        let solver = solver.as_ref().ok_or(SamplerError::NoSolver)?;
+        Ok((model, Rc::clone(&solver.table)))
+    }
+
+    /// Generates the samples of `request` `[B, C, H, W]` (images in [−1, 1]) on the path
+    /// `choice` allows, and keeps them for [`Sampler::last_picture`]. On the GPU the picture
+    /// with `columns` tiles per row is drawn there too.
+    pub async fn generate(
+        &self,
+        request: &SampleRequest,
+        columns: usize,
+        choice: BackendChoice,
+    ) -> Result<Samples, SamplerError> {
+        let (model, table) = self.loaded()?;
+        check_request(&model, request)?;
+        let gpu = match choice {
+            BackendChoice::Cpu => None,
+            BackendChoice::Auto => self.gpu(),
+            BackendChoice::Gpu => Some(
+                self.gpu()
+                    .ok_or_else(|| SamplerError::NoGpu(self.backend_note()))?,
+            ),
+        };
+        let mut result = None;
+        if let Some(gpu) = gpu {
+            if gpu.is_busy() {
+                return Err(SamplerError::Busy);
+            }
+            match gpu::sample(&gpu, &model, &table, request, columns).await {
+                Ok(out) => result = Some((out.samples, out.picture)),
+                Err(e) if choice == BackendChoice::Gpu => return Err(e.into()),
+                Err(e) => {
+                    *self.backend.borrow_mut() = ActiveBackend::Cpu {
+                        why: format!("{GPU_API} failed, now on the CPU path ({})", e.problem),
+                    };
+                }
+            }
+        }
+        let (samples, picture) = match result {
+            Some(out) => out,
+            None => (sample(&model, &table, request)?, None),
+        };
+        *self.last.borrow_mut() = Some(LastSamples {
+            samples: samples.clone(),
+            picture,
+            columns,
+        });
+        Ok(samples)
+    }
+
+    /// The states x_0, …, x_n of a solve of `request` on the CPU path, each `[B, D]` (for
+    /// drawing the trajectories of 2-D models).
+    pub fn trajectories(&self, request: &SampleRequest) -> Result<Vec<Vec<f32>>, SamplerError> {
+        let (model, table) = self.loaded()?;
+        Ok(trajectories(&model, &table, request)?)
+    }
+
+    /// The last generated samples as a grid with `columns` tiles per row: the GPU's picture
+    /// when it drew one in these columns, else drawn now.
+    pub fn last_picture(&self, columns: usize) -> Result<Picture, SamplerError> {
+        let last = self.last.borrow();
+        let last = last.as_ref().ok_or(SamplerError::NothingGenerated)?;
+        match &last.picture {
+            Some(picture) if last.columns == columns => Ok(picture.clone()),
+            _ => Ok(grid_picture(&last.samples, columns)?),
+        }
+    }
+
+    /// Width and height in pixels of [`Sampler::last_picture`]`(columns)`.
+    pub fn last_picture_size(&self, columns: usize) -> Result<(usize, usize), SamplerError> {
+        let last = self.last.borrow();
+        let last = last.as_ref().ok_or(SamplerError::NothingGenerated)?;
+        Ok(grid_size(last.samples.shape, columns))
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::gpu::block_on;
+    use crate::model::spec_for_tests;
+
+    fn request() -> SampleRequest {
+        SampleRequest {
+            seed: 3,
+            batch: 5,
+            class: None,
+            guidance: 1.5,
+        }
+    }
+
+    /// A sampler with a random class-conditional image model and Euler at NFE 4.
+    fn loaded(sampler: Sampler, seed: u64) -> Sampler {
+        sampler.set_model(Model::random(spec_for_tests(), seed).unwrap());
+        sampler
+            .use_classical(Method::Euler, Grid::Uniform, 4)
+            .unwrap();
+        sampler
+    }
+
+    #[test]
+    fn calls_before_loading_say_what_is_missing() {
+        let sampler = Sampler::new();
+        assert_eq!(sampler.backend(), Backend::Cpu);
+        assert_eq!(sampler.backend_note(), "the CPU path was asked for");
+        assert_eq!(sampler.adapter(), None);
+        let generate = |choice| block_on(sampler.generate(&request(), 3, choice));
+        assert_eq!(generate(BackendChoice::Auto), Err(SamplerError::NoModel));
+        assert_eq!(
+            sampler.last_picture(3).unwrap_err().to_string(),
+            "nothing generated yet"
+        );
+        sampler.set_model(Model::random(spec_for_tests(), 1).unwrap());
+        assert_eq!(
+            generate(BackendChoice::Auto).unwrap_err().to_string(),
+            "no solver loaded"
+        );
+        let error = sampler
+            .use_classical(Method::Rk4, Grid::Uniform, 6)
+            .unwrap_err();
+        assert!(error.to_string().contains("multiple of 4"), "{error}");
+        sampler
+            .use_classical(Method::Euler, Grid::Uniform, 4)
+            .unwrap();
+        let error = generate(BackendChoice::Gpu).unwrap_err();
+        assert_eq!(error.to_string(), "no GPU: the CPU path was asked for");
+        let mut bad = request();
+        bad.batch = 0;
+        let error = block_on(sampler.generate(&bad, 3, BackendChoice::Cpu)).unwrap_err();
+        assert!(
+            error.to_string().starts_with("sample request: batch"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_cpu_path_gives_the_samples_of_sample_and_their_picture() {
+        let sampler = loaded(Sampler::new(), 1);
+        let model = sampler.model().unwrap();
+        let table = Method::Euler.build(4, Grid::Uniform).unwrap();
+        let expected = sample(&model, &table, &request()).unwrap();
+        let samples = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
+        assert_eq!(samples, expected);
+        assert_eq!(sampler.solver_file().unwrap().name, "euler-uniform-4");
+        for columns in [1, 3, 5] {
+            assert_eq!(
+                sampler.last_picture(columns).unwrap(),
+                grid_picture(&expected, columns).unwrap()
+            );
+            assert_eq!(
+                sampler.last_picture_size(columns).unwrap(),
+                grid_size(expected.shape, columns)
+            );
+        }
+        let states = sampler.trajectories(&request()).unwrap();
+        assert_eq!(states, trajectories(&model, &table, &request()).unwrap());
+    }
+
+    #[test]
+    fn a_model_drops_a_solver_distilled_for_another_one() {
+        let sampler = loaded(Sampler::new(), 1);
+        let id = sampler.model().unwrap().id().to_string();
+        let table = Method::Euler.build(2, Grid::Uniform).unwrap();
+        let mut other = SolverFile::new("bns-2", "bns", 0.0, table);
+        other.model_id = Some("ab".repeat(32));
+        let error = sampler.load_solver(other, "bns-2.json").unwrap_err();
+        assert!(error.to_string().starts_with("bns-2.json: "), "{error}");
+        assert_eq!(sampler.solver_file().unwrap().name, "euler-uniform-4");
+
+        let mut own = sampler.solver_file().unwrap();
+        own.model_id = Some(id);
+        sampler.load_solver(own, "own.json").unwrap();
+        block_on(sampler.generate(&request(), 3, BackendChoice::Cpu)).unwrap();
+        // Another model: the bound solver and the last samples go.
+        sampler.set_model(Model::random(spec_for_tests(), 2).unwrap());
+        assert_eq!(sampler.solver_file(), None);
+        assert_eq!(
+            sampler.last_picture(3).unwrap_err(),
+            SamplerError::NothingGenerated
+        );
+    }
+
+    /// On a GPU (lavapipe without one), then after the device is lost: the strict choice fails,
+    /// the automatic one moves to the CPU path for good and says why.
+    #[test]
+    fn a_lost_gpu_device_moves_the_sampler_to_the_cpu_path() {
+        let sampler = block_on(Sampler::create());
+        if sampler.backend() == Backend::Cpu {
+            let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+                || std::env::var_os("BNS_REQUIRE_GPU").is_some();
+            assert!(!required, "CI requires a GPU: {}", sampler.backend_note());
+            eprintln!("skipped: {}", sampler.backend_note());
+            return;
+        }
+        assert_eq!(sampler.backend_note(), "");
+        assert!(sampler.adapter().is_some());
+        let sampler = loaded(sampler, 1);
+        let model = sampler.model().unwrap();
+        let table = Method::Euler.build(4, Grid::Uniform).unwrap();
+        let cpu = sample(&model, &table, &request()).unwrap();
+
+        let on_gpu = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
+        assert_eq!(on_gpu.shape, cpu.shape);
+        let worst = on_gpu
+            .values
+            .iter()
+            .zip(&cpu.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "GPU vs CPU: max |Δ| = {worst}");
+        // The GPU drew the picture, the same as the CPU draws from the GPU's values.
+        assert_eq!(
+            sampler.last_picture(3).unwrap(),
+            grid_picture(&on_gpu, 3).unwrap()
+        );
+
+        sampler.lose_device();
+        let error = block_on(sampler.generate(&request(), 3, BackendChoice::Gpu)).unwrap_err();
+        assert!(error.to_string().contains("lost"), "{error}");
+        assert_eq!(sampler.backend(), Backend::Gpu);
+        let after = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
+        assert_eq!(after, cpu);
+        assert_eq!(sampler.backend(), Backend::Cpu);
+        assert_eq!(sampler.adapter(), None);
+        let note = sampler.backend_note();
+        assert!(
+            note.starts_with("Vulkan failed, now on the CPU path (") && note.contains("lost"),
+            "{note}"
+        );
+    }
+}
