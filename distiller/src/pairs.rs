@@ -165,6 +165,11 @@ impl Pairs {
         self.labels.len()
     }
 
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
     /// Values per sample `D` (the product of `data_shape`).
     pub fn dim(&self) -> usize {
         self.meta.data_shape.iter().product()
