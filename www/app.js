@@ -121,7 +121,7 @@ async function loadModel(name, wanted = new URLSearchParams()) {
   fillClasses(spec);
   $('batch').value = isPoints(spec) ? '1000' : '16';
   $('about-model').textContent =
-    `${manifest.title ?? name} (depth ${spec.depth}, width ${spec.hidden_width}, ` +
+    `${manifest.title ?? name} (${sampler.modelSummary()}; ` +
     `data ${spec.data_shape.join('×')}); ` +
     `${(bytes.length / 1e6).toFixed(1)} MB ${cached ? 'from the browser cache' : 'downloaded'}; ` +
     `model id ${sampler.modelId().slice(0, 12)}…`;

@@ -360,7 +360,7 @@ pub fn train(
 pub(crate) mod tests {
     use super::*;
     use crate::data::DatasetName;
-    use crate::scratch::ScratchDir;
+    use web_sampler::scratch::ScratchDir;
 
     /// A small synthetic image set: class `k` is noise around a bright band at rows `2k..2k+3`
     /// of an 8×8 image (so a classifier can learn it in a few steps).

@@ -21,8 +21,6 @@ pub mod pairs;
 pub mod picture;
 pub mod plot;
 pub mod progress;
-#[cfg(test)]
-mod scratch;
 
 // glibc's malloc costs up to 2× in candle's many small allocations.
 #[global_allocator]

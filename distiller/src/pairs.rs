@@ -421,8 +421,8 @@ pub(crate) fn data_dim(shape: &[usize]) -> std::result::Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scratch::ScratchDir;
     use serde_json::Value;
+    use web_sampler::scratch::ScratchDir;
 
     fn sample() -> Pairs {
         let (n, d) = (5, 2);

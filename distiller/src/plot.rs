@@ -195,7 +195,7 @@ fn draw<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scratch::ScratchDir;
+    use web_sampler::scratch::ScratchDir;
 
     #[test]
     fn writes_a_png_and_an_svg_and_skips_non_finite_points() {

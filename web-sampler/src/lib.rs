@@ -34,8 +34,9 @@ pub mod noise;
 pub mod path;
 pub mod sample;
 pub mod sampler;
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod scratch;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod scratch;
 pub mod solver;
 pub mod tensor_file;
 pub mod versioned_json;

@@ -1,5 +1,5 @@
-//! Test support: a fresh folder under the system's temporary directory, removed when dropped
-//! (the runtime's copy of the distiller's `ScratchDir`, which this crate cannot use).
+//! Test support for the workspace's crates (this one's tests and the distiller's): a fresh
+//! folder under the system's temporary directory, removed when dropped. Native only.
 
 use std::path::{Path, PathBuf};
 

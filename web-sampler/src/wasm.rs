@@ -222,6 +222,16 @@ impl Sampler {
         Ok(spec)
     }
 
+    /// The loaded model's architecture and sizes for people, e.g. `"mlp: depth 3, width 512,
+    /// silu"`.
+    #[wasm_bindgen(js_name = modelSummary)]
+    pub fn model_summary(&self) -> Option<String> {
+        self.sampler.model().map(|m| {
+            let architecture = &m.spec().architecture;
+            format!("{architecture}: {}", architecture.summary())
+        })
+    }
+
     /// The loaded model's id (SHA-256 of its file).
     #[wasm_bindgen(js_name = modelId)]
     pub fn model_id(&self) -> Option<String> {

@@ -302,8 +302,8 @@ pub(crate) mod tests {
     use crate::commands::truth::{compute_pairs, TruthOptions};
     use crate::compute::{ComputeArgs, DeviceKind};
     use crate::data::{self, DataSources, DatasetName};
-    use crate::scratch::ScratchDir;
     use std::path::Path;
+    use web_sampler::scratch::ScratchDir;
 
     fn compute() -> ComputeArgs {
         ComputeArgs {

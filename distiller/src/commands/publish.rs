@@ -239,8 +239,8 @@ mod tests {
     use super::*;
     use crate::commands::distill::distill;
     use crate::commands::distill::tests::{args as distill_args, tiny_model_and_pairs};
-    use crate::scratch::ScratchDir;
     use candle_core::Device;
+    use web_sampler::scratch::ScratchDir;
 
     fn publish_args(dir: &Path, model: &Path, solver: &Path, pairs: &Path) -> PublishArgs {
         PublishArgs {

@@ -446,8 +446,8 @@ fn load_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scratch::ScratchDir;
     use web_sampler::model::Prediction;
+    use web_sampler::scratch::ScratchDir;
 
     fn args(output: &Path, steps: u64, resume: bool) -> TrainArgs {
         TrainArgs {

@@ -495,8 +495,8 @@ mod tests {
     use super::*;
     use crate::dopri5::integrate;
     use crate::network::tests::tiny_spec;
-    use crate::scratch::ScratchDir;
     use web_sampler::model::{Architecture, ModelSpec};
+    use web_sampler::scratch::ScratchDir;
 
     /// The network tests' tiny spec, 16 wide.
     fn spec(shape: [usize; 3], classes: usize) -> ModelSpec {

@@ -170,7 +170,7 @@ mod tests {
 
     use super::*;
     use crate::data::{load as load_dataset, DataSources};
-    use crate::scratch::ScratchDir;
+    use web_sampler::scratch::ScratchDir;
 
     /// A scratch folder for one test.
     fn scratch_dir(tag: &str) -> ScratchDir {

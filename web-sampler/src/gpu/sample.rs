@@ -16,8 +16,8 @@ use super::network::{self, NetworkInput, NetworkRecorder};
 use super::pool::Lease;
 use super::{Gpu, ORIGIN};
 use crate::model::{time_embedding, Model, Prediction};
-use crate::path::data_to_velocity_factor;
 use crate::noise::gaussian_batch;
+use crate::path::data_to_velocity_factor;
 use crate::sample::{
     check_request, grid_size, is_image, sample_shape, Picture, SampleRequest, Samples,
 };

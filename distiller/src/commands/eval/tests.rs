@@ -13,7 +13,7 @@ use crate::classifier::tests::synthetic_images;
 use crate::commands::truth::{compute_pairs, TruthOptions};
 use crate::compute::DeviceKind;
 use crate::network::tests::tiny_spec;
-use crate::scratch::ScratchDir;
+use web_sampler::scratch::ScratchDir;
 
 /// A random 4×4 image model with 4 classes (the synthetic dataset's), and its pairs at
 /// guidance 0.5, written into `dir`.

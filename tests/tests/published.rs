@@ -1,0 +1,48 @@
+//! The published site: every model in `www/models/` loads through the runtime, is written back
+//! byte for byte (so its id, to which its solvers are bound, is stable across refactors of the
+//! spec), and its manifest names that id; every listed solver loads for it.
+
+use std::path::{Path, PathBuf};
+
+use web_sampler::manifest::Manifest;
+use web_sampler::model::Model;
+use web_sampler::solver::SolverFile;
+
+fn models_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/models")
+}
+
+#[test]
+fn published_models_round_trip_with_their_ids() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(models_folder()).unwrap() {
+        let folder = entry.unwrap().path();
+        if !folder.is_dir() {
+            continue;
+        }
+        let manifest_path = folder.join("manifest.json");
+        let text = std::fs::read_to_string(&manifest_path).unwrap();
+        let manifest = Manifest::from_json(&text, &manifest_path.display().to_string()).unwrap();
+        let bytes = std::fs::read(folder.join(&manifest.model)).unwrap();
+        let model = Model::from_bytes(&bytes, &manifest.model).unwrap();
+        assert_eq!(model.id(), manifest.model_id, "{}", folder.display());
+        assert!(
+            model.to_bytes() == bytes,
+            "{}: the model is not written back byte for byte",
+            folder.display()
+        );
+        for solver in &manifest.solvers {
+            let path = folder.join(&solver.file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let file = SolverFile::from_json(&text, &path.display().to_string()).unwrap();
+            assert_eq!(
+                file.model_id.as_deref(),
+                Some(model.id()),
+                "{}",
+                solver.file
+            );
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "checkerboard, fashion-mnist and mnist");
+}
