@@ -161,21 +161,18 @@ impl TryFrom<SpecRecord> for ModelSpec {
     type Error = String;
 
     fn try_from(record: SpecRecord) -> Result<ModelSpec, String> {
-        let required = |field: &str, value: Option<usize>| {
+        /// The value of an architecture-specific field, or the error naming it.
+        fn required<T>(architecture: &str, field: &str, value: Option<T>) -> Result<T, String> {
             value.ok_or_else(|| {
-                format!(
-                    "missing field `{field}` (an {:?} model needs it)",
-                    record.architecture
-                )
+                format!("missing field `{field}` (an {architecture:?} model needs it)")
             })
-        };
-        let architecture = match record.architecture.as_str() {
+        }
+        let name = record.architecture.as_str();
+        let architecture = match name {
             "mlp" => Architecture::Mlp(MlpSpec {
-                hidden_width: required("hidden_width", record.hidden_width)?,
-                depth: required("depth", record.depth)?,
-                activation: record.activation.clone().ok_or_else(|| {
-                    "missing field `activation` (an \"mlp\" model needs it)".to_string()
-                })?,
+                hidden_width: required(name, "hidden_width", record.hidden_width)?,
+                depth: required(name, "depth", record.depth)?,
+                activation: required(name, "activation", record.activation)?,
             }),
             other => {
                 return Err(format!(
