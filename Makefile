@@ -7,21 +7,21 @@ SHELL := /bin/bash
 
 PORT ?= 8080
 WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
-DEBIAN_PACKAGES := chromium mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist
+DEBIAN_PACKAGES := chromium mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist python3-venv gcc
 WASM := target/wasm32-unknown-unknown/release/web_sampler.wasm
 PKG := www/pkg
 BNS := target/debug/bns
 export XDG_RUNTIME_DIR ?= /tmp/bns-xdg-runtime
 
 .PHONY: serve test setup system-packages rust-tools npm-packages wasm \
-        check-format lint cargo-test browser-test clean
+        check-format lint cargo-test browser-test clean cuda cuda-bundle cuda-check
 
 ## serve: build the wasm runtime and serve www/ on http://127.0.0.1:$(PORT)/
 serve: rust-tools npm-packages wasm
 	node www/serve.mjs --port $(PORT)
 
-## test: formatting, lints, Rust tests, the wasm build and the browser tests
-test: setup check-format lint cargo-test wasm browser-test
+## test: formatting, lints, the CUDA build, Rust tests, the wasm build and the browser tests
+test: setup check-format lint cuda-check cargo-test wasm browser-test
 	@echo "All tests passed."
 
 setup: system-packages rust-tools npm-packages
@@ -64,6 +64,25 @@ wasm: rust-tools npm-packages
 
 $(BNS): $(shell find distiller/src web-sampler/src -name '*.rs') distiller/Cargo.toml web-sampler/Cargo.toml
 	cargo build -p distiller
+
+## cuda: bns with --features cuda, release, in target/cuda/release/bns (no GPU needed to build;
+## scripts/cuda-toolkit.sh fetches NVIDIA's CUDA 13.0 wheels once, ~1.2 GB, ~20 min first build)
+cuda:
+	scripts/cuda-toolkit.sh cargo build --release -p distiller --features cuda --target-dir target/cuda
+
+## cuda-bundle: what a GPU machine needs besides its driver and NVIDIA wheels: target/cuda-bundle.tar.gz
+cuda-bundle: cuda
+	rm -rf target/cuda-bundle && mkdir -p target/cuda-bundle
+	cp target/cuda/release/bns target/cuda-bundle/
+	cp -L target/cuda-toolkit/root/lib/libcudart.so.13 target/cuda-bundle/
+	tar -C target/cuda-bundle -czf target/cuda-bundle.tar.gz .
+	@ls -l target/cuda-bundle.tar.gz | awk '{print "bundle: " $$5 " bytes (bns + libcudart.so.13)"}'
+
+# The CUDA code paths keep compiling and linking, the GPU-only tests included: a debug build in
+# the shared target folder, so the dependencies the feature does not touch are reused. It replaces
+# target/debug/bns, so it runs before cargo-test, which builds the CPU binary the others use.
+cuda-check:
+	scripts/cuda-toolkit.sh cargo test -p distiller --features cuda --no-run
 
 check-format:
 	cargo fmt --all -- --check

@@ -13,9 +13,20 @@ pub enum DeviceKind {
     Cuda,
 }
 
+impl DeviceKind {
+    /// The flag's value: `cpu` or `cuda`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct ComputeArgs {
-    /// Device for training and distillation
+    /// Device for the heavy work: training, ground truth (`truth`: the candle network and
+    /// DOPRI5's state on the GPU) and distillation
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
     /// CPU threads (default: all cores; on a busy 2-core machine 1 is often as fast)

@@ -1,7 +1,10 @@
 //! Adaptive Dormand–Prince 5(4) (DOPRI5): the reference ODE solver that makes the ground truth
 //! `x(1)` of the flow ODE `dx/dt = u_t(x)` from seeded noise `x(0)` (DESIGN §2 "Ground truth").
 //!
-//! Generic over the right-hand side `f(x, t)`, which may fail. The method is the one of Hairer,
+//! Generic over the right-hand side `f(x, t)`, which may fail, and over where the state lives
+//! ([`State`]): a host `Vec<f64>` ([`integrate_rows`], the reference) or an `f64` candle tensor on
+//! any device ([`integrate_tensor`]: `bns truth --device cuda` keeps the batch on the GPU and
+//! brings back only the per-row error norms), with the same arithmetic in the same order. The method is the one of Hairer,
 //! Nørsett & Wanner, *Solving ODEs I*, §II.4–II.5 (code `DOPRI5`): seven stages with FSAL (the
 //! last stage of an accepted step is the first of the next, so a step costs six evaluations), the
 //! 5th-order solution propagated (local extrapolation), the embedded 4th-order one used only for
@@ -29,6 +32,8 @@
 //! stretched or shortened to land exactly on `t1`.
 
 use std::fmt;
+
+use candle_core::{DType, Tensor};
 
 /// Largest number of steps (accepted + rejected) [`integrate`] takes before giving up.
 pub const MAX_STEPS: usize = 100_000;
@@ -119,9 +124,9 @@ pub struct Tolerance {
 
 /// The state at `t1` and what it cost.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Solution {
+pub struct Solution<S = Vec<f64>> {
     /// `x(t1)`.
-    pub x: Vec<f64>,
+    pub x: S,
     /// Number of calls of `f` (including the two of the start: `f(x0)` and the step-size probe).
     pub nfe: usize,
     /// Accepted steps.
@@ -145,6 +150,8 @@ pub enum Dopri5Error<E> {
     TooManySteps { t: f64, max_steps: usize },
     /// The state or `f` became infinite or NaN at time `t`.
     NonFinite { t: f64 },
+    /// An operation on a state held by a device failed at time `t`.
+    Device { t: f64, error: String },
 }
 
 impl<E: fmt::Display> fmt::Display for Dopri5Error<E> {
@@ -173,6 +180,12 @@ impl<E: fmt::Display> fmt::Display for Dopri5Error<E> {
             Dopri5Error::NonFinite { t } => {
                 write!(f, "DOPRI5: the solution became infinite or NaN at t = {t}")
             }
+            Dopri5Error::Device { t, error } => {
+                write!(
+                    f,
+                    "DOPRI5: a state operation failed on the device at t = {t}: {error}"
+                )
+            }
         }
     }
 }
@@ -183,6 +196,109 @@ impl<E: std::error::Error + 'static> std::error::Error for Dopri5Error<E> {
             Dopri5Error::Callback { error, .. } => Some(error),
             _ => None,
         }
+    }
+}
+
+/// What the integrator needs of a state: a batch of `rows` samples of `row_len` values, as a host
+/// vector (`Vec<f64>`, the reference) or as a candle [`Tensor`] on any device (the state stays
+/// there; only the step's error norm and finiteness checks come back to the host). Both follow
+/// the same arithmetic in the same order, so they differ only by the device's rounding.
+pub trait State: Sized {
+    /// Number of values.
+    fn value_count(&self) -> usize;
+    /// `base + h·(Σ_m c_m·k_m)` (just `h·Σ` without a base), the sum taken in the order given.
+    fn combine(base: Option<&Self>, h: f64, terms: &[(f64, &Self)]) -> Result<Self, String>;
+    /// Whether every value is finite.
+    fn all_finite(&self) -> Result<bool, String>;
+    /// The weighted norm of the module documentation: per row the RMS of
+    /// `v_i / (atol + rtol·max(|a_i|, |b_i|))`, then the largest over rows; NaN if a row's is.
+    fn norm(v: &Self, a: &Self, b: &Self, row_len: usize, tol: Tolerance) -> Result<f64, String>;
+}
+
+impl State for Vec<f64> {
+    fn value_count(&self) -> usize {
+        self.len()
+    }
+
+    fn combine(base: Option<&Self>, h: f64, terms: &[(f64, &Self)]) -> Result<Self, String> {
+        let n = terms.first().map_or(0, |(_, k)| k.value_count());
+        Ok((0..n)
+            .map(|j| {
+                let mut sum = terms[0].0 * terms[0].1[j];
+                for (c, k) in &terms[1..] {
+                    sum += c * k[j];
+                }
+                match base {
+                    Some(x) => x[j] + h * sum,
+                    None => h * sum,
+                }
+            })
+            .collect())
+    }
+
+    fn all_finite(&self) -> Result<bool, String> {
+        Ok(all_finite(self))
+    }
+
+    fn norm(v: &Self, a: &Self, b: &Self, row_len: usize, tol: Tolerance) -> Result<f64, String> {
+        let mut worst: f64 = 0.0;
+        for start in (0..a.len()).step_by(row_len) {
+            let mut sum = 0.0;
+            for i in start..start + row_len {
+                let scale = tol.atol + tol.rtol * a[i].abs().max(b[i].abs());
+                let r = v[i] / scale;
+                sum += r * r;
+            }
+            let rms = (sum / row_len as f64).sqrt();
+            // `max` ignores NaN: keep it visible so the caller can report it.
+            if rms.is_nan() {
+                return Ok(f64::NAN);
+            }
+            worst = worst.max(rms);
+        }
+        Ok(worst)
+    }
+}
+
+/// The state as an `f64` tensor `[rows, row_len]` on its device.
+impl State for Tensor {
+    fn value_count(&self) -> usize {
+        self.elem_count()
+    }
+
+    fn combine(base: Option<&Self>, h: f64, terms: &[(f64, &Self)]) -> Result<Self, String> {
+        let run = || -> candle_core::Result<Tensor> {
+            let mut sum = terms[0].1.affine(terms[0].0, 0.0)?;
+            for (c, k) in &terms[1..] {
+                sum = (sum + k.affine(*c, 0.0)?)?;
+            }
+            let step = sum.affine(h, 0.0)?;
+            match base {
+                Some(x) => x + step,
+                None => Ok(step),
+            }
+        };
+        run().map_err(|e| e.to_string())
+    }
+
+    fn all_finite(&self) -> Result<bool, String> {
+        // 0·x is 0 for finite x and NaN for ±∞ and NaN, so the sum is finite iff every x is.
+        let run = || self.affine(0.0, 0.0)?.sum_all()?.to_scalar::<f64>();
+        run().map(f64::is_finite).map_err(|e| e.to_string())
+    }
+
+    fn norm(v: &Self, a: &Self, b: &Self, row_len: usize, tol: Tolerance) -> Result<f64, String> {
+        let run = || -> candle_core::Result<Vec<f64>> {
+            let rows = a.elem_count() / row_len;
+            let scale = a.abs()?.maximum(&b.abs()?)?.affine(tol.rtol, tol.atol)?;
+            let r = (v / scale)?.reshape((rows, row_len))?;
+            r.sqr()?.mean(1)?.sqrt()?.to_vec1::<f64>()
+        };
+        let rms = run().map_err(|e| e.to_string())?;
+        if rms.iter().any(|r| r.is_nan()) {
+            return Ok(f64::NAN);
+        }
+        Ok(rms.into_iter().fold(0.0, f64::max))
     }
 }
 
@@ -211,32 +327,114 @@ pub fn integrate_rows<E>(
     mut f: impl FnMut(&[f64], f64) -> Result<Vec<f64>, E>,
 ) -> Result<Solution, Dopri5Error<E>> {
     check_input(x0, row_len, t0, t1, tol)?;
-    let n = x0.len();
-    let norm = Norm { row_len, tol };
+    integrate_state(x0.to_vec(), row_len, t0, t1, tol, max_steps, |x, t| f(x, t))
+}
+
+/// [`integrate_rows`] for a state on a device: `x0` an `f64` tensor `[rows, row_len]`, `f` the
+/// batch's right-hand side as a tensor of the same shape. The input checks the host does before
+/// the first call of `f` are made on the device's values.
+pub fn integrate_tensor<E>(
+    x0: &Tensor,
+    t0: f64,
+    t1: f64,
+    tol: Tolerance,
+    max_steps: usize,
+    f: impl FnMut(&Tensor, f64) -> Result<Tensor, E>,
+) -> Result<TensorSolution, Dopri5Error<E>> {
+    let bad = |problem: String| Dopri5Error::BadInput(problem);
+    let (rows, row_len) = x0.dims2().map_err(|_| {
+        bad(format!(
+            "the state must be [rows, row_len], got {:?}",
+            x0.dims()
+        ))
+    })?;
+    if x0.dtype() != DType::F64 {
+        return Err(bad(format!("the state must be f64, got {:?}", x0.dtype())));
+    }
+    // The scalar checks of the host path, on a one-value stand-in; then the values' finiteness.
+    check_input::<E>(&[0.0], 1, t0, t1, tol)?;
+    if rows == 0 || row_len == 0 {
+        return Err(bad("the initial state is empty".into()));
+    }
+    if !x0
+        .all_finite()
+        .map_err(|error| Dopri5Error::Device { t: t0, error })?
+    {
+        return Err(bad("the initial state has a non-finite value".into()));
+    }
+    integrate_state(x0.clone(), row_len, t0, t1, tol, max_steps, f)
+}
+
+/// A [`Solution`] whose state stayed on a device.
+pub type TensorSolution = Solution<Tensor>;
+
+/// The method on any [`State`], after the input checks.
+fn integrate_state<S: State, E>(
+    x0: S,
+    row_len: usize,
+    t0: f64,
+    t1: f64,
+    tol: Tolerance,
+    max_steps: usize,
+    mut f: impl FnMut(&S, f64) -> Result<S, E>,
+) -> Result<Solution<S>, Dopri5Error<E>> {
+    let n = x0.value_count();
+    let norm = |v: &S, a: &S, b: &S, t: f64| {
+        S::norm(v, a, b, row_len, tol).map_err(|error| Dopri5Error::Device { t, error })
+    };
+    let finite = |v: &S, t: f64| {
+        v.all_finite()
+            .map_err(|error| Dopri5Error::Device { t, error })
+    };
+    let combine = |base: Option<&S>, h: f64, terms: &[(f64, &S)], t: f64| {
+        S::combine(base, h, terms).map_err(|error| Dopri5Error::Device { t, error })
+    };
     let mut nfe = 0usize;
-    let mut call = |x: &[f64], t: f64| -> Result<Vec<f64>, Dopri5Error<E>> {
+    let mut call = |x: &S, t: f64| -> Result<S, Dopri5Error<E>> {
         nfe += 1;
         let k = f(x, t).map_err(|error| Dopri5Error::Callback { t, error })?;
-        if k.len() != n {
+        if k.value_count() != n {
             return Err(Dopri5Error::WrongLength {
                 t,
                 expected: n,
-                got: k.len(),
+                got: k.value_count(),
             });
         }
-        if !all_finite(&k) {
+        if !finite(&k, t)? {
             return Err(Dopri5Error::NonFinite { t });
         }
         Ok(k)
     };
 
-    let mut x = x0.to_vec();
+    let mut x = x0;
     let mut t = t0;
     let mut k1 = call(&x, t)?;
-    let mut h = initial_step(&x, &k1, t0, t1, &norm, &mut call)?;
+    let mut h = {
+        // HNW's starting step size (II.4): from the sizes of `x0`, `f(x0)` and a
+        // finite-difference estimate of the second derivative (one call of `f`).
+        let span = t1 - t0;
+        let d0 = norm(&x, &x, &x, t0)?;
+        let d1 = norm(&k1, &x, &x, t0)?;
+        let h0 = if d0 < 1e-5 || d1 < 1e-5 {
+            1e-6
+        } else {
+            0.01 * d0 / d1
+        }
+        .min(span);
+        let x1 = combine(Some(&x), h0, &[(1.0, &k1)], t0)?;
+        let f1 = call(&x1, t0 + h0)?;
+        let difference = combine(None, 1.0, &[(1.0, &f1), (-1.0, &k1)], t0)?;
+        let d2 = norm(&difference, &x, &x, t0)? / h0;
+        let d = d1.max(d2);
+        let h1 = if d <= 1e-15 {
+            (h0 * 1e-3).max(1e-6)
+        } else {
+            (0.01 / d).powf(CONTROL_EXPONENT)
+        };
+        (100.0 * h0).min(h1).min(span)
+    };
 
-    let mut k: [Vec<f64>; 7] = Default::default();
-    let mut stage = vec![0.0; n];
+    let mut k: Vec<S> = Vec::with_capacity(7);
     let mut accepted = 0usize;
     let mut rejected = 0usize;
     let mut after_rejection = false;
@@ -254,24 +452,40 @@ pub fn integrate_rows<E>(
             h = t1 - t;
         }
 
-        // Stages 2..7; stage 1 is k1 (FSAL).
+        // Stages 2..7; stage 1 is k1 (FSAL). k[i − 1] holds stage i + 1's slope.
+        k.clear();
+        let mut stage = None;
         for i in 1..7 {
-            for (j, s) in stage.iter_mut().enumerate() {
-                let mut sum = A[i][0] * k1[j];
-                for (m, km) in k.iter().enumerate().take(i).skip(1) {
-                    sum += A[i][m] * km[j];
-                }
-                *s = x[j] + h * sum;
-            }
+            let terms: Vec<(f64, &S)> = std::iter::once(&k1)
+                .chain(&k)
+                .enumerate()
+                .map(|(m, km)| (A[i][m], km))
+                .collect();
+            let input = combine(Some(&x), h, &terms, t)?;
             let t_stage = if i == 6 { t + h } else { t + C[i] * h };
-            k[i] = call(&stage, t_stage)?;
+            k.push(call(&input, t_stage)?);
+            stage = Some(input);
         }
-        // The last stage's input is the 5th-order solution x̃ (A's last row = B5); k[6] = f(x̃).
-        let x_new = &stage;
-        if !all_finite(x_new) {
+        // The last stage's input is the 5th-order solution x̃ (A's last row = B5); k[5] = f(x̃).
+        let x_new = stage.expect("six stages ran");
+        if !finite(&x_new, t + h)? {
             return Err(Dopri5Error::NonFinite { t: t + h });
         }
-        let err = norm.error(h, &k1, &k, &x, x_new);
+        // The error estimate h·Σ e_i k_i (e_2 = 0 is left out).
+        let estimate = combine(
+            None,
+            h,
+            &[
+                (E[0], &k1),
+                (E[2], &k[1]),
+                (E[3], &k[2]),
+                (E[4], &k[3]),
+                (E[5], &k[4]),
+                (E[6], &k[5]),
+            ],
+            t,
+        )?;
+        let err = norm(&estimate, &x, &x_new, t)?;
         if !err.is_finite() {
             return Err(Dopri5Error::NonFinite { t: t + h });
         }
@@ -282,8 +496,8 @@ pub fn integrate_rows<E>(
         };
         if err <= 1.0 {
             accepted += 1;
-            x.copy_from_slice(x_new);
-            std::mem::swap(&mut k1, &mut k[6]);
+            x = x_new;
+            k1 = k.pop().expect("six stages ran");
             if last {
                 break;
             }
@@ -345,78 +559,6 @@ fn check_input<E>(
         ));
     }
     Ok(())
-}
-
-/// HNW's starting step size (II.4): from the sizes of `x0`, `f(x0)` and a finite-difference
-/// estimate of the second derivative (one call of `f`).
-fn initial_step<E>(
-    x0: &[f64],
-    f0: &[f64],
-    t0: f64,
-    t1: f64,
-    norm: &Norm,
-    call: &mut impl FnMut(&[f64], f64) -> Result<Vec<f64>, Dopri5Error<E>>,
-) -> Result<f64, Dopri5Error<E>> {
-    let span = t1 - t0;
-    let d0 = norm.scaled(x0, x0, |i| x0[i]);
-    let d1 = norm.scaled(x0, x0, |i| f0[i]);
-    let h0 = if d0 < 1e-5 || d1 < 1e-5 {
-        1e-6
-    } else {
-        0.01 * d0 / d1
-    }
-    .min(span);
-    let x1: Vec<f64> = x0.iter().zip(f0).map(|(x, f)| x + h0 * f).collect();
-    let f1 = call(&x1, t0 + h0)?;
-    let d2 = norm.scaled(x0, x0, |i| f1[i] - f0[i]) / h0;
-    let d = d1.max(d2);
-    let h1 = if d <= 1e-15 {
-        (h0 * 1e-3).max(1e-6)
-    } else {
-        (0.01 / d).powf(CONTROL_EXPONENT)
-    };
-    Ok((100.0 * h0).min(h1).min(span))
-}
-
-/// The weighted norm: per row the RMS of `v_i / (atol + rtol·max(|a_i|, |b_i|))`, then the
-/// largest over rows.
-struct Norm {
-    row_len: usize,
-    tol: Tolerance,
-}
-
-impl Norm {
-    /// The norm of the vector whose component `i` is `v(i)`, scaled by `a` and `b`.
-    fn scaled(&self, a: &[f64], b: &[f64], v: impl Fn(usize) -> f64) -> f64 {
-        let mut worst: f64 = 0.0;
-        for start in (0..a.len()).step_by(self.row_len) {
-            let mut sum = 0.0;
-            for i in start..start + self.row_len {
-                let scale = self.tol.atol + self.tol.rtol * a[i].abs().max(b[i].abs());
-                let r = v(i) / scale;
-                sum += r * r;
-            }
-            let rms = (sum / self.row_len as f64).sqrt();
-            // `max` ignores NaN: keep it visible so the caller can report it.
-            if rms.is_nan() {
-                return f64::NAN;
-            }
-            worst = worst.max(rms);
-        }
-        worst
-    }
-
-    /// The norm of the step's error estimate `h·Σ e_i k_i`.
-    fn error(&self, h: f64, k1: &[f64], k: &[Vec<f64>; 7], x: &[f64], x_new: &[f64]) -> f64 {
-        self.scaled(x, x_new, |i| {
-            h * (E[0] * k1[i]
-                + E[2] * k[2][i]
-                + E[3] * k[3][i]
-                + E[4] * k[4][i]
-                + E[5] * k[5][i]
-                + E[6] * k[6][i])
-        })
-    }
 }
 
 fn all_finite(values: &[f64]) -> bool {
@@ -569,6 +711,63 @@ mod tests {
         assert!(per_row.nfe >= whole.nfe);
         let exact: Vec<f64> = rates.iter().map(|r| r.exp()).collect();
         assert!(scaled_error(&per_row.x, &exact, t) < 5.0);
+    }
+
+    #[test]
+    fn a_tensor_state_steps_like_the_host_state() {
+        // Rows of a linear time-dependent system, x' = r·x·cos(t), on the host and as a
+        // candle tensor: the same steps, the same values up to the device's summation order.
+        let device = candle_core::Device::Cpu;
+        let (rows, row_len) = (3, 4);
+        let rates: Vec<f64> = (0..rows * row_len).map(|i| -2.0 + 0.3 * i as f64).collect();
+        let x0: Vec<f64> = (0..rows * row_len).map(|i| 1.0 + 0.1 * i as f64).collect();
+        let host = integrate_rows(&x0, row_len, 0.0, 1.5, tol(1e-7), MAX_STEPS, |x, t| {
+            Ok::<_, Infallible>(x.iter().zip(&rates).map(|(x, r)| r * x * t.cos()).collect())
+        })
+        .unwrap();
+        let r = Tensor::from_slice(&rates, (rows, row_len), &device).unwrap();
+        let x0t = Tensor::from_slice(&x0, (rows, row_len), &device).unwrap();
+        let on_device = integrate_tensor(&x0t, 0.0, 1.5, tol(1e-7), MAX_STEPS, |x, t| {
+            (x * &r)?.affine(t.cos(), 0.0)
+        })
+        .unwrap();
+        assert_eq!(
+            (on_device.nfe, on_device.accepted, on_device.rejected),
+            (host.nfe, host.accepted, host.rejected)
+        );
+        let values: Vec<f64> = on_device.x.flatten_all().unwrap().to_vec1().unwrap();
+        for (a, b) in values.iter().zip(&host.x) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        // x(t) = x0·exp(r·sin t).
+        let exact: Vec<f64> = x0
+            .iter()
+            .zip(&rates)
+            .map(|(x, r)| x * (r * 1.5f64.sin()).exp())
+            .collect();
+        assert!(scaled_error(&values, &exact, 1e-7) < 10.0);
+
+        // The tensor path's own input checks.
+        let f32_state = x0t.to_dtype(candle_core::DType::F32).unwrap();
+        let bad = integrate_tensor(&f32_state, 0.0, 1.0, tol(1e-6), MAX_STEPS, |x, _| {
+            Ok::<_, candle_core::Error>(x.clone())
+        });
+        assert!(matches!(bad, Err(Dopri5Error::BadInput(ref m)) if m.contains("f64")));
+        let with_nan = Tensor::from_slice(&[1.0, f64::NAN], (1, 2), &device).unwrap();
+        let bad = integrate_tensor(&with_nan, 0.0, 1.0, tol(1e-6), MAX_STEPS, |x, _| {
+            Ok::<_, candle_core::Error>(x.clone())
+        });
+        assert!(matches!(bad, Err(Dopri5Error::BadInput(ref m)) if m.contains("non-finite")));
+        let blow_up = integrate_tensor(&x0t, 0.0, 3.0, tol(1e-6), MAX_STEPS, |x, _| x.sqr());
+        assert!(
+            matches!(
+                blow_up,
+                Err(Dopri5Error::NonFinite { .. }
+                    | Dopri5Error::StepSizeUnderflow { .. }
+                    | Dopri5Error::TooManySteps { .. })
+            ),
+            "{blow_up:?}"
+        );
     }
 
     #[test]

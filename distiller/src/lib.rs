@@ -21,6 +21,7 @@ pub mod pairs;
 pub mod picture;
 pub mod plot;
 pub mod progress;
+pub mod shard;
 
 // glibc's malloc costs up to 2× in candle's many small allocations.
 #[global_allocator]

@@ -31,6 +31,9 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Ground truth: solve the model's ODE from seeded noise with adaptive Dormand–Prince 5(4)
     Truth(commands::truth::TruthArgs),
+    /// Ground-truth pairs files: merge the shards of `bns truth --shard K/N`
+    #[command(subcommand)]
+    Pairs(commands::pairs::PairsCommand),
     /// Distill a BNS solver for a model from ground-truth pairs
     Distill(commands::distill::DistillArgs),
     /// Evaluate every classical and distilled solver against the ground truth: tables, plots and sample grids
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => commands::sample::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Truth(a) => commands::truth::run(a),
+        Command::Pairs(c) => commands::pairs::run(c),
         Command::Distill(a) => commands::distill::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Publish(a) => commands::publish::run(a),

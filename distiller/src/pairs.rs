@@ -29,6 +29,7 @@ use web_sampler::tensor_file::{self, check_finite, TensorBytes, TensorFile};
 use web_sampler::versioned_json::{self, MetadataFormat};
 
 use crate::files::write_atomically;
+use crate::shard::ShardMeta;
 
 /// Version of the pairs file format this crate reads and writes.
 pub const PAIRS_FORMAT_VERSION: u32 = 1;
@@ -96,6 +97,10 @@ pub struct PairsMeta {
     pub validation: usize,
     /// Wall-clock seconds the solves took.
     pub seconds: f64,
+    /// Present in the file of one shard of a run ([`crate::shard`]): which rows it holds. The
+    /// splits above are then the whole run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardMeta>,
 }
 
 /// Borrowed rows of a [`Pairs`]: `len` pairs of `dim` values.
@@ -145,7 +150,7 @@ impl PairsMeta {
                 self.train, self.validation
             ));
         }
-        let rows = self
+        let count = self
             .train
             .checked_add(self.validation)
             .filter(|n| n.checked_mul(dim).is_some())
@@ -155,6 +160,10 @@ impl PairsMeta {
                     self.train, self.validation
                 )
             })?;
+        let rows = match &self.shard {
+            Some(shard) => shard.validate(count)?,
+            None => count,
+        };
         Ok((rows, dim))
     }
 }
@@ -237,6 +246,24 @@ impl Pairs {
     /// tensors present with the shapes the metadata implies, `F32`/`U32`, all finite, nothing
     /// else in the file. Every error names the file.
     pub fn load(path: &Path) -> Result<Pairs> {
+        let pairs = Pairs::load_shard(path)?;
+        if let Some(shard) = &pairs.meta.shard {
+            bail!(
+                "{}: holds shard {}/{} (pairs {}..{}) of a ground truth, not all of it; join the \
+                 shards with `bns pairs merge`",
+                path.display(),
+                shard.index,
+                shard.of,
+                shard.start,
+                shard.end
+            );
+        }
+        Ok(pairs)
+    }
+
+    /// [`load`](Self::load) that also accepts the file of one shard of a run (for
+    /// [`crate::shard::merge`]).
+    pub fn load_shard(path: &Path) -> Result<Pairs> {
         let origin = path.display();
         let bytes = std::fs::read(path)
             .map_err(|e| anyhow!("{origin}: cannot read the pairs file: {e}"))?;
@@ -442,6 +469,7 @@ mod tests {
                 train: 3,
                 validation: 2,
                 seconds: 1.25,
+                shard: None,
             },
         }
     }

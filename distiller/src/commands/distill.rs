@@ -348,6 +348,7 @@ pub(crate) mod tests {
             rtol: 1e-6,
             atol: 1e-6,
             batch: 160,
+            shard: None,
         };
         let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
         let pairs_path = dir.join("pairs.safetensors");

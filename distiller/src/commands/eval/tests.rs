@@ -33,6 +33,7 @@ fn image_setup(dir: &Path) -> (PathBuf, PathBuf, Model) {
         rtol: 1e-6,
         atol: 1e-6,
         batch: 24,
+        shard: None,
     };
     let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
     let pairs_path = dir.join("pairs.safetensors");
@@ -301,6 +302,7 @@ fn two_dimensional_models_use_sliced_wasserstein() {
         rtol: 1e-6,
         atol: 1e-6,
         batch: 20,
+        shard: None,
     };
     let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
     let pairs_path = dir.join("pairs.safetensors");
@@ -348,6 +350,7 @@ fn a_model_without_a_known_dataset_skips_the_distances_with_a_note() {
         rtol: 1e-5,
         atol: 1e-5,
         batch: 12,
+        shard: None,
     };
     let model = Model::load(&model_path).unwrap();
     compute_pairs(&model, &options, &mut |_| {})

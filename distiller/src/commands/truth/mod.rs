@@ -7,6 +7,14 @@
 //! is one guided velocity evaluation of the whole batch; the step size is controlled by the
 //! worst row, see [`crate::dopri5`]). The reported mean NFE weights each batch's NFE by its rows.
 //!
+//! With `--device cuda` the velocity is the model's candle network on the GPU and DOPRI5's state
+//! stays there ([`crate::dopri5::integrate_tensor`]); the default is the runtime's CPU network
+//! with DOPRI5 on the host in f64, the reference. The two differ by the networks' f32 rounding
+//! (their outputs agree to ~1e-6), far inside DOPRI5's tolerance.
+//!
+//! `--shard K/N` solves only the K-th of N parts, in whole batches ([`crate::shard`]);
+//! `bns pairs merge` joins the parts into the file one run makes.
+//!
 //! Long runs are resumable: after each batch the rows done so far go to `<output>.partial`
 //! ([`Partial`]: the pairs file's encoding, with the arguments in its metadata).
 //! A rerun with the same arguments continues from it; the batches are the same, so the result is
@@ -16,15 +24,19 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use web_sampler::model::Model;
 use web_sampler::noise::gaussian_batch;
 use web_sampler::sample::{check_request, guided_velocity, SampleRequest};
 
-use crate::dopri5::{integrate_rows, Tolerance, MAX_STEPS};
+use crate::compute::ComputeArgs;
+use crate::dopri5::{integrate_rows, integrate_tensor, Tolerance, MAX_STEPS};
+use crate::network::CandleNetwork;
 use crate::pairs::{Pairs, PairsMeta, Partial, Tensors, PAIRS_FORMAT_VERSION};
 use crate::progress::Progress;
+use crate::shard::{Shard, ShardMeta};
 
 #[derive(Args)]
 pub struct TruthArgs {
@@ -33,6 +45,8 @@ pub struct TruthArgs {
     model: PathBuf,
     #[command(flatten)]
     options: TruthOptions,
+    #[command(flatten)]
+    compute: ComputeArgs,
     /// Output pairs file (.safetensors); progress is kept in <output>.partial until done
     #[arg(short, long)]
     output: PathBuf,
@@ -66,6 +80,28 @@ pub struct TruthOptions {
     /// Rows integrated together (one velocity call per stage for the whole batch)
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Solve only part K of N (whole batches; join the parts with `bns pairs merge`)
+    #[arg(long, value_name = "K/N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+impl TruthOptions {
+    /// The pairs this run solves: all of them, or its shard's.
+    fn rows(&self) -> std::ops::Range<usize> {
+        match self.shard {
+            Some(shard) => shard.rows(self.count, self.batch).unwrap_or(0..0),
+            None => 0..self.count,
+        }
+    }
+}
+
+/// Where the velocity is evaluated and the ODE stepped.
+pub enum Field<'v> {
+    /// The runtime's CPU network, DOPRI5 on the host in f64 (the reference).
+    Runtime(&'v mut Velocity<'v>),
+    /// The model's candle network on a device, DOPRI5's state a tensor there.
+    Device(&'v CandleNetwork, Device),
 }
 
 /// What [`compute_pairs`] and [`write_pairs`] report as they go.
@@ -73,7 +109,8 @@ pub struct TruthOptions {
 pub enum TruthEvent {
     /// Continuing from a partial-progress file that holds `done` pairs.
     Resuming { done: usize },
-    /// A batch finished: `done` of `count` pairs, the batch took `batch_nfe` evaluations.
+    /// A batch finished: `done` of `count` pairs (of this shard, if one), the batch took
+    /// `batch_nfe` evaluations.
     Batch {
         done: usize,
         count: usize,
@@ -96,41 +133,72 @@ impl Done {
 }
 
 /// A velocity evaluation `ũ(x, t)` of a batch with its labels (one NFE).
-type Velocity<'a> = dyn FnMut(&[f32], f64, &[u32]) -> web_sampler::Result<Vec<f32>> + 'a;
+pub type Velocity<'a> = dyn FnMut(&[f32], f64, &[u32]) -> web_sampler::Result<Vec<f32>> + 'a;
 
 pub fn run(args: TruthArgs) -> Result<()> {
     let model = Model::load(&args.model)?;
     let options = &args.options;
     check_options(&model, options).with_context(|| args.model.display().to_string())?;
-    let mut bar = Progress::new("truth", options.count as u64, true);
-    let pairs = write_pairs(&model, options, &args.output, &mut |event| match event {
-        TruthEvent::Resuming { done } => {
-            println!(
-                "resuming from {done} pairs ({})",
-                partial_path(&args.output).display()
-            );
-            bar.set_position(done as u64);
-        }
-        TruthEvent::Batch {
-            done, batch_nfe, ..
-        } => {
-            bar.set_message(format!("pairs, last batch {batch_nfe} NFE"));
-            bar.set_position(done as u64);
-        }
-    });
+    let device = args.compute.open()?;
+    let network = match device {
+        Device::Cpu => None,
+        _ => Some(CandleNetwork::from_model(&model, &device)?),
+    };
+    let mut runtime =
+        |x: &[f32], t: f64, c: &[u32]| guided_velocity(&model, x, t, c, options.guidance);
+    let mut field = match &network {
+        Some(network) => Field::Device(network, device.clone()),
+        None => Field::Runtime(&mut runtime),
+    };
+    let mut bar = Progress::new("truth", options.rows().len() as u64, true);
+    let pairs = write_with(
+        &model,
+        options,
+        &args.output,
+        &mut field,
+        &mut |event| match event {
+            TruthEvent::Resuming { done } => {
+                println!(
+                    "resuming from {done} pairs ({})",
+                    partial_path(&args.output).display()
+                );
+                bar.set_position(done as u64);
+            }
+            TruthEvent::Batch {
+                done, batch_nfe, ..
+            } => {
+                bar.set_message(format!("pairs, last batch {batch_nfe} NFE"));
+                bar.set_position(done as u64);
+            }
+        },
+    );
     bar.finish();
     let pairs = pairs?;
     let meta = &pairs.meta;
+    let what = match &meta.shard {
+        Some(shard) => format!(
+            "shard {}/{}: pairs {}..{} of {}",
+            shard.index,
+            shard.of,
+            shard.start,
+            shard.end,
+            meta.train + meta.validation
+        ),
+        None => format!(
+            "{} pairs ({} training, {} validation)",
+            pairs.len(),
+            meta.train,
+            meta.validation
+        ),
+    };
     println!(
-        "wrote {} pairs ({} training, {} validation) to {}: mean NFE {:.1} (rtol {:e}, atol {:e}), {:.1} s",
-        pairs.len(),
-        meta.train,
-        meta.validation,
+        "wrote {what} to {}: mean NFE {:.1} (rtol {:e}, atol {:e}), {:.1} s on {}",
         args.output.display(),
         meta.mean_nfe,
         meta.rtol,
         meta.atol,
-        meta.seconds
+        meta.seconds,
+        args.compute.device.name()
     );
     Ok(())
 }
@@ -143,14 +211,14 @@ pub fn compute_pairs(
 ) -> Result<Pairs> {
     let mut velocity =
         |x: &[f32], t: f64, c: &[u32]| guided_velocity(model, x, t, c, options.guidance);
-    compute_with(model, options, &mut velocity, progress)
+    compute_with(model, options, &mut Field::Runtime(&mut velocity), progress)
 }
 
-/// [`compute_pairs`] with the velocity given (tests count its calls).
-fn compute_with(
+/// [`compute_pairs`] with the field given (tests count its calls, or run it on a device).
+pub fn compute_with(
     model: &Model,
     options: &TruthOptions,
-    velocity: &mut Velocity,
+    field: &mut Field,
     progress: &mut dyn FnMut(TruthEvent),
 ) -> Result<Pairs> {
     check_options(model, options)?;
@@ -162,7 +230,7 @@ fn compute_with(
         &noise,
         &labels,
         &mut done,
-        velocity,
+        field,
         &mut |_| Ok(()),
         progress,
     )?;
@@ -180,15 +248,21 @@ pub fn write_pairs(
 ) -> Result<Pairs> {
     let mut velocity =
         |x: &[f32], t: f64, c: &[u32]| guided_velocity(model, x, t, c, options.guidance);
-    write_with(model, options, output, &mut velocity, progress)
+    write_with(
+        model,
+        options,
+        output,
+        &mut Field::Runtime(&mut velocity),
+        progress,
+    )
 }
 
-/// [`write_pairs`] with the velocity given (tests interrupt it).
+/// [`write_pairs`] with the field given (tests interrupt it).
 fn write_with(
     model: &Model,
     options: &TruthOptions,
     output: &Path,
-    velocity: &mut Velocity,
+    field: &mut Field,
     progress: &mut dyn FnMut(TruthEvent),
 ) -> Result<Pairs> {
     check_options(model, options)?;
@@ -216,14 +290,14 @@ fn write_with(
         }
         None => Done::default(),
     };
-    let count = options.count;
+    let count = options.rows().len();
     solve(
         model,
         options,
         &noise,
         &labels,
         &mut done,
-        velocity,
+        field,
         // After the last batch the output itself is written next.
         &mut |done| {
             if done.rows() < count {
@@ -270,6 +344,18 @@ fn check_options(model: &Model, options: &TruthOptions) -> Result<()> {
              have pairs, got {validation}"
         );
     }
+    if let Some(shard) = options.shard {
+        if shard.rows(count, options.batch.max(1)).is_none() {
+            let batches = count.div_ceil(options.batch.max(1));
+            bail!(
+                "--shard {shard}: {count} pairs in batches of {} make only {batches} batch{}, \
+                 fewer than {} shards",
+                options.batch,
+                if batches == 1 { "" } else { "es" },
+                shard.of
+            );
+        }
+    }
     for (name, v) in [("--rtol", options.rtol), ("--atol", options.atol)] {
         if !(v.is_finite() && v > 0.0) {
             bail!("{name} must be a positive number, got {v}");
@@ -298,16 +384,20 @@ fn check_options(model: &Model, options: &TruthOptions) -> Result<()> {
     Ok(())
 }
 
-/// The noise `[count, D]` and the label of every pair.
+/// The noise `[rows, D]` and the label of every pair this run solves (all, or its shard's).
 fn inputs(model: &Model, options: &TruthOptions) -> (Vec<f32>, Vec<u32>) {
     let spec = model.spec();
-    let noise = gaussian_batch(options.seed, options.count, spec.data_dim());
+    let dim = spec.data_dim();
+    let rows = options.rows();
+    // Row i depends only on the seed and i: the shard's rows of the whole run's noise.
+    let mut noise = gaussian_batch(options.seed, rows.end, dim);
+    noise.drain(..rows.start * dim);
     let labels = match (spec.is_conditional(), options.class) {
-        (false, _) => vec![spec.null_class(); options.count],
-        (true, Some(c)) => vec![c; options.count],
+        (false, _) => vec![spec.null_class(); rows.len()],
+        (true, Some(c)) => vec![c; rows.len()],
         (true, None) => {
             let k = spec.num_classes as u64;
-            (0..options.count as u64).map(|i| (i % k) as u32).collect()
+            rows.map(|i| (i as u64 % k) as u32).collect()
         }
     };
     (noise, labels)
@@ -321,7 +411,7 @@ fn solve(
     noise: &[f32],
     labels: &[u32],
     done: &mut Done,
-    velocity: &mut Velocity,
+    field: &mut Field,
     after_batch: &mut dyn FnMut(&Done) -> Result<()>,
     progress: &mut dyn FnMut(TruthEvent),
 ) -> Result<()> {
@@ -332,47 +422,88 @@ fn solve(
     };
     let started = Instant::now();
     let seconds_before = done.seconds;
-    while done.rows() < options.count {
+    // Local row r is pair first + r of the run.
+    let first = options.rows().start;
+    let count = labels.len();
+    while done.rows() < count {
         let start = done.rows();
-        let end = (start + options.batch).min(options.count);
+        let end = (start + options.batch).min(count);
         let batch_labels = &labels[start..end];
-        let x0: Vec<f64> = noise[start * dim..end * dim]
-            .iter()
-            .map(|&v| f64::from(v))
-            .collect();
-        let solution = integrate_rows(&x0, dim, 0.0, 1.0, tol, MAX_STEPS, |x, t| {
-            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-            velocity(&x32, t, batch_labels).map(|u| u.into_iter().map(f64::from).collect())
-        })
-        .with_context(|| format!("solving pairs {start}..{end}"))?;
-        let truth = &mut done.tensors.truth;
-        truth.extend(solution.x.iter().map(|&v| v as f32));
-        if let Some(i) = truth[start * dim..].iter().position(|v| !v.is_finite()) {
+        let x0 = &noise[start * dim..end * dim];
+        let (truth, nfe) = solve_batch(field, x0, dim, batch_labels, options.guidance, tol)
+            .with_context(|| format!("solving pairs {}..{}", first + start, first + end))?;
+        if let Some(i) = truth.iter().position(|v| !v.is_finite()) {
             bail!(
-                "solving pairs {start}..{end}: pair {} leaves the range of f32",
-                start + i / dim
+                "solving pairs {}..{}: pair {} leaves the range of f32",
+                first + start,
+                first + end,
+                first + start + i / dim
             );
         }
+        done.tensors.truth.extend_from_slice(&truth);
         done.tensors
             .noise
             .extend_from_slice(&noise[start * dim..end * dim]);
         done.tensors.labels.extend_from_slice(batch_labels);
-        done.nfe_rows += (solution.nfe as u64) * (end - start) as u64;
+        done.nfe_rows += (nfe as u64) * (end - start) as u64;
         done.seconds = seconds_before + started.elapsed().as_secs_f64();
         after_batch(done)?;
         progress(TruthEvent::Batch {
             done: end,
-            count: options.count,
-            batch_nfe: solution.nfe,
+            count,
+            batch_nfe: nfe,
         });
     }
     Ok(())
 }
 
+/// DOPRI5 from `x0` (rows of `dim`) to t = 1 in `field`: the truth in f32 and the NFE.
+fn solve_batch(
+    field: &mut Field,
+    x0: &[f32],
+    dim: usize,
+    labels: &[u32],
+    guidance: f64,
+    tol: Tolerance,
+) -> Result<(Vec<f32>, usize)> {
+    match field {
+        Field::Runtime(velocity) => {
+            let x0: Vec<f64> = x0.iter().map(|&v| f64::from(v)).collect();
+            let solution = integrate_rows(&x0, dim, 0.0, 1.0, tol, MAX_STEPS, |x, t| {
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                velocity(&x32, t, labels).map(|u| u.into_iter().map(f64::from).collect())
+            })?;
+            Ok((solution.x.iter().map(|&v| v as f32).collect(), solution.nfe))
+        }
+        Field::Device(network, device) => {
+            let rows = labels.len();
+            let x0 = Tensor::from_slice(x0, (rows, dim), device)?.to_dtype(DType::F64)?;
+            let classes = Tensor::from_slice(labels, rows, device)?;
+            let solution = integrate_tensor(&x0, 0.0, 1.0, tol, MAX_STEPS, |x, t| {
+                let t = Tensor::new(t as f32, device)?;
+                network
+                    .guided_velocity(&x.to_dtype(DType::F32)?, &t, &classes, guidance)
+                    .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?
+                    .to_dtype(DType::F64)
+            })?;
+            let truth = solution.x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            Ok((truth, solution.nfe))
+        }
+    }
+}
+
 /// The pairs file's contents once every row is done.
 fn finish(model: &Model, options: &TruthOptions, done: Done) -> Pairs {
     let spec = model.spec();
-    let count = done.rows();
+    let rows = options.rows();
+    let shard = options.shard.map(|shard| ShardMeta {
+        index: shard.index,
+        of: shard.of,
+        start: rows.start,
+        end: rows.end,
+        batch: options.batch,
+        class: options.class,
+    });
     Pairs {
         meta: PairsMeta {
             format_version: PAIRS_FORMAT_VERSION,
@@ -381,11 +512,12 @@ fn finish(model: &Model, options: &TruthOptions, done: Done) -> Pairs {
             guidance: options.guidance,
             rtol: options.rtol,
             atol: options.atol,
-            mean_nfe: done.nfe_rows as f64 / count.max(1) as f64,
+            mean_nfe: done.nfe_rows as f64 / done.rows().max(1) as f64,
             seed: options.seed,
-            train: count - options.validation,
+            train: options.count - options.validation,
             validation: options.validation,
             seconds: done.seconds,
+            shard,
         },
         noise: done.tensors.noise,
         truth: done.tensors.truth,
@@ -435,7 +567,8 @@ fn read_partial(
         ));
     }
     let (there, here) = (&partial.options, options);
-    let fields: [(&str, String, String); 8] = [
+    let shard_text = |shard: Option<Shard>| shard.map_or_else(|| "(all)".into(), |s| s.to_string());
+    let fields: [(&str, String, String); 9] = [
         ("--count", there.count.to_string(), here.count.to_string()),
         (
             "--validation",
@@ -452,6 +585,7 @@ fn read_partial(
         ("--rtol", there.rtol.to_string(), here.rtol.to_string()),
         ("--atol", there.atol.to_string(), here.atol.to_string()),
         ("--batch", there.batch.to_string(), here.batch.to_string()),
+        ("--shard", shard_text(there.shard), shard_text(here.shard)),
     ];
     for (name, a, b) in fields {
         if a != b {
@@ -466,11 +600,12 @@ fn read_partial(
         );
     }
     let rows = partial.rows();
-    let at_batch_boundary = rows % options.batch == 0 || rows == options.count;
-    if rows > options.count || !at_batch_boundary || partial.data_shape != model.spec().data_shape {
+    let count = labels.len();
+    let at_batch_boundary = rows % options.batch == 0 || rows == count;
+    if rows > count || !at_batch_boundary || partial.data_shape != model.spec().data_shape {
         bail!(
-            "{origin}: inconsistent progress ({rows} pairs done of {} in batches of {}); {restart}",
-            options.count,
+            "{origin}: inconsistent progress ({rows} pairs done of {count} in batches of {}); \
+             {restart}",
             options.batch
         );
     }

@@ -67,6 +67,7 @@ fn options() -> TruthOptions {
         rtol: 1e-5,
         atol: 1e-5,
         batch: 4,
+        shard: None,
     }
 }
 
@@ -215,11 +216,11 @@ fn mean_nfe_is_what_was_spent() {
     let pairs = compute_with(
         &model,
         &options,
-        &mut |x, t, c| {
+        &mut Field::Runtime(&mut |x, t, c| {
             calls += 1;
             row_calls += c.len();
             guided_velocity(&model, x, t, c, 0.0)
-        },
+        }),
         &mut |e| reported.push(e),
     )
     .unwrap();
@@ -254,13 +255,13 @@ fn resume_after_interruption_gives_the_same_file() {
         &model,
         &options,
         &output,
-        &mut |x, t, c| {
+        &mut Field::Runtime(&mut |x, t, c| {
             if batches.get() == 2 && calls_in_batch.get() == 5 {
                 return Err(web_sampler::Error::new("test", "interrupted"));
             }
             calls_in_batch.set(calls_in_batch.get() + 1);
             guided_velocity(&model, x, t, c, 0.0)
-        },
+        }),
         &mut |e| {
             if let TruthEvent::Batch { .. } = e {
                 batches.set(batches.get() + 1);
@@ -349,10 +350,10 @@ fn an_unwritable_output_is_refused_before_solving() {
             &points_model(),
             &options(),
             &output,
-            &mut |_, _, _| {
+            &mut Field::Runtime(&mut |_, _, _| {
                 calls += 1;
                 Ok(vec![])
-            },
+            }),
             &mut |_| {},
         );
         let shown = format!("{:#}", result.unwrap_err());
@@ -513,5 +514,193 @@ fn request_checks_name_the_flag() {
     for (model, options, expected) in cases {
         let shown = format!("{:#}", check_options(model, &options).unwrap_err());
         assert_eq!(shown, expected, "{options:?}");
+    }
+}
+
+#[test]
+fn shards_merge_into_the_single_run_byte_for_byte() {
+    let scratch = ScratchDir::new("truth-shards");
+    let dir = scratch.path();
+    let model = smooth(&image_model());
+    // 14 pairs in batches of 4: batches 0..4, 4..8, 8..12, 12..14; three shards.
+    let options = TruthOptions {
+        count: 14,
+        validation: 5,
+        guidance: 1.5,
+        ..options()
+    };
+    let whole = dir.join("whole.safetensors");
+    let single = write_pairs(&model, &options, &whole, &mut |_| {}).unwrap();
+
+    let mut shards = Vec::new();
+    for index in [3, 1, 2] {
+        let shard = Shard { index, of: 3 };
+        let path = dir.join(format!("shard-{index}.safetensors"));
+        let sharded = TruthOptions {
+            shard: Some(shard),
+            ..options.clone()
+        };
+        let pairs = write_pairs(&model, &sharded, &path, &mut |_| {}).unwrap();
+        assert_eq!(pairs.meta.shard.as_ref().unwrap().index, index);
+        // A shard is not a ground truth by itself.
+        let shown = format!("{:#}", Pairs::load(&path).unwrap_err());
+        assert!(
+            shown.contains(&format!("shard-{index}.safetensors"))
+                && shown.contains(&format!("shard {index}/3"))
+                && shown.contains("bns pairs merge"),
+            "{shown}"
+        );
+        shards.push((path.clone(), Pairs::load_shard(&path).unwrap()));
+    }
+    let rows: Vec<(usize, usize)> = shards
+        .iter()
+        .map(|(_, p)| {
+            let s = p.meta.shard.as_ref().unwrap();
+            (s.start, s.end)
+        })
+        .collect();
+    assert_eq!(rows, [(8, 14), (0, 4), (4, 8)]);
+
+    let merged = crate::shard::merge(&shards).unwrap();
+    let merged_path = dir.join("merged.safetensors");
+    Pairs {
+        meta: PairsMeta {
+            seconds: single.meta.seconds,
+            ..merged.meta.clone()
+        },
+        ..merged.clone()
+    }
+    .save(&merged_path)
+    .unwrap();
+    assert_eq!(
+        std::fs::read(&merged_path).unwrap(),
+        std::fs::read(&whole).unwrap(),
+        "the merged file is the single run's, byte for byte, but for the seconds"
+    );
+    assert!(merged.meta.seconds > 0.0);
+
+    // A missing shard, a shard given twice, a shard of another run, a whole file.
+    let missing = format!("{:#}", crate::shard::merge(&shards[..2]).unwrap_err());
+    assert!(
+        missing.contains("shard 2/3 of this run is missing"),
+        "{missing}"
+    );
+    let twice = vec![shards[0].clone(), shards[1].clone(), shards[1].clone()];
+    let twice = format!("{:#}", crate::shard::merge(&twice).unwrap_err());
+    assert!(
+        twice.contains("shard 1/3 is given twice") && twice.contains("shard-1.safetensors"),
+        "{twice}"
+    );
+    let other_path = dir.join("other-seed.safetensors");
+    let other = TruthOptions {
+        seed: 1,
+        shard: Some(Shard { index: 2, of: 3 }),
+        ..options.clone()
+    };
+    write_pairs(&model, &other, &other_path, &mut |_| {}).unwrap();
+    let mixed = vec![
+        shards[0].clone(),
+        shards[1].clone(),
+        (other_path.clone(), Pairs::load_shard(&other_path).unwrap()),
+    ];
+    let mixed = format!("{:#}", crate::shard::merge(&mixed).unwrap_err());
+    assert!(
+        mixed.contains("shards of different runs")
+            && mixed.contains("other-seed.safetensors")
+            && mixed.contains("seed 9")
+            && mixed.contains("seed 1"),
+        "{mixed}"
+    );
+    let with_whole = vec![(whole.clone(), Pairs::load_shard(&whole).unwrap())];
+    let with_whole = format!("{:#}", crate::shard::merge(&with_whole).unwrap_err());
+    assert!(
+        with_whole.contains("whole.safetensors") && with_whole.contains("not a shard"),
+        "{with_whole}"
+    );
+
+    // More shards than batches is refused before any work.
+    let too_many = TruthOptions {
+        shard: Some(Shard { index: 1, of: 5 }),
+        ..options.clone()
+    };
+    let shown = format!(
+        "{:#}",
+        compute_pairs(&model, &too_many, &mut |_| {}).unwrap_err()
+    );
+    assert!(
+        shown.contains("--shard 1/5") && shown.contains("only 4 batches,"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_device_field_agrees_with_the_runtime() {
+    // candle's network with DOPRI5's state as a tensor (here on the CPU device) against the
+    // reference: the runtime's network, DOPRI5 on the host.
+    let model = smooth(&image_model());
+    let options = TruthOptions {
+        guidance: 2.0,
+        ..options()
+    };
+    let reference = compute_pairs(&model, &options, &mut |_| {}).unwrap();
+    let device = Device::Cpu;
+    let network = CandleNetwork::from_model(&model, &device).unwrap();
+    let on_device = compute_with(
+        &model,
+        &options,
+        &mut Field::Device(&network, device),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(on_device.noise, reference.noise);
+    assert_eq!(on_device.labels, reference.labels);
+    let worst = on_device
+        .truth
+        .iter()
+        .zip(&reference.truth)
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+        .fold(0.0f32, f32::max);
+    // Both are DOPRI5 at 1e-5 on networks that agree to ~1e-6.
+    assert!(worst < 1e-4, "worst relative difference {worst}");
+    let nfe = (on_device.meta.mean_nfe - reference.meta.mean_nfe).abs();
+    assert!(
+        nfe <= 0.1 * reference.meta.mean_nfe,
+        "mean NFE {} on the device, {} on the runtime",
+        on_device.meta.mean_nfe,
+        reference.meta.mean_nfe
+    );
+}
+
+/// On an NVIDIA GPU: compiled in every `--features cuda` build (`make cuda-check`), run on a GPU
+/// machine with `cargo test -p distiller --features cuda -- --ignored gpu`.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn gpu_truth_agrees_with_the_runtime() {
+        let model = smooth(&image_model());
+        let options = TruthOptions {
+            guidance: 2.0,
+            ..options()
+        };
+        let reference = compute_pairs(&model, &options, &mut |_| {}).unwrap();
+        let device = Device::new_cuda(0).unwrap();
+        let network = CandleNetwork::from_model(&model, &device).unwrap();
+        let on_gpu = compute_with(
+            &model,
+            &options,
+            &mut Field::Device(&network, device),
+            &mut |_| {},
+        )
+        .unwrap();
+        let worst = on_gpu
+            .truth
+            .iter()
+            .zip(&reference.truth)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "worst relative difference {worst}");
     }
 }
