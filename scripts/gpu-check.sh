@@ -7,7 +7,7 @@
 # binary (default: target/cuda-bundle). The other CUDA libraries (cuBLAS, cuRAND, NVRTC) come from
 # the machine's NVIDIA Python wheels, found through python3; libcuda.so.1 from its driver.
 #
-# 1. prints nvidia-smi and the device bns sees;
+# 1. prints nvidia-smi, the version of bns and the CUDA libraries it loads;
 # 2. trains the 2-D checkerboard MLP for $STEPS steps on the CPU and on CUDA (same seed): both
 #    losses must fall, and the two test losses agree within 15%;
 # 3. ground truth from the CPU-trained model with the runtime (CPU, the reference) and with
@@ -24,6 +24,8 @@ input="${1:-target/cuda-bundle}"
 out="${2:-gpu-check}"
 STEPS="${STEPS:-1500}"
 IMAGE_STEPS="${IMAGE_STEPS:-500}"
+# The device compared with the CPU; DEVICE=cpu runs the script's plumbing on a machine without a GPU.
+DEVICE="${DEVICE:-cuda}"
 mkdir -p "$out"
 report="$out/report.md"
 : >"$report"
@@ -80,7 +82,7 @@ say '```'
 train=(train --dataset checkerboard --steps "$STEPS" --width 256 --depth 3 --batch 512
   --prediction velocity --seed 0 --checkpoint-every "$STEPS")
 seconds "train-cpu" "$bns" "${train[@]}" --device cpu -o "$out/cpu.safetensors"
-seconds "train-cuda" "$bns" "${train[@]}" --device cuda -o "$out/cuda.safetensors"
+seconds "train-cuda" "$bns" "${train[@]}" --device "$DEVICE" -o "$out/cuda.safetensors"
 losses() { sed -n 's/.*training loss \([0-9.]*\) → \([0-9.]*\), test loss \([0-9.]*\).*/\1 \2 \3/p' "$1"; }
 read -r cpu_early cpu_late cpu_test <<<"$(losses "$out/train-cpu.log")"
 read -r cuda_early cuda_late cuda_test <<<"$(losses "$out/train-cuda.log")"
@@ -96,21 +98,22 @@ PY
 # 3. Ground truth from the CPU-trained model, on the runtime and on the GPU.
 truth=(truth --model "$out/cpu.safetensors" --count 640 --validation 128 --seed 1 --rtol 1e-5 --atol 1e-5 --batch 640)
 seconds "truth-cpu" "$bns" "${truth[@]}" -o "$out/pairs-cpu.safetensors"
-seconds "truth-cuda" "$bns" "${truth[@]}" --device cuda -o "$out/pairs-cuda.safetensors"
+seconds "truth-cuda" "$bns" "${truth[@]}" --device "$DEVICE" -o "$out/pairs-cuda.safetensors"
 python3 - "$out/pairs-cpu.safetensors" "$out/pairs-cuda.safetensors" <<'PY' | tee -a "$report" || fail "ground truth"
-import json, struct, sys
-import numpy as np
+import array, json, struct, sys
 def load(path):
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])
     meta = json.loads(header["__metadata__"]["bns.pairs"])
-    t = header["truth"]
-    a, b = t["data_offsets"]
-    return meta, np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4")
+    a, b = header["truth"]["data_offsets"]
+    values = array.array("f", raw[8 + n + a:8 + n + b])
+    if sys.byteorder != "little":
+        values.byteswap()
+    return meta, values
 m1, t1 = load(sys.argv[1])
 m2, t2 = load(sys.argv[2])
-worst = float(np.max(np.abs(t1 - t2) / (1 + np.abs(t1))))
+worst = max(abs(x - y) / (1 + abs(x)) for x, y in zip(t1, t2))
 print(f"\ntruth: mean NFE {m1['mean_nfe']:.1f} (CPU) vs {m2['mean_nfe']:.1f} (CUDA); worst relative difference {worst:.2e}")
 sys.exit(0 if worst < 1e-3 and abs(m1["mean_nfe"] - m2["mean_nfe"]) <= 0.1 * m1["mean_nfe"] else 1)
 PY
@@ -118,7 +121,7 @@ PY
 # 4. Distillation at NFE 8 from the same pairs.
 distill=(distill --model "$out/cpu.safetensors" --pairs "$out/pairs-cpu.safetensors" --nfe 8 --init ab3 --grid uniform --iterations 600 --lr 5e-4)
 seconds "distill-cpu" "$bns" "${distill[@]}" -o "$out/bns-8-cpu.json"
-seconds "distill-cuda" "$bns" "${distill[@]}" --device cuda -o "$out/bns-8-cuda.json"
+seconds "distill-cuda" "$bns" "${distill[@]}" --device "$DEVICE" -o "$out/bns-8-cuda.json"
 python3 - "$out/bns-8-cpu.json" "$out/bns-8-cuda.json" <<'PY' | tee -a "$report" || fail "distillation PSNR"
 import json, sys
 a, b = (json.load(open(p))["metrics"]["validation_psnr"] for p in sys.argv[1:])
@@ -130,10 +133,10 @@ PY
 if [ -n "${BNS_FASHION_MNIST_DIR:-}" ] && [ -d "$BNS_FASHION_MNIST_DIR" ]; then
   export BNS_FASHION_MNIST_DIR
   seconds "train-fashion-mlp-cuda-$IMAGE_STEPS" "$bns" train --dataset fashion-mnist --steps "$IMAGE_STEPS" \
-    --checkpoint-every "$IMAGE_STEPS" --device cuda -o "$out/fashion-mlp.safetensors"
+    --checkpoint-every "$IMAGE_STEPS" --device "$DEVICE" -o "$out/fashion-mlp.safetensors"
   if "$bns" train --help | grep -q -- '--arch'; then
     seconds "train-fashion-unet-cuda-$IMAGE_STEPS" "$bns" train --dataset fashion-mnist --arch unet \
-      --steps "$IMAGE_STEPS" --checkpoint-every "$IMAGE_STEPS" --device cuda -o "$out/fashion-unet.safetensors"
+      --steps "$IMAGE_STEPS" --checkpoint-every "$IMAGE_STEPS" --device "$DEVICE" -o "$out/fashion-unet.safetensors"
   fi
 fi
 
