@@ -3,11 +3,13 @@
 //   node www/serve.mjs [--port 8080] [--root www] [--csp "<policy>"] [--cors]
 //
 // `.wasm` is served as application/wasm (needed for streaming compilation); every response
-// carries `Cache-Control: no-cache` so a rebuilt module is picked up on reload. `--cors` lets
-// pages of other origins use the files (the <bns-sampler> widget embedded elsewhere).
+// carries `Cache-Control: no-cache` so a rebuilt module is picked up on reload, and
+// `X-Content-Type-Options: nosniff`. Only GET and HEAD are answered (405 otherwise), and a
+// symbolic link is followed only if it leads to a file inside the root. `--cors` lets pages of
+// other origins use the files (the <bns-sampler> widget embedded elsewhere).
 
 import { createServer } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -27,27 +29,53 @@ const TYPES = {
 /** Starts a server for `root` on 127.0.0.1:`port` (0 picks a free port); resolves to the server. */
 export function startServer({ root, port = 0, csp = null, cors = false }) {
   const base = resolve(root);
-  // Errors carry the CORS header too, so a page of another origin sees "404" rather than a
-  // network failure.
-  const cross = cors ? { 'Access-Control-Allow-Origin': '*' } : {};
+  // Every response, errors included, carries these; errors carry the CORS header too, so a page
+  // of another origin sees "404" rather than a network failure.
+  const common = {
+    'X-Content-Type-Options': 'nosniff',
+    ...(cors ? { 'Access-Control-Allow-Origin': '*' } : {}),
+  };
+  const refuse = (res, status, text, extra = {}) =>
+    res.writeHead(status, { 'Content-Type': 'text/plain', ...common, ...extra }).end(text);
   const server = createServer(async (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      refuse(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
+      return;
+    }
     try {
+      // The real root, and the real path of the file: a symbolic link may point anywhere.
+      const realBase = await realpath(base);
+      const inside = (p) => p === realBase || p.startsWith(realBase + sep);
       const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
       let file = normalize(join(base, path));
       if (file !== base && !file.startsWith(base + sep)) {
-        res.writeHead(403, { 'Content-Type': 'text/plain', ...cross }).end('forbidden');
+        refuse(res, 403, 'forbidden');
         return;
       }
-      if ((await stat(file).catch(() => null))?.isDirectory()) file = join(file, 'index.html');
-      const body = await readFile(file);
+      let real = await realpath(file);
+      if (!inside(real)) {
+        refuse(res, 403, 'forbidden');
+        return;
+      }
+      if ((await stat(real)).isDirectory()) {
+        real = await realpath(join(real, 'index.html'));
+        if (!inside(real)) {
+          refuse(res, 403, 'forbidden');
+          return;
+        }
+        file = real;
+      }
+      const body = await readFile(real);
       const headers = {
         'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+        'Content-Length': body.length,
         'Cache-Control': 'no-cache',
       };
       if (csp) headers['Content-Security-Policy'] = csp;
-      res.writeHead(200, { ...headers, ...cross }).end(body);
+      res.writeHead(200, { ...headers, ...common });
+      res.end(req.method === 'HEAD' ? undefined : body);
     } catch {
-      res.writeHead(404, { 'Content-Type': 'text/plain', ...cross }).end('not found');
+      refuse(res, 404, 'not found');
     }
   });
   return new Promise((ok, fail) => {

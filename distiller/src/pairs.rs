@@ -24,7 +24,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use web_sampler::model::MAX_DATA_DIM;
+use web_sampler::model::{Model, ModelSpec, MAX_DATA_DIM};
 use web_sampler::tensor_file::{self, check_finite, TensorBytes, TensorFile};
 use web_sampler::versioned_json::{self, MetadataFormat};
 
@@ -275,6 +275,48 @@ impl Pairs {
             labels: tensors.labels,
             meta,
         })
+    }
+
+    /// Refuses pairs that are not `model`'s: made for another model ([`check_model`]), of
+    /// another data shape, or with a label the model has no class for ([`check_labels`]). Every
+    /// error names the file.
+    ///
+    /// [`check_model`]: Self::check_model
+    /// [`check_labels`]: Self::check_labels
+    pub fn check_for(&self, model: &Model, path: &Path) -> Result<()> {
+        self.check_model(model.id(), path)?;
+        let spec = model.spec();
+        if self.meta.data_shape != spec.data_shape {
+            bail!(
+                "{}: these pairs are of shape {:?}, the model's samples of {:?}",
+                path.display(),
+                self.meta.data_shape,
+                spec.data_shape
+            );
+        }
+        self.check_labels(spec, path)
+    }
+
+    /// Refuses a label above the model's null class (a class-conditional model takes classes
+    /// `0..K` and the null class `K`; an unconditional one only its null class 0).
+    pub fn check_labels(&self, spec: &ModelSpec, path: &Path) -> Result<()> {
+        let null = spec.null_class();
+        if let Some((row, label)) = self.labels.iter().enumerate().find(|(_, &l)| l > null) {
+            let classes = if spec.is_conditional() {
+                format!(
+                    "classes 0..{} and the null class {null}",
+                    spec.num_classes - 1
+                )
+            } else {
+                format!("only its null class {null} (it is unconditional)")
+            };
+            bail!(
+                "{}: pair {row} has label {label}, but the model has {classes}; recompute the pairs \
+                 with `bns truth`",
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// Refuses pairs made for another model: the error names the file and both ids.
@@ -614,6 +656,45 @@ mod tests {
         meta.as_object_mut().unwrap().remove("format_version");
         let shown = load_error(dir, &with_meta(&meta));
         assert!(shown.contains("format_version"), "{shown}");
+    }
+
+    #[test]
+    fn labels_the_model_has_no_class_for_are_refused() {
+        let mut p = sample();
+        let path = Path::new("runs/pairs.safetensors");
+        let conditional = ModelSpec::new(
+            web_sampler::model::Architecture::mlp(8, 2),
+            &[2, 1, 1],
+            4,
+            3,
+            2,
+        );
+        // Classes 0..2 and the null class 3 are fine.
+        p.labels = vec![0, 1, 2, 3, 1];
+        p.check_labels(&conditional, path).unwrap();
+        for (bad, expected) in [(4, "label 4"), (u32::MAX, "label 4294967295")] {
+            p.labels[2] = bad;
+            let shown = format!("{:#}", p.check_labels(&conditional, path).unwrap_err());
+            assert!(
+                shown.contains("runs/pairs.safetensors")
+                    && shown.contains("pair 2")
+                    && shown.contains(expected)
+                    && shown.contains("classes 0..2 and the null class 3"),
+                "{shown}"
+            );
+        }
+        let unconditional = ModelSpec::new(
+            web_sampler::model::Architecture::mlp(8, 2),
+            &[2, 1, 1],
+            4,
+            0,
+            0,
+        );
+        p.labels = vec![0; 5];
+        p.check_labels(&unconditional, path).unwrap();
+        p.labels[4] = 1;
+        let shown = format!("{:#}", p.check_labels(&unconditional, path).unwrap_err());
+        assert!(shown.contains("unconditional"), "{shown}");
     }
 
     #[test]

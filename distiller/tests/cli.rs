@@ -305,3 +305,29 @@ fn errors_name_the_file_and_the_problem() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("NFE"), "{}", stderr(&o));
 }
+
+#[test]
+fn text_from_files_reaches_the_terminal_escaped() {
+    // A solver file whose name and kind carry an ANSI escape sequence and other controls.
+    let dir = Scratch::new("escape");
+    let file = dir.path("euler.json");
+    let o = bns(&[
+        "solver", "new", "--method", "euler", "--grid", "uniform", "--nfe", "2", "-o", &file,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    json["name"] = "evil\u{1b}[2J\u{1b}]0;owned\u{7}\r\nname".into();
+    std::fs::write(&file, json.to_string()).unwrap();
+    let o = bns(&["solver", "show", &file]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(r"name      evil\u{1b}[2J\u{1b}]0;owned\u{7}\r\nname"),
+        "{text}"
+    );
+}

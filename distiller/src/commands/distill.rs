@@ -107,7 +107,7 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
     }
     let model = Model::load(&args.model)?;
     let pairs = Pairs::load(&args.pairs)?;
-    pairs.check_model(model.id(), &args.pairs)?;
+    pairs.check_for(&model, &args.pairs)?;
     let guidance = pairs.meta.guidance;
     if let Some(w) = args.guidance {
         if w != guidance {
@@ -457,6 +457,21 @@ pub(crate) mod tests {
         Model::random(spec, 99).unwrap().save(&other).unwrap();
         let m = message(args(&other, &pairs, &out));
         assert!(m.contains("pairs.safetensors"), "{m}");
+
+        // Pairs of this model whose labels it has no class for (the tiny model is
+        // unconditional: its only label is its null class 0).
+        let mut tampered = Pairs::load(&pairs).unwrap();
+        for label in [1, u32::MAX] {
+            tampered.labels[7] = label;
+            let bad = dir.join("bad-labels.safetensors");
+            tampered.save(&bad).unwrap();
+            let m = message(args(&model, &bad, &out));
+            assert!(
+                m.contains("bad-labels.safetensors")
+                    && m.contains(&format!("pair 7 has label {label}")),
+                "{m}"
+            );
+        }
 
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous");
     }

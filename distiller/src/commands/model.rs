@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use web_sampler::model::Model;
 
+use super::printable;
 use crate::network_args::NetworkArgs;
 
 #[derive(Subcommand)]
@@ -100,10 +101,11 @@ fn show(path: &Path) -> Result<()> {
         spec.time_scale,
         spec.prediction.name()
     );
-    println!("path        {}", spec.path);
+    println!("path        {}", printable(&spec.path));
     println!(
         "dataset     {} ({} training steps)",
-        spec.dataset, spec.training_steps
+        printable(&spec.dataset),
+        spec.training_steps
     );
     println!(
         "parameters  {parameters} ({:.2} MB as f32)",

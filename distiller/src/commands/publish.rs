@@ -101,6 +101,15 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
             args.name
         );
     }
+    // A site is a folder with the page in it; anything else (e.g. `www` resolved outside a
+    // checkout) would get a stray `models/` folder.
+    if !args.site.join("index.html").is_file() {
+        bail!(
+            "--site {}: not a site folder (it has no index.html); give the site with --site, e.g. \
+             --site path/to/bns/www",
+            args.site.display()
+        );
+    }
     let model_bytes = std::fs::read(&args.model)
         .with_context(|| format!("{}: cannot read", args.model.display()))?;
     let model = Model::from_bytes(&model_bytes, &args.model.display().to_string())?;
@@ -109,7 +118,7 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
         .iter()
         .map(|p| {
             let pairs = Pairs::load(p)?;
-            pairs.check_model(model.id(), p)?;
+            pairs.check_for(&model, p)?;
             Ok((p.clone(), pairs))
         })
         .collect::<Result<_>>()?;
@@ -242,7 +251,10 @@ mod tests {
     use candle_core::Device;
     use web_sampler::scratch::ScratchDir;
 
+    /// Arguments that publish to `dir/www`, a site folder (with its page).
     fn publish_args(dir: &Path, model: &Path, solver: &Path, pairs: &Path) -> PublishArgs {
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::write(dir.join("www/index.html"), "<!doctype html>").unwrap();
         PublishArgs {
             name: "tiny".into(),
             title: "Tiny checkerboard".into(),
@@ -252,6 +264,21 @@ mod tests {
             site: dir.join("www"),
             default: true,
         }
+    }
+
+    #[test]
+    fn a_folder_without_the_page_is_not_a_site() {
+        let scratch = ScratchDir::new("publish-no-site");
+        let dir = scratch.path();
+        let mut args = publish_args(dir, &dir.join("m"), &dir.join("s"), &dir.join("p"));
+        args.site = dir.join("elsewhere");
+        std::fs::create_dir_all(&args.site).unwrap();
+        let message = publish(&args, &mut |_| {}).err().unwrap().to_string();
+        assert!(
+            message.contains("elsewhere") && message.contains("no index.html"),
+            "{message}"
+        );
+        assert!(!args.site.join("models").exists());
     }
 
     #[test]

@@ -8,6 +8,8 @@ use web_sampler::grid::Grid;
 use web_sampler::model::Model;
 use web_sampler::solver::{Method, SolverFile};
 
+use super::printable;
+
 #[derive(Subcommand)]
 pub enum SolverCommand {
     /// Write a classical solver (Euler, midpoint, Heun, RK4, AB2/3, DPM-Solver++(2M)) as a solver file
@@ -84,22 +86,25 @@ fn show(path: &Path) -> Result<()> {
 pub fn describe(file: &SolverFile) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "name      {}", file.name);
-    let _ = writeln!(out, "kind      {}", file.kind);
+    let _ = writeln!(out, "name      {}", printable(&file.name));
+    let _ = writeln!(out, "kind      {}", printable(&file.kind));
     let _ = writeln!(out, "NFE       {}", file.nfe);
     let _ = writeln!(out, "guidance  {}", file.guidance);
     let _ = writeln!(
         out,
         "model     {}",
-        file.model_id
-            .as_deref()
-            .unwrap_or("any (not bound to a model)")
+        printable(
+            file.model_id
+                .as_deref()
+                .unwrap_or("any (not bound to a model)")
+        )
     );
+    // JSON values print with their strings escaped; keys are plain text.
     for (k, v) in &file.metrics {
-        let _ = writeln!(out, "metric    {k} = {v:.4}");
+        let _ = writeln!(out, "metric    {} = {v:.4}", printable(k));
     }
     for (k, v) in &file.provenance {
-        let _ = writeln!(out, "origin    {k} = {v}");
+        let _ = writeln!(out, "origin    {} = {v}", printable(k));
     }
     let _ = writeln!(out);
     let _ = writeln!(

@@ -192,7 +192,7 @@ pub fn evaluate(
     let threads = args.compute.thread_count()?;
     let model = Model::load(&args.model)?;
     let pairs = Pairs::load(&args.pairs)?;
-    pairs.check_model(model.id(), &args.pairs)?;
+    pairs.check_for(&model, &args.pairs)?;
     let guidance = pairs.meta.guidance;
     let validation = pairs.validation();
     let mut notes = Vec::new();
