@@ -4,8 +4,9 @@
 //! version is refused for its version rather than for a field it happens to lack or spell
 //! differently.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
+use serde_json::error::Category;
 use serde_json::Value;
 
 /// What is wrong with a versioned document, before it is worded for its format.
@@ -34,19 +35,34 @@ pub fn read<T: DeserializeOwned>(
     version: u32,
     unversioned: Option<u32>,
 ) -> Result<T, Problem> {
-    let value: Value = serde_json::from_str(text).map_err(Problem::InvalidJson)?;
-    let object = value.as_object().ok_or(Problem::NotAnObject)?;
-    let found = match object.get("format_version") {
+    /// Only the version; serde skips every other field without building it, so sniffing the
+    /// version of a large document allocates nothing but the version itself.
+    #[derive(Deserialize)]
+    struct Version {
+        format_version: Option<Value>,
+    }
+    // (serde would also fill a struct from an array, so an object is checked for first.)
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => Problem::NotAnObject,
+            Err(e) => Problem::InvalidJson(e),
+        });
+    }
+    let sniffed: Version = serde_json::from_str(text).map_err(Problem::InvalidJson)?;
+    let found = match sniffed.format_version {
         None => unversioned.map(u64::from).ok_or(Problem::NoVersion)?,
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| Problem::VersionNotWhole(v.clone()))?,
+        Some(v) => v.as_u64().ok_or(Problem::VersionNotWhole(v))?,
     };
     if found != u64::from(version) {
         return Err(Problem::UnknownVersion(found));
     }
-    // Parse the text again (not the Value) so that serde's errors carry line and column.
-    serde_json::from_str(text).map_err(Problem::InvalidFields)
+    // Then straight into the typed fields (serde's errors carry line and column). Skipping
+    // fields in the sniff checks only the structure, so text that is not JSON in a value (a
+    // number out of range) may first show here.
+    serde_json::from_str(text).map_err(|e| match e.classify() {
+        Category::Syntax | Category::Eof => Problem::InvalidJson(e),
+        Category::Data | Category::Io => Problem::InvalidFields(e),
+    })
 }
 
 /// `fields` (a struct without a `format_version` field of its own) as compact JSON with

@@ -2,7 +2,7 @@
 //! name, kind, NFE, guidance, the model it was distilled for, metrics and provenance. Loading
 //! always validates; saving writes a temporary file and renames it over the target.
 
-use super::NsTable;
+use super::{NsTable, MAX_STEPS};
 use crate::versioned_json::{self, Problem};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -10,6 +10,14 @@ use std::collections::BTreeMap;
 
 /// Version of the solver file format that this runtime reads and writes.
 pub const SOLVER_FORMAT_VERSION: u32 = 1;
+
+/// The largest solver file read, in bytes: a table of [`MAX_STEPS`] steps holds
+/// `(n+1) + n(n+1)` numbers (times, then rows of `a` and `b` of 1..=n entries), and a JSON number
+/// with its separator takes at most 32 bytes (an f64 written in full is 24 characters); 1 MiB
+/// more for the name, kind, metrics and provenance. A longer text is refused before it is parsed,
+/// so a huge file costs neither memory nor time.
+pub const MAX_SOLVER_FILE_BYTES: usize =
+    ((MAX_STEPS + 1) + MAX_STEPS * (MAX_STEPS + 1)) * 32 + (1 << 20);
 
 /// The solver file (JSON). Field names in JSON are exactly these. Fields not listed here are
 /// ignored when reading.
@@ -74,6 +82,7 @@ impl SolverFile {
     /// of steps, wrong coefficient lengths, non-finite numbers, times outside [0, 1] or
     /// decreasing, guidance not finite or negative.
     pub fn from_json(text: &str, origin: &str) -> Result<SolverFile> {
+        check_size(text.len(), origin)?;
         // The version is checked before the fields, so that a file of another version is refused
         // for its version rather than for a field it happens to lack.
         let reads = format!("this runtime reads version {SOLVER_FORMAT_VERSION}");
@@ -181,9 +190,18 @@ impl SolverFile {
     /// Reads and validates a solver file; the origin of every error is the path as displayed.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: &std::path::Path) -> Result<SolverFile> {
+        use std::io::Read;
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::new(&origin, format!("cannot read the solver file: {e}")))?;
+        let cannot =
+            |e: std::io::Error| Error::new(&origin, format!("cannot read the solver file: {e}"));
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        // By the size on disk first, then by what is read (the file may grow meanwhile).
+        let length = file.metadata().map_err(cannot)?.len();
+        check_size(usize::try_from(length).unwrap_or(usize::MAX), &origin)?;
+        let mut text = String::new();
+        file.take(MAX_SOLVER_FILE_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+            .map_err(cannot)?;
         SolverFile::from_json(&text, &origin)
     }
 
@@ -201,6 +219,20 @@ impl SolverFile {
         crate::atomic_write::write_atomically(path, text.as_bytes())
             .map_err(|e| Error::new(origin, format!("cannot write the solver file: {e}")))
     }
+}
+
+/// Refuses a solver file longer than [`MAX_SOLVER_FILE_BYTES`].
+fn check_size(bytes: usize, origin: &str) -> Result<()> {
+    if bytes > MAX_SOLVER_FILE_BYTES {
+        return Err(Error::new(
+            origin,
+            format!(
+                "the solver file is {bytes} bytes; a solver of at most {MAX_STEPS} steps takes at \
+                 most {MAX_SOLVER_FILE_BYTES} bytes"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -349,6 +381,49 @@ mod tests {
         );
         let err = f.save(&dir.join("no-such-dir").join("x.json")).unwrap_err();
         assert!(err.to_string().contains("x.json: cannot write"), "{err}");
+    }
+
+    #[test]
+    fn oversized_files_are_refused_before_they_are_parsed() {
+        // Not even JSON: refused for its size, so the parser never ran over it.
+        let text = "[".repeat(MAX_SOLVER_FILE_BYTES + 1);
+        let err = SolverFile::from_json(&text, ORIGIN).unwrap_err();
+        assert_eq!(err.origin, ORIGIN);
+        assert!(
+            err.problem
+                .contains(&format!("{} bytes", MAX_SOLVER_FILE_BYTES + 1))
+                && err.problem.contains("at most 1000 steps"),
+            "{}",
+            err.problem
+        );
+        // On disk: refused by its length, without reading it (a sparse file of 1 GB).
+        let dir = crate::scratch::ScratchDir::new("solver-oversized");
+        let path = dir.path().join("huge.json");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let err = SolverFile::load(&path).unwrap_err();
+        assert!(err.problem.contains("1073741824 bytes"), "{}", err.problem);
+        // The largest table fits under the limit.
+        let n = MAX_STEPS;
+        let big = SolverFile::new(
+            "x".repeat(200),
+            "bns",
+            0.0,
+            NsTable {
+                times: (0..=n).map(|i| i as f64 / n as f64).collect(),
+                a: (0..n)
+                    .map(|i| vec![-1.234_567_890_123_456_7e-300; i + 1])
+                    .collect(),
+                b: (0..n)
+                    .map(|i| vec![-1.234_567_890_123_456_7e-300; i + 1])
+                    .collect(),
+            },
+        );
+        let json = big.to_json();
+        assert!(json.len() <= MAX_SOLVER_FILE_BYTES, "{}", json.len());
+        assert_eq!(SolverFile::from_json(&json, ORIGIN).unwrap().nfe, n);
     }
 
     #[test]

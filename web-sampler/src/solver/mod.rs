@@ -6,7 +6,7 @@ pub mod classical;
 pub mod file;
 
 pub use classical::{ab2, ab3, dpmpp2m, euler, heun, midpoint, rk4, Method};
-pub use file::{SolverFile, SOLVER_FORMAT_VERSION};
+pub use file::{SolverFile, MAX_SOLVER_FILE_BYTES, SOLVER_FORMAT_VERSION};
 
 use serde::{Deserialize, Serialize};
 
