@@ -61,11 +61,24 @@ function clearError() {
   $('error').hidden = true;
 }
 
-/** Disables the controls while an action runs, and for good when no model could be loaded. */
+/** Disables the controls while an action runs; without a loaded model only the model list stays
+ * usable (to pick another one). */
 function setBusy(busy) {
   const off = busy || model === null;
-  for (const id of ['model', 'solver', 'solver-file', 'run-on', 'generate', 'compare']) $(id).disabled = off;
+  for (const id of ['solver', 'solver-file', 'run-on', 'generate', 'compare']) $(id).disabled = off;
+  $('model').disabled = busy || $('model').options.length === 0;
   $('class').disabled = off || model.spec.num_classes === 0;
+}
+
+/** The form's value of `field` as its input checks it (min, max, step): the same words for a
+ * typed value and for one from the address. */
+function checkedValue(field) {
+  const input = $(field);
+  if (!input.checkValidity()) {
+    const label = input.closest('label')?.firstChild?.textContent.trim() ?? field;
+    throw new Error(`${label} ${input.value}: ${input.validationMessage}`);
+  }
+  return Number(input.value);
 }
 
 /** Runs actions one at a time with the controls disabled; a failure is shown on the page. */
@@ -128,11 +141,24 @@ async function loadModel(name, wanted = new URLSearchParams()) {
   const published = defaultPublished(manifest);
   const requested = solverValueOf(wanted.get('solver'));
   await useSolver(requested ?? (published ? `published:${published.file}` : $('solver').value));
+  // Values from the address go through the form's own checks; a refused one is named and the
+  // form's value kept.
+  const refused = [];
   for (const field of ['seed', 'batch', 'guidance']) {
     const text = wanted.get(field)?.trim();
-    if (text && Number.isFinite(Number(text))) $(field).value = text;
+    if (!text) continue;
+    const previous = $(field).value;
+    $(field).value = text;
+    try {
+      if (!Number.isFinite(Number(text))) throw new Error(`${field} ${text}: not a number`);
+      checkedValue(field);
+    } catch (e) {
+      $(field).value = previous;
+      refused.push(`${messageOf(e)} (from the address; using ${previous})`);
+    }
   }
   if ([...$('class').options].some((o) => o.value === wanted.get('class'))) $('class').value = wanted.get('class');
+  return refused;
 }
 
 /** The option value for a solver named in the address: a published file or a classical spec. */
@@ -212,10 +238,10 @@ async function loadSolverText(text, name) {
 function readRequest() {
   const cls = Number($('class').value);
   return {
-    seed: Number($('seed').value),
-    batch: Number($('batch').value),
+    seed: checkedValue('seed'),
+    batch: checkedValue('batch'),
     class: cls >= 0 ? cls : null,
-    guidance: Number($('guidance').value),
+    guidance: checkedValue('guidance'),
     backend: $('run-on').value,
   };
 }
@@ -293,8 +319,8 @@ function wire() {
       try {
         await loadModel($('model').value);
       } finally {
-        // A model that failed to load left the previous one in the sampler.
-        $('model').value = model.name;
+        // A model that failed to load left the previous one (if any) in the sampler.
+        if (model) $('model').value = model.name;
       }
       await generate();
     }),
@@ -333,12 +359,24 @@ async function start() {
   $('model').replaceChildren(...models.map((m) => new Option(m, m)));
   const name = models.includes(wanted.get('model')) ? wanted.get('model') : models[0];
   $('model').value = name;
-  await loadModel(name, wanted);
+  // From here on the page runs: a model that fails to load, a refused value from the address or
+  // a failed first picture is an error on the page, with the controls (at least the model list)
+  // usable.
   wire();
+  started = true;
+  let refused;
+  try {
+    refused = await loadModel(name, wanted);
+  } catch (e) {
+    throw new Error(`The model “${name}” could not be loaded: ${messageOf(e)}. Choose another model.`);
+  }
   await generate();
   page.ready = true;
+  if (refused.length > 0) throw new Error(refused.join('; '));
 }
 
+/** Whether the page got as far as its controls (after that, failures are errors on the page). */
+let started = false;
 act(start).then(() => {
-  if (!page.ready) $('timing').textContent = 'The sampler could not start.';
+  if (!started) $('timing').textContent = 'The sampler could not start.';
 });

@@ -165,3 +165,60 @@ test('a revisit takes the weights from the Cache API instead of downloading them
   assert.match(await second.page.textContent('#about-model'), /from the browser cache/);
   await context.close();
 });
+
+/** Opens the page with `query` and waits until it has either drawn or shown an error. */
+async function openUntilSettled(query, prepare = async () => {}) {
+  const page = await site.browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await prepare(page);
+  await page.goto(site.url + query);
+  await page.waitForFunction(() => window.bnsPage?.ready || window.bnsPage?.error, null, { timeout: 120_000 });
+  return { page, errors };
+}
+
+test('a model in the address that fails to load is reported, and the model list stays usable', async () => {
+  const { page, errors } = await openUntilSettled('?model=mnist&batch=2', (p) =>
+    p.route('**/models/mnist/model.safetensors', (route) => route.fulfill({ status: 500, body: 'broken' })));
+  const error = await page.evaluate(() => window.bnsPage.error);
+  assert.match(error, /mnist/);
+  assert.match(error, /Choose another model/);
+  assert.equal(await page.isDisabled('#model'), false);
+  assert.notEqual(await page.textContent('#timing'), 'The sampler could not start.');
+  // Another model from the list loads and draws.
+  const before = await page.evaluate(() => window.bnsPage.generated);
+  await page.selectOption('#model', 'checkerboard');
+  await page.waitForFunction((n) => window.bnsPage.generated > n, before, { timeout: 120_000 });
+  assert.equal(await page.evaluate(() => window.bnsPage.error), null);
+  assert.equal(await page.evaluate(() => window.bnsPage.model.name), 'checkerboard');
+  assert.equal(await page.isDisabled('#generate'), false);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('values in the address are checked like the form\'s, in words, and the page still draws', async () => {
+  for (const [query, field, words] of [
+    ['?batch=5000', 'Batch 5000', /less than or equal to 1024/],
+    ['?batch=-1', 'Batch -1', /greater than or equal to 1/],
+    ['?seed=2.5', 'Seed 2.5', /valid value/],
+  ]) {
+    const { page, errors } = await openUntilSettled(query);
+    const error = await page.evaluate(() => window.bnsPage.error);
+    assert.ok(error?.startsWith(field), `${query}: ${error}`);
+    assert.match(error, words);
+    assert.match(error, /from the address; using/);
+    assert.doesNotMatch(error, /invalid type|expected usize|floating point/);
+    // The page started and drew with the form's value.
+    assert.ok((await page.evaluate(() => window.bnsPage.generated)) >= 1, query);
+    assert.equal(await page.isDisabled('#generate'), false);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }
+  // The words are the form's own: what the browser says of the same value typed in.
+  const { page } = await openUntilSettled('?batch=5000');
+  const error = await page.evaluate(() => window.bnsPage.error);
+  await page.fill('#batch', '5000');
+  const typed = await page.evaluate(() => document.querySelector('#batch').validationMessage);
+  assert.ok(typed && error.includes(typed), `${error} / ${typed}`);
+  await page.close();
+});

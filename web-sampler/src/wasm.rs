@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::grid::Grid;
 use crate::model::Model;
-use crate::sample::SampleRequest;
+use crate::sample::{SampleRequest, MAX_BATCH};
 use crate::sampler::{self, default_columns, Backend, BackendChoice};
 use crate::solver::{Method, SolverFile};
 
@@ -85,46 +85,92 @@ struct CreateOptions {
     gpu: Option<bool>,
 }
 
+/// `generate`'s options as JavaScript gives them: every number a double, checked by
+/// [`GenerateOptions::parse`] so that a wrong value is named in words, never in serde's.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GenerateOptions {
+struct RawGenerateOptions {
     seed: f64,
-    batch: usize,
+    batch: f64,
     #[serde(default)]
-    class: Option<i64>,
+    class: Option<f64>,
     #[serde(default)]
     guidance: f64,
     #[serde(default)]
-    columns: Option<usize>,
+    columns: Option<f64>,
     #[serde(default)]
     backend: Option<String>,
 }
 
+/// The checked options of `generate`.
+struct GenerateOptions {
+    seed: u64,
+    batch: usize,
+    class: Option<u32>,
+    guidance: f64,
+    columns: Option<usize>,
+    backend: Option<String>,
+}
+
+/// `value` as a whole number in `min..=max`, or an error naming `name`.
+fn whole(name: &str, value: f64, min: f64, max: f64) -> Result<f64, JsError> {
+    if value.is_finite() && value.fract() == 0.0 && (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(JsError::new(&format!(
+            "{name} must be a whole number from {min} to {max}, got {value}"
+        )))
+    }
+}
+
 impl GenerateOptions {
     fn parse(value: JsValue) -> Result<GenerateOptions, JsError> {
-        let options: GenerateOptions = serde_wasm_bindgen::from_value(value)
-            .map_err(|e| JsError::new(&format!("generate options: {e}")))?;
-        let seed = options.seed;
-        if !(seed >= 0.0 && seed.fract() == 0.0 && seed < 9_007_199_254_740_992.0) {
+        let raw: RawGenerateOptions = serde_wasm_bindgen::from_value(value).map_err(|e| {
+            JsError::new(&format!(
+                "generate options must be {{seed, batch, class?, guidance?, columns?, backend?}} \
+                 with numbers and a backend name ({e})"
+            ))
+        })?;
+        let seed = whole("seed", raw.seed, 0.0, 9_007_199_254_740_991.0)? as u64;
+        let batch = whole("batch", raw.batch, 1.0, MAX_BATCH as f64)? as usize;
+        // A negative class means none (the widget's "any class").
+        let class = match raw.class {
+            Some(c) if c < 0.0 && c.is_finite() => None,
+            Some(c) => Some(whole("class", c, 0.0, f64::from(u32::MAX))? as u32),
+            None => None,
+        };
+        if !(raw.guidance.is_finite() && raw.guidance >= 0.0) {
             return Err(JsError::new(&format!(
-                "seed must be an integer between 0 and 2^53, got {seed}"
+                "guidance must be a finite number ≥ 0, got {}",
+                raw.guidance
             )));
         }
-        if let Some(b) = options.backend.as_deref() {
+        let columns = match raw.columns {
+            Some(c) => Some(whole("columns", c, 1.0, MAX_BATCH as f64)? as usize),
+            None => None,
+        };
+        if let Some(b) = raw.backend.as_deref() {
             if b != "auto" && b != "cpu" {
                 return Err(JsError::new(&format!(
                     "backend must be \"auto\" or \"cpu\", got {b:?}"
                 )));
             }
         }
-        Ok(options)
+        Ok(GenerateOptions {
+            seed,
+            batch,
+            class,
+            guidance: raw.guidance,
+            columns,
+            backend: raw.backend,
+        })
     }
 
     fn request(&self) -> SampleRequest {
         SampleRequest {
-            seed: self.seed as u64,
+            seed: self.seed,
             batch: self.batch,
-            class: self.class.and_then(|c| u32::try_from(c).ok()),
+            class: self.class,
             guidance: self.guidance,
         }
     }
