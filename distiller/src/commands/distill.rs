@@ -430,26 +430,26 @@ pub(crate) mod tests {
         let dir = scratch.path();
         let model_path = dir.join("unet.safetensors");
         let data = crate::commands::train::tests::squares();
-        let train_args = crate::commands::train::tests::unet_args(&model_path, 60, false);
+        let train_args = crate::commands::train::tests::unet_args(&model_path, 30, false);
         let model = train(&train_args, &data, &Device::Cpu, false)
             .unwrap()
             .model;
         let options = TruthOptions {
-            count: 48,
+            count: 32,
             validation: 16,
             seed: 3,
             guidance: 0.0,
             class: None,
             rtol: 1e-5,
             atol: 1e-5,
-            batch: 48,
+            batch: 32,
         };
         let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
         let pairs_path = dir.join("pairs.safetensors");
         pairs.save(&pairs_path).unwrap();
         let out = dir.join("bns-4.json");
         let mut a = args(&model_path, &pairs_path, &out);
-        a.iterations = 40;
+        a.iterations = 20;
         a.batch = 16;
         a.validate_every = 10;
         let outcome = distill(&a, &Device::Cpu, false).unwrap();
