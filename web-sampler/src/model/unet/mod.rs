@@ -241,7 +241,7 @@ impl ConvLayer {
 
     /// Inputs of one output value: `inputs·k·k`.
     pub fn fan_in(&self) -> usize {
-        self.inputs * self.kernel * self.kernel
+        self.inputs.saturating_mul(self.kernel * self.kernel)
     }
 
     /// The output size for an input of `size` (padding `k / 2`).
@@ -290,7 +290,8 @@ fn conv_multiply_adds(layer: &ConvLayer, output_positions: usize) -> usize {
 impl UnetSpec {
     /// Channels of level `l`.
     fn channels(&self, level: usize) -> usize {
-        self.base_channels * self.channel_multipliers[level]
+        self.base_channels
+            .saturating_mul(self.channel_multipliers[level])
     }
 
     /// The layers of this U-Net on data of `spec`'s shape. Call after [`validate`] (sizes
@@ -304,7 +305,9 @@ impl UnetSpec {
         };
         let e = self.embedding_width;
         let levels = self.channel_multipliers.len();
-        let size = |l: usize| (h >> l, w >> l);
+        // Saturating throughout: the sizes of an unchecked spec give a (large) layout, no panic.
+        let halve = |n: usize, l: usize| n.checked_shr(l as u32).unwrap_or(0);
+        let size = |l: usize| (halve(h, l), halve(w, l));
         let mut down = Vec::with_capacity(levels);
         let mut skips = Vec::new();
         let mut channels = self.base_channels;
@@ -330,7 +333,13 @@ impl UnetSpec {
         ];
         let attention = self.attention.then(|| AttentionBlock {
             norm: norm("middle.attention.norm".into(), channels),
-            qkv: conv("middle.attention.qkv".into(), channels, 3 * channels, 1, 1),
+            qkv: conv(
+                "middle.attention.qkv".into(),
+                channels,
+                channels.saturating_mul(3),
+                1,
+                1,
+            ),
             proj: conv("middle.attention.proj".into(), channels, channels, 1, 1),
         });
         let mut up = Vec::with_capacity(levels);
@@ -341,7 +350,7 @@ impl UnetSpec {
                 let skip = skips.pop().unwrap_or(0);
                 blocks.push(residual_block(
                     &format!("up.{l}.{b}"),
-                    channels + skip,
+                    channels.saturating_add(skip),
                     out,
                     e,
                 ));
@@ -427,6 +436,7 @@ impl UnetSpec {
             ));
         }
         let widest = self.base_channels * self.channel_multipliers.iter().max().unwrap_or(&1);
+        // (both factors are bounded above, so the product cannot overflow)
         if widest > MAX_UNET_CHANNELS {
             return Err(format!(
                 "unet: base_channels × channel_multipliers reaches {widest} channels \

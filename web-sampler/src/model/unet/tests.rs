@@ -304,3 +304,25 @@ fn invalid_unet_file_names_the_file_and_the_field() {
         error.problem
     );
 }
+
+#[test]
+fn absurd_sizes_are_refused_without_a_panic() {
+    let spec = with_unet(|u| {
+        u.base_channels = usize::MAX;
+        u.channel_multipliers = vec![usize::MAX; 100];
+        u.residual_blocks = 3;
+        u.embedding_width = usize::MAX;
+    });
+    // The shapes of an unchecked spec are computed without overflow (saturating).
+    assert!(spec.parameter_count() > 0);
+    let problem = spec.validate().unwrap_err();
+    assert!(problem.contains("unet.base_channels"), "{problem}");
+    let mut value = serde_json::to_value(&spec).unwrap();
+    value["unet"]["base_channels"] = 8.into();
+    let spec: ModelSpec = serde_json::from_value(value).unwrap();
+    let problem = spec.validate().unwrap_err();
+    assert!(
+        problem.contains("unet.channel_multipliers must have"),
+        "{problem}"
+    );
+}
