@@ -214,7 +214,34 @@ impl Unet {
             }
             None => None,
         };
-        let network = Unet {
+        let time = [index.dense(&layout.time[0])?, index.dense(&layout.time[1])?];
+        let input = index.conv(&layout.input)?;
+        let down = layout
+            .down
+            .iter()
+            .map(|l| index.level(l))
+            .collect::<Option<_>>()?;
+        let middle = [
+            index.block(&layout.middle[0])?,
+            index.block(&layout.middle[1])?,
+        ];
+        let attention = match &layout.attention {
+            Some(a) => Some(CpuAttention {
+                norm: index.norm(&a.norm)?,
+                qkv: index.conv(&a.qkv)?,
+                proj: index.conv(&a.proj)?,
+            }),
+            None => None,
+        };
+        let up = layout
+            .up
+            .iter()
+            .map(|l| index.level(l))
+            .collect::<Option<_>>()?;
+        let out_norm = index.norm(&layout.out_norm)?;
+        let out_conv = index.conv(&layout.out_conv)?;
+        Some(Unet {
+            tensors,
             class_table,
             channels: layout.data_shape.0,
             size: (layout.data_shape.1, layout.data_shape.2),
@@ -222,35 +249,15 @@ impl Unet {
             time_embedding: spec.time_embedding,
             time_scale: spec.time_scale,
             embedding_width: unet.embedding_width,
-            time: [index.dense(&layout.time[0])?, index.dense(&layout.time[1])?],
-            input: index.conv(&layout.input)?,
-            down: layout
-                .down
-                .iter()
-                .map(|l| index.level(l))
-                .collect::<Option<_>>()?,
-            middle: [
-                index.block(&layout.middle[0])?,
-                index.block(&layout.middle[1])?,
-            ],
-            attention: match &layout.attention {
-                Some(a) => Some(CpuAttention {
-                    norm: index.norm(&a.norm)?,
-                    qkv: index.conv(&a.qkv)?,
-                    proj: index.conv(&a.proj)?,
-                }),
-                None => None,
-            },
-            up: layout
-                .up
-                .iter()
-                .map(|l| index.level(l))
-                .collect::<Option<_>>()?,
-            out_norm: index.norm(&layout.out_norm)?,
-            out_conv: index.conv(&layout.out_conv)?,
-            tensors: Vec::new(),
-        };
-        Some(Unet { tensors, ..network })
+            time,
+            input,
+            down,
+            middle,
+            attention,
+            up,
+            out_norm,
+            out_conv,
+        })
     }
 
     fn weight(&self, at: &Weights) -> (&[f32], &[f32]) {
