@@ -594,7 +594,7 @@ pub(crate) mod tests {
         let dir = scratch.path();
         let data = squares();
         let straight = dir.join("straight.safetensors");
-        let a = train(&unet_args(&straight, 60, false), &data, &Device::Cpu, false).unwrap();
+        let a = train(&unet_args(&straight, 40, false), &data, &Device::Cpu, false).unwrap();
         assert!(
             a.late_loss < 0.8 * a.early_loss,
             "loss {} → {}",
@@ -606,11 +606,11 @@ pub(crate) mod tests {
         assert_eq!(model.id(), a.model.id());
 
         let resumed = dir.join("resumed.safetensors");
-        let mut first = unet_args(&resumed, 60, false);
-        first.checkpoint_every = 30;
-        interrupt_after(&first, &data, 30);
-        let b = train(&unet_args(&resumed, 60, true), &data, &Device::Cpu, false).unwrap();
-        assert_eq!(b.steps, 60);
+        let mut first = unet_args(&resumed, 40, false);
+        first.checkpoint_every = 20;
+        interrupt_after(&first, &data, 20);
+        let b = train(&unet_args(&resumed, 40, true), &data, &Device::Cpu, false).unwrap();
+        assert_eq!(b.steps, 40);
         assert_eq!(a.model.id(), b.model.id(), "resumed weights differ");
     }
 
