@@ -6,7 +6,10 @@
 //! embedding `e(t)` is `web_sampler::model::time_embedding` (computed here in f64, then cast,
 //! as the runtime does); the class table's last row is the null class.
 //!
-//! Architectures: the MLP, `u(x, t, c) = L_depth ∘ (SiLU ∘ L_i)… (concat(x, e(t), E[c]))`.
+//! Architectures: the MLP, `u(x, t, c) = L_depth ∘ (SiLU ∘ L_i)… (concat(x, e(t), E[c]))`, and
+//! the U-Net (`network/unet.rs`, the runtime's `UnetLayout`).
+
+mod unet;
 
 use std::collections::HashMap;
 
@@ -14,6 +17,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use web_sampler::model::{time_frequencies, Architecture, Model, ModelSpec, Prediction};
 use web_sampler::path::DATA_PREDICTION_MIN_REMAINING;
+
+use unet::CandleUnet;
 
 /// A runtime model's network as candle tensors.
 pub struct CandleNetwork {
@@ -31,6 +36,8 @@ enum Body {
         /// `(weight [out, in], bias [out])` of every dense layer, first to last.
         layers: Vec<(Tensor, Tensor)>,
     },
+    /// The U-Net's layers (with the class table of conditional models).
+    Unet(Box<CandleUnet>),
 }
 
 impl CandleNetwork {
@@ -101,6 +108,19 @@ impl CandleNetwork {
                     layers,
                 }
             }
+            Architecture::Unet(unet) => {
+                let class_embedding = if spec.is_conditional() {
+                    Some(take("class_embedding.weight")?)
+                } else {
+                    None
+                };
+                let layout = unet.layout(&spec);
+                Body::Unet(Box::new(CandleUnet::new(
+                    &layout,
+                    class_embedding,
+                    &mut take,
+                )?))
+            }
         };
         if let Some(extra) = weights.keys().min() {
             bail!(
@@ -150,6 +170,7 @@ impl CandleNetwork {
                 }
                 h
             }
+            Body::Unet(unet) => unet.forward(x, &self.time_embedding(t)?, classes)?,
         };
         if self.spec.prediction == Prediction::Data {
             // The output is x̂1: u = (x̂1 − x)/max(1 − t, c), path::velocity_from_data in
@@ -228,6 +249,182 @@ pub(crate) mod tests {
                     assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{g} vs {e}");
                 }
             }
+        }
+    }
+
+    /// A U-Net spec for tests: `base` channels, two levels, one block per level, 2 groups.
+    pub(crate) fn tiny_unet_spec(shape: [usize; 3], classes: usize, attention: bool) -> ModelSpec {
+        ModelSpec {
+            dataset: "test".into(),
+            ..ModelSpec::new(
+                Architecture::unet(4, &[1, 2], 1, 2, attention, 8),
+                &shape,
+                8,
+                classes,
+                8,
+            )
+        }
+    }
+
+    /// `model` with every tensor redrawn N(0, 0.3²) (GroupNorm weights 1 + that), so that every
+    /// weight and bias changes the output.
+    fn perturbed(model: &Model, seed: u64) -> Model {
+        let mut noise = web_sampler::noise::Noise::new(seed);
+        let tensors = model
+            .spec()
+            .tensor_shapes()
+            .into_iter()
+            .map(|(name, _)| {
+                let values = model.tensor(&name).unwrap();
+                let offset = if name.contains("norm") && name.ends_with(".weight") {
+                    1.0
+                } else {
+                    0.0
+                };
+                let drawn = noise.gaussian_f32(values.len());
+                let values = drawn.iter().map(|v| offset + 0.3 * v).collect();
+                (name, values)
+            })
+            .collect();
+        Model::from_tensors(model.spec().clone(), tensors).unwrap()
+    }
+
+    #[test]
+    fn candle_unet_matches_the_runtime() {
+        let cases = [
+            (tiny_unet_spec([1, 8, 8], 3, true), 1.5),
+            (tiny_unet_spec([1, 28, 28], 10, false), 0.0),
+            (
+                ModelSpec {
+                    architecture: Architecture::unet(8, &[1, 1, 2], 1, 4, true, 8),
+                    ..tiny_unet_spec([1, 28, 28], 10, false)
+                },
+                2.0,
+            ),
+            (tiny_unet_spec([3, 32, 32], 0, true), 0.0),
+            (
+                ModelSpec {
+                    prediction: Prediction::Data,
+                    ..tiny_unet_spec([3, 32, 32], 0, false)
+                },
+                0.0,
+            ),
+        ];
+        for (spec, w) in cases {
+            let model = perturbed(&Model::random(spec, 3).unwrap(), 4);
+            let net = CandleNetwork::from_model(&model, &Device::Cpu).unwrap();
+            let dim = model.spec().data_dim();
+            let x = gaussian_batch(4, 3, dim);
+            let classes = model.spec().num_classes as u32;
+            let labels: Vec<u32> = vec![0, classes / 2, classes];
+            for t in [0.0, 0.4, 1.0] {
+                let expected = guided_velocity(&model, &x, t, &labels, w).unwrap();
+                let xt = Tensor::from_slice(&x, (3, dim), &Device::Cpu).unwrap();
+                let tt = Tensor::new(t as f32, &Device::Cpu).unwrap();
+                let ct = Tensor::from_slice(&labels, 3, &Device::Cpu).unwrap();
+                let got = net.guided_velocity(&xt, &tt, &ct, w).unwrap();
+                let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(got.len(), expected.len());
+                let worst = got
+                    .iter()
+                    .zip(&expected)
+                    .map(|(g, e)| (g - e).abs() / (1.0 + e.abs()))
+                    .fold(0.0f32, f32::max);
+                // The network's outputs agree to 1e-5; guidance (1+w)·u_c − w·u_∅ adds the two
+                // passes' rounding, and a data prediction's velocity divides it by 1 − t.
+                let mut tolerance = 1e-5 * (1.0 + 2.0 * w as f32);
+                if model.spec().prediction == Prediction::Data {
+                    tolerance *= web_sampler::path::data_to_velocity_factor(t as f32);
+                }
+                assert!(
+                    worst <= tolerance,
+                    "{} at t = {t}: candle vs runtime {worst:e} > {tolerance:e}",
+                    model.spec().architecture.summary()
+                );
+            }
+        }
+    }
+
+    /// Every U-Net tensor gets a gradient, and the gradient of the weights behind the softmax
+    /// and the nearest ×2 agrees with finite differences.
+    #[test]
+    fn candle_unet_gradients_reach_every_tensor() {
+        let model = perturbed(
+            &Model::random(tiny_unet_spec([1, 8, 8], 3, true), 5).unwrap(),
+            6,
+        );
+        let device = Device::Cpu;
+        let x = Tensor::from_slice(&gaussian_batch(7, 2, 64), (2, 64), &device).unwrap();
+        let t = Tensor::new(&[0.3f32, 0.8], &device).unwrap();
+        let c = Tensor::new(&[1u32, 3], &device).unwrap();
+        let vars: Vec<(String, Var)> = model
+            .spec()
+            .tensor_shapes()
+            .into_iter()
+            .map(|(name, shape)| {
+                let values = model.tensor(&name).unwrap();
+                let tensor = Tensor::from_slice(values, shape.as_slice(), &device).unwrap();
+                (name, Var::from_tensor(&tensor).unwrap())
+            })
+            .collect();
+        let loss = |vars: &[(String, Var)]| {
+            let net = CandleNetwork::from_vars(model.spec().clone(), vars, &device).unwrap();
+            net.velocity(&x, &t, &c)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+        };
+        let grads = loss(&vars).backward().unwrap();
+        for (name, var) in &vars {
+            let grad = grads
+                .get(var)
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let norm = grad
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(norm > 0.0, "zero gradient for {name}");
+        }
+        for (name, index) in [
+            ("middle.attention.qkv.weight", 3),
+            ("middle.attention.qkv.weight", 70),
+            ("up.1.upsample.weight", 5),
+            ("down.0.0.conv1.weight", 2),
+        ] {
+            let (_, var) = vars.iter().find(|(n, _)| n == name).unwrap();
+            let analytic = grads
+                .get(var)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[index];
+            let values = var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let at = |delta: f32| {
+                let mut moved = values.clone();
+                moved[index] += delta;
+                let moved = Tensor::from_vec(moved, var.shape(), &device).unwrap();
+                let mut vars = vars.clone();
+                vars.iter_mut().find(|(n, _)| n == name).unwrap().1 =
+                    Var::from_tensor(&moved).unwrap();
+                f64::from(loss(&vars).to_scalar::<f32>().unwrap())
+            };
+            let h = 1e-2;
+            let numeric = ((at(h) - at(-h)) / (2.0 * f64::from(h))) as f32;
+            assert!(
+                (analytic - numeric).abs() <= 2e-2 * analytic.abs().max(numeric.abs()) + 1e-4,
+                "{name}[{index}]: backward {analytic} vs finite differences {numeric}"
+            );
         }
     }
 

@@ -37,6 +37,22 @@ export function nativeSamples(tag, solverFile, seed, batch, guidance) {
   return JSON.parse(readFileSync(out, 'utf8'));
 }
 
+/**
+ * A random U-Net model written by `bns model init --arch unet` with `flags`, and its native
+ * samples (`bns sample --values`) with `solverFile` at `seed`, `batch`, `guidance`.
+ */
+export function nativeUnetSamples(tag, flags, solverFile, seed, batch, guidance) {
+  const model = join(ARTIFACTS, `${tag}.safetensors`);
+  execFileSync(BNS, ['model', 'init', '--arch', 'unet', ...flags, '-o', model]);
+  const out = join(ARTIFACTS, `native-${tag}-seed${seed}-batch${batch}.json`);
+  execFileSync(BNS, [
+    'sample', '--model', model, '--solver', solverFile, '--seed', String(seed),
+    '--batch', String(batch), '--guidance', String(guidance), '--values', out,
+    '-o', join(ARTIFACTS, `native-${tag}-seed${seed}-batch${batch}.png`),
+  ]);
+  return { model, native: JSON.parse(readFileSync(out, 'utf8')) };
+}
+
 /** A classical solver file written by `bns solver new` (what the page builds with useClassical). */
 export function classicalFile(method, grid, nfe) {
   const out = join(ARTIFACTS, `${method}-${grid}-${nfe}.json`);

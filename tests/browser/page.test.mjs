@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ARTIFACTS, BNS8, DEFAULT_MODEL, MODEL_DIR, SITE, canvasColours, classicalFile, clickGenerate,
-  difference, nativeSamples, openPage, pageState, useSite,
+  difference, nativeSamples, nativeUnetSamples, openPage, pageState, useSite,
 } from './harness.mjs';
 
 const site = useSite({ webgpu: false });
@@ -39,6 +39,44 @@ for (const c of CASES) {
     const { worst, differing } = difference(native.values, result.values);
     assert.equal(differing, 0, `wasm and native differ in ${differing} values (max |Δ| = ${worst})`);
     // A blank result would also "match" a blank reference.
+    const spread = Math.max(...result.values) - Math.min(...result.values);
+    assert.ok(spread > 0.1, `samples look blank (spread ${spread})`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+}
+
+const UNET_CASES = [
+  {
+    tag: 'unet-1x8x8-classes', guidance: 1.5,
+    flags: ['--shape', '1,8,8', '--classes', '3', '--base-channels', '4', '--channel-multipliers', '1,2',
+      '--residual-blocks', '1', '--groups', '2', '--embedding-width', '8', '--time-embedding', '8', '--seed', '3'],
+  },
+  {
+    tag: 'unet-3x16x16', guidance: 0,
+    flags: ['--shape', '3,16,16', '--classes', '0', '--base-channels', '8', '--channel-multipliers', '1,2,2',
+      '--residual-blocks', '2', '--groups', '4', '--attention', 'false', '--embedding-width', '16',
+      '--prediction', 'velocity', '--seed', '4'],
+  },
+];
+
+for (const c of UNET_CASES) {
+  test(`a ${c.tag} U-Net sampled with the page's wasm module equals bns sample bit for bit`, async () => {
+    const solver = classicalFile('heun', 'uniform', 4);
+    const { model, native } = nativeUnetSamples(c.tag, c.flags, solver, 1, 3, c.guidance);
+    const { page, errors } = await openPage(site.browser, site.url);
+    const result = await page.evaluate(async ({ modelBytes, solverJson, guidance }) => {
+      const { Sampler } = await import('./pkg/web_sampler.js');
+      const sampler = new Sampler();
+      const spec = JSON.parse(sampler.loadModel(new Uint8Array(modelBytes), 'unet.safetensors'));
+      sampler.loadSolver(solverJson, 'heun-uniform-4.json');
+      const values = await sampler.generate({ seed: 1, batch: 3, guidance, backend: 'cpu' });
+      return { architecture: spec.architecture, summary: sampler.modelSummary(), values: Array.from(values) };
+    }, { modelBytes: Array.from(readFileSync(model)), solverJson: readFileSync(solver, 'utf8'), guidance: c.guidance });
+    assert.equal(result.architecture, 'unet');
+    assert.match(result.summary, /base \d+ × \[/);
+    const { worst, differing } = difference(native.values, result.values);
+    assert.equal(differing, 0, `wasm and native differ in ${differing} values (max |Δ| = ${worst})`);
     const spread = Math.max(...result.values) - Math.min(...result.values);
     assert.ok(spread > 0.1, `samples look blank (spread ${spread})`);
     assert.deepEqual(errors, []);

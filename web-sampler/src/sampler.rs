@@ -166,20 +166,36 @@ impl Sampler {
         }
     }
 
-    /// Which path the next `generate` with [`BackendChoice::Auto`] uses.
+    /// Which path the next `generate` with [`BackendChoice::Auto`] uses: the CPU path for a
+    /// model whose architecture the GPU path does not run (the sampler keeps its GPU for the
+    /// next model).
     pub fn backend(&self) -> Backend {
         match &*self.backend.borrow() {
-            ActiveBackend::Gpu(_) => Backend::Gpu,
-            ActiveBackend::Cpu { .. } => Backend::Cpu,
+            ActiveBackend::Gpu(_) if self.model_runs_on_gpu() => Backend::Gpu,
+            _ => Backend::Cpu,
         }
     }
 
     /// Why the CPU path is in use ("" on the GPU).
     pub fn backend_note(&self) -> String {
         match &*self.backend.borrow() {
-            ActiveBackend::Gpu(_) => String::new(),
+            ActiveBackend::Gpu(_) if self.model_runs_on_gpu() => String::new(),
+            ActiveBackend::Gpu(_) => self.model().map_or_else(String::new, |model| {
+                format!(
+                    "the GPU path does not run {:?} models yet, so this one runs on the CPU path",
+                    model.spec().architecture.name()
+                )
+            }),
             ActiveBackend::Cpu { why } => why.clone(),
         }
+    }
+
+    /// Whether the GPU path runs the model in use (true when there is none).
+    fn model_runs_on_gpu(&self) -> bool {
+        self.model
+            .borrow()
+            .as_ref()
+            .is_none_or(|model| gpu::runs(&model.spec().architecture))
     }
 
     /// The GPU adapter in use, if any (see [`Gpu::adapter`]).
@@ -279,7 +295,7 @@ impl Sampler {
         check_request(&model, request)?;
         let gpu = match choice {
             BackendChoice::Cpu => None,
-            BackendChoice::Auto => self.gpu(),
+            BackendChoice::Auto => self.gpu().filter(|_| gpu::runs(&model.spec().architecture)),
             BackendChoice::Gpu => Some(
                 self.gpu()
                     .ok_or_else(|| SamplerError::NoGpu(self.backend_note()))?,
@@ -342,7 +358,7 @@ impl Sampler {
 mod tests {
     use super::*;
     use crate::gpu::block_on;
-    use crate::model::spec_for_tests;
+    use crate::model::{spec_for_tests, unet_spec_for_tests};
 
     fn request() -> SampleRequest {
         SampleRequest {
@@ -491,5 +507,42 @@ mod tests {
             note.starts_with("Vulkan failed, now on the CPU path (") && note.contains("lost"),
             "{note}"
         );
+    }
+
+    /// A U-Net, which the GPU path does not run yet: on a sampler with a GPU it runs on the CPU
+    /// path (the CPU's samples exactly, even when the GPU is asked for strictly it is refused by
+    /// name), and the next MLP runs on the GPU again.
+    #[test]
+    fn a_unet_runs_on_the_cpu_path_and_the_sampler_keeps_its_gpu() {
+        let sampler = block_on(Sampler::create());
+        let has_gpu = sampler.backend() == Backend::Gpu;
+        sampler.set_model(Model::random(unet_spec_for_tests(), 2).unwrap());
+        sampler
+            .use_classical(Method::Euler, Grid::Uniform, 2)
+            .unwrap();
+        let model = sampler.model().unwrap();
+        let table = Method::Euler.build(2, Grid::Uniform).unwrap();
+        let cpu = sample(&model, &table, &request()).unwrap();
+        let got = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
+        assert_eq!(got, cpu);
+        assert_eq!(sampler.backend(), Backend::Cpu);
+        if !has_gpu {
+            eprintln!("no GPU: only the CPU path was checked");
+            return;
+        }
+        assert_eq!(
+            sampler.backend_note(),
+            "the GPU path does not run \"unet\" models yet, so this one runs on the CPU path"
+        );
+        let error = block_on(sampler.generate(&request(), 3, BackendChoice::Gpu)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the GPU path does not run \"unet\" models yet"),
+            "{error}"
+        );
+        let sampler = loaded(sampler, 1);
+        assert_eq!(sampler.backend(), Backend::Gpu);
+        assert_eq!(sampler.backend_note(), "");
     }
 }

@@ -58,7 +58,15 @@ impl GpuNetwork for GpuMlp {
             GpuTensor::new(&buffer, shape)
         };
         let spec = model.spec();
-        let Architecture::Mlp(mlp) = &spec.architecture;
+        let Architecture::Mlp(mlp) = &spec.architecture else {
+            return Err(Error::new(
+                ORIGIN,
+                format!(
+                    "internal error: a {} model is not an MLP",
+                    spec.architecture
+                ),
+            ));
+        };
         let class_embedding = if spec.is_conditional() {
             upload(
                 "class embedding",

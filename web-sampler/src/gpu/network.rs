@@ -73,12 +73,28 @@ pub(crate) fn cached(gpu: &Gpu, model: &Model) -> Result<Arc<dyn GpuNetwork>> {
     Ok(network)
 }
 
-/// The model's weights in the GPU network of its architecture (the MLP, the only one).
+/// Whether the GPU path runs this architecture (the U-Net's kernels do not exist yet: its
+/// models run on the CPU path).
+pub fn runs(architecture: &Architecture) -> bool {
+    match architecture {
+        Architecture::Mlp(_) => true,
+        Architecture::Unet(_) => false,
+    }
+}
+
+/// The model's weights in the GPU network of its architecture; refused for an architecture
+/// the GPU path does not run (see [`runs`]).
 // In wasm the GPU objects are neither Send nor Sync (one thread); natively they are both, and
 // the `Arc` lets the device be shared between threads.
 #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 fn upload(gpu: &Gpu, model: &Model) -> Result<Arc<dyn GpuNetwork>> {
     Ok(match &model.spec().architecture {
         Architecture::Mlp(_) => Arc::new(GpuMlp::upload(gpu, model)?),
+        Architecture::Unet(_) => {
+            return Err(Error::new(
+                ORIGIN,
+                "the GPU path does not run \"unet\" models yet (the CPU path does)",
+            ))
+        }
     })
 }

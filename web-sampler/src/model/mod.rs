@@ -2,7 +2,27 @@
 //!
 //! A [`Model`] is a validated spec ([`ModelSpec`]: the fields every architecture shares plus
 //! its [`Architecture`]), the network's weights behind the [`VelocityNetwork`] seam, and the
-//! model id. Architectures: the MLP (`mlp.rs`, [`MlpSpec`]).
+//! model id. Architectures: the MLP (`mlp.rs`, [`MlpSpec`]) and the convolutional U-Net
+//! (`unet/`, [`UnetSpec`]).
+//!
+//! # The spec in the file
+//!
+//! `bns.model` is one JSON object: the shared keys (`format_version`, `architecture`,
+//! `data_shape`, `time_embedding`, `time_scale`, `prediction`, `class_embedding`,
+//! `num_classes`, `path`, `dataset`, `training_steps`, `class_names`) and the architecture's.
+//! An `"mlp"` has the flat keys `hidden_width`, `depth`, `activation` of format version 1. A
+//! `"unet"` has one nested object after `data_shape`:
+//!
+//! ```json
+//! "unet": {"base_channels": 32, "channel_multipliers": [1, 2, 2], "residual_blocks": 2,
+//!          "groups": 8, "attention": true, "embedding_width": 128}
+//! ```
+//!
+//! (channels of level `l` = `base_channels · channel_multipliers[l]`, each level after the
+//! first at half the resolution; `groups` divides every channel count; a conditional U-Net's
+//! `class_embedding` equals `embedding_width`; `data_shape` `[C, H, W]` with `C ≤ 4` and `H`,
+//! `W` multiples of `2^(levels−1)`). A key of the other architecture is refused, as is an
+//! unknown key inside `unet`.
 //!
 //! # Tensors
 //!
@@ -19,8 +39,9 @@
 //!
 //! # Determinism
 //!
-//! The forward uses no BLAS and no platform maths: the dense layers sum in a fixed order (see
-//! `linear.rs`), SiLU and the time embedding use the `libm` crate, so the same model and inputs
+//! The forward uses no BLAS and no platform maths: the dense layers (and the U-Net's
+//! convolutions, as im2col) sum in a fixed order (see `linear.rs`), SiLU, the time embedding
+//! and the U-Net's group norm and softmax use the `libm` crate, so the same model and inputs
 //! give bit-identical `f32` outputs natively and in wasm, for any batch size.
 
 mod embedding;
@@ -29,6 +50,7 @@ mod linear;
 mod mlp;
 mod network;
 mod spec;
+mod unet;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +62,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::noise::Noise;
 use mlp::Mlp;
+use unet::Unet;
 
 pub use embedding::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
 pub use mlp::MlpSpec;
@@ -49,10 +72,15 @@ pub use spec::{
     Architecture, ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS,
     MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
+pub use unet::{
+    AttentionBlock, ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel,
+    UnetSpec, GROUP_NORM_EPSILON, MAX_UNET_FLOPS,
+};
 /// The CPU dense layer and SiLU, the references of the GPU kernels' tests.
 #[cfg(test)]
 pub(crate) use {
     linear::linear as cpu_linear, mlp::silu as cpu_silu, spec::tests::small_spec as spec_for_tests,
+    unet::tests::tiny_unet_spec as unet_spec_for_tests,
 };
 
 /// Origin of errors about a model built by [`Model::from_tensors`].
@@ -110,6 +138,7 @@ impl Model {
         let mut noise = Noise::new(seed);
         let tensors = match &spec.architecture {
             Architecture::Mlp(mlp) => mlp.random_tensors(&spec, &mut noise),
+            Architecture::Unet(unet) => unet.random_tensors(&spec, &mut noise),
         };
         Model::from_named(spec, tensors, RANDOM_ORIGIN)
     }
@@ -279,6 +308,7 @@ impl Model {
         // Both callers checked every tensor against tensor_shapes; `None` guards the invariant.
         let network: Option<Arc<dyn VelocityNetwork>> = match &spec.architecture {
             Architecture::Mlp(mlp) => Mlp::new(&spec, mlp, values).map(|n| Arc::new(n) as _),
+            Architecture::Unet(unet) => Unet::new(&spec, unet, values).map(|n| Arc::new(n) as _),
         };
         let network = network.ok_or_else(|| {
             Error::new(

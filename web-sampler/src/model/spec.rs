@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mlp::MlpSpec;
+use super::unet::UnetSpec;
 
 /// Version of the model file format this runtime reads and writes.
 pub const MODEL_FORMAT_VERSION: u32 = 1;
@@ -29,10 +30,10 @@ pub const MAX_DATASET_LEN: usize = 1024;
 /// A velocity network's description: the fields every architecture shares, and the
 /// architecture with its own sizes.
 ///
-/// In the file it is one flat JSON object (see [`SpecRecord`]): `architecture` names the
-/// variant and the variant's fields sit beside the shared ones, in the order format version 1
-/// has always written them, so the files written before the architecture became an enum load
-/// and are written back byte for byte (same model id).
+/// In the file it is one JSON object (see [`SpecRecord`]): `architecture` names the variant.
+/// The MLP's fields sit beside the shared ones, in the order format version 1 has always
+/// written them, so the files written before the architecture became an enum load and are
+/// written back byte for byte (same model id); the U-Net's sit in a nested object `unet`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(into = "SpecRecord", try_from = "SpecRecord")]
 pub struct ModelSpec {
@@ -69,6 +70,9 @@ pub enum Architecture {
     /// `"mlp"`: concat(x, time embedding, class embedding) → dense layers with SiLU
     /// (see [`MlpSpec`]).
     Mlp(MlpSpec),
+    /// `"unet"`: a convolutional U-Net with residual blocks, GroupNorm and optional attention
+    /// (see [`UnetSpec`]; its fields are the object `unet` in the file).
+    Unet(UnetSpec),
 }
 
 impl Architecture {
@@ -76,6 +80,7 @@ impl Architecture {
     pub fn name(&self) -> &'static str {
         match self {
             Architecture::Mlp(_) => "mlp",
+            Architecture::Unet(_) => "unet",
         }
     }
 
@@ -83,6 +88,7 @@ impl Architecture {
     pub fn summary(&self) -> String {
         match self {
             Architecture::Mlp(mlp) => mlp.summary(),
+            Architecture::Unet(unet) => unet.summary(),
         }
     }
 }
@@ -95,11 +101,12 @@ impl std::fmt::Display for Architecture {
 }
 
 /// The names of the architectures this runtime runs, for error messages.
-const KNOWN_ARCHITECTURES: &str = "\"mlp\"";
+const KNOWN_ARCHITECTURES: &str = "\"mlp\", \"unet\"";
 
-/// `bns.model` as it is written: one flat object whose field order is the file format's (and
-/// so part of every model id). Architecture-specific fields are optional here; which are
-/// required follows from `architecture` (checked when it becomes a [`ModelSpec`]).
+/// `bns.model` as it is written: one object whose field order is the file format's (and so
+/// part of every model id). Architecture-specific fields are optional here; which are required
+/// (and which refused) follows from `architecture` (checked when it becomes a [`ModelSpec`]).
+/// The MLP's are flat (format version 1's keys); the U-Net's are the nested object `unet`.
 #[derive(Serialize, Deserialize)]
 struct SpecRecord {
     format_version: u32,
@@ -109,6 +116,8 @@ struct SpecRecord {
     hidden_width: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     depth: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unet: Option<UnetSpec>,
     time_embedding: usize,
     #[serde(default = "default_time_scale")]
     time_scale: f64,
@@ -135,6 +144,7 @@ impl From<ModelSpec> for SpecRecord {
             data_shape: spec.data_shape,
             hidden_width: None,
             depth: None,
+            unet: None,
             time_embedding: spec.time_embedding,
             time_scale: spec.time_scale,
             prediction: spec.prediction,
@@ -152,6 +162,7 @@ impl From<ModelSpec> for SpecRecord {
                 record.depth = Some(mlp.depth);
                 record.activation = Some(mlp.activation);
             }
+            Architecture::Unet(unet) => record.unet = Some(unet),
         }
         record
     }
@@ -167,13 +178,31 @@ impl TryFrom<SpecRecord> for ModelSpec {
                 format!("missing field `{field}` (an {architecture:?} model needs it)")
             })
         }
+        /// An error when another architecture's field is present.
+        fn refused(architecture: &str, field: &str, present: bool) -> Result<(), String> {
+            if present {
+                return Err(format!(
+                    "field `{field}` is not part of an {architecture:?} model"
+                ));
+            }
+            Ok(())
+        }
         let name = record.architecture.as_str();
         let architecture = match name {
-            "mlp" => Architecture::Mlp(MlpSpec {
-                hidden_width: required(name, "hidden_width", record.hidden_width)?,
-                depth: required(name, "depth", record.depth)?,
-                activation: required(name, "activation", record.activation)?,
-            }),
+            "mlp" => {
+                refused(name, "unet", record.unet.is_some())?;
+                Architecture::Mlp(MlpSpec {
+                    hidden_width: required(name, "hidden_width", record.hidden_width)?,
+                    depth: required(name, "depth", record.depth)?,
+                    activation: required(name, "activation", record.activation)?,
+                })
+            }
+            "unet" => {
+                refused(name, "hidden_width", record.hidden_width.is_some())?;
+                refused(name, "depth", record.depth.is_some())?;
+                refused(name, "activation", record.activation.is_some())?;
+                Architecture::Unet(required(name, "unet", record.unet)?)
+            }
             other => {
                 return Err(format!(
                     "unknown architecture {other:?} (this runtime runs {KNOWN_ARCHITECTURES})"
@@ -304,10 +333,11 @@ impl ModelSpec {
     }
 
     /// Every tensor the file must hold, with its shape, in the file's order (the
-    /// architecture's; for the MLP see [`MlpSpec::tensor_shapes`]).
+    /// architecture's: [`MlpSpec::tensor_shapes`], [`UnetSpec::tensor_shapes`]).
     pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
         match &self.architecture {
             Architecture::Mlp(mlp) => mlp.tensor_shapes(self),
+            Architecture::Unet(unet) => unet.tensor_shapes(self),
         }
     }
 
@@ -402,6 +432,7 @@ impl ModelSpec {
         }
         match &self.architecture {
             Architecture::Mlp(mlp) => mlp.validate()?,
+            Architecture::Unet(unet) => unet.validate(self)?,
         }
         let parameters = self.parameter_count();
         if parameters > MAX_PARAMETERS {
@@ -456,7 +487,9 @@ pub(crate) mod tests {
         assert_eq!(spec.data_dim(), 15);
         assert!(spec.is_conditional());
         assert_eq!(spec.null_class(), 3);
-        let Architecture::Mlp(mlp) = &spec.architecture;
+        let Architecture::Mlp(mlp) = &spec.architecture else {
+            panic!("an MLP spec")
+        };
         assert_eq!(mlp.input_width(&spec), 15 + 6 + 5);
         let names: Vec<(String, Vec<usize>)> = spec.tensor_shapes();
         let expected: Vec<(String, Vec<usize>)> = vec![
@@ -605,12 +638,14 @@ pub(crate) mod tests {
     #[test]
     fn unknown_architecture_is_refused_by_name() {
         let mut value = serde_json::to_value(small_spec()).unwrap();
-        value["architecture"] = "unet".into();
+        value["architecture"] = "transformer".into();
         let problem = serde_json::from_value::<ModelSpec>(value)
             .unwrap_err()
             .to_string();
         assert!(
-            problem.contains("unknown architecture \"unet\" (this runtime runs \"mlp\")"),
+            problem.contains(
+                "unknown architecture \"transformer\" (this runtime runs \"mlp\", \"unet\")"
+            ),
             "{problem}"
         );
         let mut value = serde_json::to_value(small_spec()).unwrap();

@@ -467,7 +467,9 @@ fn save_and_load() {
 /// The network computed plainly in f64 (same inputs: f32 time embedding, f32 weights).
 fn reference_velocity(model: &Model, x: &[f32], t: &[f32], class: &[u32]) -> Vec<f64> {
     let spec = model.spec();
-    let Architecture::Mlp(mlp) = &spec.architecture;
+    let Architecture::Mlp(mlp) = &spec.architecture else {
+        panic!("an MLP spec")
+    };
     let depth = mlp.depth;
     let d = spec.data_dim();
     let mut out = Vec::new();

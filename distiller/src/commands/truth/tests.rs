@@ -32,7 +32,9 @@ fn image_model() -> Model {
 /// `batch_of_one_is_a_direct_solve`, which needs no accuracy).
 fn smooth(model: &Model) -> Model {
     let spec = model.spec().clone();
-    let Architecture::Mlp(mlp) = &spec.architecture;
+    let Architecture::Mlp(mlp) = &spec.architecture else {
+        panic!("an MLP spec")
+    };
     let inputs = mlp.input_width(&spec);
     let half = spec.time_embedding / 2;
     let fast: Vec<usize> = [0, 1, half, half + 1]

@@ -1,0 +1,301 @@
+//! The U-Net in candle: the runtime's [`UnetLayout`], every layer's weights found by name, and a
+//! differentiable forward on `[B, C, H, W]` (candle's `conv2d`; group norm, nearest ×2 and the
+//! softmax from basic operations, whose gradients candle computes correctly: its
+//! `softmax_last_dim` has no backward and `upsample_nearest2d`'s backward overwrites instead of
+//! accumulating, so neither is used).
+
+use anyhow::Result;
+use candle_core::{Tensor, D};
+use web_sampler::model::{
+    ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel, GROUP_NORM_EPSILON,
+};
+
+/// A dense layer: `weight` `[out, in]`, `bias` `[out]`.
+pub(super) struct Dense {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+/// A convolution with padding `k / 2`.
+struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+    stride: usize,
+    padding: usize,
+}
+
+/// A GroupNorm with `groups` groups.
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+}
+
+struct Block {
+    norm1: Norm,
+    conv1: Conv,
+    embedding: Dense,
+    norm2: Norm,
+    conv2: Conv,
+    skip: Option<Conv>,
+}
+
+struct Attention {
+    norm: Norm,
+    qkv: Conv,
+    proj: Conv,
+}
+
+struct Level {
+    blocks: Vec<Block>,
+    resample: Option<Conv>,
+}
+
+/// The U-Net's weights in candle.
+pub(super) struct CandleUnet {
+    shape: (usize, usize, usize),
+    /// `[num_classes + 1, E]` for conditional models.
+    class_embedding: Option<Tensor>,
+    time: [Dense; 2],
+    input: Conv,
+    down: Vec<Level>,
+    middle: [Block; 2],
+    attention: Option<Attention>,
+    up: Vec<Level>,
+    out_norm: Norm,
+    out_conv: Conv,
+}
+
+impl Dense {
+    fn new(layer: &DenseLayer, take: &mut impl FnMut(&str) -> Result<Tensor>) -> Result<Dense> {
+        Ok(Dense {
+            weight: take(&format!("{}.weight", layer.name))?,
+            bias: take(&format!("{}.bias", layer.name))?,
+        })
+    }
+
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?)
+    }
+}
+
+impl Conv {
+    fn new(layer: &ConvLayer, take: &mut impl FnMut(&str) -> Result<Tensor>) -> Result<Conv> {
+        Ok(Conv {
+            weight: take(&format!("{}.weight", layer.name))?,
+            bias: take(&format!("{}.bias", layer.name))?,
+            stride: layer.stride,
+            padding: layer.kernel / 2,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        let channels = self.bias.dim(0)?;
+        Ok(y.broadcast_add(&self.bias.reshape((1, channels, 1, 1))?)?)
+    }
+}
+
+impl Norm {
+    fn new(
+        layer: &NormLayer,
+        groups: usize,
+        take: &mut impl FnMut(&str) -> Result<Tensor>,
+    ) -> Result<Norm> {
+        Ok(Norm {
+            weight: take(&format!("{}.weight", layer.name))?,
+            bias: take(&format!("{}.bias", layer.name))?,
+            groups,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let grouped = x.reshape((b, self.groups, (c / self.groups) * h * w))?;
+        let mean = grouped.mean_keepdim(2)?;
+        let centered = grouped.broadcast_sub(&mean)?;
+        let variance = centered.sqr()?.mean_keepdim(2)?;
+        let normal = centered.broadcast_div(&(variance + GROUP_NORM_EPSILON)?.sqrt()?)?;
+        Ok(normal
+            .reshape((b, c, h, w))?
+            .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?)
+    }
+}
+
+impl Block {
+    fn new(
+        block: &ResidualBlock,
+        groups: usize,
+        take: &mut impl FnMut(&str) -> Result<Tensor>,
+    ) -> Result<Block> {
+        Ok(Block {
+            norm1: Norm::new(&block.norm1, groups, take)?,
+            conv1: Conv::new(&block.conv1, take)?,
+            embedding: Dense::new(&block.embedding, take)?,
+            norm2: Norm::new(&block.norm2, groups, take)?,
+            conv2: Conv::new(&block.conv2, take)?,
+            skip: match &block.skip {
+                Some(skip) => Some(Conv::new(skip, take)?),
+                None => None,
+            },
+        })
+    }
+
+    /// `x` `[B, in, H, W]`, `embedding` `SiLU(emb)` `[B, E]` → `[B, out, H, W]`.
+    fn forward(&self, x: &Tensor, embedding: &Tensor) -> Result<Tensor> {
+        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+        let shift = self.embedding.forward(embedding)?;
+        let (b, c) = shift.dims2()?;
+        let h = h.broadcast_add(&shift.reshape((b, c, 1, 1))?)?;
+        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let residual = match &self.skip {
+            Some(skip) => skip.forward(x)?,
+            None => x.clone(),
+        };
+        Ok((residual + h)?)
+    }
+}
+
+impl Attention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let n = h * w;
+        let qkv = self
+            .qkv
+            .forward(&self.norm.forward(x)?)?
+            .reshape((b, 3 * c, n))?;
+        let queries = qkv.narrow(1, 0, c)?;
+        let keys = qkv.narrow(1, c, c)?;
+        let values = qkv.narrow(1, 2 * c, c)?;
+        let scores = (queries.transpose(1, 2)?.matmul(&keys)? * (1.0 / (c as f64).sqrt()))?;
+        let largest = scores.max_keepdim(D::Minus1)?.detach();
+        let exponentials = scores.broadcast_sub(&largest)?.exp()?;
+        let weights = exponentials.broadcast_div(&exponentials.sum_keepdim(D::Minus1)?)?;
+        let attended = values.matmul(&weights.transpose(1, 2)?)?;
+        let update = self.proj.forward(&attended.reshape((b, c, h, w))?)?;
+        Ok((x + update)?)
+    }
+}
+
+impl Level {
+    fn new(
+        level: &UnetLevel,
+        groups: usize,
+        take: &mut impl FnMut(&str) -> Result<Tensor>,
+    ) -> Result<Level> {
+        Ok(Level {
+            blocks: level
+                .blocks
+                .iter()
+                .map(|b| Block::new(b, groups, take))
+                .collect::<Result<_>>()?,
+            resample: match &level.resample {
+                Some(resample) => Some(Conv::new(resample, take)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Nearest-neighbour ×2 of `[B, C, H, W]` as a reshape and a broadcast (differentiable).
+fn upsample(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    Ok(x.reshape((b, c, h, 1, w, 1))?
+        .broadcast_as((b, c, h, 2, w, 2))?
+        .contiguous()?
+        .reshape((b, c, 2 * h, 2 * w))?)
+}
+
+impl CandleUnet {
+    /// The U-Net of `layout`, its tensors taken by name.
+    pub(super) fn new(
+        layout: &UnetLayout,
+        class_embedding: Option<Tensor>,
+        take: &mut impl FnMut(&str) -> Result<Tensor>,
+    ) -> Result<CandleUnet> {
+        let groups = layout.groups;
+        let time0 = Dense::new(&layout.time[0], take)?;
+        let time1 = Dense::new(&layout.time[1], take)?;
+        let input = Conv::new(&layout.input, take)?;
+        let down = layout
+            .down
+            .iter()
+            .map(|l| Level::new(l, groups, take))
+            .collect::<Result<_>>()?;
+        let middle0 = Block::new(&layout.middle[0], groups, take)?;
+        let attention = match &layout.attention {
+            Some(a) => Some(Attention {
+                norm: Norm::new(&a.norm, groups, take)?,
+                qkv: Conv::new(&a.qkv, take)?,
+                proj: Conv::new(&a.proj, take)?,
+            }),
+            None => None,
+        };
+        let middle1 = Block::new(&layout.middle[1], groups, take)?;
+        let up = layout
+            .up
+            .iter()
+            .map(|l| Level::new(l, groups, take))
+            .collect::<Result<_>>()?;
+        Ok(CandleUnet {
+            shape: layout.data_shape,
+            class_embedding,
+            time: [time0, time1],
+            input,
+            down,
+            middle: [middle0, middle1],
+            attention,
+            up,
+            out_norm: Norm::new(&layout.out_norm, groups, take)?,
+            out_conv: Conv::new(&layout.out_conv, take)?,
+        })
+    }
+
+    /// The output `[B, D]` for `x` `[B, D]`, the time embedding `[B, E_t]` and `classes` `[B]`.
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        time_embedding: &Tensor,
+        classes: &Tensor,
+    ) -> Result<Tensor> {
+        let rows = x.dim(0)?;
+        let (channels, height, width) = self.shape;
+        let mut embedding = self.time[1].forward(&self.time[0].forward(time_embedding)?.silu()?)?;
+        if let Some(table) = &self.class_embedding {
+            embedding = (embedding + table.index_select(classes, 0)?)?;
+        }
+        let embedding = embedding.silu()?;
+        let mut h = self
+            .input
+            .forward(&x.reshape((rows, channels, height, width))?)?;
+        let mut skips = Vec::new();
+        for level in &self.down {
+            for block in &level.blocks {
+                h = block.forward(&h, &embedding)?;
+                skips.push(h.clone());
+            }
+            if let Some(down) = &level.resample {
+                h = down.forward(&h)?;
+            }
+        }
+        h = self.middle[0].forward(&h, &embedding)?;
+        if let Some(attention) = &self.attention {
+            h = attention.forward(&h)?;
+        }
+        h = self.middle[1].forward(&h, &embedding)?;
+        for level in &self.up {
+            for block in &level.blocks {
+                let skip = skips
+                    .pop()
+                    .ok_or_else(|| anyhow::anyhow!("unet: no skip left"))?;
+                h = block.forward(&Tensor::cat(&[&h, &skip], 1)?, &embedding)?;
+            }
+            if let Some(up) = &level.resample {
+                h = up.forward(&upsample(&h)?)?;
+            }
+        }
+        let out = self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)?;
+        Ok(out.reshape((rows, channels * height * width))?)
+    }
+}

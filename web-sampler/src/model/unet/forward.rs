@@ -1,0 +1,576 @@
+//! The U-Net's CPU forward over its weights: one sample at a time, activations
+//! `[H·W, channels]`, convolutions as im2col fed to the fixed-order dense layer, GroupNorm
+//! summed in f64 in a fixed order, `libm` for SiLU, the softmax and the square roots; so the
+//! output is the same natively and in wasm. The layers are those of
+//! [`UnetLayout`](super::UnetLayout).
+
+use std::collections::HashMap;
+
+use super::{
+    ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLevel, UnetSpec, GROUP_NORM_EPSILON,
+};
+use crate::model::embedding::write_time_embedding;
+use crate::model::linear::linear;
+use crate::model::mlp::silu;
+use crate::model::network::VelocityNetwork;
+use crate::model::spec::{ModelSpec, CLASS_TABLE};
+
+/// A dense layer or convolution on the CPU: the indices of its weight and bias in the tensor
+/// list, and its sizes.
+#[derive(Clone, Debug)]
+struct Weights {
+    weight: usize,
+    bias: usize,
+}
+
+#[derive(Clone, Debug)]
+struct CpuConv {
+    at: Weights,
+    inputs: usize,
+    outputs: usize,
+    kernel: usize,
+    stride: usize,
+}
+
+#[derive(Clone, Debug)]
+struct CpuNorm {
+    at: Weights,
+    channels: usize,
+}
+
+#[derive(Clone, Debug)]
+struct CpuDense {
+    at: Weights,
+    inputs: usize,
+}
+
+#[derive(Clone, Debug)]
+struct CpuBlock {
+    norm1: CpuNorm,
+    conv1: CpuConv,
+    embedding: CpuDense,
+    norm2: CpuNorm,
+    conv2: CpuConv,
+    skip: Option<CpuConv>,
+}
+
+#[derive(Clone, Debug)]
+struct CpuAttention {
+    norm: CpuNorm,
+    qkv: CpuConv,
+    proj: CpuConv,
+}
+
+#[derive(Clone, Debug)]
+struct CpuLevel {
+    size: (usize, usize),
+    blocks: Vec<CpuBlock>,
+    resample: Option<CpuConv>,
+}
+
+/// The U-Net's weights (in `tensor_shapes` order) and its layers as indices into them.
+#[derive(Clone, Debug)]
+pub(crate) struct Unet {
+    tensors: Vec<Vec<f32>>,
+    /// The index of `class_embedding.weight`, for conditional models.
+    class_table: Option<usize>,
+    channels: usize,
+    size: (usize, usize),
+    groups: usize,
+    time_embedding: usize,
+    time_scale: f64,
+    embedding_width: usize,
+    time: [CpuDense; 2],
+    input: CpuConv,
+    down: Vec<CpuLevel>,
+    middle: [CpuBlock; 2],
+    attention: Option<CpuAttention>,
+    up: Vec<CpuLevel>,
+    out_norm: CpuNorm,
+    out_conv: CpuConv,
+}
+
+/// Tensor indices by name, with a check of each tensor's length.
+struct Index<'a> {
+    positions: HashMap<String, usize>,
+    tensors: &'a [Vec<f32>],
+}
+
+impl Index<'_> {
+    /// The indices of `name.weight` (`weight_len` values) and `name.bias` (`bias_len`).
+    fn pair(&self, name: &str, weight_len: usize, bias_len: usize) -> Option<Weights> {
+        let weight = *self.positions.get(&format!("{name}.weight"))?;
+        let bias = *self.positions.get(&format!("{name}.bias"))?;
+        (self.tensors[weight].len() == weight_len && self.tensors[bias].len() == bias_len)
+            .then_some(Weights { weight, bias })
+    }
+
+    fn conv(&self, layer: &ConvLayer) -> Option<CpuConv> {
+        Some(CpuConv {
+            at: self.pair(&layer.name, layer.outputs * layer.fan_in(), layer.outputs)?,
+            inputs: layer.inputs,
+            outputs: layer.outputs,
+            kernel: layer.kernel,
+            stride: layer.stride,
+        })
+    }
+
+    fn norm(&self, layer: &NormLayer) -> Option<CpuNorm> {
+        Some(CpuNorm {
+            at: self.pair(&layer.name, layer.channels, layer.channels)?,
+            channels: layer.channels,
+        })
+    }
+
+    fn dense(&self, layer: &DenseLayer) -> Option<CpuDense> {
+        Some(CpuDense {
+            at: self.pair(&layer.name, layer.outputs * layer.inputs, layer.outputs)?,
+            inputs: layer.inputs,
+        })
+    }
+
+    fn block(&self, block: &ResidualBlock) -> Option<CpuBlock> {
+        Some(CpuBlock {
+            norm1: self.norm(&block.norm1)?,
+            conv1: self.conv(&block.conv1)?,
+            embedding: self.dense(&block.embedding)?,
+            norm2: self.norm(&block.norm2)?,
+            conv2: self.conv(&block.conv2)?,
+            skip: match &block.skip {
+                Some(skip) => Some(self.conv(skip)?),
+                None => None,
+            },
+        })
+    }
+
+    fn level(&self, level: &UnetLevel) -> Option<CpuLevel> {
+        Some(CpuLevel {
+            size: level.size,
+            blocks: level
+                .blocks
+                .iter()
+                .map(|b| self.block(b))
+                .collect::<Option<_>>()?,
+            resample: match &level.resample {
+                Some(resample) => Some(self.conv(resample)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The working buffers of one forward call, reused for every sample.
+#[derive(Default)]
+struct Scratch {
+    /// The current activation `[positions, channels]`.
+    h: Vec<f32>,
+    /// Block intermediates.
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    /// im2col rows.
+    columns: Vec<f32>,
+    /// The embedding after SiLU `[E]` and one block's projection of it.
+    embedding: Vec<f32>,
+    shift: Vec<f32>,
+    /// The skips of the way down, in order.
+    skips: Vec<Vec<f32>>,
+    /// Attention: queries, keys, transposed values, scores, zero biases.
+    queries: Vec<f32>,
+    keys: Vec<f32>,
+    values_t: Vec<f32>,
+    scores: Vec<f32>,
+    zeros: Vec<f32>,
+}
+
+impl Unet {
+    /// The network from its tensors in [`UnetSpec::tensor_shapes`] order, or `None` when they do
+    /// not have those shapes (the caller checked them against the spec: an internal error).
+    pub(crate) fn new(spec: &ModelSpec, unet: &UnetSpec, tensors: Vec<Vec<f32>>) -> Option<Unet> {
+        let shapes = unet.tensor_shapes(spec);
+        if shapes.len() != tensors.len() {
+            return None;
+        }
+        let layout = unet.layout(spec);
+        let index = Index {
+            positions: shapes
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| (name.clone(), i))
+                .collect(),
+            tensors: &tensors,
+        };
+        let class_table = spec
+            .is_conditional()
+            .then(|| index.positions.get(CLASS_TABLE).copied());
+        let class_table = match class_table {
+            Some(found) => {
+                let at = found?;
+                let rows = spec.num_classes + 1;
+                if tensors[at].len() != rows * unet.embedding_width {
+                    return None;
+                }
+                Some(at)
+            }
+            None => None,
+        };
+        let time = [index.dense(&layout.time[0])?, index.dense(&layout.time[1])?];
+        let input = index.conv(&layout.input)?;
+        let down = layout
+            .down
+            .iter()
+            .map(|l| index.level(l))
+            .collect::<Option<_>>()?;
+        let middle = [
+            index.block(&layout.middle[0])?,
+            index.block(&layout.middle[1])?,
+        ];
+        let attention = match &layout.attention {
+            Some(a) => Some(CpuAttention {
+                norm: index.norm(&a.norm)?,
+                qkv: index.conv(&a.qkv)?,
+                proj: index.conv(&a.proj)?,
+            }),
+            None => None,
+        };
+        let up = layout
+            .up
+            .iter()
+            .map(|l| index.level(l))
+            .collect::<Option<_>>()?;
+        let out_norm = index.norm(&layout.out_norm)?;
+        let out_conv = index.conv(&layout.out_conv)?;
+        Some(Unet {
+            tensors,
+            class_table,
+            channels: layout.data_shape.0,
+            size: (layout.data_shape.1, layout.data_shape.2),
+            groups: unet.groups,
+            time_embedding: spec.time_embedding,
+            time_scale: spec.time_scale,
+            embedding_width: unet.embedding_width,
+            time,
+            input,
+            down,
+            middle,
+            attention,
+            up,
+            out_norm,
+            out_conv,
+        })
+    }
+
+    fn weight(&self, at: &Weights) -> (&[f32], &[f32]) {
+        (&self.tensors[at.weight], &self.tensors[at.bias])
+    }
+
+    /// `out` `[positions', outputs]` = the convolution of `x` `[h·w, inputs]`; returns the
+    /// output size.
+    fn conv(
+        &self,
+        layer: &CpuConv,
+        x: &[f32],
+        (h, w): (usize, usize),
+        columns: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> (usize, usize) {
+        let (weight, bias) = self.weight(&layer.at);
+        let (oh, ow) = (h.div_ceil(layer.stride), w.div_ceil(layer.stride));
+        out.clear();
+        out.resize(oh * ow * layer.outputs, 0.0);
+        let x = &x[..h * w * layer.inputs];
+        if layer.kernel == 1 && layer.stride == 1 {
+            linear(x, weight, bias, layer.inputs, out);
+            return (oh, ow);
+        }
+        let k = layer.kernel;
+        let pad = k / 2;
+        let fan_in = layer.inputs * k * k;
+        columns.clear();
+        columns.resize(oh * ow * fan_in, 0.0);
+        for (p, row) in columns.chunks_exact_mut(fan_in).enumerate() {
+            let (oy, ox) = (p / ow, p % ow);
+            for c in 0..layer.inputs {
+                for ky in 0..k {
+                    let iy = (oy * layer.stride + ky).wrapping_sub(pad);
+                    for kx in 0..k {
+                        let ix = (ox * layer.stride + kx).wrapping_sub(pad);
+                        if iy < h && ix < w {
+                            row[(c * k + ky) * k + kx] = x[(iy * w + ix) * layer.inputs + c];
+                        }
+                    }
+                }
+            }
+        }
+        linear(columns, weight, bias, fan_in, out);
+        (oh, ow)
+    }
+
+    /// GroupNorm of `x` `[positions, channels]` into `out`, then SiLU when `activate`.
+    fn group_norm(&self, layer: &CpuNorm, x: &[f32], activate: bool, out: &mut Vec<f32>) {
+        let (weight, bias) = self.weight(&layer.at);
+        let c = layer.channels;
+        let x = &x[..x.len() / c * c];
+        let positions = x.len() / c;
+        let per_group = c / self.groups;
+        let count = (positions * per_group) as f64;
+        out.clear();
+        out.resize(x.len(), 0.0);
+        for g in 0..self.groups {
+            let channels = g * per_group..(g + 1) * per_group;
+            let mut sum = 0.0f64;
+            for row in x.chunks_exact(c) {
+                for &v in &row[channels.clone()] {
+                    sum += f64::from(v);
+                }
+            }
+            let mean = sum / count;
+            let mut squares = 0.0f64;
+            for row in x.chunks_exact(c) {
+                for &v in &row[channels.clone()] {
+                    let d = f64::from(v) - mean;
+                    squares += d * d;
+                }
+            }
+            let inverse = 1.0 / libm::sqrt(squares / count + GROUP_NORM_EPSILON);
+            for (row, target) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+                for j in channels.clone() {
+                    let normal = ((f64::from(row[j]) - mean) * inverse) as f32;
+                    let v = normal * weight[j] + bias[j];
+                    target[j] = if activate { silu(v) } else { v };
+                }
+            }
+        }
+    }
+
+    /// One residual block on `scratch.h` `[size, inputs]` → `scratch.h` `[size, outputs]`.
+    fn block(&self, block: &CpuBlock, size: (usize, usize), s: &mut Scratch) {
+        let positions = size.0 * size.1;
+        self.group_norm(
+            &block.norm1,
+            &s.h[..positions * block.norm1.channels],
+            true,
+            &mut s.a,
+        );
+        self.conv(&block.conv1, &s.a, size, &mut s.columns, &mut s.b);
+        let (weight, bias) = self.weight(&block.embedding.at);
+        s.shift.clear();
+        s.shift.resize(bias.len(), 0.0);
+        linear(
+            &s.embedding,
+            weight,
+            bias,
+            block.embedding.inputs,
+            &mut s.shift,
+        );
+        for row in s.b.chunks_exact_mut(s.shift.len()) {
+            for (v, shift) in row.iter_mut().zip(&s.shift) {
+                *v += shift;
+            }
+        }
+        self.group_norm(&block.norm2, &s.b, true, &mut s.a);
+        self.conv(&block.conv2, &s.a, size, &mut s.columns, &mut s.c);
+        match &block.skip {
+            Some(skip) => {
+                self.conv(skip, &s.h, size, &mut s.columns, &mut s.b);
+                for (v, residual) in s.c.iter_mut().zip(&s.b) {
+                    *v += residual;
+                }
+            }
+            None => {
+                for (v, residual) in s.c.iter_mut().zip(&s.h) {
+                    *v += residual;
+                }
+            }
+        }
+        std::mem::swap(&mut s.h, &mut s.c);
+    }
+
+    /// Single-head self-attention on `scratch.h` `[positions, channels]`, added to it.
+    fn attend(&self, attention: &CpuAttention, positions: usize, s: &mut Scratch) {
+        let c = attention.norm.channels;
+        self.group_norm(&attention.norm, &s.h[..positions * c], false, &mut s.a);
+        self.conv(
+            &attention.qkv,
+            &s.a,
+            (positions, 1),
+            &mut s.columns,
+            &mut s.b,
+        );
+        s.queries.clear();
+        s.keys.clear();
+        s.values_t.clear();
+        s.values_t.resize(c * positions, 0.0);
+        for (p, row) in s.b.chunks_exact(3 * c).enumerate() {
+            s.queries.extend_from_slice(&row[..c]);
+            s.keys.extend_from_slice(&row[c..2 * c]);
+            for (j, &v) in row[2 * c..].iter().enumerate() {
+                s.values_t[j * positions + p] = v;
+            }
+        }
+        s.zeros.clear();
+        s.zeros.resize(positions.max(c), 0.0);
+        s.scores.clear();
+        s.scores.resize(positions * positions, 0.0);
+        linear(&s.queries, &s.keys, &s.zeros[..positions], c, &mut s.scores);
+        let scale = (1.0 / libm::sqrt(c as f64)) as f32;
+        for row in s.scores.chunks_exact_mut(positions) {
+            let mut largest = f32::NEG_INFINITY;
+            for v in row.iter_mut() {
+                *v *= scale;
+                largest = largest.max(*v);
+            }
+            let mut sum = 0.0f32;
+            for v in row.iter_mut() {
+                *v = libm::expf(*v - largest);
+                sum += *v;
+            }
+            for v in row.iter_mut() {
+                *v /= sum;
+            }
+        }
+        s.c.clear();
+        s.c.resize(positions * c, 0.0);
+        linear(&s.scores, &s.values_t, &s.zeros[..c], positions, &mut s.c);
+        self.conv(
+            &attention.proj,
+            &s.c,
+            (positions, 1),
+            &mut s.columns,
+            &mut s.a,
+        );
+        for (v, update) in s.h.iter_mut().zip(&s.a) {
+            *v += update;
+        }
+    }
+
+    /// The network's output for one sample: `x` `[C, H, W]` → `out` `[C, H, W]`.
+    fn forward_one(&self, x: &[f32], t: f32, class: Option<u32>, out: &mut [f32], s: &mut Scratch) {
+        let (h, w) = self.size;
+        let positions = h * w;
+        let channels = self.channels;
+
+        // The embedding, after the SiLU every block applies to it.
+        s.a.clear();
+        s.a.resize(self.time_embedding, 0.0);
+        write_time_embedding(t, self.time_scale, &mut s.a);
+        let e = self.embedding_width;
+        s.b.clear();
+        s.b.resize(e, 0.0);
+        let (weight, bias) = self.weight(&self.time[0].at);
+        linear(&s.a, weight, bias, self.time[0].inputs, &mut s.b);
+        for v in s.b.iter_mut() {
+            *v = silu(*v);
+        }
+        s.embedding.clear();
+        s.embedding.resize(e, 0.0);
+        let (weight, bias) = self.weight(&self.time[1].at);
+        linear(&s.b, weight, bias, e, &mut s.embedding);
+        if let (Some(table), Some(class)) = (self.class_table, class) {
+            let row = &self.tensors[table][class as usize * e..(class as usize + 1) * e];
+            for (v, c) in s.embedding.iter_mut().zip(row) {
+                *v += c;
+            }
+        }
+        for v in s.embedding.iter_mut() {
+            *v = silu(*v);
+        }
+
+        // [C, H, W] → [H·W, C].
+        s.a.clear();
+        s.a.resize(positions * channels, 0.0);
+        for c in 0..channels {
+            for p in 0..positions {
+                s.a[p * channels + c] = x[c * positions + p];
+            }
+        }
+        let a = std::mem::take(&mut s.a);
+        self.conv(&self.input, &a, self.size, &mut s.columns, &mut s.h);
+        s.a = a;
+
+        let mut skips = std::mem::take(&mut s.skips);
+        let mut used = 0;
+        for level in &self.down {
+            for block in &level.blocks {
+                self.block(block, level.size, s);
+                if skips.len() == used {
+                    skips.push(Vec::new());
+                }
+                skips[used].clear();
+                skips[used].extend_from_slice(&s.h);
+                used += 1;
+            }
+            if let Some(down) = &level.resample {
+                let h_in = std::mem::take(&mut s.h);
+                self.conv(down, &h_in, level.size, &mut s.columns, &mut s.h);
+                s.a = h_in;
+            }
+        }
+        let lowest = self.down.last().map(|l| l.size).unwrap_or(self.size);
+        self.block(&self.middle[0], lowest, s);
+        if let Some(attention) = &self.attention {
+            self.attend(attention, lowest.0 * lowest.1, s);
+        }
+        self.block(&self.middle[1], lowest, s);
+        for level in &self.up {
+            let p = level.size.0 * level.size.1;
+            for block in &level.blocks {
+                used -= 1;
+                let skip = &skips[used];
+                let own = s.h.len() / p;
+                let theirs = skip.len() / p;
+                s.a.clear();
+                for (mine, other) in s.h.chunks_exact(own).zip(skip.chunks_exact(theirs)) {
+                    s.a.extend_from_slice(mine);
+                    s.a.extend_from_slice(other);
+                }
+                std::mem::swap(&mut s.h, &mut s.a);
+                self.block(block, level.size, s);
+            }
+            if let Some(upsample) = &level.resample {
+                let (lh, lw) = level.size;
+                let c = upsample.inputs;
+                s.a.clear();
+                s.a.resize(4 * p * c, 0.0);
+                for y in 0..2 * lh {
+                    for x in 0..2 * lw {
+                        let from = ((y / 2) * lw + x / 2) * c;
+                        let to = (y * 2 * lw + x) * c;
+                        s.a[to..to + c].copy_from_slice(&s.h[from..from + c]);
+                    }
+                }
+                let a = std::mem::take(&mut s.a);
+                self.conv(upsample, &a, (2 * lh, 2 * lw), &mut s.columns, &mut s.h);
+                s.a = a;
+            }
+        }
+        s.skips = skips;
+
+        let h_final = std::mem::take(&mut s.h);
+        self.group_norm(&self.out_norm, &h_final, true, &mut s.a);
+        s.h = h_final;
+        let a = std::mem::take(&mut s.a);
+        self.conv(&self.out_conv, &a, self.size, &mut s.columns, &mut s.c);
+        s.a = a;
+        for c in 0..channels {
+            for p in 0..positions {
+                out[c * positions + p] = s.c[p * channels + c];
+            }
+        }
+    }
+}
+
+impl VelocityNetwork for Unet {
+    fn tensors(&self) -> Vec<&[f32]> {
+        self.tensors.iter().map(Vec::as_slice).collect()
+    }
+
+    fn forward(&self, x: &[f32], t: &[f32], class: &[u32], out: &mut [f32]) {
+        let d = self.channels * self.size.0 * self.size.1;
+        let mut scratch = Scratch::default();
+        for (r, (&time, target)) in t.iter().zip(out.chunks_exact_mut(d)).enumerate() {
+            let row = &x[r * d..(r + 1) * d];
+            self.forward_one(row, time, class.get(r).copied(), target, &mut scratch);
+        }
+    }
+}
