@@ -444,6 +444,7 @@ pub(crate) mod tests {
             rtol: 1e-5,
             atol: 1e-5,
             batch: 32,
+            shard: None,
         };
         let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
         let pairs_path = dir.join("pairs.safetensors");
