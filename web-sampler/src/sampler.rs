@@ -50,7 +50,7 @@ pub enum BackendChoice {
 }
 
 /// Why a sampler call failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SamplerError {
     /// `generate` or `trajectories` before a model was loaded.
     NoModel,
@@ -64,6 +64,13 @@ pub enum SamplerError {
     NoGpu(String),
     /// A classical solver that cannot be built, e.g. an NFE that is not a multiple of its stages.
     Classical(String),
+    /// The solve diverged: `count` of the samples' values are NaN or infinite, the first in
+    /// sample `first` (a solver's coefficients or a guidance scale too large for f32).
+    NotFinite {
+        count: usize,
+        first: usize,
+        guidance: f64,
+    },
     /// An input the runtime refused, or a GPU failure.
     Runtime(crate::Error),
 }
@@ -79,6 +86,24 @@ impl fmt::Display for SamplerError {
             }
             SamplerError::NoGpu(note) => write!(f, "no GPU: {note}"),
             SamplerError::Classical(problem) => f.write_str(problem),
+            SamplerError::NotFinite {
+                count,
+                first,
+                guidance,
+            } => {
+                // 1e308, not its 309 digits.
+                let w = if guidance.abs() >= 1e6 {
+                    format!("{guidance:e}")
+                } else {
+                    guidance.to_string()
+                };
+                write!(
+                    f,
+                    "the solve diverged: {count} values are NaN or infinite, the first in sample \
+                     {first}; the solver's coefficients or the guidance scale (w = {w}) are too \
+                     large for this model"
+                )
+            }
             SamplerError::Runtime(e) => e.fmt(f),
         }
     }
@@ -320,6 +345,21 @@ impl Sampler {
             Some(out) => out,
             None => (sample(&model, &table, request)?, None),
         };
+        // Never a picture of NaNs presented as a result.
+        let count = samples.values.iter().filter(|v| !v.is_finite()).count();
+        if count > 0 {
+            let dim = samples.values.len() / samples.shape[0].max(1);
+            let first = samples
+                .values
+                .iter()
+                .position(|v| !v.is_finite())
+                .unwrap_or(0);
+            return Err(SamplerError::NotFinite {
+                count,
+                first: first / dim.max(1),
+                guidance: request.guidance,
+            });
+        }
         *self.last.borrow_mut() = Some(LastSamples {
             samples: samples.clone(),
             picture,
@@ -376,6 +416,33 @@ mod tests {
             .use_classical(Method::Euler, Grid::Uniform, 4)
             .unwrap();
         sampler
+    }
+
+    #[test]
+    fn a_diverging_solve_is_an_error_not_samples() {
+        let sampler = loaded(Sampler::new(), 4);
+        let huge_guidance = SampleRequest {
+            guidance: 1e308,
+            ..request()
+        };
+        let error = block_on(sampler.generate(&huge_guidance, 3, BackendChoice::Cpu)).unwrap_err();
+        assert!(matches!(error, SamplerError::NotFinite { .. }), "{error}");
+        assert!(error.to_string().contains("w = 1e308"), "{error}");
+        assert_eq!(
+            sampler.last_picture(3).unwrap_err(),
+            SamplerError::NothingGenerated
+        );
+        // A solver with a coefficient of 1e308.
+        let mut table = Method::Euler.build(4, Grid::Uniform).unwrap();
+        table.b[2][2] = 1e308;
+        let file = SolverFile::new("huge", "bns", 0.0, table);
+        sampler.load_solver(file, "huge.json").unwrap();
+        let unguided = SampleRequest {
+            guidance: 0.0,
+            ..request()
+        };
+        let error = block_on(sampler.generate(&unguided, 3, BackendChoice::Cpu)).unwrap_err();
+        assert!(error.to_string().contains("the solve diverged"), "{error}");
     }
 
     #[test]
