@@ -61,11 +61,19 @@ impl ComputeArgs {
             DeviceKind::Cuda => {
                 if !candle_core::utils::cuda_is_available() {
                     bail!(
-                        "--device cuda: this bns was built without CUDA support; rebuild with \
-                         `cargo build --release -p distiller --features cuda` on a machine with the CUDA toolkit"
+                        "--device cuda: this bns was built without CUDA support; build it with \
+                         `make cuda` (README, \"On an NVIDIA GPU\")"
                     );
                 }
-                Ok(Device::new_cuda(0)?)
+                // candle's error carries a backtrace after its first line: keep the line.
+                Device::new_cuda(0).map_err(|e| {
+                    let text = e.to_string();
+                    anyhow::anyhow!(
+                        "--device cuda: cannot open GPU 0: {}; check that `nvidia-smi` sees it and \
+                         that libcuda.so.1 is the driver's",
+                        text.lines().next().unwrap_or("unknown error")
+                    )
+                })
             }
         }
     }
