@@ -76,15 +76,20 @@ export function difference(native, values) {
   return { worst, differing };
 }
 
-/** Opens the sampler page (with `query`) in a browser or context and waits for its first samples. */
-export async function openPage(target, url, query = '') {
+/**
+ * Opens the sampler page (with `query`) in a browser or context and waits for its first samples,
+ * or, with `mayFail`, for its first samples or an error on the page. `prepare(page)` runs before
+ * the page is loaded (e.g. to intercept requests).
+ */
+export async function openPage(target, url, query = '', { prepare = null, mayFail = false } = {}) {
   const page = await target.newPage();
   await page.setViewportSize({ width: 1280, height: 900 });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  if (prepare) await prepare(page);
   await page.goto(url + query);
   await page.waitForFunction(() => window.bnsPage?.ready || window.bnsPage?.error, null, { timeout: 120_000 });
-  assert.equal(await page.evaluate(() => window.bnsPage.error), null);
+  if (!mayFail) assert.equal(await page.evaluate(() => window.bnsPage.error), null);
   return { page, errors };
 }
 

@@ -204,16 +204,8 @@ test('a revisit takes the weights from the Cache API instead of downloading them
   await context.close();
 });
 
-/** Opens the page with `query` and waits until it has either drawn or shown an error. */
-async function openUntilSettled(query, prepare = async () => {}) {
-  const page = await site.browser.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await prepare(page);
-  await page.goto(site.url + query);
-  await page.waitForFunction(() => window.bnsPage?.ready || window.bnsPage?.error, null, { timeout: 120_000 });
-  return { page, errors };
-}
+/** Opens the page with `query`, waiting for its first samples or an error. */
+const openUntilSettled = (query, prepare = null) => openPage(site.browser, site.url, query, { prepare, mayFail: true });
 
 test('a model in the address that fails to load is reported, and the model list stays usable', async () => {
   const { page, errors } = await openUntilSettled('?model=mnist&batch=2', (p) =>

@@ -635,17 +635,16 @@ fn shards_merge_into_the_single_run_byte_for_byte() {
     );
 }
 
-#[test]
-fn the_device_field_agrees_with_the_runtime() {
-    // candle's network with DOPRI5's state as a tensor (here on the CPU device) against the
-    // reference: the runtime's network, DOPRI5 on the host.
+/// The truth of a tiny guided image model with candle's network and DOPRI5's state as a tensor on
+/// `device`, against the reference (the runtime's network, DOPRI5 on the host): both are DOPRI5
+/// at 1e-5 on networks that agree to ~1e-6, so the truths agree to 1e-4 and the NFE within 10%.
+fn check_device_against_the_runtime(device: Device) {
     let model = smooth(&image_model());
     let options = TruthOptions {
         guidance: 2.0,
         ..options()
     };
     let reference = compute_pairs(&model, &options, &mut |_| {}).unwrap();
-    let device = Device::Cpu;
     let network = CandleNetwork::from_model(&model, &device).unwrap();
     let on_device = compute_with(
         &model,
@@ -662,7 +661,6 @@ fn the_device_field_agrees_with_the_runtime() {
         .zip(&reference.truth)
         .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
         .fold(0.0f32, f32::max);
-    // Both are DOPRI5 at 1e-5 on networks that agree to ~1e-6.
     assert!(worst < 1e-4, "worst relative difference {worst}");
     let nfe = (on_device.meta.mean_nfe - reference.meta.mean_nfe).abs();
     assert!(
@@ -671,6 +669,11 @@ fn the_device_field_agrees_with_the_runtime() {
         on_device.meta.mean_nfe,
         reference.meta.mean_nfe
     );
+}
+
+#[test]
+fn the_device_field_agrees_with_the_runtime() {
+    check_device_against_the_runtime(Device::Cpu);
 }
 
 /// On an NVIDIA GPU: compiled in every `--features cuda` build (`make cuda-check`), run on a GPU
@@ -682,27 +685,6 @@ mod gpu {
     #[test]
     #[ignore = "needs an NVIDIA GPU"]
     fn gpu_truth_agrees_with_the_runtime() {
-        let model = smooth(&image_model());
-        let options = TruthOptions {
-            guidance: 2.0,
-            ..options()
-        };
-        let reference = compute_pairs(&model, &options, &mut |_| {}).unwrap();
-        let device = Device::new_cuda(0).unwrap();
-        let network = CandleNetwork::from_model(&model, &device).unwrap();
-        let on_gpu = compute_with(
-            &model,
-            &options,
-            &mut Field::Device(&network, device),
-            &mut |_| {},
-        )
-        .unwrap();
-        let worst = on_gpu
-            .truth
-            .iter()
-            .zip(&reference.truth)
-            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-4, "worst relative difference {worst}");
+        check_device_against_the_runtime(Device::new_cuda(0).unwrap());
     }
 }
