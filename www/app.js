@@ -74,12 +74,12 @@ function setBusy(busy) {
  * typed value and for one from the address. */
 function checkedValue(field) {
   const input = $(field);
-  if (!input.checkValidity()) {
-    const label = input.closest('label')?.firstChild?.textContent.trim() ?? field;
-    throw new Error(`${label} ${input.value}: ${input.validationMessage}`);
-  }
+  if (!input.checkValidity()) throw new Error(`${fieldLabel(field)} ${input.value}: ${input.validationMessage}`);
   return Number(input.value);
 }
+
+/** The form's label of the input `field` ("Batch"). */
+const fieldLabel = (field) => $(field).closest('label')?.firstChild?.textContent.trim() ?? field;
 
 /** Runs actions one at a time with the controls disabled; a failure is shown on the page. */
 function act(action) {
@@ -149,12 +149,10 @@ async function loadModel(name, wanted = new URLSearchParams()) {
     if (!text) continue;
     const previous = $(field).value;
     $(field).value = text;
-    try {
-      if (!Number.isFinite(Number(text))) throw new Error(`${field} ${text}: not a number`);
-      checkedValue(field);
-    } catch (e) {
+    const why = !Number.isFinite(Number(text)) ? 'Not a number.' : $(field).checkValidity() ? null : $(field).validationMessage;
+    if (why) {
       $(field).value = previous;
-      refused.push(`${messageOf(e)} (from the address; using ${previous})`);
+      refused.push(`${fieldLabel(field)} ${text} (from the address): ${why} Using ${previous} instead.`);
     }
   }
   if ([...$('class').options].some((o) => o.value === wanted.get('class'))) $('class').value = wanted.get('class');
@@ -372,7 +370,7 @@ async function start() {
   }
   await generate();
   page.ready = true;
-  if (refused.length > 0) throw new Error(refused.join('; '));
+  if (refused.length > 0) throw new Error(refused.join(' '));
 }
 
 /** Whether the page got as far as its controls (after that, failures are errors on the page). */

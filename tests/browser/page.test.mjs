@@ -236,7 +236,7 @@ test('values in the address are checked like the form\'s, in words, and the page
     const error = await page.evaluate(() => window.bnsPage.error);
     assert.ok(error?.startsWith(field), `${query}: ${error}`);
     assert.match(error, words);
-    assert.match(error, /from the address; using/);
+    assert.match(error, /\(from the address\): .* Using \d+ instead\./);
     assert.doesNotMatch(error, /invalid type|expected usize|floating point/);
     // The page started and drew with the form's value.
     assert.ok((await page.evaluate(() => window.bnsPage.generated)) >= 1, query);
