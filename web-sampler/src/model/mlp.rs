@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::embedding::write_time_embedding;
-use super::linear::linear;
+use super::linear::PackedLinear;
 use super::network::VelocityNetwork;
 use super::spec::{ModelSpec, MAX_DEPTH, MAX_WIDTH};
 use crate::noise::Noise;
@@ -145,20 +145,22 @@ pub(crate) fn silu(v: f32) -> f32 {
     v / (1.0 + libm::expf(-v))
 }
 
-/// One dense layer: `weight` `[out, in]` (PyTorch layout) and `bias` `[out]`.
+/// One dense layer: `weight` `[out, in]` (PyTorch layout) and `bias` `[out]` as in the file,
+/// and the same packed for the kernel (once, at load).
 #[derive(Clone, Debug)]
 struct Layer {
     weight: Vec<f32>,
     bias: Vec<f32>,
+    packed: PackedLinear,
 }
 
 impl Layer {
     fn fan_in(&self) -> usize {
-        self.weight.len() / self.bias.len().max(1)
+        self.packed.fan_in()
     }
 
     fn fan_out(&self) -> usize {
-        self.bias.len()
+        self.packed.fan_out()
     }
 }
 
@@ -185,18 +187,25 @@ impl Mlp {
         } else {
             Vec::new()
         };
-        let mut layers = Vec::with_capacity(mlp.depth + 1);
-        while let (Some(weight), Some(bias)) = (values.next(), values.next()) {
-            layers.push(Layer { weight, bias });
-        }
         let sizes = mlp.layer_sizes(spec);
-        let consistent = layers.len() == sizes.len()
-            && layers
-                .iter()
-                .zip(&sizes)
-                .all(|(layer, &(fan_out, fan_in))| {
-                    layer.bias.len() == fan_out && layer.weight.len() == fan_out * fan_in
-                })
+        let mut layers = Vec::with_capacity(sizes.len());
+        for &(fan_out, fan_in) in &sizes {
+            let (weight, bias) = (values.next()?, values.next()?);
+            if fan_in == 0
+                || fan_out == 0
+                || bias.len() != fan_out
+                || weight.len() != fan_out * fan_in
+            {
+                return None;
+            }
+            let packed = PackedLinear::new(&weight, &bias, fan_in);
+            layers.push(Layer {
+                weight,
+                bias,
+                packed,
+            });
+        }
+        let consistent = values.next().is_none()
             && class_embedding.len()
                 == (spec.num_classes + usize::from(spec.is_conditional())) * spec.class_embedding;
         consistent.then(|| Mlp {
@@ -257,10 +266,10 @@ impl VelocityNetwork for Mlp {
                 };
                 if i == last {
                     let target = &mut out[first * d..(first + rows) * d];
-                    linear(source, &layer.weight, &layer.bias, layer.fan_in(), target);
+                    layer.packed.forward(source, target);
                 } else {
                     let target = &mut back[..rows * layer.fan_out()];
-                    linear(source, &layer.weight, &layer.bias, layer.fan_in(), target);
+                    layer.packed.forward(source, target);
                     for v in target.iter_mut() {
                         *v = silu(*v);
                     }
