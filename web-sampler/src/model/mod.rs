@@ -20,7 +20,8 @@
 //! # Determinism
 //!
 //! The forward uses no BLAS and no platform maths: the dense layers sum in a fixed order (see
-//! `linear.rs`), SiLU and the time embedding use the `libm` crate, so the same model and inputs
+//! `linear.rs`), SiLU's exponential is plain `f32` arithmetic (`mlp.rs`) and the time embedding
+//! uses the `libm` crate, so the same model and inputs
 //! give bit-identical `f32` outputs natively and in wasm, for any batch size and any number of
 //! threads ([`Model::set_threads`] splits a batch's rows, which are independent).
 
