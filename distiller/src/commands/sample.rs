@@ -45,6 +45,10 @@ pub struct SampleArgs {
     /// on a Vulkan GPU (the browser's WebGPU path)
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     backend: Backend,
+    /// CPU threads the CPU path splits the batch across (default: all cores; the samples are
+    /// the same bits for any count)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,7 +58,12 @@ enum Backend {
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
-    let model = Model::load(&args.model)?;
+    let mut model = Model::load(&args.model)?;
+    let threads = match args.threads {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    model.set_threads(threads);
     let solver = SolverFile::load(&args.solver)?;
     let request = SampleRequest {
         seed: args.seed,

@@ -1,149 +1,544 @@
 //! The dense layer `y = x·Wᵀ + b` of the CPU forward, with a fixed summation order so that it
-//! gives bit-identical results natively and in wasm.
+//! gives bit-identical results natively and in wasm, with any SIMD width and any thread count.
 //!
-//! Every output is one dot product over the inner dimension `n`, always summed the same way,
-//! whatever the tiling, the batch size or the row's position in the batch:
+//! # The order
 //!
-//! 1. eight lane accumulators, lane `l` summing `x[i]·w[i]` for `i ≡ l (mod 8)`, `i < 8⌊n/8⌋`,
-//!    in increasing `i` (each product rounded to `f32`, then added: Rust never fuses them);
-//! 2. the lanes combined as `((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7))`;
-//! 3. the remaining `n mod 8` products added in increasing `i`;
-//! 4. the bias added last.
+//! Every output is summed the same way, whatever the kernel, the tiling, the batch size or the
+//! row's position in the batch:
 //!
-//! IEEE `f32` addition and multiplication are exactly specified and LLVM does not reorder them,
-//! so this order is the result on every platform; it also auto-vectorizes (the eight lanes are
-//! one or two SIMD registers). No BLAS: its order depends on the machine.
+//! ```text
+//! s = 0;  for i in 0..n { s = s + x[i]·w[i] }  (increasing i; each product rounded to f32,
+//! y = s + bias                                   then added: no fused multiply-add)
+//! ```
 //!
-//! For speed, tiles of [`TILE_ROWS`] input rows × [`TILE_OUTPUTS`] weight rows are computed
-//! together (each loaded chunk is used several times), and the weight rows are the outer loop so
-//! that a tile's weights stay in L1 while the whole batch passes over them.
+//! IEEE `f32` addition and multiplication are exactly specified and the compiler neither
+//! reorders nor fuses them, so this is the result on every platform. No BLAS: its order depends
+//! on the machine.
+//!
+//! # The kernel
+//!
+//! An outer-product micro-kernel: a tile of `MR` input rows × [`PANEL`] outputs lives in
+//! registers; for each `i` in turn it broadcasts `x[r, i]` of each row and multiplies it by the
+//! `PANEL` weights `w[o, i]` of the tile, adding the products to the tile's running sums. Each
+//! output therefore accumulates along `i` in the one order above; SIMD lanes run over outputs,
+//! never over `i`, so the width of a vector changes the speed, not the bits. The weights are
+//! packed once ([`PackedLinear::new`], at model load) into panels of [`PANEL`] outputs, `i`
+//! major, so the kernel reads them contiguously; ragged panels are padded with zeros (their
+//! outputs are computed and dropped). The inputs are taken in passes of `KC` (cache blocking),
+//! each pass's slice of the rows packed for the tiles; between passes a running sum waits in
+//! `y` as the same `f32`, so the order is unchanged.
+//!
+//! Variants, chosen at run time ([`Kernel::best`]), all with the same bits (a test compares
+//! them): AVX2 (6 rows × 2 vectors of 8: 12 accumulators of the 16 `ymm` registers) where
+//! the CPU has it, SSE2 (3 rows × 4 vectors of 4) on other x86-64, wasm `simd128` (3 × 4, the
+//! build enables the feature: `.cargo/config.toml`), and plain arrays elsewhere.
+//!
+//! # API
+//!
+//! * [`PackedLinear`]: a layer packed once, then [`PackedLinear::forward`] for any batch;
+//! * [`linear`]: the same product from the PyTorch layout, packing on each call (for layers
+//!   whose weights are not kept packed, e.g. im2col convolutions); bit-identical to the packed
+//!   form.
+//!
+//! Threads: rows are independent, so a caller may split the batch's rows across threads
+//! (`Model::set_threads` does) without changing a bit.
 
-/// Lane accumulators per dot product.
-const LANES: usize = 8;
-/// Input rows per tile.
-const TILE_ROWS: usize = 4;
-/// Weight rows (outputs) per tile.
-const TILE_OUTPUTS: usize = 4;
+/// Outputs per packed weight panel (the register tile's width).
+pub(crate) const PANEL: usize = 16;
 
 /// `y[r, o] = bias[o] + Σ_i x[r, i]·weight[o, i]` for `rows` rows: `x` `[rows, n]`,
 /// `weight` `[out, n]` (PyTorch layout), `bias` `[out]`, `y` `[rows, out]`, all row-major.
+/// The same bits as [`PackedLinear::forward`] of the same layer.
 ///
 /// # Panics
 /// If a slice length disagrees with `rows`, `n` and `bias.len()` (a bug in the caller; the
 /// model's shapes are checked when it is loaded).
+#[cfg_attr(not(test), allow(dead_code))] // for layers not kept packed; the MLP keeps its packed
 pub(crate) fn linear(x: &[f32], weight: &[f32], bias: &[f32], n: usize, y: &mut [f32]) {
-    let out = bias.len();
-    assert!(n > 0 && out > 0, "linear: empty layer");
-    assert_eq!(weight.len(), out * n, "linear: weight is not [out, n]");
-    assert_eq!(x.len() % n, 0, "linear: x is not [rows, n]");
-    let rows = x.len() / n;
-    assert_eq!(y.len(), rows * out, "linear: y is not [rows, out]");
+    PackedLinear::new(weight, bias, n).forward(x, y);
+}
 
-    let mut o = 0;
-    while o < out {
-        if out - o >= TILE_OUTPUTS {
-            tile_column::<TILE_OUTPUTS>(x, weight, bias, n, out, o, y);
-            o += TILE_OUTPUTS;
-        } else {
-            tile_column::<1>(x, weight, bias, n, out, o, y);
-            o += 1;
+/// A dense layer with its weights packed for the kernel: panels of [`PANEL`] outputs, each
+/// `[n][PANEL]` (input-major), the last padded with zero weights and biases.
+#[derive(Clone, Debug)]
+pub(crate) struct PackedLinear {
+    /// Inputs per row.
+    n: usize,
+    /// Outputs per row.
+    out: usize,
+    /// `⌈out / PANEL⌉` panels of `n · PANEL` weights.
+    panels: Vec<f32>,
+    /// `⌈out / PANEL⌉ · PANEL` biases.
+    bias: Vec<f32>,
+}
+
+impl PackedLinear {
+    /// Packs `weight` `[out, n]` (PyTorch layout) and `bias` `[out]`.
+    ///
+    /// # Panics
+    /// If `n` or `out` is 0, or `weight` is not `[out, n]` (a bug in the caller).
+    pub(crate) fn new(weight: &[f32], bias: &[f32], n: usize) -> PackedLinear {
+        let out = bias.len();
+        assert!(n > 0 && out > 0, "linear: empty layer");
+        assert_eq!(weight.len(), out * n, "linear: weight is not [out, n]");
+        let count = out.div_ceil(PANEL);
+        let mut panels = vec![0.0f32; count * n * PANEL];
+        for (o, row) in weight.chunks_exact(n).enumerate() {
+            let panel = &mut panels[(o / PANEL) * n * PANEL..(o / PANEL + 1) * n * PANEL];
+            for (i, &w) in row.iter().enumerate() {
+                panel[i * PANEL + o % PANEL] = w;
+            }
+        }
+        let mut padded = vec![0.0f32; count * PANEL];
+        padded[..out].copy_from_slice(bias);
+        PackedLinear {
+            n,
+            out,
+            panels,
+            bias: padded,
+        }
+    }
+
+    /// Inputs per row.
+    pub(crate) fn fan_in(&self) -> usize {
+        self.n
+    }
+
+    /// Outputs per row.
+    pub(crate) fn fan_out(&self) -> usize {
+        self.out
+    }
+
+    /// `y` `[rows, out]` from `x` `[rows, n]`, with the best kernel of this CPU.
+    ///
+    /// # Panics
+    /// If `x` is not `[rows, n]` or `y` not `[rows, out]` (a bug in the caller).
+    pub(crate) fn forward(&self, x: &[f32], y: &mut [f32]) {
+        self.forward_with(Kernel::best(), x, y);
+    }
+
+    /// [`forward`](Self::forward) with a given kernel (every kernel gives the same bits).
+    pub(crate) fn forward_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32]) {
+        assert_eq!(x.len() % self.n, 0, "linear: x is not [rows, n]");
+        let rows = x.len() / self.n;
+        assert_eq!(y.len(), rows * self.out, "linear: y is not [rows, out]");
+        let layer = Layer {
+            x,
+            y,
+            rows,
+            n: self.n,
+            out: self.out,
+            panels: &self.panels,
+            bias: &self.bias,
+        };
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::Avx2` is only handed out where the CPU has AVX2.
+            Kernel::Avx2 => unsafe { avx2::run(layer) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Sse2 => sse2::run(layer),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => simd128::run(layer),
+            Kernel::Portable => run_tiles::<portable::Lanes4, 3, 4>(layer),
         }
     }
 }
 
-/// Outputs `o..o+C` for every row.
-#[inline(always)]
-fn tile_column<const C: usize>(
-    x: &[f32],
-    weight: &[f32],
-    bias: &[f32],
+/// A variant of the kernel; all give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// 256-bit AVX2 (x86-64 CPUs that have it).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// 128-bit SSE2 (every x86-64 CPU).
+    #[cfg(target_arch = "x86_64")]
+    Sse2,
+    /// wasm 128-bit SIMD.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
+    /// Plain arrays, left to the compiler (where a SIMD variant exists, only the tests run it).
+    #[cfg_attr(
+        any(
+            target_arch = "x86_64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        ),
+        allow(dead_code)
+    )]
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest variant this CPU runs.
+    pub(crate) fn best() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
+            Kernel::Sse2
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            Kernel::Simd128
+        }
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        )))]
+        {
+            Kernel::Portable
+        }
+    }
+
+    /// Every variant this CPU runs (for tests).
+    #[cfg(test)]
+    pub(crate) fn available() -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            kernels.push(Kernel::Sse2);
+            if std::is_x86_feature_detected!("avx2") {
+                kernels.push(Kernel::Avx2);
+            }
+        }
+        kernels
+    }
+}
+
+/// One layer's operands, lengths checked by [`PackedLinear::forward_with`].
+struct Layer<'a> {
+    x: &'a [f32],
+    y: &'a mut [f32],
+    rows: usize,
     n: usize,
     out: usize,
-    o: usize,
-    y: &mut [f32],
-) {
-    let ws: [&[f32]; C] = std::array::from_fn(|c| &weight[(o + c) * n..(o + c + 1) * n]);
-    let bs: [f32; C] = std::array::from_fn(|c| bias[o + c]);
-    let rows = x.len() / n;
-    let mut r = 0;
-    while r < rows {
-        if rows - r >= TILE_ROWS {
-            let xs: [&[f32]; TILE_ROWS] = std::array::from_fn(|k| &x[(r + k) * n..(r + k + 1) * n]);
-            let sums = dot_tile(&xs, &ws, &bs);
-            for (k, row_sums) in sums.iter().enumerate() {
-                y[(r + k) * out + o..(r + k) * out + o + C].copy_from_slice(row_sums);
+    panels: &'a [f32],
+    bias: &'a [f32],
+}
+
+/// A SIMD vector of `WIDTH` `f32` lanes and the four operations the kernel needs.
+///
+/// # Safety
+/// The pointer functions read or write `WIDTH` floats; the caller keeps them in bounds, and
+/// only calls a type's functions where the CPU has its instructions.
+trait Lanes: Copy {
+    const WIDTH: usize;
+    unsafe fn splat(v: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    /// `acc + a·b`, rounded after the product and after the sum (never fused).
+    unsafe fn add_product(acc: Self, a: Self, b: Self) -> Self;
+    unsafe fn add(a: Self, b: Self) -> Self;
+    unsafe fn store(self, p: *mut f32);
+}
+
+/// Inputs per pass: a pass runs every tile over `KC` inputs (`i`), so that a panel's slice
+/// (`KC · PANEL` floats, 16 KiB) stays in the L1 cache. Between passes the running sums wait
+/// in `y`, exactly as `f32`, so passes do not change the order.
+const KC: usize = 256;
+
+/// For each pass over `KC` inputs: the rows' slices packed block by block (`[k][MR]`, so a
+/// tile reads its inputs as one stream, free of the cache conflicts of rows a power of two
+/// apart), then every panel, then every block of `MR` rows (a panel's slice stays in cache
+/// while the batch passes over it).
+#[inline(always)]
+fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(layer: Layer<'_>) {
+    debug_assert_eq!(NV * V::WIDTH, PANEL);
+    let Layer {
+        x,
+        y,
+        rows,
+        n,
+        out,
+        panels,
+        bias,
+    } = layer;
+    let mut packed = vec![0.0f32; rows * KC.min(n)];
+    let mut k_start = 0;
+    while k_start < n {
+        let k_end = n.min(k_start + KC);
+        let depth = k_end - k_start;
+        // Block `b` (rows `b·MR..`, `m` of them) at `b·MR·depth`, value (k, r) at `k·m + r`.
+        let mut r = 0;
+        while r < rows {
+            let m = MR.min(rows - r);
+            let block = &mut packed[r * depth..(r + m) * depth];
+            for j in 0..m {
+                let row = &x[(r + j) * n + k_start..(r + j) * n + k_end];
+                for (k, &v) in row.iter().enumerate() {
+                    block[k * m + j] = v;
+                }
             }
-            r += TILE_ROWS;
-        } else {
-            let xs: [&[f32]; 1] = [&x[r * n..(r + 1) * n]];
-            let sums = dot_tile(&xs, &ws, &bs);
-            y[r * out + o..r * out + o + C].copy_from_slice(&sums[0]);
-            r += 1;
+            r += m;
         }
+        for (p, panel) in panels.chunks_exact(n * PANEL).enumerate() {
+            let first = p * PANEL;
+            let columns = PANEL.min(out - first);
+            let bias = &bias[first..first + PANEL];
+            let panel = &panel[k_start * PANEL..k_end * PANEL];
+            let mut r = 0;
+            while r < rows {
+                let tile_rows = MR.min(rows - r);
+                let block = &packed[r * depth..(r + tile_rows) * depth];
+                let y_rows = &mut y[r * out..(r + tile_rows - 1) * out + first + columns];
+                // SAFETY: `block` holds `depth` × `tile_rows` inputs, `panel` `depth · PANEL`
+                // weights, `bias` `PANEL` values, and `y_rows` reaches column
+                // `first + columns` of its last row; the caller of `run_tiles` runs it only
+                // where `V`'s instructions exist.
+                unsafe {
+                    let tile = Tile {
+                        x: block.as_ptr(),
+                        depth,
+                        resume: k_start > 0,
+                        finish: k_end == n,
+                        panel: panel.as_ptr(),
+                        bias: bias.as_ptr(),
+                        y: y_rows.as_mut_ptr().add(first),
+                        y_stride: out,
+                        columns,
+                    };
+                    match tile_rows {
+                        1 => tile.run::<V, 1, NV>(),
+                        2 if MR >= 2 => tile.run::<V, 2, NV>(),
+                        3 if MR >= 3 => tile.run::<V, 3, NV>(),
+                        4 if MR >= 4 => tile.run::<V, 4, NV>(),
+                        5 if MR >= 5 => tile.run::<V, 5, NV>(),
+                        6 if MR >= 6 => tile.run::<V, 6, NV>(),
+                        _ => unreachable!("tile of {tile_rows} rows with MR = {MR}"),
+                    }
+                }
+                r += tile_rows;
+            }
+        }
+        k_start = k_end;
     }
 }
 
-/// The `R × C` dot products of rows `xs` with rows `ws` (all of one length), plus `bias`.
-#[inline(always)]
-fn dot_tile<const R: usize, const C: usize>(
-    xs: &[&[f32]; R],
-    ws: &[&[f32]; C],
-    bias: &[f32; C],
-) -> [[f32; C]; R] {
-    let n = xs.first().map_or(0, |row| row.len());
-    let full = n - n % LANES;
-    let mut lanes = [[[0.0f32; LANES]; C]; R];
-    let mut i = 0;
-    while i < full {
-        let xv: [[f32; LANES]; R] = std::array::from_fn(|r| load(xs[r], i));
-        let wv: [[f32; LANES]; C] = std::array::from_fn(|c| load(ws[c], i));
-        for r in 0..R {
-            for c in 0..C {
-                for l in 0..LANES {
-                    lanes[r][c][l] += xv[r][l] * wv[c][l];
+/// One register tile: `R` rows × [`PANEL`] outputs, of which the first `columns` are kept,
+/// over one pass of `depth` inputs. The sums start at 0, or from `y` when the tile `resume`s
+/// an earlier pass; the pass that `finish`es adds the bias.
+struct Tile {
+    /// `[depth][R]` inputs.
+    x: *const f32,
+    depth: usize,
+    resume: bool,
+    finish: bool,
+    /// `[depth][PANEL]` weights.
+    panel: *const f32,
+    bias: *const f32,
+    y: *mut f32,
+    y_stride: usize,
+    columns: usize,
+}
+
+impl Tile {
+    /// # Safety
+    /// `x` holds `depth · R` values, `panel` `depth · PANEL`, `bias` `PANEL`; `y` row `r`
+    /// (stride `y_stride`) has `columns` writable values; `V`'s instructions exist here.
+    #[inline(always)]
+    unsafe fn run<V: Lanes, const R: usize, const NV: usize>(&self) {
+        let mut acc = [[V::splat(0.0); NV]; R];
+        if self.resume {
+            for (r, row) in acc.iter_mut().enumerate() {
+                let mut values = [0.0f32; PANEL];
+                let source = self.y.add(r * self.y_stride);
+                std::ptr::copy_nonoverlapping(source, values.as_mut_ptr(), self.columns);
+                for (v, sum) in row.iter_mut().enumerate() {
+                    *sum = V::load(values.as_ptr().add(v * V::WIDTH));
                 }
             }
         }
-        i += LANES;
-    }
-    let mut sums = [[0.0f32; C]; R];
-    for r in 0..R {
-        for c in 0..C {
-            let mut sum = combine(&lanes[r][c]);
-            for (a, b) in xs[r][full..].iter().zip(&ws[c][full..]) {
-                sum += a * b;
+        let (mut w, mut x) = (self.panel, self.x);
+        for _ in 0..self.depth {
+            let wv: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::WIDTH)));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let xv = V::splat(*x.add(r));
+                for (sum, &wv) in row.iter_mut().zip(&wv) {
+                    *sum = V::add_product(*sum, xv, wv);
+                }
             }
-            sums[r][c] = sum + bias[c];
+            w = w.add(PANEL);
+            x = x.add(R);
+        }
+        if self.finish {
+            let bias: [V; NV] = std::array::from_fn(|v| V::load(self.bias.add(v * V::WIDTH)));
+            for row in acc.iter_mut() {
+                for (sum, &b) in row.iter_mut().zip(&bias) {
+                    *sum = V::add(*sum, b);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            let target = self.y.add(r * self.y_stride);
+            if self.columns == PANEL {
+                for (v, &sum) in row.iter().enumerate() {
+                    sum.store(target.add(v * V::WIDTH));
+                }
+            } else {
+                let mut values = [0.0f32; PANEL];
+                for (v, &sum) in row.iter().enumerate() {
+                    sum.store(values.as_mut_ptr().add(v * V::WIDTH));
+                }
+                std::ptr::copy_nonoverlapping(values.as_ptr(), target, self.columns);
+            }
         }
     }
-    sums
 }
 
-/// The eight values of `row` starting at `start` (the caller keeps `start + 8 ≤ row.len()`).
-#[inline(always)]
-fn load(row: &[f32], start: usize) -> [f32; LANES] {
-    let mut chunk = [0.0f32; LANES];
-    chunk.copy_from_slice(&row[start..start + LANES]);
-    chunk
+/// The kernel on plain arrays of four lanes (the compiler vectorizes what it can).
+mod portable {
+    use super::Lanes;
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Lanes4([f32; 4]);
+
+    impl Lanes for Lanes4 {
+        const WIDTH: usize = 4;
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Lanes4([v; 4])
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Lanes4(std::ptr::read_unaligned(p.cast()))
+        }
+        #[inline(always)]
+        unsafe fn add_product(acc: Self, a: Self, b: Self) -> Self {
+            Lanes4(std::array::from_fn(|l| acc.0[l] + a.0[l] * b.0[l]))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            Lanes4(std::array::from_fn(|l| a.0[l] + b.0[l]))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            std::ptr::write_unaligned(p.cast(), self.0)
+        }
+    }
 }
 
-/// The fixed pairwise combination of the lane accumulators.
-#[inline(always)]
-fn combine(l: &[f32; LANES]) -> f32 {
-    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+/// The kernel with 128-bit SSE2 (part of every x86-64 CPU).
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use super::{run_tiles, Lanes, Layer};
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    struct Sse2(__m128);
+
+    impl Lanes for Sse2 {
+        const WIDTH: usize = 4;
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Sse2(_mm_set1_ps(v))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Sse2(_mm_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn add_product(acc: Self, a: Self, b: Self) -> Self {
+            Sse2(_mm_add_ps(acc.0, _mm_mul_ps(a.0, b.0)))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            Sse2(_mm_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm_storeu_ps(p, self.0)
+        }
+    }
+
+    pub(super) fn run(layer: Layer<'_>) {
+        run_tiles::<Sse2, 3, 4>(layer)
+    }
 }
 
-/// The reference order of one output, written plainly (for tests).
+/// The kernel with 256-bit AVX2 (checked at run time).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{run_tiles, Lanes, Layer};
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    struct Avx2(__m256);
+
+    impl Lanes for Avx2 {
+        const WIDTH: usize = 8;
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Avx2(_mm256_set1_ps(v))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx2(_mm256_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn add_product(acc: Self, a: Self, b: Self) -> Self {
+            Avx2(_mm256_add_ps(acc.0, _mm256_mul_ps(a.0, b.0)))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            Avx2(_mm256_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0)
+        }
+    }
+
+    /// # Safety
+    /// Only where the CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn run(layer: Layer<'_>) {
+        run_tiles::<Avx2, 6, 2>(layer)
+    }
+}
+
+/// The kernel with wasm's 128-bit SIMD.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use super::{run_tiles, Lanes, Layer};
+    use std::arch::wasm32::*;
+
+    #[derive(Clone, Copy)]
+    struct Simd128(v128);
+
+    impl Lanes for Simd128 {
+        const WIDTH: usize = 4;
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Simd128(f32x4_splat(v))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Simd128(v128_load(p.cast()))
+        }
+        #[inline(always)]
+        unsafe fn add_product(acc: Self, a: Self, b: Self) -> Self {
+            Simd128(f32x4_add(acc.0, f32x4_mul(a.0, b.0)))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            Simd128(f32x4_add(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            v128_store(p.cast(), self.0)
+        }
+    }
+
+    pub(super) fn run(layer: Layer<'_>) {
+        run_tiles::<Simd128, 3, 4>(layer)
+    }
+}
+
+/// The documented order of one output, written plainly (for tests).
 #[cfg(test)]
 fn dot_reference_order(x: &[f32], w: &[f32], bias: f32) -> f32 {
-    let full = x.len() - x.len() % LANES;
-    let mut lanes = [0.0f32; LANES];
-    for i in 0..full {
-        lanes[i % LANES] += x[i] * w[i];
-    }
-    let mut sum = combine(&lanes);
-    for i in full..x.len() {
-        sum += x[i] * w[i];
+    let mut sum = 0.0f32;
+    for (a, b) in x.iter().zip(w) {
+        sum += a * b;
     }
     sum + bias
 }
@@ -157,10 +552,25 @@ mod tests {
         noise.gaussian_f32(len)
     }
 
+    /// Shapes `(rows, n, out)` with ragged row blocks and panels.
+    const SHAPES: &[(usize, usize, usize)] = &[
+        (1, 1, 1),
+        (3, 7, 5),
+        (5, 8, 4),
+        (4, 19, 9),
+        (7, 33, 13),
+        (13, 16, 16),
+        (6, 50, 17),
+        (12, 31, 32),
+        (25, 70, 47),
+        (7, 300, 20),
+        (3, 2 * KC + 1, 17),
+    ];
+
     #[test]
     fn every_output_has_the_documented_order() {
         let mut noise = Noise::new(11);
-        for &(rows, n, out) in &[(1, 1, 1), (3, 7, 5), (5, 8, 4), (4, 19, 9), (7, 33, 13)] {
+        for &(rows, n, out) in SHAPES {
             let x = random(&mut noise, rows * n);
             let w = random(&mut noise, out * n);
             let b = random(&mut noise, out);
@@ -173,9 +583,36 @@ mod tests {
                     assert_eq!(
                         y[r * out + o].to_bits(),
                         expected.to_bits(),
-                        "row {r} out {o}"
+                        "{rows}×{n}→{out}: row {r} out {o}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_gives_the_same_bits() {
+        let kernels = Kernel::available();
+        assert!(!kernels.is_empty());
+        let mut noise = Noise::new(13);
+        for _ in 0..20 {
+            let rows = 1 + (noise.uniform() * 40.0) as usize;
+            let n = 1 + (noise.uniform() * 600.0) as usize;
+            let out = 1 + (noise.uniform() * 60.0) as usize;
+            let x = random(&mut noise, rows * n);
+            let w = random(&mut noise, out * n);
+            let b = random(&mut noise, out);
+            let layer = PackedLinear::new(&w, &b, n);
+            let mut reference = vec![0.0; rows * out];
+            linear(&x, &w, &b, n, &mut reference);
+            for &kernel in &kernels {
+                let mut y = vec![f32::NAN; rows * out];
+                layer.forward_with(kernel, &x, &mut y);
+                let same = y
+                    .iter()
+                    .zip(&reference)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{kernel:?} differs on {rows}×{n}→{out}");
             }
         }
     }

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::embedding::write_time_embedding;
-use super::linear::linear;
+use super::linear::PackedLinear;
 use super::network::VelocityNetwork;
 use super::spec::{ModelSpec, MAX_DEPTH, MAX_WIDTH};
 use crate::noise::Noise;
@@ -139,26 +139,63 @@ impl MlpSpec {
     }
 }
 
-/// SiLU `v·σ(v) = v / (1 + e^{−v})`, with `libm::expf`.
-#[inline]
+/// SiLU `v·σ(v) = v / (1 + e^{−v})`, with [`exp`].
+#[inline(always)]
 pub(crate) fn silu(v: f32) -> f32 {
-    v / (1.0 + libm::expf(-v))
+    v / (1.0 + exp(-v))
 }
 
-/// One dense layer: `weight` `[out, in]` (PyTorch layout) and `bias` `[out]`.
+/// `e^a` in `f32` with plain IEEE operations only (no branches, no platform maths), so that a
+/// loop of it vectorizes and gives the same bits natively and in wasm; relative error within
+/// 2·`f32::EPSILON` (Cephes' `expf`: `a = k·ln 2 + r`, `|r| ≤ ln 2 / 2`, a degree-7 polynomial in
+/// `r`, times `2^k`). Below −87.33 it is 0 and above 88.37 infinite (where `2^k` would leave
+/// the normal range); NaN stays NaN.
+#[inline(always)]
+fn exp(a: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HIGH: f32 = 0.693_359_4;
+    const LN2_LOW: f32 = -2.121_944_4e-4;
+    /// 1.5·2²³: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    const HIGHEST: f32 = 88.376_26;
+    const LOWEST: f32 = -87.336_55;
+    let clamped = a.clamp(LOWEST, HIGHEST);
+    let k = (clamped * LOG2_E + ROUND) - ROUND;
+    let r = (clamped - k * LN2_HIGH) - k * LN2_LOW;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let p = (p * (r * r) + r) + 1.0;
+    let scale = f32::from_bits(((k as i32 + 127) << 23) as u32);
+    let e = p * scale;
+    let e = if a > HIGHEST { f32::INFINITY } else { e };
+    let e = if a < LOWEST { 0.0 } else { e };
+    if a.is_nan() {
+        a
+    } else {
+        e
+    }
+}
+
+/// One dense layer: `weight` `[out, in]` (PyTorch layout) and `bias` `[out]` as in the file,
+/// and the same packed for the kernel (once, at load).
 #[derive(Clone, Debug)]
 struct Layer {
     weight: Vec<f32>,
     bias: Vec<f32>,
+    packed: PackedLinear,
 }
 
 impl Layer {
     fn fan_in(&self) -> usize {
-        self.weight.len() / self.bias.len().max(1)
+        self.packed.fan_in()
     }
 
     fn fan_out(&self) -> usize {
-        self.bias.len()
+        self.packed.fan_out()
     }
 }
 
@@ -185,18 +222,25 @@ impl Mlp {
         } else {
             Vec::new()
         };
-        let mut layers = Vec::with_capacity(mlp.depth + 1);
-        while let (Some(weight), Some(bias)) = (values.next(), values.next()) {
-            layers.push(Layer { weight, bias });
-        }
         let sizes = mlp.layer_sizes(spec);
-        let consistent = layers.len() == sizes.len()
-            && layers
-                .iter()
-                .zip(&sizes)
-                .all(|(layer, &(fan_out, fan_in))| {
-                    layer.bias.len() == fan_out && layer.weight.len() == fan_out * fan_in
-                })
+        let mut layers = Vec::with_capacity(sizes.len());
+        for &(fan_out, fan_in) in &sizes {
+            let (weight, bias) = (values.next()?, values.next()?);
+            if fan_in == 0
+                || fan_out == 0
+                || bias.len() != fan_out
+                || weight.len() != fan_out * fan_in
+            {
+                return None;
+            }
+            let packed = PackedLinear::new(&weight, &bias, fan_in);
+            layers.push(Layer {
+                weight,
+                bias,
+                packed,
+            });
+        }
+        let consistent = values.next().is_none()
             && class_embedding.len()
                 == (spec.num_classes + usize::from(spec.is_conditional())) * spec.class_embedding;
         consistent.then(|| Mlp {
@@ -257,10 +301,10 @@ impl VelocityNetwork for Mlp {
                 };
                 if i == last {
                     let target = &mut out[first * d..(first + rows) * d];
-                    linear(source, &layer.weight, &layer.bias, layer.fan_in(), target);
+                    layer.packed.forward(source, target);
                 } else {
                     let target = &mut back[..rows * layer.fan_out()];
-                    linear(source, &layer.weight, &layer.bias, layer.fan_in(), target);
+                    layer.packed.forward(source, target);
                     for v in target.iter_mut() {
                         *v = silu(*v);
                     }
@@ -283,5 +327,24 @@ mod tests {
         assert_eq!(silu(100.0), 100.0);
         assert_eq!(silu(-200.0), -0.0);
         assert!(silu(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn exp_is_within_two_epsilons_of_the_exact_value() {
+        let mut a = -87.3f32;
+        while a < 88.3 {
+            let exact = libm::exp(f64::from(a));
+            let got = f64::from(exp(a));
+            let ulp = f64::from(f32::EPSILON) * exact;
+            assert!(
+                (got - exact).abs() <= 2.0 * ulp,
+                "exp({a}) = {got}, exact {exact}"
+            );
+            a += 0.0137;
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(100.0), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
     }
 }

@@ -40,9 +40,11 @@
 //! # Determinism
 //!
 //! The forward uses no BLAS and no platform maths: the dense layers (and the U-Net's
-//! convolutions, as im2col) sum in a fixed order (see `linear.rs`), SiLU, the time embedding
-//! and the U-Net's group norm and softmax use the `libm` crate, so the same model and inputs
-//! give bit-identical `f32` outputs natively and in wasm, for any batch size.
+//! convolutions, as im2col) sum in a fixed order (see `linear.rs`), SiLU's exponential is plain
+//! `f32` arithmetic (`mlp.rs`), and the time embedding and the U-Net's group norm and softmax use
+//! the `libm` crate, so the same model and inputs give bit-identical `f32` outputs natively and in
+//! wasm, for any batch size and any number of threads ([`Model::set_threads`] splits a batch's
+//! rows, which are independent).
 
 mod embedding;
 mod file;
@@ -83,6 +85,8 @@ pub(crate) use {
     unet::tests::tiny_unet_spec as unet_spec_for_tests,
 };
 
+/// The fewest rows worth a thread of their own in [`Model::velocity`].
+const MIN_ROWS_PER_THREAD: usize = 4;
 /// Origin of errors about a model built by [`Model::from_tensors`].
 const FROM_TENSORS_ORIGIN: &str = "<model from tensors>";
 /// Origin of errors about a model built by [`Model::random`].
@@ -97,6 +101,8 @@ pub struct Model {
     id: String,
     /// The file (or source) the model came from, for error messages.
     origin: String,
+    /// Threads the CPU forward splits a batch's rows across (≥ 1; see [`Model::set_threads`]).
+    threads: usize,
 }
 
 impl Model {
@@ -232,13 +238,60 @@ impl Model {
             &[]
         };
         let mut out = vec![0.0; expected];
-        if rows > 0 {
-            self.network.forward(x, t, classes, &mut out);
-        }
+        self.forward_on_threads(x, t, classes, &mut out);
         if self.spec.prediction == Prediction::Data {
             crate::path::velocity_from_data(&mut out, x, t);
         }
         Ok(out)
+    }
+
+    /// Sets the threads [`velocity`](Self::velocity) splits a batch's rows across (natively;
+    /// 0 counts as 1, and wasm always uses one). Rows are independent, bit for bit, so the
+    /// results do not depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// The threads set by [`set_threads`](Self::set_threads) (1 unless set).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The network's forward over `rows = t.len()` rows, split into contiguous runs of rows,
+    /// one per thread (at least [`MIN_ROWS_PER_THREAD`] rows each).
+    fn forward_on_threads(&self, x: &[f32], t: &[f32], classes: &[u32], out: &mut [f32]) {
+        let rows = t.len();
+        let threads = if cfg!(target_arch = "wasm32") {
+            1
+        } else {
+            self.threads.min(rows / MIN_ROWS_PER_THREAD).max(1)
+        };
+        if rows == 0 {
+            return;
+        }
+        if threads == 1 {
+            self.network.forward(x, t, classes, out);
+            return;
+        }
+        let d = self.spec.data_dim();
+        let per_thread = rows.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut rest = out;
+            for (part, t_part) in t.chunks(per_thread).enumerate() {
+                let first = part * per_thread;
+                let count = t_part.len();
+                let (target, tail) = rest.split_at_mut(count * d);
+                rest = tail;
+                let x_part = &x[first * d..(first + count) * d];
+                let c_part = if classes.is_empty() {
+                    classes
+                } else {
+                    &classes[first..first + count]
+                };
+                let network = &self.network;
+                scope.spawn(move || network.forward(x_part, t_part, c_part, target));
+            }
+        });
     }
 
     /// Every tensor with its name, in [`ModelSpec::tensor_shapes`] order.
@@ -321,6 +374,7 @@ impl Model {
             network,
             id,
             origin: origin.to_string(),
+            threads: 1,
         })
     }
 }

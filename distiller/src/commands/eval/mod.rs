@@ -175,6 +175,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// The model for a phase of `jobs` jobs on `threads` threads: the workers take the threads
+/// first (one job each), and each CPU forward splits its batch across the threads left over
+/// (the samples do not depend on it).
+fn model_for_jobs(model: &Model, threads: usize, jobs: usize) -> Model {
+    let mut model = model.clone();
+    model.set_threads(threads / jobs.clamp(1, threads.max(1)));
+    model
+}
+
 /// Runs the whole evaluation and writes its outputs into `args.output`. `load_dataset` supplies
 /// the dataset for the distances (the command reads the installed files; tests pass small sets).
 pub fn evaluate(
@@ -242,6 +251,7 @@ pub fn evaluate(
         .sum::<u64>();
     let mut tracker = Tracker::new("eval", total, show_progress);
 
+    let psnr_model = model_for_jobs(&model, threads, solvers.len());
     let psnr_values = run_jobs(
         &solvers,
         threads,
@@ -249,7 +259,7 @@ pub fn evaluate(
         |s| (format!("PSNR {} at {} NFE", s.label, s.nfe), psnr_cost(s)),
         |s, _| {
             Ok(mean_std(&solver_psnr(
-                &model,
+                &psnr_model,
                 &s.table,
                 &validation,
                 guidance,
@@ -280,6 +290,7 @@ pub fn evaluate(
     )?;
 
     let picture_jobs = picture_jobs(&solvers, &psnr, &args.fd_nfe, &args.output);
+    let picture_model = model_for_jobs(&model, threads, picture_jobs.len());
     let pictures = run_jobs(
         &picture_jobs,
         threads,
@@ -292,7 +303,7 @@ pub fn evaluate(
                 class: None,
                 guidance,
             };
-            let samples = sample(&model, &j.table, &request)?;
+            let samples = sample(&picture_model, &j.table, &request)?;
             let picture = if image {
                 grid_picture(&samples, 4)?
             } else {
@@ -306,6 +317,7 @@ pub fn evaluate(
     let distances = match reference {
         None => None,
         Some(reference) => {
+            let distance_model = model_for_jobs(&model, threads, distance_jobs.len());
             let measured = run_jobs(
                 &distance_jobs,
                 threads,
@@ -317,7 +329,8 @@ pub fn evaluate(
                     )
                 },
                 |j, report| {
-                    let samples = generate(&model, &j.table, args.fd_samples, guidance, report)?;
+                    let samples =
+                        generate(&distance_model, &j.table, args.fd_samples, guidance, report)?;
                     Ok(reference.distance(&samples))
                 },
             )?;

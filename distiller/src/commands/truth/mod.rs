@@ -136,7 +136,9 @@ impl Done {
 pub type Velocity<'a> = dyn FnMut(&[f32], f64, &[u32]) -> web_sampler::Result<Vec<f32>> + 'a;
 
 pub fn run(args: TruthArgs) -> Result<()> {
-    let model = Model::load(&args.model)?;
+    let mut model = Model::load(&args.model)?;
+    // The runtime's forward splits a batch's rows across --threads (the same bits for any count).
+    model.set_threads(args.compute.thread_count()?);
     let options = &args.options;
     check_options(&model, options).with_context(|| args.model.display().to_string())?;
     let device = args.compute.open()?;
