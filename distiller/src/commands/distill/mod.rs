@@ -5,12 +5,18 @@
 //! through the whole n-step sampling loop. The validation PSNR is checked every
 //! `--validate-every` iterations and the best parameters are kept. The solver written is then
 //! re-evaluated by the runtime (the browser's CPU path) and that PSNR is what the file records.
+//!
+//! Every `--checkpoint-every` iterations the state goes to `<output>.ckpt` ([`checkpoint`]);
+//! `--resume` continues from it and writes the same solver an uninterrupted run writes (but for
+//! the seconds and the date).
+
+mod checkpoint;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
 use serde_json::json;
@@ -65,6 +71,12 @@ pub struct DistillArgs {
     /// Seed of the batch order
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Save the state to <output>.ckpt every this many iterations
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Continue from <output>.ckpt (with the same settings)
+    #[arg(long)]
+    pub resume: bool,
     /// The solver file to write (JSON)
     #[arg(short, long)]
     pub output: PathBuf,
@@ -102,8 +114,12 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
     if args.nfe == 0 {
         bail!("--nfe must be at least 1");
     }
-    if args.iterations == 0 || args.batch == 0 || args.validate_every == 0 {
-        bail!("--iterations, --batch and --validate-every must be at least 1");
+    if args.iterations == 0
+        || args.batch == 0
+        || args.validate_every == 0
+        || args.checkpoint_every == 0
+    {
+        bail!("--iterations, --batch, --validate-every and --checkpoint-every must be at least 1");
     }
     let model = Model::load(&args.model)?;
     let pairs = Pairs::load(&args.pairs)?;
@@ -133,25 +149,54 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
     let batch = args.batch.min(train.len);
 
     let mut adam = crate::optim::AdamW::new(params.vars(), 0.0)?;
+    let run = checkpoint::RunIdentity {
+        model_id: model.id().to_string(),
+        pairs: serde_json::to_string(&pairs.meta)?,
+        nfe: args.nfe,
+        init: method.name().into(),
+        grid: args.grid.name().into(),
+        time_only: args.time_only,
+        iterations: args.iterations,
+        batch,
+        lr: args.lr,
+        validate_every: args.validate_every,
+        seed: args.seed,
+    };
+    let checkpoint_file = checkpoint::checkpoint_path(&args.output);
     let mut progress = Progress::new("distill", args.iterations as u64, show_progress);
     let started = Instant::now();
-    let init_validation = candle_psnr(&params, &net, &validation, guidance, device)?;
-    let mut best = (init_validation, 0usize, params.snapshot()?);
-    let mut noise = Noise::new(args.seed);
-    let mut order: Vec<usize> = (0..train.len).collect();
-    let mut cursor = train.len;
-    let mut recent = Vec::new();
-    for iteration in 1..=args.iterations {
-        // Batches walk through a fresh shuffle of the training pairs each epoch.
-        let mut rows = Vec::with_capacity(batch);
-        while rows.len() < batch {
-            if cursor == train.len {
-                shuffle(&mut order, &mut noise);
-                cursor = 0;
-            }
-            rows.push(order[cursor]);
-            cursor += 1;
+    let (first, init_validation, mut best, mut recent, seconds_before) = if args.resume {
+        let (meta, best_params) =
+            checkpoint::load(&checkpoint_file, &run, &params, &mut adam, device)?;
+        if show_progress {
+            println!(
+                "resuming from {} at iteration {}",
+                checkpoint_file.display(),
+                meta.iteration
+            );
         }
+        let best = (meta.best_psnr, meta.best_iteration, best_params);
+        (
+            meta.iteration + 1,
+            meta.init_validation,
+            best,
+            meta.recent,
+            meta.seconds,
+        )
+    } else {
+        let init_validation = candle_psnr(&params, &net, &validation, guidance, device)?;
+        let best = (init_validation, 0usize, params.snapshot()?);
+        (1, init_validation, best, Vec::new(), 0.0)
+    };
+    // Batches walk through a fresh shuffle of the training pairs each epoch; the order is a
+    // function of the seed, so a resumed run replays the batches it has done.
+    let mut batches = BatchOrder::new(train.len, args.seed);
+    for _ in 1..first {
+        batches.next_rows(batch);
+    }
+    progress.set_position(first as u64 - 1);
+    for iteration in first..=args.iterations {
+        let rows = batches.next_rows(batch);
         let (x0, truth, labels) = gather(&train, &rows, device)?;
         let loss = params.loss(&net, &x0, &truth, &labels, guidance)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
@@ -179,10 +224,27 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
             best.0,
             init_validation
         ));
+        if iteration % args.checkpoint_every == 0 && iteration < args.iterations {
+            let meta = checkpoint::CheckpointMeta {
+                run: run.clone(),
+                iteration,
+                adam_steps: adam.steps,
+                init_validation,
+                best_psnr: best.0,
+                best_iteration: best.1,
+                recent: recent.clone(),
+                seconds: seconds_before + started.elapsed().as_secs_f64(),
+            };
+            checkpoint::save(&checkpoint_file, &meta, &params, &adam, &best.2)?;
+        }
+        #[cfg(test)]
+        if STOP_AFTER.with(|s| s.get()) == Some(iteration) {
+            bail!("interrupted after iteration {iteration} (test hook)");
+        }
     }
     progress.finish();
     params.restore(&best.2)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = seconds_before + started.elapsed().as_secs_f64();
 
     // The solver as the runtime runs it, and its baseline, measured by the runtime.
     let table = params.table()?;
@@ -222,6 +284,14 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
         ("date".to_string(), json!(today())),
     ]);
     solver.save(&args.output)?;
+    if checkpoint_file.exists() {
+        std::fs::remove_file(&checkpoint_file).with_context(|| {
+            format!(
+                "{}: the solver is written, but its checkpoint could not be removed",
+                checkpoint_file.display()
+            )
+        })?;
+    }
     Ok(DistillOutcome {
         solver,
         init_psnr,
@@ -267,6 +337,44 @@ fn gather(pairs: &PairsView, rows: &[usize], device: &Device) -> Result<(Tensor,
         Tensor::from_vec(truth, (rows.len(), dim), device)?,
         Tensor::from_vec(labels, rows.len(), device)?,
     ))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests stop a run after this iteration, as an interruption would.
+    static STOP_AFTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The training rows of each iteration: epochs of fresh shuffles of `0..len` from one seeded
+/// stream, so iteration `i`'s rows depend only on the seed and `i`.
+struct BatchOrder {
+    noise: Noise,
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl BatchOrder {
+    fn new(len: usize, seed: u64) -> BatchOrder {
+        BatchOrder {
+            noise: Noise::new(seed),
+            order: (0..len).collect(),
+            cursor: len,
+        }
+    }
+
+    /// The next `batch` rows.
+    fn next_rows(&mut self, batch: usize) -> Vec<usize> {
+        let mut rows = Vec::with_capacity(batch);
+        while rows.len() < batch {
+            if self.cursor == self.order.len() {
+                shuffle(&mut self.order, &mut self.noise);
+                self.cursor = 0;
+            }
+            rows.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+        rows
+    }
 }
 
 /// Fisher–Yates shuffle.
@@ -372,6 +480,8 @@ pub(crate) mod tests {
             lr: 2e-2,
             validate_every: 25,
             seed: 0,
+            checkpoint_every: 100,
+            resume: false,
             output: output.to_path_buf(),
             compute: compute(),
         }
@@ -472,6 +582,72 @@ pub(crate) mod tests {
             (psnr - file.metrics["validation_psnr"]).abs() < 0.01,
             "{psnr} vs {:?}",
             file.metrics
+        );
+    }
+
+    #[test]
+    fn a_killed_distillation_resumes_to_the_same_solver() {
+        let scratch = ScratchDir::new("distill-resume");
+        let dir = scratch.path();
+        let (model, pairs) = tiny_model_and_pairs(dir);
+        let settings = |output: &Path| DistillArgs {
+            iterations: 24,
+            validate_every: 5,
+            checkpoint_every: 7,
+            batch: 16,
+            ..args(&model, &pairs, output)
+        };
+        let whole = dir.join("whole.json");
+        let uninterrupted = distill(&settings(&whole), &Device::Cpu, false).unwrap();
+        assert!(!checkpoint::checkpoint_path(&whole).exists());
+
+        // Killed after iteration 16: the checkpoint of iteration 14 is what is left.
+        let output = dir.join("resumed.json");
+        STOP_AFTER.with(|s| s.set(Some(16)));
+        let stopped = distill(&settings(&output), &Device::Cpu, false);
+        STOP_AFTER.with(|s| s.set(None));
+        assert!(stopped.is_err() && !output.exists());
+        let ckpt = checkpoint::checkpoint_path(&output);
+        assert!(ckpt.exists());
+
+        // Other settings are refused by name, and the checkpoint is left alone.
+        let other = DistillArgs {
+            lr: 1e-3,
+            resume: true,
+            ..settings(&output)
+        };
+        let message = format!("{:#}", distill(&other, &Device::Cpu, false).err().unwrap());
+        assert!(
+            message.contains("resumed.json.ckpt") && message.contains("other settings"),
+            "{message}"
+        );
+        let resumed = DistillArgs {
+            resume: true,
+            ..settings(&output)
+        };
+        let outcome = distill(&resumed, &Device::Cpu, false).unwrap();
+        assert!(!ckpt.exists());
+        let (a, b) = (&outcome.solver, &uninterrupted.solver);
+        assert_eq!(
+            (&a.times, &a.a, &a.b),
+            (&b.times, &b.a, &b.b),
+            "the same table, bit for bit"
+        );
+        assert_eq!(a.metrics, b.metrics);
+        assert_eq!(
+            a.provenance["best_iteration"],
+            b.provenance["best_iteration"]
+        );
+
+        // A damaged checkpoint is refused, naming the file.
+        std::fs::write(&ckpt, b"not a checkpoint").unwrap();
+        let message = format!(
+            "{:#}",
+            distill(&resumed, &Device::Cpu, false).err().unwrap()
+        );
+        assert!(
+            message.contains("resumed.json.ckpt") && message.contains("not a valid"),
+            "{message}"
         );
     }
 
