@@ -16,12 +16,12 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use web_sampler::model::{Model, ModelSpec};
 use web_sampler::noise::Noise;
-use web_sampler::tensor_file::{self, TensorBytes, TensorFile};
+use web_sampler::tensor_file::TensorFile;
 use web_sampler::versioned_json::{self, MetadataFormat};
 
 use crate::compute::ComputeArgs;
 use crate::data::{self, DataSources, Dataset, DatasetName};
-use crate::files::write_atomically;
+use crate::files::write_f32_tensors;
 use crate::network::CandleNetwork;
 use crate::network_args::NetworkArgs;
 use crate::optim::AdamW;
@@ -376,18 +376,8 @@ fn save_checkpoint(
             tensors.push((format!("{kind}.{name}"), shape.clone(), values));
         }
     }
-    let tensors: Vec<TensorBytes> = tensors
-        .iter()
-        .map(|(name, shape, values)| TensorBytes::f32s(name, shape.clone(), values))
-        .collect();
     let json = versioned_json::write(CHECKPOINT_FORMAT.version, meta)?;
-    let bytes = tensor_file::write(&tensors, (CHECKPOINT_KEY, &json)).map_err(|problem| {
-        anyhow::anyhow!(
-            "{}: cannot serialise the checkpoint: {problem}",
-            path.display()
-        )
-    })?;
-    write_atomically(path, &bytes)
+    write_f32_tensors(path, &tensors, (CHECKPOINT_KEY, &json))
 }
 
 fn load_checkpoint(

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use web_sampler::tensor_file::{self, TensorBytes, TensorFile};
+use web_sampler::tensor_file::TensorFile;
 use web_sampler::versioned_json::{self, MetadataFormat};
 
 use crate::bns::BnsParameters;
-use crate::files::write_atomically;
+use crate::files::write_f32_tensors;
 use crate::optim::AdamW;
 
 /// The metadata key of a distillation checkpoint.
@@ -93,18 +93,8 @@ pub fn save(
         push(format!("adam_m.{k}"), &p.m)?;
         push(format!("adam_v.{k}"), &p.v)?;
     }
-    let tensors: Vec<TensorBytes> = tensors
-        .iter()
-        .map(|(name, shape, values)| TensorBytes::f32s(name, shape.clone(), values))
-        .collect();
     let json = versioned_json::write(CHECKPOINT_FORMAT.version, meta)?;
-    let bytes = tensor_file::write(&tensors, (CHECKPOINT_KEY, &json)).map_err(|problem| {
-        anyhow!(
-            "{}: cannot encode the checkpoint: {problem}",
-            path.display()
-        )
-    })?;
-    write_atomically(path, &bytes)
+    write_f32_tensors(path, &tensors, (CHECKPOINT_KEY, &json))
 }
 
 /// Reads the checkpoint at `path` into `params` and `adam` (both made for `run`); returns its
