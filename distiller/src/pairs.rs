@@ -264,10 +264,16 @@ impl Pairs {
     /// [`load`](Self::load) that also accepts the file of one shard of a run (for
     /// [`crate::shard::merge`]).
     pub fn load_shard(path: &Path) -> Result<Pairs> {
-        let origin = path.display();
+        let origin = path.display().to_string();
         let bytes = std::fs::read(path)
             .map_err(|e| anyhow!("{origin}: cannot read the pairs file: {e}"))?;
-        let (meta, tensors) = decode(&bytes, &PAIRS_FORMAT, |meta: &PairsMeta| meta.validate())
+        Pairs::from_bytes(&bytes, &origin)
+    }
+
+    /// The pairs (or shard) in `bytes`, validated as [`load`](Self::load) does; `origin` (a
+    /// file name) begins every error.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Pairs> {
+        let (meta, tensors) = decode(bytes, &PAIRS_FORMAT, |meta: &PairsMeta| meta.validate())
             .map_err(|problem| anyhow!("{origin}: {problem}"))?;
         Ok(Pairs {
             noise: tensors.noise,

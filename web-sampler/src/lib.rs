@@ -30,6 +30,9 @@ pub mod grid;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod mutation;
 pub mod noise;
 pub mod path;
 pub mod sample;
