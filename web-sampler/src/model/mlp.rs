@@ -124,14 +124,8 @@ impl MlpSpec {
             tensors.push((name, noise.gaussian_f32(shape.iter().product())));
         }
         for (i, &(fan_out, fan_in)) in sizes.iter().enumerate() {
-            let bound = 1.0 / libm::sqrt(fan_in as f64);
-            let mut uniform = |len: usize| -> Vec<f32> {
-                (0..len)
-                    .map(|_| ((2.0 * noise.uniform() - 1.0) * bound) as f32)
-                    .collect()
-            };
-            let weight = uniform(fan_out * fan_in);
-            let bias = uniform(fan_out);
+            let weight = super::fan_in_uniform(noise, fan_out * fan_in, fan_in);
+            let bias = super::fan_in_uniform(noise, fan_out, fan_in);
             tensors.push((format!("layers.{i}.weight"), weight));
             tensors.push((format!("layers.{i}.bias"), bias));
         }

@@ -85,6 +85,16 @@ pub(crate) use {
     unet::tests::tiny_unet_spec as unet_spec_for_tests,
 };
 
+/// `len` initial weights of a layer with `fan_in` inputs: uniform in ±1/√fan_in, PyTorch's
+/// default for dense layers and convolutions (and for their biases, with the layer's fan-in);
+/// the same draws for every architecture.
+pub(crate) fn fan_in_uniform(noise: &mut Noise, len: usize, fan_in: usize) -> Vec<f32> {
+    let bound = 1.0 / libm::sqrt(fan_in as f64);
+    (0..len)
+        .map(|_| ((2.0 * noise.uniform() - 1.0) * bound) as f32)
+        .collect()
+}
+
 /// The fewest rows worth a thread of their own in [`Model::velocity`].
 const MIN_ROWS_PER_THREAD: usize = 4;
 /// Origin of errors about a model built by [`Model::from_tensors`].

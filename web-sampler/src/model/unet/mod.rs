@@ -523,10 +523,7 @@ impl UnetSpec {
                 if shape.len() > 1 {
                     fan_in = shape[1..].iter().product();
                 }
-                let bound = 1.0 / libm::sqrt(fan_in as f64);
-                (0..len)
-                    .map(|_| ((2.0 * noise.uniform() - 1.0) * bound) as f32)
-                    .collect()
+                super::fan_in_uniform(noise, len, fan_in)
             };
             tensors.push((name, values));
         }
