@@ -6,6 +6,7 @@
 //! CLI writes is a file the page reads.
 
 pub mod bns;
+pub mod checkpoint;
 pub mod classifier;
 pub mod commands;
 pub mod compute;

@@ -16,12 +16,11 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use web_sampler::model::{Model, ModelSpec};
 use web_sampler::noise::Noise;
-use web_sampler::tensor_file::TensorFile;
-use web_sampler::versioned_json::{self, MetadataFormat};
+use web_sampler::versioned_json::MetadataFormat;
 
+use crate::checkpoint::{self, checkpoint_path};
 use crate::compute::ComputeArgs;
 use crate::data::{self, DataSources, Dataset, DatasetName};
-use crate::files::write_f32_tensors;
 use crate::network::CandleNetwork;
 use crate::network_args::NetworkArgs;
 use crate::optim::AdamW;
@@ -99,13 +98,6 @@ const TEST_ROWS: usize = 2048;
 thread_local! {
     /// Tests stop a run after this step, as an interruption would.
     static STOP_AFTER: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-}
-
-/// The checkpoint file of a training run writing `output`.
-pub fn checkpoint_path(output: &Path) -> PathBuf {
-    let mut name = output.as_os_str().to_owned();
-    name.push(".ckpt");
-    PathBuf::from(name)
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -376,8 +368,7 @@ fn save_checkpoint(
             tensors.push((format!("{kind}.{name}"), shape.clone(), values));
         }
     }
-    let json = versioned_json::write(CHECKPOINT_FORMAT.version, meta)?;
-    write_f32_tensors(path, &tensors, (CHECKPOINT_KEY, &json))
+    checkpoint::save(path, &CHECKPOINT_FORMAT, meta, &tensors)
 }
 
 fn load_checkpoint(
@@ -387,21 +378,14 @@ fn load_checkpoint(
     device: &Device,
 ) -> Result<(AdamW, Vec<Tensor>, CheckpointMeta)> {
     let origin = path.display();
-    let bytes = std::fs::read(path).with_context(|| {
-        format!("{origin}: cannot read the checkpoint to resume from (run without --resume to start afresh)")
-    })?;
-    let invalid = |problem: String| anyhow::anyhow!("{origin}: not a valid checkpoint ({problem})");
-    let file = TensorFile::parse(&bytes).map_err(invalid)?;
-    let meta: CheckpointMeta = file
-        .metadata_document(&CHECKPOINT_FORMAT)
-        .map_err(invalid)?;
-    if meta.run != *run {
-        bail!(
-            "{origin}: the checkpoint is from another run (its settings: {}); resume with the same \
-             settings or delete it",
-            serde_json::to_string(&meta.run)?
-        );
-    }
+    let bytes = checkpoint::read(path)?;
+    let (file, meta): (_, CheckpointMeta) = checkpoint::parse(
+        path,
+        &bytes,
+        &CHECKPOINT_FORMAT,
+        run,
+        |m: &CheckpointMeta| &m.run,
+    )?;
     let get = |kind: &str, name: &str, shape: &[usize]| -> Result<Tensor> {
         let key = format!("{kind}.{name}");
         let values = file

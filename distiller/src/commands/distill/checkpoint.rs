@@ -8,16 +8,15 @@
 //! `adam_m.{k}` and `adam_v.{k}` (one per optimised tensor, in the optimiser's order), and
 //! metadata key [`CHECKPOINT_KEY`] holding [`CheckpointMeta`] as versioned JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use web_sampler::tensor_file::TensorFile;
-use web_sampler::versioned_json::{self, MetadataFormat};
+use web_sampler::versioned_json::MetadataFormat;
 
 use crate::bns::BnsParameters;
-use crate::files::write_f32_tensors;
+use crate::checkpoint;
 use crate::optim::AdamW;
 
 /// The metadata key of a distillation checkpoint.
@@ -34,13 +33,6 @@ const CHECKPOINT_FORMAT: MetadataFormat = MetadataFormat {
 
 /// The names of the solver's three parameter tensors, in [`BnsParameters::snapshot`]'s order.
 const PARAMETERS: [&str; 3] = ["theta", "alpha", "beta"];
-
-/// `<output>.ckpt`, next to the solver file.
-pub fn checkpoint_path(output: &Path) -> PathBuf {
-    let mut name = output.as_os_str().to_owned();
-    name.push(".ckpt");
-    PathBuf::from(name)
-}
 
 /// What a resumed run must share with the one that wrote the checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,8 +85,7 @@ pub fn save(
         push(format!("adam_m.{k}"), &p.m)?;
         push(format!("adam_v.{k}"), &p.v)?;
     }
-    let json = versioned_json::write(CHECKPOINT_FORMAT.version, meta)?;
-    write_f32_tensors(path, &tensors, (CHECKPOINT_KEY, &json))
+    checkpoint::save(path, &CHECKPOINT_FORMAT, meta, &tensors)
 }
 
 /// Reads the checkpoint at `path` into `params` and `adam` (both made for `run`); returns its
@@ -107,22 +98,20 @@ pub fn load(
     device: &Device,
 ) -> Result<(CheckpointMeta, [Tensor; 3])> {
     let origin = path.display();
-    let bytes = std::fs::read(path).with_context(|| {
-        format!("{origin}: cannot read the checkpoint to resume from (run without --resume to start afresh)")
-    })?;
-    let invalid =
-        |problem: String| anyhow!("{origin}: not a valid distillation checkpoint ({problem})");
-    let file = TensorFile::parse(&bytes).map_err(invalid)?;
-    let meta: CheckpointMeta = file
-        .metadata_document(&CHECKPOINT_FORMAT)
-        .map_err(invalid)?;
-    if meta.run != *run {
-        bail!(
-            "{origin}: the checkpoint is from a run with other settings ({}); resume with the same \
-             settings, or delete it to start afresh",
-            serde_json::to_string(&meta.run)?
-        );
-    }
+    let invalid = |problem: String| {
+        anyhow!(
+            "{origin}: not a valid {} ({problem})",
+            CHECKPOINT_FORMAT.kind
+        )
+    };
+    let bytes = checkpoint::read(path)?;
+    let (file, meta): (_, CheckpointMeta) = checkpoint::parse(
+        path,
+        &bytes,
+        &CHECKPOINT_FORMAT,
+        run,
+        |m: &CheckpointMeta| &m.run,
+    )?;
     if meta.iteration > run.iterations || meta.adam_steps != meta.iteration as u64 {
         bail!(
             "{origin}: inconsistent checkpoint (iteration {} of {}, {} optimiser steps)",

@@ -162,7 +162,7 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
         validate_every: args.validate_every,
         seed: args.seed,
     };
-    let checkpoint_file = checkpoint::checkpoint_path(&args.output);
+    let checkpoint_file = crate::checkpoint::checkpoint_path(&args.output);
     let mut progress = Progress::new("distill", args.iterations as u64, show_progress);
     let started = Instant::now();
     let (first, init_validation, mut best, mut recent, seconds_before) = if args.resume {
@@ -599,7 +599,7 @@ pub(crate) mod tests {
         };
         let whole = dir.join("whole.json");
         let uninterrupted = distill(&settings(&whole), &Device::Cpu, false).unwrap();
-        assert!(!checkpoint::checkpoint_path(&whole).exists());
+        assert!(!crate::checkpoint::checkpoint_path(&whole).exists());
 
         // Killed after iteration 16: the checkpoint of iteration 14 is what is left.
         let output = dir.join("resumed.json");
@@ -607,7 +607,7 @@ pub(crate) mod tests {
         let stopped = distill(&settings(&output), &Device::Cpu, false);
         STOP_AFTER.with(|s| s.set(None));
         assert!(stopped.is_err() && !output.exists());
-        let ckpt = checkpoint::checkpoint_path(&output);
+        let ckpt = crate::checkpoint::checkpoint_path(&output);
         assert!(ckpt.exists());
 
         // Other settings are refused by name, and the checkpoint is left alone.
@@ -618,7 +618,7 @@ pub(crate) mod tests {
         };
         let message = format!("{:#}", distill(&other, &Device::Cpu, false).err().unwrap());
         assert!(
-            message.contains("resumed.json.ckpt") && message.contains("other settings"),
+            message.contains("resumed.json.ckpt") && message.contains("another run"),
             "{message}"
         );
         let resumed = DistillArgs {
