@@ -17,23 +17,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
+#[path = "common/workload.rs"]
+mod workload;
+use workload::{option, Workload};
+
 use web_sampler::model::Model;
 use web_sampler::noise::gaussian_batch;
-use web_sampler::sample::{class_labels, integrate, SampleRequest};
-use web_sampler::solver::SolverFile;
+use web_sampler::sample::{class_labels, integrate};
 
 type Failure = Box<dyn std::error::Error>;
 
 /// The largest |ONNX Runtime − project| accepted before timing.
 const AGREEMENT: f32 = 1e-4;
-
-fn option(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
 
 /// The ONNX Runtime process and its command line.
 struct Peer {
@@ -77,32 +72,23 @@ fn run_python(python: &str, script: &Path, args: &[&Path]) -> Result<(), Failure
 
 fn main() -> Result<(), Failure> {
     let args: Vec<String> = std::env::args().collect();
-    let batch: usize = option(&args, "--batch", "64").parse()?;
     let rounds: usize = option(&args, "--rounds", "7").parse::<usize>()?.max(1);
+    let python = option(&args, "--python", "python3");
     let threads: Vec<usize> = option(&args, "--threads", "1,2")
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
-    let python = option(&args, "--python", "python3");
-    let name = option(&args, "--model", "fashion-mnist");
-    let solver = option(&args, "--solver", "bns-8-w0.json");
+    let Workload {
+        name,
+        solver,
+        model_path,
+        mut model,
+        file,
+        table,
+        request,
+    } = Workload::from_args(&args)?;
+    let batch = request.batch;
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let models = option(
-        &args,
-        "--models",
-        &here.join("../www/models").display().to_string(),
-    );
-    let folder = PathBuf::from(models).join(&name);
-    let model_path = folder.join("model.safetensors");
-    let mut model = Model::load(&model_path)?;
-    let file = SolverFile::load(&folder.join(&solver))?;
-    let table = file.table();
-    let request = SampleRequest {
-        seed: 1,
-        batch,
-        class: None,
-        guidance: file.guidance,
-    };
     if file.guidance != 0.0 {
         return Err("the ONNX graphs have no guidance: use a w = 0 solver".into());
     }

@@ -6,21 +6,14 @@
 //! Prints the median and the fastest of `runs` timed runs after one warm-up, for each path, and
 //! how far the GPU's samples are from the CPU's.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use web_sampler::gpu::{block_on, Gpu};
-use web_sampler::model::Model;
-use web_sampler::sample::{sample, SampleRequest};
-use web_sampler::solver::SolverFile;
+#[path = "common/workload.rs"]
+mod workload;
+use workload::{option, Workload};
 
-fn option(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
+use web_sampler::gpu::{block_on, Gpu};
+use web_sampler::sample::sample;
 
 /// Median and minimum of `runs` timings of `f` after one warm-up call.
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
@@ -37,28 +30,21 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let batch: usize = option(&args, "--batch", "64").parse()?;
     let runs: usize = option(&args, "--runs", "5").parse::<usize>()?.max(1);
-    let name = option(&args, "--model", "fashion-mnist");
-    let solver = option(&args, "--solver", "bns-8-w0.json");
-    let models = option(
-        &args,
-        "--models",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../www/models"),
-    );
-    let folder = PathBuf::from(models).join(&name);
-    let model = Model::load(&folder.join("model.safetensors"))?;
-    let file = SolverFile::load(&folder.join(&solver))?;
-    let table = file.table();
-    let request = SampleRequest {
-        seed: 1,
-        batch,
-        class: None,
-        guidance: file.guidance,
-    };
+    let Workload {
+        name,
+        solver,
+        model_path,
+        model,
+        file,
+        table,
+        request,
+    } = Workload::from_args(&args)?;
+    let batch = request.batch;
     let nfe = table.steps();
     println!(
-        "model {name} ({} parameters), solver {solver} (NFE {nfe}, w = {}), batch {batch}, {runs} runs after a warm-up",
+        "model {name} ({}, {} parameters), solver {solver} (NFE {nfe}, w = {}), batch {batch}, {runs} runs after a warm-up",
+        model_path.display(),
         model.spec().parameter_count(),
         file.guidance
     );
