@@ -487,6 +487,37 @@ pub(crate) mod tests {
         }
     }
 
+    /// The distilled solver (written to `out`) beats its init by more than `margin` dB, and the
+    /// runtime, reading the file, reproduces the validation PSNR it records. Returns the file.
+    fn check_gain_and_recorded_psnr(
+        what: &str,
+        outcome: &DistillOutcome,
+        margin: f64,
+        out: &Path,
+        model: &Model,
+        pairs: &Pairs,
+    ) -> SolverFile {
+        eprintln!(
+            "{what} NFE 4: BNS {:.2} dB, Euler init {:.2} dB",
+            outcome.validation_psnr, outcome.init_psnr
+        );
+        assert!(
+            outcome.validation_psnr > outcome.init_psnr + margin,
+            "BNS {:.2} dB vs Euler init {:.2} dB",
+            outcome.validation_psnr,
+            outcome.init_psnr
+        );
+        let file = SolverFile::load(out).unwrap();
+        let (psnr, _) =
+            mean_std(&solver_psnr(model, &file.table(), &pairs.validation(), 0.0).unwrap());
+        assert!(
+            (psnr - file.metrics["validation_psnr"]).abs() < 0.01,
+            "{psnr} vs {:?}",
+            file.metrics
+        );
+        file
+    }
+
     #[test]
     fn distilling_beats_the_euler_init_and_the_file_reproduces_its_psnr() {
         let scratch = ScratchDir::new("distill-gain");
@@ -494,28 +525,10 @@ pub(crate) mod tests {
         let (model_file, pairs_file) = tiny_model_and_pairs(dir);
         let out = dir.join("bns-4.json");
         let outcome = distill(&args(&model_file, &pairs_file, &out), &Device::Cpu, false).unwrap();
-        eprintln!(
-            "NFE 4: BNS {:.2} dB, Euler init {:.2} dB",
-            outcome.validation_psnr, outcome.init_psnr
-        );
-        assert!(
-            outcome.validation_psnr > outcome.init_psnr + 3.0,
-            "BNS {:.2} dB vs Euler init {:.2} dB",
-            outcome.validation_psnr,
-            outcome.init_psnr
-        );
-        // The written solver, loaded by the runtime, gives the PSNR it records.
-        let file = SolverFile::load(&out).unwrap();
         let model = Model::load(&model_file).unwrap();
-        file.check_model(model.id(), "bns-4.json").unwrap();
         let pairs = Pairs::load(&pairs_file).unwrap();
-        let (psnr, _) =
-            mean_std(&solver_psnr(&model, &file.table(), &pairs.validation(), 0.0).unwrap());
-        assert!(
-            (psnr - file.metrics["validation_psnr"]).abs() < 0.01,
-            "{psnr} vs {:?}",
-            file.metrics
-        );
+        let file = check_gain_and_recorded_psnr("MLP", &outcome, 3.0, &out, &model, &pairs);
+        file.check_model(model.id(), "bns-4.json").unwrap();
         assert_eq!(file.kind, "bns");
         assert_eq!(file.nfe, 4);
 
@@ -565,24 +578,7 @@ pub(crate) mod tests {
         a.batch = 16;
         a.validate_every = 10;
         let outcome = distill(&a, &Device::Cpu, false).unwrap();
-        eprintln!(
-            "U-Net NFE 4: BNS {:.2} dB, Euler init {:.2} dB",
-            outcome.validation_psnr, outcome.init_psnr
-        );
-        assert!(
-            outcome.validation_psnr > outcome.init_psnr + 1.0,
-            "BNS {:.2} dB vs Euler init {:.2} dB",
-            outcome.validation_psnr,
-            outcome.init_psnr
-        );
-        let file = SolverFile::load(&out).unwrap();
-        let (psnr, _) =
-            mean_std(&solver_psnr(&model, &file.table(), &pairs.validation(), 0.0).unwrap());
-        assert!(
-            (psnr - file.metrics["validation_psnr"]).abs() < 0.01,
-            "{psnr} vs {:?}",
-            file.metrics
-        );
+        check_gain_and_recorded_psnr("U-Net", &outcome, 1.0, &out, &model, &pairs);
     }
 
     #[test]
