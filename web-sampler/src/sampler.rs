@@ -346,17 +346,14 @@ impl Sampler {
             None => (sample(&model, &table, request)?, None),
         };
         // Never a picture of NaNs presented as a result.
-        let count = samples.values.iter().filter(|v| !v.is_finite()).count();
-        if count > 0 {
-            let dim = samples.values.len() / samples.shape[0].max(1);
-            let first = samples
-                .values
-                .iter()
-                .position(|v| !v.is_finite())
-                .unwrap_or(0);
+        if let Some(first) = samples.values.iter().position(|v| !v.is_finite()) {
+            let dim = (samples.values.len() / samples.shape[0].max(1)).max(1);
             return Err(SamplerError::NotFinite {
-                count,
-                first: first / dim.max(1),
+                count: samples.values[first..]
+                    .iter()
+                    .filter(|v| !v.is_finite())
+                    .count(),
+                first: first / dim,
                 guidance: request.guidance,
             });
         }
