@@ -351,8 +351,7 @@ pub fn integrate_tensor<E>(
     if x0.dtype() != DType::F64 {
         return Err(bad(format!("the state must be f64, got {:?}", x0.dtype())));
     }
-    // The scalar checks of the host path, on a one-value stand-in; then the values' finiteness.
-    check_input::<E>(&[0.0], 1, t0, t1, tol)?;
+    check_interval(t0, t1, tol)?;
     if rows == 0 || row_len == 0 {
         return Err(bad("the initial state is empty".into()));
     }
@@ -540,6 +539,20 @@ fn check_input<E>(
             x0.len()
         ));
     }
+    check_interval(t0, t1, tol)?;
+    if let Some(i) = x0.iter().position(|v| !v.is_finite()) {
+        return bad(format!(
+            "the initial state has a non-finite value ({}) at index {i}",
+            x0[i]
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an interval that does not go forward and tolerances that are not finite and positive
+/// (the checks that do not look at the state).
+fn check_interval<E>(t0: f64, t1: f64, tol: Tolerance) -> Result<(), Dopri5Error<E>> {
+    let bad = |problem: String| Err(Dopri5Error::BadInput(problem));
     if !(t0.is_finite() && t1.is_finite() && t1 > t0) {
         return bad(format!(
             "integrates forward from t0 to t1 > t0, got t0 = {t0}, t1 = {t1}"
@@ -550,12 +563,6 @@ fn check_input<E>(
         return bad(format!(
             "tolerances must be finite and positive, got rtol = {}, atol = {}",
             tol.rtol, tol.atol
-        ));
-    }
-    if let Some(i) = x0.iter().position(|v| !v.is_finite()) {
-        return bad(format!(
-            "the initial state has a non-finite value ({}) at index {i}",
-            x0[i]
         ));
     }
     Ok(())
