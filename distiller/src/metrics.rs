@@ -1,10 +1,12 @@
 //! How close a solver gets to the ground truth: PSNR per sample (DESIGN §2, "Metrics"), run on
 //! the runtime's CPU path so that the figures are those of the solver as the browser runs it.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use serde_json::json;
+use web_sampler::grid::Grid;
 use web_sampler::model::Model;
 use web_sampler::sample::integrate;
-use web_sampler::solver::NsTable;
+use web_sampler::solver::{Method, NsTable, SolverFile};
 
 use crate::pairs::PairsView;
 
@@ -37,6 +39,173 @@ pub fn solver_psnr(model: &Model, table: &NsTable, pairs: &PairsView, w: f64) ->
         ));
     }
     Ok(out)
+}
+
+/// Mean, standard deviation and standard error of the mean of per-pair PSNRs (dB).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PsnrSummary {
+    pub mean: f64,
+    pub std: f64,
+    /// `std / √n`: how far the mean may be from the mean over infinitely many pairs.
+    pub sem: f64,
+}
+
+impl PsnrSummary {
+    pub fn of(values: &[f64]) -> PsnrSummary {
+        let (mean, std) = mean_std(values);
+        PsnrSummary {
+            mean,
+            std,
+            sem: std / (values.len().max(1) as f64).sqrt(),
+        }
+    }
+}
+
+/// The name of a classical method on a grid, as tables and files show it: `euler-uniform`,
+/// `dpmpp2m-edm`, ….
+pub fn classical_label(method: Method, grid: Grid) -> String {
+    format!("{}-{}", method.name(), grid.name())
+}
+
+/// A distilled solver's figures on the test split of its pairs, with its baselines' at the same
+/// NFE and guidance on the same pairs (DESIGN §3): the classical solver it started from, the best
+/// classical solver (every method on every grid that has a table at this NFE) and, when given,
+/// the time-only baseline. What [`record`](Self::record) writes into the solver file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestFigures {
+    /// Test pairs measured on.
+    pub pairs: usize,
+    pub solver: PsnrSummary,
+    /// The init's mean PSNR, when the solver file says what it started from.
+    pub init: Option<f64>,
+    /// The best classical solver's label and mean PSNR.
+    pub best_classical: (String, f64),
+    /// The time-only baseline's mean PSNR, when one was given.
+    pub time_only: Option<f64>,
+}
+
+/// The metrics keys [`TestFigures::record`] writes.
+pub const TEST_PSNR: &str = "test_psnr";
+
+impl TestFigures {
+    /// Measures `solver` (distilled for `model`, at its NFE and guidance) on `test` with the
+    /// runtime, its init (from its provenance's `init` and `grid`, if there), every classical
+    /// solver at its NFE, and `time_only` (refused unless a time-only solver of the same model,
+    /// NFE and guidance).
+    pub fn measure(
+        model: &Model,
+        solver: &SolverFile,
+        test: &PairsView,
+        time_only: Option<&SolverFile>,
+    ) -> Result<TestFigures> {
+        let w = solver.guidance;
+        let mean = |table: &NsTable| -> Result<f64> {
+            Ok(mean_std(&solver_psnr(model, table, test, w)?).0)
+        };
+        let summary = PsnrSummary::of(&solver_psnr(model, &solver.table(), test, w)?);
+        let init = match init_of(solver) {
+            Some(table) => Some(mean(&table)?),
+            None => None,
+        };
+        let mut best: Option<(String, f64)> = None;
+        for method in Method::ALL {
+            for grid in Grid::ALL {
+                if let Ok(table) = method.build(solver.nfe, grid) {
+                    let psnr = mean(&table)?;
+                    if best.as_ref().is_none_or(|(_, b)| psnr > *b) {
+                        best = Some((classical_label(method, grid), psnr));
+                    }
+                }
+            }
+        }
+        let Some(best_classical) = best else {
+            bail!("no classical solver has a table at NFE {}", solver.nfe);
+        };
+        let time_only = match time_only {
+            Some(baseline) => {
+                check_time_only_baseline(baseline, solver.nfe, w, solver.model_id.as_deref())
+                    .map_err(anyhow::Error::msg)?;
+                Some(mean(&baseline.table())?)
+            }
+            None => None,
+        };
+        Ok(TestFigures {
+            pairs: test.len,
+            solver: summary,
+            init,
+            best_classical,
+            time_only,
+        })
+    }
+
+    /// Writes the figures into `file`: metrics `test_psnr`, `test_psnr_std`, `test_psnr_sem`,
+    /// `init_test_psnr`, `best_classical_test_psnr`, `time_only_test_psnr` (the last two and the
+    /// init when known), provenance `test_pairs` and `best_classical` (its label). Figures of an
+    /// earlier measurement that this one lacks are removed.
+    pub fn record(&self, file: &mut SolverFile) {
+        for key in [INIT_TEST_PSNR, TIME_ONLY_TEST_PSNR] {
+            file.metrics.remove(key);
+        }
+        let metrics = [
+            (TEST_PSNR, Some(self.solver.mean)),
+            ("test_psnr_std", Some(self.solver.std)),
+            ("test_psnr_sem", Some(self.solver.sem)),
+            (INIT_TEST_PSNR, self.init),
+            ("best_classical_test_psnr", Some(self.best_classical.1)),
+            (TIME_ONLY_TEST_PSNR, self.time_only),
+        ];
+        for (key, value) in metrics {
+            if let Some(value) = value {
+                file.metrics.insert(key.to_string(), value);
+            }
+        }
+        file.provenance
+            .insert("test_pairs".to_string(), json!(self.pairs));
+        file.provenance
+            .insert("best_classical".to_string(), json!(self.best_classical.0));
+    }
+}
+
+const INIT_TEST_PSNR: &str = "init_test_psnr";
+const TIME_ONLY_TEST_PSNR: &str = "time_only_test_psnr";
+
+/// The kind of a distilled time-only solver (Euler's times learned).
+pub const TIME_ONLY_KIND: &str = "bns-time-only";
+
+/// Refuses `baseline` unless it is a time-only solver at `nfe` and guidance `w` for the model
+/// `model_id`.
+pub fn check_time_only_baseline(
+    baseline: &SolverFile,
+    nfe: usize,
+    w: f64,
+    model_id: Option<&str>,
+) -> std::result::Result<(), String> {
+    if baseline.kind == TIME_ONLY_KIND
+        && baseline.nfe == nfe
+        && baseline.guidance == w
+        && baseline.model_id.as_deref() == model_id
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "the time-only baseline {:?} is a {} solver at NFE {} and guidance {} for model {}, not a \
+         {TIME_ONLY_KIND} solver at NFE {nfe} and guidance {w} for model {}",
+        baseline.name,
+        baseline.kind,
+        baseline.nfe,
+        baseline.guidance,
+        baseline.model_id.as_deref().unwrap_or("(any)"),
+        model_id.unwrap_or("(any)")
+    ))
+}
+
+/// The classical table a distilled solver started from, from its provenance's `init` and `grid`
+/// (`None` when it does not say, or names something this build does not have).
+fn init_of(solver: &SolverFile) -> Option<NsTable> {
+    let text = |key: &str| solver.provenance.get(key)?.as_str().map(str::to_owned);
+    let method: Method = text("init")?.parse().ok()?;
+    let grid: Grid = text("grid")?.parse().ok()?;
+    method.build(solver.nfe, grid).ok()
 }
 
 #[cfg(test)]

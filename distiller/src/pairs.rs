@@ -1,6 +1,8 @@
 //! The ground-truth pairs file: noise `x_0` and the DOPRI5 solution `x_1` it leads to, for one
-//! model (and guidance scale), split into training and validation rows (DESIGN §2 "Ground
-//! truth"). `bns truth` writes it; distillation and evaluation read it.
+//! model (and guidance scale), split into training, validation and test rows (DESIGN §2 "Ground
+//! truth"). `bns truth` writes it; distillation and evaluation read it. Distillation learns on
+//! the training rows and keeps the parameters that do best on the validation rows; the test rows
+//! are used for nothing but the figures that are reported.
 //!
 //! # Format (version [`PAIRS_FORMAT_VERSION`])
 //!
@@ -11,8 +13,10 @@
 //! * `labels` `[N]` `U32`: each pair's class (the model's null class when unconditional);
 //!
 //! and `__metadata__` key [`PAIRS_METADATA_KEY`] holding [`PairsMeta`] as JSON, where
-//! `N = train + validation` and `D` is the product of `data_shape`. The first `train` rows are the
-//! training split, the rest the validation split.
+//! `N = train + validation + test` and `D` is the product of `data_shape`. The first `train` rows
+//! are the training split, the next `validation` rows the validation split, the last `test` rows
+//! the test split. Files written before the test split existed have no `test` field: they load
+//! with an empty test split. FORMATS.md is the normative description.
 //!
 //! Reading validates everything (every failure names the file and the problem, nothing panics);
 //! writing goes through a temporary file in the same folder and a rename. The same encoding
@@ -93,8 +97,11 @@ pub struct PairsMeta {
     pub seed: u64,
     /// Rows of the training split (the first ones).
     pub train: usize,
-    /// Rows of the validation split (the rest).
+    /// Rows of the validation split (after the training split).
     pub validation: usize,
+    /// Rows of the test split (the last ones); 0 in files written before it existed.
+    #[serde(default)]
+    pub test: usize,
     /// Wall-clock seconds the solves took.
     pub seconds: f64,
     /// Present in the file of one shard of a run ([`crate::shard`]): which rows it holds. The
@@ -146,18 +153,20 @@ impl PairsMeta {
         finite_at_least("seconds", self.seconds, 0.0, false)?;
         if self.train == 0 || self.validation == 0 {
             return Err(format!(
-                "both splits need at least one pair, got train = {}, validation = {}",
+                "the training and validation splits need at least one pair each, got train = {}, \
+                 validation = {}",
                 self.train, self.validation
             ));
         }
         let count = self
             .train
             .checked_add(self.validation)
+            .and_then(|n| n.checked_add(self.test))
             .filter(|n| n.checked_mul(dim).is_some())
             .ok_or_else(|| {
                 format!(
-                    "train + validation = {} + {} pairs of {dim} values is too large",
-                    self.train, self.validation
+                    "train + validation + test = {} + {} + {} pairs of {dim} values is too large",
+                    self.train, self.validation, self.test
                 )
             })?;
         let rows = match &self.shard {
@@ -169,7 +178,7 @@ impl PairsMeta {
 }
 
 impl Pairs {
-    /// Number of pairs `N` (both splits).
+    /// Number of pairs `N` (all splits).
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -189,10 +198,29 @@ impl Pairs {
         self.rows(0, self.meta.train.min(self.len()))
     }
 
-    /// The rows after the training split.
+    /// The `meta.validation` rows after the training split.
     pub fn validation(&self) -> PairsView<'_> {
         let start = self.meta.train.min(self.len());
+        let end = (start + self.meta.validation).min(self.len());
+        self.rows(start, end)
+    }
+
+    /// The last `meta.test` rows (none in a file written before the test split existed).
+    pub fn test(&self) -> PairsView<'_> {
+        let start = (self.meta.train + self.meta.validation).min(self.len());
         self.rows(start, self.len())
+    }
+
+    /// The test split, refused (naming the file) when the file has none.
+    pub fn test_split(&self, path: &Path) -> Result<PairsView<'_>> {
+        if self.meta.test == 0 {
+            bail!(
+                "{}: these pairs have no test split (they were computed before `bns truth` made \
+                 one); recompute them with `bns truth --test N`",
+                path.display()
+            );
+        }
+        Ok(self.test())
     }
 
     fn rows(&self, start: usize, end: usize) -> PairsView<'_> {
@@ -500,11 +528,11 @@ mod tests {
     use web_sampler::scratch::ScratchDir;
 
     fn sample() -> Pairs {
-        let (n, d) = (5, 2);
+        let (n, d) = (7, 2);
         Pairs {
             noise: (0..n * d).map(|i| i as f32 * 0.5 - 2.0).collect(),
             truth: (0..n * d).map(|i| (i as f32).sin()).collect(),
-            labels: vec![0, 1, 2, 0, 1],
+            labels: vec![0, 1, 2, 0, 1, 2, 0],
             meta: PairsMeta {
                 format_version: PAIRS_FORMAT_VERSION,
                 model_id: "ab".repeat(32),
@@ -516,6 +544,7 @@ mod tests {
                 seed: 7,
                 train: 3,
                 validation: 2,
+                test: 2,
                 seconds: 1.25,
                 shard: None,
             },
@@ -552,15 +581,20 @@ mod tests {
         p.save(&path).unwrap();
         let q = Pairs::load(&path).unwrap();
         assert_eq!(p, q);
-        assert_eq!((q.len(), q.dim()), (5, 2));
+        assert_eq!((q.len(), q.dim()), (7, 2));
         let train = q.train();
         assert_eq!((train.len, train.dim), (3, 2));
         assert_eq!(train.noise, &p.noise[..6]);
         assert_eq!(train.labels, &[0, 1, 2]);
         let validation = q.validation();
         assert_eq!(validation.len, 2);
-        assert_eq!(validation.truth, &p.truth[6..]);
+        assert_eq!(validation.truth, &p.truth[6..10]);
         assert_eq!(validation.labels, &[0, 1]);
+        let test = q.test_split(&path).unwrap();
+        assert_eq!(test.len, 2);
+        assert_eq!(test.truth, &p.truth[10..]);
+        assert_eq!(test.noise, &p.noise[10..]);
+        assert_eq!(test.labels, &[2, 0]);
         // Nothing else left in the folder (no temporary file).
         let names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -603,13 +637,38 @@ mod tests {
     }
 
     #[test]
+    fn a_file_from_before_the_test_split_loads_with_an_empty_one() {
+        let scratch = ScratchDir::new("pairs-two-splits");
+        let dir = scratch.path();
+        // Two splits over the 7 rows, and no `test` key, as files were written before.
+        let mut meta = serde_json::to_value(&sample().meta).unwrap();
+        meta["validation"] = 4.into();
+        meta.as_object_mut().unwrap().remove("test");
+        let path = dir.join("old.safetensors");
+        std::fs::write(&path, with_meta(&meta)).unwrap();
+        let pairs = Pairs::load(&path).unwrap();
+        assert_eq!((pairs.meta.test, pairs.validation().len), (0, 4));
+        assert_eq!(pairs.test().len, 0);
+        let shown = format!("{:#}", pairs.test_split(&path).unwrap_err());
+        assert!(
+            shown.contains("old.safetensors") && shown.contains("no test split"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn inconsistent_contents_are_refused() {
         let scratch = ScratchDir::new("pairs-inconsistent");
         let dir = scratch.path();
         let meta = serde_json::to_value(&sample().meta).unwrap();
         let cases: Vec<(&str, Value, &str)> = vec![
             ("train", 4.into(), "shape"),
-            ("validation", 0.into(), "both splits"),
+            (
+                "validation",
+                0.into(),
+                "validation splits need at least one pair",
+            ),
+            ("test", 3.into(), "shape"),
             ("data_shape", serde_json::json!([3, 1, 1]), "shape"),
             ("data_shape", serde_json::json!([]), "data_shape"),
             ("rtol", (-1.0).into(), "rtol"),

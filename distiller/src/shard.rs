@@ -8,7 +8,7 @@
 //! wall-clock `seconds` (the sum of the shards').
 //!
 //! A shard file is a pairs file whose metadata has a `shard` object ([`ShardMeta`]): the run's
-//! `train` and `validation` (of the whole run) and its tensors hold only rows `start..end`.
+//! `train`, `validation` and `test` (of the whole run) and its tensors hold only rows `start..end`.
 //! [`Pairs::load`] refuses such a file (its splits are the whole run's), so nothing but
 //! [`merge`] reads it.
 
@@ -136,7 +136,7 @@ pub fn merge(shards: &[(PathBuf, Pairs)]) -> Result<Pairs> {
             // Everything that must agree, as text for the message.
             format!(
             "model {}, data shape {:?}, guidance {}, rtol {:e}, atol {:e}, seed {}, {} training + \
-             {} validation pairs, batch {}, class {}, {} shards",
+             {} validation + {} test pairs, batch {}, class {}, {} shards",
             meta.model_id,
             meta.data_shape,
             meta.guidance,
@@ -145,6 +145,7 @@ pub fn merge(shards: &[(PathBuf, Pairs)]) -> Result<Pairs> {
             meta.seed,
             meta.train,
             meta.validation,
+            meta.test,
             shard.batch,
             shard.class.map_or_else(|| "(cycle)".into(), |c| c.to_string()),
             shard.of
@@ -195,7 +196,7 @@ pub fn merge(shards: &[(PathBuf, Pairs)]) -> Result<Pairs> {
         );
     }
 
-    let count = first.meta.train + first.meta.validation;
+    let count = first.meta.train + first.meta.validation + first.meta.test;
     let mut merged = Pairs {
         noise: Vec::new(),
         truth: Vec::new(),

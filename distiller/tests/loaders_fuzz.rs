@@ -16,8 +16,9 @@ use web_sampler::scratch::ScratchDir;
 
 fn options() -> TruthOptions {
     TruthOptions {
-        count: 6,
+        count: 8,
         validation: 2,
+        test: 2,
         seed: 1,
         guidance: 0.0,
         class: None,

@@ -9,7 +9,7 @@ use crate::versioned_json::{self, Problem};
 use crate::{Error, Result};
 
 /// Version of the manifest format this runtime reads and writes.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 
 /// `www/models/<name>/manifest.json`. Field names in JSON are exactly these.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,8 +40,10 @@ pub struct ManifestSolver {
     pub kind: String,
     pub nfe: usize,
     pub guidance: f64,
-    /// The validation PSNR (dB) the runtime measured when publishing.
-    pub validation_psnr: f64,
+    /// The test PSNR (dB) the runtime measured when publishing: mean over the test split of the
+    /// ground-truth pairs, which took no part in distilling the solver. (Version 1 had
+    /// `validation_psnr` here.)
+    pub test_psnr: f64,
 }
 
 /// Refuses a model name that is not a plain folder name: letters, digits, `-` and `_`.
@@ -138,10 +140,10 @@ impl Manifest {
                     solver.guidance
                 ));
             }
-            if !solver.validation_psnr.is_finite() {
+            if !solver.test_psnr.is_finite() {
                 return err(format!(
-                    "{at}.validation_psnr is not finite ({})",
-                    solver.validation_psnr
+                    "{at}.test_psnr is not finite ({})",
+                    solver.test_psnr
                 ));
             }
         }
@@ -169,7 +171,7 @@ mod tests {
                 kind: "bns".into(),
                 nfe: 8,
                 guidance: 0.0,
-                validation_psnr: 31.5,
+                test_psnr: 31.5,
             }],
         }
     }
@@ -222,8 +224,8 @@ mod tests {
         check(&|m| m.solvers[0].nfe = 0, "solvers[0].nfe");
         check(&|m| m.solvers[0].guidance = -1.0, "solvers[0].guidance");
         check(
-            &|m| m.solvers[0].validation_psnr = f64::NAN,
-            "solvers[0].validation_psnr",
+            &|m| m.solvers[0].test_psnr = f64::NAN,
+            "solvers[0].test_psnr",
         );
         check(
             &|m| {

@@ -36,7 +36,7 @@ export function classicalLabel(spec) {
 /** A published solver (manifest entry) for people: "BNS · NFE 8 · w = 0 · 44.8 dB". */
 export function publishedLabel(entry) {
   const kind = entry.kind === 'bns' ? 'BNS' : entry.kind;
-  const psnr = Number.isFinite(entry.validation_psnr) ? ` · ${entry.validation_psnr.toFixed(1)} dB` : '';
+  const psnr = Number.isFinite(entry.test_psnr) ? ` · ${entry.test_psnr.toFixed(1)} dB` : '';
   return `${kind} · NFE ${entry.nfe} · w = ${entry.guidance}${psnr}`;
 }
 

@@ -46,11 +46,13 @@ fn run_merge(args: MergeArgs) -> Result<()> {
     let pairs = merge(&shards)?;
     pairs.save(&args.output)?;
     println!(
-        "merged {} shards into {} pairs ({} training, {} validation) in {}: mean NFE {:.1}",
+        "merged {} shards into {} pairs ({} training, {} validation, {} test) in {}: mean NFE \
+         {:.1}",
         shards.len(),
         pairs.len(),
         pairs.meta.train,
         pairs.meta.validation,
+        pairs.meta.test,
         args.output.display(),
         pairs.meta.mean_nfe
     );

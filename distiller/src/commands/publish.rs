@@ -2,9 +2,9 @@
 //! `www/models/<name>/` with a `manifest.json`, after checking each solver on the runtime.
 //!
 //! Before anything is written, every solver is re-run by `web-sampler` (the code the page runs)
-//! on the validation pairs of its guidance, and publishing is refused if the PSNR differs from the
-//! one the solver records by more than [`PSNR_TOLERANCE_DB`], or if the solver was distilled for
-//! another model. The folder is assembled beside the target and swapped in at the end.
+//! on the test pairs of its guidance, and publishing is refused if the PSNR differs from the test
+//! PSNR the solver records by more than [`PSNR_TOLERANCE_DB`], or if the solver was distilled for
+//! another model. The manifest lists the measured test PSNR. The folder is assembled beside the target and swapped in at the end.
 
 use std::path::{Path, PathBuf};
 
@@ -15,10 +15,10 @@ use web_sampler::model::Model;
 use web_sampler::solver::SolverFile;
 
 use crate::files::write_atomically;
-use crate::metrics::{mean_std, solver_psnr};
+use crate::metrics::{mean_std, solver_psnr, TEST_PSNR};
 use crate::pairs::Pairs;
 
-/// Largest accepted difference between a solver's recorded and re-measured validation PSNR.
+/// Largest accepted difference between a solver's recorded and re-measured test PSNR.
 pub const PSNR_TOLERANCE_DB: f64 = 0.1;
 
 #[derive(Args, Clone, Debug)]
@@ -35,7 +35,7 @@ pub struct PublishArgs {
     /// Distilled solver files, or folders to take every `*.json` solver of this model from
     #[arg(long, num_args = 1.., required = true)]
     pub solvers: Vec<PathBuf>,
-    /// Ground-truth pairs files (one per guidance scale) to verify the solvers on
+    /// Ground-truth pairs files (one per guidance scale) whose test splits verify the solvers
     #[arg(long, num_args = 1.., required = true)]
     pub pairs: Vec<PathBuf>,
     /// The site folder
@@ -119,6 +119,7 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
         .map(|p| {
             let pairs = Pairs::load(p)?;
             pairs.check_for(&model, p)?;
+            pairs.test_split(p)?;
             Ok((p.clone(), pairs))
         })
         .collect::<Result<_>>()?;
@@ -127,8 +128,11 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
     let mut published: Vec<(ManifestSolver, String)> = Vec::new();
     for (path, file) in solver_files(&args.solvers, &model)? {
         let origin = path.display();
-        let Some(recorded) = file.metrics.get("validation_psnr").copied() else {
-            bail!("{origin}: records no validation_psnr to verify");
+        let Some(recorded) = file.metrics.get(TEST_PSNR).copied() else {
+            bail!(
+                "{origin}: records no {TEST_PSNR} to verify (a solver distilled before the test \
+                 split existed: measure it with `bns solver measure`)"
+            );
         };
         let Some((pairs_path, pairs)) =
             pairs.iter().find(|(_, p)| p.meta.guidance == file.guidance)
@@ -141,18 +145,20 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
         let (measured, _) = mean_std(&solver_psnr(
             &model,
             &file.table(),
-            &pairs.validation(),
+            &pairs.test(),
             file.guidance,
         )?);
         if (measured - recorded).abs() > PSNR_TOLERANCE_DB {
             bail!(
-                "{origin}: records a validation PSNR of {recorded:.3} dB but the runtime measures \
-                 {measured:.3} dB on {} (more than {PSNR_TOLERANCE_DB} dB apart); not publishing",
+                "{origin}: records a test PSNR of {recorded:.3} dB but the runtime measures \
+                 {measured:.3} dB on the test pairs of {} (more than {PSNR_TOLERANCE_DB} dB \
+                 apart); not publishing",
                 pairs_path.display()
             );
         }
         say(format!(
-            "verified {origin}: {measured:.2} dB (recorded {recorded:.2} dB, NFE {}, w = {})",
+            "verified {origin}: test PSNR {measured:.2} dB (recorded {recorded:.2} dB, NFE {}, w = \
+             {})",
             file.nfe, file.guidance
         ));
         let name = format!("{}-{}-w{}", file.kind, file.nfe, file.guidance);
@@ -165,7 +171,7 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
             kind: file.kind.clone(),
             nfe: file.nfe,
             guidance: file.guidance,
-            validation_psnr: measured,
+            test_psnr: measured,
         };
         published.push((entry, file.to_json()));
     }
@@ -310,6 +316,9 @@ mod tests {
         assert_eq!(published.id(), manifest.model_id);
         let file = SolverFile::load(&folder.join(&manifest.solvers[0].file)).unwrap();
         file.check_model(published.id(), "published").unwrap();
+        // The manifest lists the test PSNR, measured again on the test pairs.
+        let listed = manifest.solvers[0].test_psnr;
+        assert!((listed - file.metrics[TEST_PSNR]).abs() < 1e-9, "{listed}");
         let index: Vec<String> = serde_json::from_str(
             &std::fs::read_to_string(dir.join("www/models/index.json")).unwrap(),
         )
@@ -318,7 +327,7 @@ mod tests {
 
         // A recorded PSNR that the runtime does not reproduce.
         let mut tampered = SolverFile::load(&solver).unwrap();
-        *tampered.metrics.get_mut("validation_psnr").unwrap() += 0.5;
+        *tampered.metrics.get_mut(TEST_PSNR).unwrap() += 0.5;
         let bad = dir.join("tampered.json");
         tampered.save(&bad).unwrap();
         let mut args = publish_args(dir, &model, &bad, &pairs);

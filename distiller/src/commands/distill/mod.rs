@@ -2,9 +2,11 @@
 //! ground-truth pairs (DESIGN §2, "BNS distillation").
 //!
 //! The network is frozen; Adam updates only the solver's times and coefficients, with gradients
-//! through the whole n-step sampling loop. The validation PSNR is checked every
-//! `--validate-every` iterations and the best parameters are kept. The solver written is then
-//! re-evaluated by the runtime (the browser's CPU path) and that PSNR is what the file records.
+//! through the whole n-step sampling loop, on the training split of the pairs. The validation
+//! PSNR is checked every `--validate-every` iterations and the best parameters are kept. The
+//! solver written is then measured by the runtime (the browser's CPU path) on the validation
+//! split and on the test split, which played no part in choosing it; the file records both, and
+//! the test figures of its baselines at the same NFE and guidance ([`TestFigures`]).
 //!
 //! Every `--checkpoint-every` iterations the state goes to `<output>.ckpt` ([`checkpoint`]);
 //! `--resume` continues from it and writes the same solver an uninterrupted run writes (but for
@@ -27,7 +29,9 @@ use web_sampler::solver::{Method, SolverFile};
 
 use crate::bns::BnsParameters;
 use crate::compute::ComputeArgs;
-use crate::metrics::{mean_std, solver_psnr};
+use crate::metrics::{
+    check_time_only_baseline, mean_std, solver_psnr, TestFigures, TIME_ONLY_KIND,
+};
 use crate::network::CandleNetwork;
 use crate::pairs::{Pairs, PairsView};
 use crate::progress::Progress;
@@ -56,6 +60,10 @@ pub struct DistillArgs {
     /// Learn only the times of the Euler solver (the time-only baseline)
     #[arg(long)]
     pub time_only: bool,
+    /// A time-only solver (`--time-only`) of the same model, NFE and guidance, to record as a
+    /// baseline measured on the same test pairs
+    #[arg(long, value_name = "FILE")]
+    pub time_only_baseline: Option<PathBuf>,
     /// Optimisation iterations
     #[arg(long, default_value_t = 1000)]
     pub iterations: usize,
@@ -84,22 +92,44 @@ pub struct DistillArgs {
     pub compute: ComputeArgs,
 }
 
+#[derive(Debug)]
 pub struct DistillOutcome {
     pub solver: SolverFile,
-    pub init_psnr: f64,
     pub validation_psnr: f64,
+    /// The init's validation PSNR: the kept parameters' is never below it, as the init is the
+    /// first candidate.
+    pub init_validation_psnr: f64,
+    /// The solver's and its baselines' figures on the test split.
+    pub test: TestFigures,
 }
 
 pub fn run(args: DistillArgs) -> Result<()> {
     let device = args.compute.open()?;
     let outcome = distill(&args, &device, true)?;
+    let test = &outcome.test;
+    let init = outcome.solver.provenance["init"].as_str().unwrap_or("?");
+    let mut baselines = vec![];
+    if let Some(psnr) = test.init {
+        baselines.push(format!("init {init} {psnr:.2}"));
+    }
+    baselines.push(format!(
+        "best classical {} {:.2}",
+        test.best_classical.0, test.best_classical.1
+    ));
+    if let Some(psnr) = test.time_only {
+        baselines.push(format!("time-only {psnr:.2}"));
+    }
     println!(
-        "wrote {}: validation PSNR {:.2} dB (init {} {:.2} dB) at NFE {}",
+        "wrote {}: test PSNR {:.2} ± {:.2} dB (std {:.2}) on {} test pairs at NFE {} ({} dB); \
+         validation PSNR {:.2} dB, the runtime's re-measurement of the kept parameters",
         args.output.display(),
+        test.solver.mean,
+        test.solver.sem,
+        test.solver.std,
+        test.pairs,
+        args.nfe,
+        baselines.join(", "),
         outcome.validation_psnr,
-        outcome.solver.provenance["init"].as_str().unwrap_or("?"),
-        outcome.init_psnr,
-        args.nfe
     );
     Ok(())
 }
@@ -137,6 +167,29 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
     if args.time_only && args.init != Method::Euler {
         bail!("--time-only learns the times of the Euler solver: use --init euler");
     }
+    let test = pairs.test_split(&args.pairs)?;
+    let time_only_baseline = match &args.time_only_baseline {
+        Some(path) if args.time_only => {
+            bail!(
+                "--time-only-baseline {}: a time-only solver is not measured against another",
+                path.display()
+            )
+        }
+        Some(path) => {
+            let file = SolverFile::load(path)?;
+            check_time_only_baseline(&file, args.nfe, guidance, Some(model.id())).map_err(
+                |problem| {
+                    anyhow::anyhow!(
+                        "--time-only-baseline {}: {problem} (distill one with --time-only --init \
+                         euler)",
+                        path.display()
+                    )
+                },
+            )?;
+            Some(file)
+        }
+        None => None,
+    };
     let method = args.init;
     let init_table = method
         .build(args.nfe, args.grid)
@@ -250,9 +303,10 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
     let table = params.table()?;
     let (validation_psnr, validation_std) =
         mean_std(&solver_psnr(&model, &table, &validation, guidance)?);
-    let (init_psnr, _) = mean_std(&solver_psnr(&model, &init_table, &validation, guidance)?);
+    let (init_validation_psnr, _) =
+        mean_std(&solver_psnr(&model, &init_table, &validation, guidance)?);
     let kind = if args.time_only {
-        "bns-time-only"
+        TIME_ONLY_KIND
     } else {
         "bns"
     };
@@ -262,10 +316,6 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
     solver.metrics = BTreeMap::from([
         ("validation_psnr".to_string(), validation_psnr),
         ("validation_psnr_std".to_string(), validation_std),
-        (
-            format!("init_{}_{}_psnr", method.name(), args.grid.name()),
-            init_psnr,
-        ),
     ]);
     solver.provenance = BTreeMap::from([
         ("init".to_string(), json!(method.name())),
@@ -283,6 +333,8 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
         ),
         ("date".to_string(), json!(today())),
     ]);
+    let test = TestFigures::measure(&model, &solver, &test, time_only_baseline.as_ref())?;
+    test.record(&mut solver);
     solver.save(&args.output)?;
     if checkpoint_file.exists() {
         std::fs::remove_file(&checkpoint_file).with_context(|| {
@@ -294,8 +346,9 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
     }
     Ok(DistillOutcome {
         solver,
-        init_psnr,
         validation_psnr,
+        init_validation_psnr,
+        test,
     })
 }
 
@@ -450,14 +503,15 @@ pub(crate) mod tests {
         };
         let model = train(&args, &dataset, &Device::Cpu, false).unwrap().model;
         let options = TruthOptions {
-            count: 160,
+            count: 224,
             validation: 64,
+            test: 64,
             seed: 3,
             guidance: 0.0,
             class: None,
             rtol: 1e-6,
             atol: 1e-6,
-            batch: 160,
+            batch: 224,
             shard: None,
         };
         let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
@@ -475,6 +529,7 @@ pub(crate) mod tests {
             init: Method::Euler,
             grid: Grid::Uniform,
             time_only: false,
+            time_only_baseline: None,
             iterations: 150,
             batch: 48,
             lr: 2e-2,
@@ -487,8 +542,9 @@ pub(crate) mod tests {
         }
     }
 
-    /// The distilled solver (written to `out`) beats its init by more than `margin` dB, and the
-    /// runtime, reading the file, reproduces the validation PSNR it records. Returns the file.
+    /// The distilled solver (written to `out`) beats its init by more than `margin` dB on the
+    /// test pairs, and the runtime, reading the file, reproduces the validation and test figures
+    /// it records and those of its baselines. Returns the file.
     fn check_gain_and_recorded_psnr(
         what: &str,
         outcome: &DistillOutcome,
@@ -497,24 +553,50 @@ pub(crate) mod tests {
         model: &Model,
         pairs: &Pairs,
     ) -> SolverFile {
+        let test = &outcome.test;
+        let init = test.init.expect("the init is known");
         eprintln!(
-            "{what} NFE 4: BNS {:.2} dB, Euler init {:.2} dB",
-            outcome.validation_psnr, outcome.init_psnr
+            "{what} NFE 4: BNS {:.2} dB, Euler init {init:.2} dB on the test pairs",
+            test.solver.mean
         );
         assert!(
-            outcome.validation_psnr > outcome.init_psnr + margin,
-            "BNS {:.2} dB vs Euler init {:.2} dB",
-            outcome.validation_psnr,
-            outcome.init_psnr
+            test.solver.mean > init + margin,
+            "BNS {:.2} dB vs Euler init {init:.2} dB",
+            test.solver.mean
         );
+        assert!(outcome.validation_psnr >= outcome.init_validation_psnr - 1e-9);
         let file = SolverFile::load(out).unwrap();
-        let (psnr, _) =
-            mean_std(&solver_psnr(model, &file.table(), &pairs.validation(), 0.0).unwrap());
-        assert!(
-            (psnr - file.metrics["validation_psnr"]).abs() < 0.01,
-            "{psnr} vs {:?}",
-            file.metrics
-        );
+        let runtime =
+            |view: &PairsView| mean_std(&solver_psnr(model, &file.table(), view, 0.0).unwrap());
+        let (validation, _) = runtime(&pairs.validation());
+        let (test_psnr, test_std) = runtime(&pairs.test());
+        for (key, measured) in [
+            ("validation_psnr", validation),
+            ("test_psnr", test_psnr),
+            ("test_psnr_std", test_std),
+            ("test_psnr_sem", test_std / (pairs.test().len as f64).sqrt()),
+            ("init_test_psnr", init),
+        ] {
+            assert!(
+                (measured - file.metrics[key]).abs() < 1e-9,
+                "{key}: {measured} vs {:?}",
+                file.metrics
+            );
+        }
+        // The best classical solver at NFE 4 is at least as good as the Euler init, and it is
+        // the best of them all, measured again here.
+        let best = file.metrics["best_classical_test_psnr"];
+        assert!(best >= init, "{best} vs {init}");
+        let label = file.provenance["best_classical"].as_str().unwrap();
+        let (method, grid) = label.split_once('-').unwrap();
+        let table = method
+            .parse::<Method>()
+            .unwrap()
+            .build(4, grid.parse().unwrap())
+            .unwrap();
+        let (again, _) = mean_std(&solver_psnr(model, &table, &pairs.test(), 0.0).unwrap());
+        assert!((again - best).abs() < 1e-9, "{label}: {again} vs {best}");
+        assert_eq!(file.provenance["test_pairs"], json!(pairs.test().len));
         file
     }
 
@@ -524,25 +606,50 @@ pub(crate) mod tests {
         let dir = scratch.path();
         let (model_file, pairs_file) = tiny_model_and_pairs(dir);
         let out = dir.join("bns-4.json");
-        let outcome = distill(&args(&model_file, &pairs_file, &out), &Device::Cpu, false).unwrap();
         let model = Model::load(&model_file).unwrap();
         let pairs = Pairs::load(&pairs_file).unwrap();
+
+        // The time-only baseline also starts from Euler and cannot do worse than it on the
+        // validation pairs it was chosen on.
+        let time_only_file = dir.join("t.json");
+        let mut time_only = args(&model_file, &pairs_file, &time_only_file);
+        time_only.time_only = true;
+        let t = distill(&time_only, &Device::Cpu, false).unwrap();
+        assert!(
+            t.validation_psnr >= t.init_validation_psnr - 1e-9,
+            "{} vs {}",
+            t.validation_psnr,
+            t.init_validation_psnr
+        );
+        assert_eq!(t.solver.kind, "bns-time-only");
+        assert_eq!(t.test.time_only, None);
+
+        // A baseline of another NFE is refused before any work.
+        let mut wrong = args(&model_file, &pairs_file, &dir.join("wrong.json"));
+        wrong.nfe = 6;
+        wrong.time_only_baseline = Some(time_only_file.clone());
+        let shown = format!("{:#}", distill(&wrong, &Device::Cpu, false).unwrap_err());
+        assert!(
+            shown.contains("t.json") && shown.contains("at NFE 4") && shown.contains("at NFE 6"),
+            "{shown}"
+        );
+        assert!(!dir.join("wrong.json").exists());
+
+        let mut bns = args(&model_file, &pairs_file, &out);
+        bns.time_only_baseline = Some(time_only_file.clone());
+        let outcome = distill(&bns, &Device::Cpu, false).unwrap();
         let file = check_gain_and_recorded_psnr("MLP", &outcome, 3.0, &out, &model, &pairs);
         file.check_model(model.id(), "bns-4.json").unwrap();
         assert_eq!(file.kind, "bns");
         assert_eq!(file.nfe, 4);
-
-        // The time-only baseline also starts from Euler and cannot do worse than it.
-        let mut time_only = args(&model_file, &pairs_file, &dir.join("t.json"));
-        time_only.time_only = true;
-        let t = distill(&time_only, &Device::Cpu, false).unwrap();
+        // The baseline's figure is its own test PSNR, as recorded in its own file.
+        let baseline = file.metrics["time_only_test_psnr"];
+        assert_eq!(Some(baseline), outcome.test.time_only);
+        let recorded = SolverFile::load(&time_only_file).unwrap().metrics["test_psnr"];
         assert!(
-            t.validation_psnr >= t.init_psnr - 1e-6,
-            "{} vs {}",
-            t.validation_psnr,
-            t.init_psnr
+            (baseline - recorded).abs() < 1e-9,
+            "{baseline} vs {recorded}"
         );
-        assert_eq!(t.solver.kind, "bns-time-only");
     }
 
     /// Train → truth → distill on a tiny U-Net (the CPU forward for the truth and the PSNR,
@@ -559,14 +666,15 @@ pub(crate) mod tests {
             .unwrap()
             .model;
         let options = TruthOptions {
-            count: 32,
-            validation: 16,
+            count: 40,
+            validation: 12,
+            test: 12,
             seed: 3,
             guidance: 0.0,
             class: None,
             rtol: 1e-5,
             atol: 1e-5,
-            batch: 32,
+            batch: 40,
             shard: None,
         };
         let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();

@@ -1,7 +1,7 @@
 //! `bns eval`: every classical and distilled solver of one model, side by side, against the
 //! ground truth (DESIGN §2, "Metrics").
 //!
-//! * **PSNR** (mean ± std over the validation pairs of a pairs file, at the pairs' guidance),
+//! * **PSNR** (mean ± std over the test pairs of a pairs file, at the pairs' guidance),
 //!   measured by the runtime's CPU path ([`metrics::solver_psnr`]): every classical method on
 //!   every grid at every NFE of `--nfe` it supports (an NFE that is not a multiple of a method's
 //!   stages leaves an empty cell), and every distilled solver given with `--solvers`.
@@ -21,7 +21,7 @@
 mod distance;
 mod jobs;
 mod report;
-mod solvers;
+pub(crate) mod solvers;
 #[cfg(test)]
 mod tests;
 
@@ -59,8 +59,8 @@ const SCATTER_POINTS: usize = 1000;
 #[derive(Args, Clone, Debug)]
 #[command(after_help = "\
 PSNR: every classical method (Euler, midpoint, Heun, RK4, AB2, AB3, DPM-Solver++(2M)) on the uniform
-and EDM grids at every --nfe it supports, and every distilled solver given, on the validation pairs
-of --pairs at their guidance, run by the runtime's CPU path.
+and EDM grids at every --nfe it supports, and every distilled solver given, on the test pairs of
+--pairs (which took no part in distilling) at their guidance, run by the runtime's CPU path.
 
 Quality and diversity: for image models, the Fréchet distance (FD) between the features of
 --fd-samples generated images and of the real test split, the features taken from a small MLP
@@ -76,8 +76,8 @@ pub struct EvalArgs {
     /// The model file (.safetensors)
     #[arg(long)]
     pub model: PathBuf,
-    /// Ground-truth pairs from `bns truth` for this model: PSNR is measured on their validation
-    /// split, every sample is generated at their guidance
+    /// Ground-truth pairs from `bns truth` for this model: PSNR is measured on their test split,
+    /// every sample is generated at their guidance
     #[arg(long)]
     pub pairs: PathBuf,
     /// Distilled solver files, or folders from which every *.json solver of kind bns or
@@ -134,7 +134,8 @@ pub struct Evaluation {
     pub atol: f64,
     /// Mean NFE DOPRI5 used for the pairs.
     pub truth_mean_nfe: f64,
-    pub validation_pairs: usize,
+    /// Pairs of the test split, on which the PSNR is measured.
+    pub test_pairs: usize,
     /// Every solver of the PSNR table, distilled ones first.
     pub solvers: Vec<EvalSolver>,
     pub psnr: Vec<PsnrCell>,
@@ -203,7 +204,7 @@ pub fn evaluate(
     let pairs = Pairs::load(&args.pairs)?;
     pairs.check_for(&model, &args.pairs)?;
     let guidance = pairs.meta.guidance;
-    let validation = pairs.validation();
+    let test = pairs.test_split(&args.pairs)?;
     let mut notes = Vec::new();
     let mut note = |text: String| {
         println!("note: {text}");
@@ -243,7 +244,7 @@ pub fn evaluate(
     let distance_jobs = distance_jobs(&solvers, &distance_nfe);
 
     // PSNR, then pictures, then distances, under one progress bar weighted by NFE × samples.
-    let psnr_cost = |s: &EvalSolver| (s.nfe * validation.len) as u64;
+    let psnr_cost = |s: &EvalSolver| (s.nfe * test.len) as u64;
     let mut total: u64 = solvers.iter().map(psnr_cost).sum();
     total += distance_jobs
         .iter()
@@ -261,7 +262,7 @@ pub fn evaluate(
             Ok(mean_std(&solver_psnr(
                 &psnr_model,
                 &s.table,
-                &validation,
+                &test,
                 guidance,
             )?))
         },
@@ -347,7 +348,7 @@ pub fn evaluate(
         rtol: pairs.meta.rtol,
         atol: pairs.meta.atol,
         truth_mean_nfe: pairs.meta.mean_nfe,
-        validation_pairs: validation.len,
+        test_pairs: test.len,
         solvers,
         psnr,
         distances,

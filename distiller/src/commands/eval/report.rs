@@ -74,12 +74,12 @@ pub fn markdown(e: &Evaluation, args: &EvalArgs) -> String {
     );
     let _ = writeln!(
         md,
-        "* Ground truth `{}`: DOPRI5 with rtol {:e}, atol {:e}, mean NFE {:.1}; {} validation pairs",
+        "* Ground truth `{}`: DOPRI5 with rtol {:e}, atol {:e}, mean NFE {:.1}; {} test pairs",
         e.pairs_file.display(),
         e.rtol,
         e.atol,
         e.truth_mean_nfe,
-        e.validation_pairs
+        e.test_pairs
     );
     let _ = writeln!(md, "* Guidance w = {}", e.guidance);
     for s in &e.solvers {
@@ -95,7 +95,7 @@ pub fn markdown(e: &Evaluation, args: &EvalArgs) -> String {
     }
     let _ = writeln!(
         md,
-        "* PSNR: mean ± std over the validation pairs, in dB on images mapped to [0, 1], as the \
+        "* PSNR: mean ± std over the test pairs (held out from distillation), in dB on images mapped to [0, 1], as the \
          runtime's CPU path runs each solver; best per column in bold; an empty cell is an NFE the \
          method cannot take (not a multiple of its stages)\n"
     );

@@ -212,9 +212,7 @@ pub fn classical_solvers(nfe: &[usize]) -> Vec<EvalSolver> {
 }
 
 /// The row label of a classical method on a grid: `euler-uniform`, `dpmpp2m-edm`, ….
-pub fn classical_label(method: Method, grid: Grid) -> String {
-    format!("{}-{}", method.name(), grid.name())
-}
+pub use crate::metrics::classical_label;
 
 /// A solver to generate samples with, for a distance or a picture.
 pub struct SampleJob {

@@ -25,8 +25,9 @@ fn image_setup(dir: &Path) -> (PathBuf, PathBuf, Model) {
     model.save(&model_path).unwrap();
     let model = Model::load(&model_path).unwrap();
     let options = TruthOptions {
-        count: 24,
+        count: 34,
         validation: 10,
+        test: 10,
         seed: 3,
         guidance: 0.5,
         class: None,
@@ -131,7 +132,7 @@ fn psnr_table_has_every_cell_and_matches_solver_psnr() {
     // One cell equals metrics::solver_psnr; the bns file holds the Euler table.
     let pairs = Pairs::load(&pairs_path).unwrap();
     let table = Method::DpmPp2m.build(3, Grid::Edm).unwrap();
-    let (mean, std) = mean_std(&solver_psnr(&model, &table, &pairs.validation(), 0.5).unwrap());
+    let (mean, std) = mean_std(&solver_psnr(&model, &table, &pairs.test(), 0.5).unwrap());
     let cell = e.psnr_cell("dpmpp2m-edm", 3).unwrap();
     assert_eq!((cell.mean, cell.std), (mean, std));
     assert_eq!(bns[0].mean, e.psnr_cell("euler-uniform", 4).unwrap().mean);
@@ -159,7 +160,7 @@ fn psnr_table_has_every_cell_and_matches_solver_psnr() {
         md.contains(model.id()) && md.contains("pairs.safetensors"),
         "{md}"
     );
-    assert!(md.contains("10 validation pairs") && md.contains("Guidance w = 0.5"));
+    assert!(md.contains("10 test pairs") && md.contains("Guidance w = 0.5"));
     assert!(md.contains("| solver | NFE 2 | NFE 3 | NFE 4 |"), "{md}");
     let table_rows: Vec<&str> = md
         .lines()
@@ -294,8 +295,9 @@ fn two_dimensional_models_use_sliced_wasserstein() {
     let model_path = dir.join("m.safetensors");
     model.save(&model_path).unwrap();
     let options = TruthOptions {
-        count: 20,
+        count: 28,
         validation: 8,
+        test: 8,
         seed: 1,
         guidance: 0.0,
         class: None,
@@ -342,8 +344,9 @@ fn a_model_without_a_known_dataset_skips_the_distances_with_a_note() {
     let model = Model::random(spec, 7).unwrap();
     model.save(&model_path).unwrap();
     let options = TruthOptions {
-        count: 12,
+        count: 16,
         validation: 4,
+        test: 4,
         seed: 3,
         guidance: 0.5,
         class: None,

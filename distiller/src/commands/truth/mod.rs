@@ -1,6 +1,6 @@
 //! `bns truth`: the ground truth for distillation — solve the model's (guided) flow ODE from
 //! seeded noise at t = 0 to t = 1 with adaptive Dormand–Prince 5(4) at tight tolerances, and
-//! save the (noise, truth) pairs, split into training and validation rows (DESIGN §2).
+//! save the (noise, truth) pairs, split into training, validation and test rows (DESIGN §2).
 //!
 //! Pair `i` starts from row `i` of `gaussian_batch(seed, count, D)`, so a pair's noise depends
 //! only on the seed and `i`. Rows are solved in batches of `--batch` that step together (one NFE
@@ -56,12 +56,17 @@ pub struct TruthArgs {
 /// `bns truth`, and the arguments recorded in a partial-progress file (serde names unchanged).
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TruthOptions {
-    /// Number of pairs, training and validation together
-    #[arg(long, default_value_t = 640)]
+    /// Number of pairs, the three splits together
+    #[arg(long, default_value_t = 1152)]
     pub count: usize,
-    /// Pairs held out for validation (the last ones); the rest are the training split
+    /// Pairs held out for validation (after the training pairs): distillation keeps the
+    /// parameters that do best on them
     #[arg(long, default_value_t = 128)]
     pub validation: usize,
+    /// Pairs held out for testing (the last ones): the PSNR that solvers report
+    #[arg(long, default_value_t = 512)]
+    #[serde(default)]
+    pub test: usize,
     /// Seed of the noise: pair i starts from row i of the seeded Gaussian batch
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -184,13 +189,14 @@ pub fn run(args: TruthArgs) -> Result<()> {
             shard.of,
             shard.start,
             shard.end,
-            meta.train + meta.validation
+            meta.train + meta.validation + meta.test
         ),
         None => format!(
-            "{} pairs ({} training, {} validation)",
+            "{} pairs ({} training, {} validation, {} test)",
             pairs.len(),
             meta.train,
-            meta.validation
+            meta.validation,
+            meta.test
         ),
     };
     println!(
@@ -338,12 +344,15 @@ pub fn partial_path(output: &Path) -> PathBuf {
 fn check_options(model: &Model, options: &TruthOptions) -> Result<()> {
     let spec = model.spec();
     let TruthOptions {
-        count, validation, ..
+        count,
+        validation,
+        test,
+        ..
     } = *options;
-    if validation == 0 || validation >= count {
+    if validation == 0 || test == 0 || validation.saturating_add(test) >= count {
         bail!(
-            "--validation must be at least 1 and less than --count ({count}) so that both splits \
-             have pairs, got {validation}"
+            "--validation and --test must be at least 1 and leave training pairs out of --count \
+             ({count}), got --validation {validation} and --test {test}"
         );
     }
     if let Some(shard) = options.shard {
@@ -516,8 +525,9 @@ fn finish(model: &Model, options: &TruthOptions, done: Done) -> Pairs {
             atol: options.atol,
             mean_nfe: done.nfe_rows as f64 / done.rows().max(1) as f64,
             seed: options.seed,
-            train: options.count - options.validation,
+            train: options.count - options.validation - options.test,
             validation: options.validation,
+            test: options.test,
             seconds: done.seconds,
             shard,
         },
@@ -570,13 +580,14 @@ fn read_partial(
     }
     let (there, here) = (&partial.options, options);
     let shard_text = |shard: Option<Shard>| shard.map_or_else(|| "(all)".into(), |s| s.to_string());
-    let fields: [(&str, String, String); 9] = [
+    let fields: [(&str, String, String); 10] = [
         ("--count", there.count.to_string(), here.count.to_string()),
         (
             "--validation",
             there.validation.to_string(),
             here.validation.to_string(),
         ),
+        ("--test", there.test.to_string(), here.test.to_string()),
         ("--seed", there.seed.to_string(), here.seed.to_string()),
         (
             "--guidance",

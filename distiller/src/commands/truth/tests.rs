@@ -62,7 +62,8 @@ fn smooth(model: &Model) -> Model {
 fn options() -> TruthOptions {
     TruthOptions {
         count: 12,
-        validation: 4,
+        validation: 3,
+        test: 2,
         seed: 9,
         guidance: 0.0,
         class: None,
@@ -123,7 +124,7 @@ fn unconditional_pairs_file_matches_tight_solves() {
     assert_eq!(loaded.noise, gaussian_batch(9, 12, 2));
     assert_eq!(loaded.labels, vec![model.spec().null_class(); 12]);
     let m = &loaded.meta;
-    assert_eq!((m.train, m.validation, m.seed), (8, 4, 9));
+    assert_eq!((m.train, m.validation, m.test, m.seed), (7, 3, 2, 9));
     assert_eq!((m.rtol, m.atol, m.guidance), (1e-5, 1e-5, 0.0));
     assert_eq!(m.data_shape, vec![2, 1, 1]);
     assert_eq!(batches.len(), 3);
@@ -151,6 +152,7 @@ fn guided_class_conditional_pairs_match_tight_solves() {
         guidance: 1.5,
         count: 7,
         validation: 2,
+        test: 1,
         batch: 3,
         ..options()
     };
@@ -175,6 +177,7 @@ fn batch_of_one_is_a_direct_solve() {
     let options = TruthOptions {
         count: 5,
         validation: 2,
+        test: 1,
         batch: 1,
         guidance: 0.7,
         ..options()
@@ -372,10 +375,19 @@ fn bad_arguments_are_refused() {
         (
             &points,
             TruthOptions {
-                validation: 12,
+                validation: 10,
                 ..options()
             },
-            "--validation must be at least 1 and less than --count (12)",
+            "--validation and --test must be at least 1 and leave training pairs out of --count \
+             (12), got --validation 10 and --test 2",
+        ),
+        (
+            &points,
+            TruthOptions {
+                test: 0,
+                ..options()
+            },
+            "--test",
         ),
         (
             &points,
@@ -462,6 +474,7 @@ fn bad_arguments_are_refused() {
         class: Some(3),
         count: 3,
         validation: 1,
+        test: 1,
         ..options()
     };
     assert!(compute_pairs(&image, &null, &mut |_| {}).is_ok());
@@ -527,7 +540,8 @@ fn shards_merge_into_the_single_run_byte_for_byte() {
     // 14 pairs in batches of 4: batches 0..4, 4..8, 8..12, 12..14; three shards.
     let options = TruthOptions {
         count: 14,
-        validation: 5,
+        validation: 3,
+        test: 2,
         guidance: 1.5,
         ..options()
     };
