@@ -3,8 +3,8 @@
 //! key tables (after `<!-- keys: NAME -->`) are those the code writes, in the order it writes
 //! them, and its `required` and `default when absent` columns are what the loaders do; its
 //! formulas (time embedding, data → velocity, guidance, the NS update, the reduced form, PSNR,
-//! the seeded noise, the MLP forward) are recomputed here from the text and compared with the
-//! runtime; its table of limits equals the code's constants. Any drift fails a test.
+//! the seeded noise, the MLP and U-Net forwards) are recomputed here from the text and compared
+//! with the runtime; its table of limits equals the code's constants. Any drift fails a test.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -508,6 +508,297 @@ fn the_mlp_forward_and_the_guidance_are_the_documented_ones() {
     }
 }
 
+/// An activation `[c, h, w]`, row-major (the data's own layout).
+#[derive(Clone)]
+struct Activation {
+    c: usize,
+    h: usize,
+    w: usize,
+    v: Vec<f32>,
+}
+
+impl Activation {
+    fn at(&self, c: usize, y: usize, x: usize) -> f32 {
+        self.v[(c * self.h + y) * self.w + x]
+    }
+}
+
+fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
+}
+
+/// §1.3's U-Net, from the text, over the tensors of `model`.
+struct DocumentedUnet<'m> {
+    model: &'m Model,
+    groups: usize,
+}
+
+impl DocumentedUnet<'_> {
+    fn tensor(&self, name: &str) -> &[f32] {
+        self.model
+            .tensor(name)
+            .unwrap_or_else(|| panic!("no tensor {name}"))
+    }
+
+    fn dense(&self, name: &str, x: &[f32]) -> Vec<f32> {
+        let weight = self.tensor(&format!("{name}.weight"));
+        let bias = self.tensor(&format!("{name}.bias"));
+        bias.iter()
+            .enumerate()
+            .map(|(o, b)| {
+                (0..x.len())
+                    .map(|i| x[i] * weight[o * x.len() + i])
+                    .sum::<f32>()
+                    + b
+            })
+            .collect()
+    }
+
+    /// PyTorch's `Conv2d`: zero padding `k/2`, output `⌈h/stride⌉ × ⌈w/stride⌉`.
+    fn conv(&self, name: &str, x: &Activation, stride: usize) -> Activation {
+        let weight = self.tensor(&format!("{name}.weight"));
+        let bias = self.tensor(&format!("{name}.bias"));
+        let outputs = bias.len();
+        let k = ((weight.len() / outputs / x.c) as f64).sqrt() as usize;
+        let pad = (k / 2) as isize;
+        let (oh, ow) = (x.h.div_ceil(stride), x.w.div_ceil(stride));
+        let mut v = Vec::with_capacity(outputs * oh * ow);
+        for o in 0..outputs {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = 0.0f32;
+                    for i in 0..x.c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * stride + ky) as isize - pad;
+                                let ix = (ox * stride + kx) as isize - pad;
+                                if (0..x.h as isize).contains(&iy)
+                                    && (0..x.w as isize).contains(&ix)
+                                {
+                                    s += x.at(i, iy as usize, ix as usize)
+                                        * weight[((o * x.c + i) * k + ky) * k + kx];
+                                }
+                            }
+                        }
+                    }
+                    v.push(s + bias[o]);
+                }
+            }
+        }
+        Activation {
+            c: outputs,
+            h: oh,
+            w: ow,
+            v,
+        }
+    }
+
+    fn group_norm(&self, name: &str, x: &Activation, then_silu: bool) -> Activation {
+        let weight = self.tensor(&format!("{name}.weight"));
+        let bias = self.tensor(&format!("{name}.bias"));
+        let per_group = x.c / self.groups;
+        let plane = x.h * x.w;
+        let mut out = x.clone();
+        for g in 0..self.groups {
+            let range = g * per_group * plane..(g + 1) * per_group * plane;
+            let values = &x.v[range.clone()];
+            let count = values.len() as f64;
+            let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / count;
+            let variance = values
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / count;
+            for (index, target) in range.zip(&mut out.v[g * per_group * plane..]) {
+                let c = index / plane;
+                let normal = ((f64::from(x.v[index]) - mean) / (variance + 1e-5).sqrt()) as f32;
+                let y = normal * weight[c] + bias[c];
+                *target = if then_silu { silu(y) } else { y };
+            }
+        }
+        out
+    }
+
+    fn block(&self, name: &str, h: &Activation, s: &[f32]) -> Activation {
+        let mut a = self.conv(
+            &format!("{name}.conv1"),
+            &self.group_norm(&format!("{name}.norm1"), h, true),
+            1,
+        );
+        let shift = self.dense(&format!("{name}.embedding"), s);
+        let plane = a.h * a.w;
+        for (i, v) in a.v.iter_mut().enumerate() {
+            *v += shift[i / plane];
+        }
+        let mut out = self.conv(
+            &format!("{name}.conv2"),
+            &self.group_norm(&format!("{name}.norm2"), &a, true),
+            1,
+        );
+        let skip_name = format!("{name}.skip");
+        let residual = if self.model.tensor(&format!("{skip_name}.weight")).is_some() {
+            self.conv(&skip_name, h, 1)
+        } else {
+            h.clone()
+        };
+        for (v, r) in out.v.iter_mut().zip(&residual.v) {
+            *v += r;
+        }
+        out
+    }
+
+    fn attention(&self, h: &Activation) -> Activation {
+        let a = self.group_norm("middle.attention.norm", h, false);
+        let qkv = self.conv("middle.attention.qkv", &a, 1);
+        let (c, p) = (h.c, h.h * h.w);
+        let get = |part: usize, i: usize, position: usize| qkv.v[(part * c + i) * p + position];
+        let scale = 1.0 / (c as f32).sqrt();
+        let mut mixed = vec![0.0f32; c * p];
+        for query in 0..p {
+            let scores: Vec<f32> = (0..p)
+                .map(|key| {
+                    (0..c)
+                        .map(|i| get(0, i, query) * get(1, i, key))
+                        .sum::<f32>()
+                        * scale
+                })
+                .collect();
+            let largest = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = scores.iter().map(|s| (s - largest).exp()).collect();
+            let total: f32 = exps.iter().sum();
+            for i in 0..c {
+                mixed[i * p + query] = (0..p)
+                    .map(|key| exps[key] / total * get(2, i, key))
+                    .sum::<f32>();
+            }
+        }
+        let mixed = Activation {
+            v: mixed,
+            ..h.clone()
+        };
+        self.conv("middle.attention.proj", &mixed, 1)
+    }
+
+    fn output(&self, x: &[f32], t: f32, class: u32) -> Vec<f32> {
+        let spec = self.model.spec();
+        let model::Architecture::Unet(sizes) = &spec.architecture else {
+            panic!("a U-Net")
+        };
+        let e = documented_time_embedding(t, spec.time_embedding, spec.time_scale);
+        let hidden: Vec<f32> = self.dense("time.0", &e).into_iter().map(silu).collect();
+        let mut emb = self.dense("time.1", &hidden);
+        if spec.num_classes > 0 {
+            let width = emb.len();
+            let row = &self.tensor("class_embedding.weight")
+                [class as usize * width..(class as usize + 1) * width];
+            for (v, c) in emb.iter_mut().zip(row) {
+                *v += c;
+            }
+        }
+        let s: Vec<f32> = emb.into_iter().map(silu).collect();
+        let [c, height, width] = [spec.data_shape[0], spec.data_shape[1], spec.data_shape[2]];
+        let input = Activation {
+            c,
+            h: height,
+            w: width,
+            v: x.to_vec(),
+        };
+        let levels = sizes.channel_multipliers.len();
+        let mut h = self.conv("input", &input, 1);
+        let mut skips = Vec::new();
+        for l in 0..levels {
+            for b in 0..sizes.residual_blocks {
+                h = self.block(&format!("down.{l}.{b}"), &h, &s);
+                skips.push(h.clone());
+            }
+            if l + 1 < levels {
+                h = self.conv(&format!("down.{l}.downsample"), &h, 2);
+            }
+        }
+        h = self.block("middle.0", &h, &s);
+        if sizes.attention {
+            let update = self.attention(&h);
+            for (v, u) in h.v.iter_mut().zip(&update.v) {
+                *v += u;
+            }
+        }
+        h = self.block("middle.1", &h, &s);
+        for l in (0..levels).rev() {
+            for b in 0..sizes.residual_blocks {
+                let skip = skips.pop().unwrap();
+                let mut joined = h.clone();
+                joined.c += skip.c;
+                joined.v.extend_from_slice(&skip.v);
+                h = self.block(&format!("up.{l}.{b}"), &joined, &s);
+            }
+            if l > 0 {
+                let mut larger = Activation {
+                    c: h.c,
+                    h: 2 * h.h,
+                    w: 2 * h.w,
+                    v: Vec::new(),
+                };
+                for ch in 0..h.c {
+                    for y in 0..larger.h {
+                        for x in 0..larger.w {
+                            larger.v.push(h.at(ch, y / 2, x / 2));
+                        }
+                    }
+                }
+                h = self.conv(&format!("up.{l}.upsample"), &larger, 1);
+            }
+        }
+        let out = self.conv("out.conv", &self.group_norm("out.norm", &h, true), 1);
+        if spec.prediction == model::Prediction::Data {
+            out.v
+                .iter()
+                .zip(x)
+                .map(|(&x_hat1, &x)| documented_velocity(x_hat1, x, t))
+                .collect()
+        } else {
+            out.v
+        }
+    }
+}
+
+#[test]
+fn the_unet_forward_is_the_documented_one() {
+    let spec: ModelSpec = serde_json::from_str(block("json unet-spec")).unwrap();
+    let model::Architecture::Unet(sizes) = &spec.architecture else {
+        panic!("a U-Net")
+    };
+    let groups = sizes.groups;
+    // Arbitrary weights (not an initialisation), so that every norm's affine part matters.
+    let tensors: Vec<(String, Vec<f32>)> = spec
+        .tensor_shapes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let values = weights(shape.iter().product(), 11 * i);
+            (name, values)
+        })
+        .collect();
+    let model = Model::from_tensors(spec.clone(), tensors).unwrap();
+    let documented = DocumentedUnet {
+        model: &model,
+        groups,
+    };
+    let dim = spec.data_dim();
+    for (row, &t) in [0.0f32, 0.35, 0.97].iter().enumerate() {
+        let x: Vec<f32> = weights(dim, 100 + row).iter().map(|v| 2.0 * v).collect();
+        for class in 0..=spec.null_class() {
+            let expected = documented.output(&x, t, class);
+            let runtime = model.velocity(&x, &[t], &[class]).unwrap();
+            for (k, (a, b)) in runtime.iter().zip(&expected).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "U-Net u(x, {t}, {class})[{k}]: runtime {a}, FORMATS.md {b}"
+                );
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The solver file
 
@@ -576,7 +867,10 @@ fn the_solver_example_loads_and_runs_as_documented() {
         x.len() == y.len() && x.iter().zip(y).all(|(a, b)| (a - b).abs() < 1e-12)
     };
     assert!(close(&reduced.alpha, &alpha) && close(&reduced.alpha, &given.alpha));
-    assert_eq!((reduced.beta.len(), given.beta.len()), (beta.len(), beta.len()));
+    assert_eq!(
+        (reduced.beta.len(), given.beta.len()),
+        (beta.len(), beta.len())
+    );
     for ((runtime, ours), theirs) in reduced.beta.iter().zip(&beta).zip(&given.beta) {
         assert!(close(runtime, ours) && close(runtime, theirs));
     }
