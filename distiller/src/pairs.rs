@@ -22,6 +22,9 @@
 //! writing goes through a temporary file in the same folder and a rename. The same encoding
 //! (under metadata key [`PARTIAL_METADATA_KEY`]) carries `bns truth`'s partial progress,
 //! [`Partial`].
+//!
+//! The normative description of the file (every tensor and key, the splits, the labels, shards)
+//! is `FORMATS.md` §3.
 
 use std::path::Path;
 

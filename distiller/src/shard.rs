@@ -10,7 +10,7 @@
 //! A shard file is a pairs file whose metadata has a `shard` object ([`ShardMeta`]): the run's
 //! `train`, `validation` and `test` (of the whole run) and its tensors hold only rows `start..end`.
 //! [`Pairs::load`] refuses such a file (its splits are the whole run's), so nothing but
-//! [`merge`] reads it.
+//! [`merge`] reads it. The `shard` object's keys: `FORMATS.md` §3.
 
 use std::fmt;
 use std::ops::Range;

@@ -1,7 +1,7 @@
 //! The manifest of a published model: `www/models/<name>/manifest.json`, which `bns publish`
 //! writes and the page and the `<bns-sampler>` widget read (`www/lib/weights.js`). It names the
 //! model file with its id and size, and the published solver files with what the page shows
-//! about them.
+//! about them. Its fields, and `index.json` beside the models: `FORMATS.md` §4.
 
 use serde::{Deserialize, Serialize};
 

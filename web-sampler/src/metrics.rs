@@ -1,5 +1,6 @@
 //! How close samples are to a reference: PSNR per sample (DESIGN §2, "Metrics"). The distiller
-//! scores solvers with it, and the page's compare view shows it.
+//! scores solvers with it, and the page's compare view shows it. What it means for images and
+//! for 2-D points: `FORMATS.md` §2.
 
 /// PSNR of each sample `x` `[N, dim]` against `truth`, on values mapped from [−1, 1] to [0, 1]:
 /// `10·log10(1/MSE)` (so `MSE_01 = MSE/4`). Identical samples give 200 dB (the MSE is floored

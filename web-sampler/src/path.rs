@@ -8,7 +8,8 @@
 //! network outputs `x̂1`, and its velocity is [`velocity_from_data`] (the CPU path and the GPU
 //! path call it; the WGSL kernel `guidance.wgsl` applies the same formula with the factor
 //! [`data_to_velocity_factor`] computed here, and the distiller's candle network mirrors it in
-//! differentiable tensor operations).
+//! differentiable tensor operations). The conversion and its constant are specified in
+//! `FORMATS.md` §1.6.
 
 /// Signal coefficient `α_t = t`.
 pub fn alpha(t: f64) -> f64 {

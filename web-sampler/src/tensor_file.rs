@@ -7,7 +7,8 @@
 //! Reading guards against what the safetensors crate lets through or panics on: a header that
 //! names a tensor (or a `__metadata__` key) twice, which it would silently resolve to the last
 //! one, and data offsets near `u64::MAX`, which overflow its size check. Every problem is a
-//! readable text naming the tensor or key; nothing panics.
+//! readable text naming the tensor or key; nothing panics. The rules a file must follow:
+//! `FORMATS.md` §0.
 
 use std::collections::HashSet;
 use std::fmt;

@@ -1,5 +1,6 @@
 //! The sinusoidal time embedding every architecture feeds its network with, computed in f64
-//! with `libm` (never the platform's maths) so that it is the same natively and in wasm.
+//! with `libm` (never the platform's maths) so that it is the same natively and in wasm. The
+//! normative statement (frequencies, layout, precision, the default scale) is `FORMATS.md` §1.4.
 
 /// The scale of `t` inside the embedding of model files that do not state one (`time_scale` in
 /// the spec): t ∈ [0, 1] spread like a step index in [0, 1000].

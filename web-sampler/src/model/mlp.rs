@@ -1,6 +1,7 @@
 //! The MLP velocity network: its part of the spec ([`MlpSpec`]), its tensors, and its CPU
 //! forward (input assembly — data, sinusoidal time embedding, class embedding — then dense
-//! layers with SiLU), in an order that is the same natively and in wasm.
+//! layers with SiLU), in an order that is the same natively and in wasm (specified in
+//! `FORMATS.md` §1.3).
 //!
 //! With `D` = [`ModelSpec::data_dim`], `E_t` = `time_embedding`, `E_c` = `class_embedding`,
 //! `W` = `hidden_width` and `L` = `depth`:

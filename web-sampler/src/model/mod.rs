@@ -1,41 +1,16 @@
-//! The model file (one `.safetensors`) and the velocity network `u(x, t, c)` on the CPU.
+//! The model file (one `.safetensors`) and the network that defines the velocity `u(x, t, c)`,
+//! on the CPU.
+//!
+//! The file format — every `bns.model` key with its default, the tensors of each architecture
+//! in file order, the time and class embeddings, the null class, the model id — is specified in
+//! `FORMATS.md` §1 (the normative description, checked by `distiller/tests/formats_doc.rs`).
 //!
 //! A [`Model`] is a validated spec ([`ModelSpec`]: the fields every architecture shares plus
 //! its [`Architecture`]), the network's weights behind the [`VelocityNetwork`] seam, and the
 //! model id. Architectures: the MLP (`mlp.rs`, [`MlpSpec`]) and the convolutional U-Net
-//! (`unet/`, [`UnetSpec`]).
-//!
-//! # The spec in the file
-//!
-//! `bns.model` is one JSON object: the shared keys (`format_version`, `architecture`,
-//! `data_shape`, `time_embedding`, `time_scale`, `prediction`, `class_embedding`,
-//! `num_classes`, `path`, `dataset`, `training_steps`, `class_names`) and the architecture's.
-//! An `"mlp"` has the flat keys `hidden_width`, `depth`, `activation` of format version 1. A
-//! `"unet"` has one nested object after `data_shape`:
-//!
-//! ```json
-//! "unet": {"base_channels": 32, "channel_multipliers": [1, 2, 2], "residual_blocks": 2,
-//!          "groups": 8, "attention": true, "embedding_width": 128}
-//! ```
-//!
-//! (channels of level `l` = `base_channels · channel_multipliers[l]`, each level after the
-//! first at half the resolution; `groups` divides every channel count; a conditional U-Net's
-//! `class_embedding` equals `embedding_width`; `data_shape` `[C, H, W]` with `C ≤ 4` and `H`,
-//! `W` multiples of `2^(levels−1)`). A key of the other architecture is refused, as is an
-//! unknown key inside `unet`.
-//!
-//! # Tensors
-//!
-//! All `F32`, little-endian, in the order of [`ModelSpec::tensor_shapes`] (the architecture's;
-//! conditional models of every architecture have `class_embedding.weight`
-//! `[num_classes + 1, E_c]`, whose last row, index [`ModelSpec::null_class`], is the null class
-//! used for guidance). The file's `__metadata__` holds the [`ModelSpec`] as JSON under the key
-//! [`MODEL_METADATA_KEY`]. The model id is the lowercase hex SHA-256 of the file.
-//!
-//! # What the network outputs
-//!
-//! The velocity, or for `prediction: "data"` the data prediction `x̂1`, which
-//! [`Model::velocity`] turns into the velocity with [`crate::path::velocity_from_data`].
+//! (`unet/`, [`UnetSpec`]). The network's output is the velocity only for `prediction:
+//! "velocity"`; the image models predict the data `x̂1`, and [`Model::velocity`] turns their
+//! output into the velocity with [`crate::path::velocity_from_data`] (FORMATS.md §1.6).
 //!
 //! # Determinism
 //!
@@ -72,11 +47,13 @@ pub use network::VelocityNetwork;
 pub use spec::Prediction;
 pub use spec::{
     Architecture, ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS,
-    MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
+    MAX_TIME_SCALE, MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
 pub use unet::{
     AttentionBlock, ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel,
-    UnetSpec, GROUP_NORM_EPSILON, MAX_UNET_FLOPS,
+    UnetSpec, GROUP_NORM_EPSILON, MAX_ATTENTION_POSITIONS, MAX_BASE_CHANNELS, MAX_EMBEDDING_WIDTH,
+    MAX_GROUPS, MAX_LEVELS, MAX_MULTIPLIER, MAX_RESIDUAL_BLOCKS, MAX_UNET_CHANNELS,
+    MAX_UNET_CHANNELS_IN, MAX_UNET_FLOPS,
 };
 /// The CPU dense layer and SiLU, the references of the GPU kernels' tests.
 #[cfg(test)]

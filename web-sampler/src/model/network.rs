@@ -2,7 +2,7 @@
 //! (names and shapes from [`ModelSpec::tensor_shapes`](super::ModelSpec::tensor_shapes)) and a
 //! forward for a batch. [`Model`](super::Model) checks the inputs, runs the forward and turns
 //! the network's output into a velocity; an architecture only implements this trait (the MLP
-//! in `mlp.rs`).
+//! in `mlp.rs`, the U-Net in `unet/forward.rs`).
 
 use std::fmt::Debug;
 

@@ -2,6 +2,7 @@
 //! part every velocity network shares (format version, data shape, time and class embeddings,
 //! what the network predicts, the path, provenance) and the [`Architecture`] with its own sizes.
 //! The list of tensors with their shapes follows from it ([`ModelSpec::tensor_shapes`]).
+//! Every key, its type, limits and default when absent: `FORMATS.md` §1.1–1.2.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! The solver file (DESIGN §3): one JSON document holding an NS table in general form with its
 //! name, kind, NFE, guidance, the model it was distilled for, metrics and provenance. Loading
-//! always validates; saving writes a temporary file and renames it over the target.
+//! always validates; saving writes a temporary file and renames it over the target. Every field,
+//! the update it describes, its limits and its metrics: `FORMATS.md` §2.
 
 use super::{NsTable, MAX_STEPS};
 use crate::versioned_json::{self, Problem};

@@ -1,7 +1,8 @@
 //! The convolutional U-Net velocity network (`architecture: "unet"`): its part of the spec
 //! ([`UnetSpec`]), the layout of its layers and tensors ([`UnetLayout`], shared with the
 //! distiller's candle network so both read every tensor by the same name), and its CPU forward,
-//! in an order that is the same natively and in wasm.
+//! in an order that is the same natively and in wasm. The tensors and the forward are specified
+//! in `FORMATS.md` §1.3; this is the implementation's summary.
 //!
 //! A DDPM/ADM-style U-Net. With `C` data channels, `C_l = base_channels·channel_multipliers[l]`
 //! for the `L` levels, `R = residual_blocks` and `E = embedding_width`:

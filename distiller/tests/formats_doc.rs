@@ -1,0 +1,1123 @@
+//! `FORMATS.md` kept honest. Its worked examples (fenced blocks whose info string names them, e.g.
+//! ```` ```json model-header ````) are loaded by the real loaders; the keys listed in each of its
+//! key tables (after `<!-- keys: NAME -->`) are those the code writes, in the order it writes
+//! them, and its `required` and `default when absent` columns are what the loaders do; its
+//! formulas (time embedding, data → velocity, guidance, the NS update, the reduced form, PSNR,
+//! the seeded noise, the MLP and U-Net forwards) are recomputed here from the text and compared
+//! with the runtime; its table of limits equals the code's constants. Any drift fails a test.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use distiller::pairs::{Pairs, PairsMeta};
+use distiller::shard::ShardMeta;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use web_sampler::manifest::{check_name, Manifest};
+use web_sampler::model::{self, Model, ModelSpec};
+use web_sampler::solver::{self, SolverFile};
+use web_sampler::tensor_file::{self, TensorBytes};
+
+const DOC: &str = include_str!("../../FORMATS.md");
+
+// ---------------------------------------------------------------------------------------------
+// Reading FORMATS.md
+
+/// The text of the fenced block opened by ```` ```{info} ```` (e.g. `json solver`).
+fn block(info: &str) -> &'static str {
+    let opening = format!("```{info}\n");
+    let start = DOC
+        .find(&opening)
+        .unwrap_or_else(|| panic!("FORMATS.md has no block ```{info}"))
+        + opening.len();
+    let length = DOC[start..]
+        .find("\n```")
+        .unwrap_or_else(|| panic!("FORMATS.md: block ```{info} is not closed"));
+    &DOC[start..start + length + 1]
+}
+
+/// One row of a key table.
+#[derive(Debug)]
+struct KeyRow {
+    key: String,
+    /// `yes`, `no`, or the one architecture that needs it.
+    required: String,
+    /// The default when absent, as JSON, when the table gives one in backticks.
+    default: Option<Value>,
+}
+
+/// The first backticked text of a table cell.
+fn backticked(cell: &str) -> Option<&str> {
+    let start = cell.find('`')? + 1;
+    let length = cell[start..].find('`')?;
+    Some(&cell[start..start + length])
+}
+
+/// The rows of the markdown table after the line `marker`, split into trimmed cells.
+fn table_after(marker: &str) -> Vec<Vec<&'static str>> {
+    let at = DOC
+        .find(marker)
+        .unwrap_or_else(|| panic!("FORMATS.md has no {marker}"));
+    DOC[at + marker.len()..]
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2) // the header and the separator
+        .map(|line| {
+            line.trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The key table `name` (`<!-- keys: name -->`).
+fn key_table(name: &str) -> Vec<KeyRow> {
+    table_after(&format!("<!-- keys: {name} -->"))
+        .into_iter()
+        .map(|cells| {
+            assert_eq!(cells.len(), 5, "key table {name}: {cells:?}");
+            let key = backticked(cells[0])
+                .unwrap_or_else(|| panic!("key table {name}: no key in {cells:?}"))
+                .to_string();
+            let default = backticked(cells[3]).map(|text| {
+                serde_json::from_str(text).unwrap_or_else(|e| {
+                    panic!("key table {name}, {key}: default {text:?} is not JSON: {e}")
+                })
+            });
+            KeyRow {
+                key,
+                required: cells[2].to_string(),
+                default,
+            }
+        })
+        .collect()
+}
+
+fn keys_of(table: &[KeyRow]) -> Vec<&str> {
+    table.iter().map(|row| row.key.as_str()).collect()
+}
+
+/// `json` without the whitespace outside strings (the key order kept).
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !c.is_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The keys of a JSON object in the order they are written.
+struct OrderedKeys(Vec<String>);
+
+impl<'de> Deserialize<'de> for OrderedKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeysVisitor;
+        impl<'de> Visitor<'de> for KeysVisitor {
+            type Value = OrderedKeys;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedKeys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(OrderedKeys(keys))
+            }
+        }
+        deserializer.deserialize_map(KeysVisitor)
+    }
+}
+
+/// The keys of the JSON object `json`, in order.
+fn written_keys(json: &str) -> Vec<String> {
+    serde_json::from_str::<OrderedKeys>(json).unwrap().0
+}
+
+/// Checks that `written` (the keys of one object the code wrote) are the table's keys that are
+/// present, in the table's order.
+fn assert_written_in_table_order(table: &str, rows: &[KeyRow], written: &[String]) {
+    let present: Vec<&str> = keys_of(rows)
+        .into_iter()
+        .filter(|key| written.iter().any(|w| w == key))
+        .collect();
+    assert_eq!(
+        written, present,
+        "FORMATS.md key table {table}: the code writes these keys (left), the table lists them \
+         in this order (right)"
+    );
+}
+
+fn object(json: &str) -> serde_json::Map<String, Value> {
+    match serde_json::from_str(json).unwrap() {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// Checks the `required` and `default when absent` columns of `table` on the example `example`
+/// with `load`: without a required key it fails; without an optional one it loads, and as if the
+/// key had its documented default. `architecture` is the example's, for keys required by one.
+fn assert_required_and_defaults<T: PartialEq + fmt::Debug, E: fmt::Display>(
+    table: &str,
+    example: &serde_json::Map<String, Value>,
+    architecture: &str,
+    load: impl Fn(&serde_json::Map<String, Value>) -> Result<T, E>,
+) {
+    let rows = key_table(table);
+    let full = load(example).unwrap_or_else(|e| panic!("{table}: the example fails: {e}"));
+    for row in &rows {
+        let mut without = example.clone();
+        let present = without.remove(&row.key).is_some();
+        let required = row.required == "yes" || row.required == architecture;
+        match load(&without) {
+            Err(e) if !(present && required) => {
+                panic!("{table}: without `{}` the example fails ({e}), though FORMATS.md says it is optional", row.key)
+            }
+            Ok(_) if present && required => {
+                panic!("{table}: without `{}` the example loads, though FORMATS.md says it is required", row.key)
+            }
+            Ok(loaded) => {
+                if let Some(default) = &row.default {
+                    let mut with_default = example.clone();
+                    with_default.insert(row.key.clone(), default.clone());
+                    let defaulted = load(&with_default).unwrap_or_else(|e| {
+                        panic!("{table}: `{}` = its default {default} fails: {e}", row.key)
+                    });
+                    assert_eq!(
+                        loaded, defaulted,
+                        "{table}: an absent `{}` is not its documented default {default}",
+                        row.key
+                    );
+                    if !present {
+                        assert_eq!(loaded, full);
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model file
+
+/// `n` deterministic small weights.
+fn weights(n: usize, offset: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + offset) as f64 * 0.37).sin() * 0.5) as f32)
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The example model file: the doc's header, compacted and padded, and deterministic weights.
+fn example_model_file() -> Vec<u8> {
+    let mut header = compact(block("json model-header"));
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let parsed: Value = serde_json::from_str(&header).unwrap();
+    let data_len = parsed
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(_, info)| info["data_offsets"][1].as_u64().unwrap() as usize)
+        .max()
+        .unwrap();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    for v in weights(data_len / 4, 0) {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn the_model_header_example_is_a_canonical_file_of_the_example_spec() {
+    let bytes = example_model_file();
+    let model = Model::from_bytes(&bytes, "FORMATS.md model-header").unwrap();
+    assert_eq!(model.id(), hex(&Sha256::digest(&bytes)), "id = SHA-256");
+    assert!(
+        model.to_bytes() == bytes,
+        "the documented header (compact, padded to 8) is not the canonical file"
+    );
+    let spec: ModelSpec = serde_json::from_str(block("json model-spec")).unwrap();
+    assert_eq!(model.spec(), &spec);
+    assert_eq!(
+        serde_json::to_string(&spec).unwrap(),
+        compact(block("json model-spec")),
+        "the canonical spec is the example's keys in its order"
+    );
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let data_len = bytes.len() - 8 - header_len;
+    let sizes = format!(
+        "{header_len} bytes, so the file is 8 + {header_len} + {data_len} = {} bytes",
+        bytes.len()
+    );
+    let flowing = DOC.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flowing.contains(&sizes), "FORMATS.md should say {sizes:?}");
+}
+
+/// `"name [a, b]"` lines → names and shapes.
+fn tensor_lines(text: &str) -> Vec<(String, Vec<usize>)> {
+    text.lines()
+        .map(|line| {
+            let (name, shape) = line.split_once(' ').unwrap();
+            (name.to_string(), serde_json::from_str(shape).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_unet_example_has_the_documented_tensors_and_loads() {
+    let text = block("json unet-spec");
+    let spec: ModelSpec = serde_json::from_str(text).unwrap();
+    spec.validate().unwrap();
+    assert_eq!(serde_json::to_string(&spec).unwrap(), compact(text));
+    assert_eq!(
+        spec.tensor_shapes(),
+        tensor_lines(block("text unet-tensors"))
+    );
+    let model = Model::random(spec.clone(), 3).unwrap();
+    let loaded = Model::from_bytes(&model.to_bytes(), "unet example").unwrap();
+    assert_eq!(loaded.spec(), &spec);
+}
+
+#[test]
+fn the_model_key_tables_are_the_spec_s_fields() {
+    let rows = key_table("bns.model");
+    let mlp = compact(block("json model-spec"));
+    let unet = compact(block("json unet-spec"));
+    for example in [&mlp, &unet] {
+        let spec: ModelSpec = serde_json::from_str(example).unwrap();
+        let written = written_keys(&serde_json::to_string(&spec).unwrap());
+        assert_written_in_table_order("bns.model", &rows, &written);
+    }
+    let both: BTreeSet<String> = written_keys(&mlp)
+        .into_iter()
+        .chain(written_keys(&unet))
+        .collect();
+    let listed: BTreeSet<String> = rows.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(both, listed, "the examples show every key of the table");
+
+    let unet_spec: ModelSpec = serde_json::from_str(&unet).unwrap();
+    let model::Architecture::Unet(sizes) = &unet_spec.architecture else {
+        panic!("the U-Net example is a unet")
+    };
+    let written = written_keys(&serde_json::to_string(sizes).unwrap());
+    let unet_rows = key_table("unet");
+    assert_written_in_table_order("unet", &unet_rows, &written);
+    assert_eq!(written.len(), unet_rows.len());
+}
+
+fn load_spec(map: &serde_json::Map<String, Value>) -> Result<ModelSpec, String> {
+    let spec: ModelSpec =
+        serde_json::from_value(Value::Object(map.clone())).map_err(|e| e.to_string())?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+#[test]
+fn the_model_tables_say_which_keys_are_required_and_their_defaults() {
+    let mlp = object(block("json model-spec"));
+    let unet = object(block("json unet-spec"));
+    assert_required_and_defaults("bns.model", &mlp, "mlp", load_spec);
+    assert_required_and_defaults("bns.model", &unet, "unet", load_spec);
+    // A key required by one architecture is refused in the other.
+    for row in key_table("bns.model") {
+        let (own, other) = match row.required.as_str() {
+            "mlp" => (&mlp, &unet),
+            "unet" => (&unet, &mlp),
+            _ => continue,
+        };
+        let mut mixed = other.clone();
+        mixed.insert(row.key.clone(), own[&row.key].clone());
+        assert!(
+            load_spec(&mixed).is_err(),
+            "`{}` is accepted in a model of the other architecture",
+            row.key
+        );
+    }
+    let sizes = unet["unet"].as_object().unwrap().clone();
+    assert_required_and_defaults("unet", &sizes, "unet", |sizes| {
+        let mut spec = unet.clone();
+        spec.insert("unet".into(), Value::Object(sizes.clone()));
+        load_spec(&spec)
+    });
+    let mut extra = sizes.clone();
+    extra.insert("dropout".into(), 0.into());
+    let mut spec = unet.clone();
+    spec.insert("unet".into(), Value::Object(extra));
+    assert!(load_spec(&spec).is_err(), "an unknown key inside unet");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The formulas of §1.4–1.6
+
+/// §1.4, as written.
+fn documented_time_embedding(t: f32, width: usize, s: f64) -> Vec<f32> {
+    let half = width / 2;
+    let f = |k: usize| (-(10000f64.ln()) * k as f64 / half as f64).exp();
+    let st = s * f64::from(t);
+    let mut e: Vec<f32> = (0..half).map(|k| (st * f(k)).sin() as f32).collect();
+    e.extend((0..half).map(|k| (st * f(k)).cos() as f32));
+    if width % 2 == 1 {
+        e.push(0.0);
+    }
+    e
+}
+
+#[test]
+fn the_time_embedding_is_the_documented_formula() {
+    for &(t, width, s) in &[
+        (0.0f32, 8, 1000.0),
+        (0.37, 6, 1000.0),
+        (0.5, 64, 10.0),
+        (0.999, 128, 10.0),
+        (1.0, 4, 10.0),
+        (0.123_456_7, 5, 10.0),
+        (0.75, 2, 3.5),
+    ] {
+        let runtime = model::time_embedding(t, width, s);
+        let documented = documented_time_embedding(t, width, s);
+        assert_eq!(runtime.len(), documented.len());
+        for (k, (a, b)) in runtime.iter().zip(&documented).enumerate() {
+            assert!(
+                (a - b).abs() <= f32::EPSILON,
+                "e({t})[{k}] of width {width}, s = {s}: runtime {a}, FORMATS.md {b}"
+            );
+        }
+    }
+    assert_eq!(model::DEFAULT_TIME_SCALE, 1000.0);
+}
+
+/// §1.6: `u = (x̂1 − x)·r(t)`, `r(t) = 1/max(1 − t, 0.05)`, in f32.
+fn documented_velocity(x_hat1: f32, x: f32, t: f32) -> f32 {
+    let r = 1.0f32 / (1.0f32 - t).max(0.05);
+    (x_hat1 - x) * r
+}
+
+#[test]
+fn the_data_prediction_conversion_is_the_documented_formula() {
+    let times = [0.0f32, 0.3, 0.9, 0.95, 0.97, 1.0];
+    let x: Vec<f32> = (0..times.len() * 2)
+        .map(|i| i as f32 * 0.25 - 1.0)
+        .collect();
+    let x_hat1: Vec<f32> = (0..times.len() * 2).map(|i| (i as f32).cos()).collect();
+    let mut u = x_hat1.clone();
+    web_sampler::path::velocity_from_data(&mut u, &x, &times);
+    for (i, &got) in u.iter().enumerate() {
+        let expected = documented_velocity(x_hat1[i], x[i], times[i / 2]);
+        assert_eq!(got.to_bits(), expected.to_bits(), "value {i}");
+    }
+}
+
+/// §1.3's MLP forward and §1.6's conversion, from the text, on the example model.
+fn documented_mlp_output(model: &Model, x: &[f32], t: f32, class: u32) -> Vec<f32> {
+    let spec = model.spec();
+    let model::Architecture::Mlp(mlp) = &spec.architecture else {
+        panic!("the example is an MLP")
+    };
+    let tensor = |name: &str| model.tensor(name).unwrap();
+    let mut h: Vec<f32> = x.to_vec();
+    h.extend(documented_time_embedding(
+        t,
+        spec.time_embedding,
+        spec.time_scale,
+    ));
+    if spec.num_classes > 0 {
+        let width = spec.class_embedding;
+        let c = class as usize;
+        h.extend_from_slice(&tensor("class_embedding.weight")[c * width..(c + 1) * width]);
+    }
+    for i in 0..=mlp.depth {
+        let weight = tensor(&format!("layers.{i}.weight"));
+        let bias = tensor(&format!("layers.{i}.bias"));
+        h = bias
+            .iter()
+            .enumerate()
+            .map(|(o, b)| {
+                let s: f32 = (0..h.len()).map(|j| h[j] * weight[o * h.len() + j]).sum();
+                let y = s + b;
+                if i < mlp.depth {
+                    y / (1.0 + (-y).exp())
+                } else {
+                    y
+                }
+            })
+            .collect();
+    }
+    if spec.prediction == model::Prediction::Data {
+        h = h
+            .iter()
+            .zip(x)
+            .map(|(&x_hat1, &x)| documented_velocity(x_hat1, x, t))
+            .collect();
+    }
+    h
+}
+
+#[test]
+fn the_mlp_forward_and_the_guidance_are_the_documented_ones() {
+    let model = Model::from_bytes(&example_model_file(), "example").unwrap();
+    let null = model.spec().num_classes as u32;
+    let w = 0.5f64;
+    for (row, &t) in [0.0f32, 0.25, 0.6, 0.99].iter().enumerate() {
+        let x = [0.3 - row as f32 * 0.4, 0.8 * row as f32 - 1.0];
+        for class in 0..=null {
+            let documented = documented_mlp_output(&model, &x, t, class);
+            let runtime = model.velocity(&x, &[t], &[class]).unwrap();
+            for (a, b) in runtime.iter().zip(&documented) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "u(x, {t}, {class}): runtime {a}, FORMATS.md {b}"
+                );
+            }
+        }
+        let c = 1;
+        let u = model.velocity(&x, &[t], &[c]).unwrap();
+        let n = model.velocity(&x, &[t], &[null]).unwrap();
+        let guided =
+            web_sampler::sample::guided_velocity(&model, &x, f64::from(t), &[c], w).unwrap();
+        for k in 0..2 {
+            let expected = (1.0 + w) as f32 * u[k] - w as f32 * n[k];
+            assert_eq!(guided[k].to_bits(), expected.to_bits(), "ũ at t = {t}");
+        }
+    }
+}
+
+/// An activation `[c, h, w]`, row-major (the data's own layout).
+#[derive(Clone)]
+struct Activation {
+    c: usize,
+    h: usize,
+    w: usize,
+    v: Vec<f32>,
+}
+
+impl Activation {
+    fn at(&self, c: usize, y: usize, x: usize) -> f32 {
+        self.v[(c * self.h + y) * self.w + x]
+    }
+}
+
+fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
+}
+
+/// §1.3's U-Net, from the text, over the tensors of `model`.
+struct DocumentedUnet<'m> {
+    model: &'m Model,
+    groups: usize,
+}
+
+impl DocumentedUnet<'_> {
+    fn tensor(&self, name: &str) -> &[f32] {
+        self.model
+            .tensor(name)
+            .unwrap_or_else(|| panic!("no tensor {name}"))
+    }
+
+    fn dense(&self, name: &str, x: &[f32]) -> Vec<f32> {
+        let weight = self.tensor(&format!("{name}.weight"));
+        let bias = self.tensor(&format!("{name}.bias"));
+        bias.iter()
+            .enumerate()
+            .map(|(o, b)| {
+                (0..x.len())
+                    .map(|i| x[i] * weight[o * x.len() + i])
+                    .sum::<f32>()
+                    + b
+            })
+            .collect()
+    }
+
+    /// PyTorch's `Conv2d`: zero padding `k/2`, output `⌈h/stride⌉ × ⌈w/stride⌉`.
+    fn conv(&self, name: &str, x: &Activation, stride: usize) -> Activation {
+        let weight = self.tensor(&format!("{name}.weight"));
+        let bias = self.tensor(&format!("{name}.bias"));
+        let outputs = bias.len();
+        let k = ((weight.len() / outputs / x.c) as f64).sqrt() as usize;
+        let pad = (k / 2) as isize;
+        let (oh, ow) = (x.h.div_ceil(stride), x.w.div_ceil(stride));
+        let mut v = Vec::with_capacity(outputs * oh * ow);
+        for o in 0..outputs {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = 0.0f32;
+                    for i in 0..x.c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * stride + ky) as isize - pad;
+                                let ix = (ox * stride + kx) as isize - pad;
+                                if (0..x.h as isize).contains(&iy)
+                                    && (0..x.w as isize).contains(&ix)
+                                {
+                                    s += x.at(i, iy as usize, ix as usize)
+                                        * weight[((o * x.c + i) * k + ky) * k + kx];
+                                }
+                            }
+                        }
+                    }
+                    v.push(s + bias[o]);
+                }
+            }
+        }
+        Activation {
+            c: outputs,
+            h: oh,
+            w: ow,
+            v,
+        }
+    }
+
+    fn group_norm(&self, name: &str, x: &Activation, then_silu: bool) -> Activation {
+        let weight = self.tensor(&format!("{name}.weight"));
+        let bias = self.tensor(&format!("{name}.bias"));
+        let per_group = x.c / self.groups;
+        let plane = x.h * x.w;
+        let mut out = x.clone();
+        for g in 0..self.groups {
+            let range = g * per_group * plane..(g + 1) * per_group * plane;
+            let values = &x.v[range.clone()];
+            let count = values.len() as f64;
+            let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / count;
+            let variance = values
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / count;
+            for (index, target) in range.zip(&mut out.v[g * per_group * plane..]) {
+                let c = index / plane;
+                let normal = ((f64::from(x.v[index]) - mean) / (variance + 1e-5).sqrt()) as f32;
+                let y = normal * weight[c] + bias[c];
+                *target = if then_silu { silu(y) } else { y };
+            }
+        }
+        out
+    }
+
+    fn block(&self, name: &str, h: &Activation, s: &[f32]) -> Activation {
+        let mut a = self.conv(
+            &format!("{name}.conv1"),
+            &self.group_norm(&format!("{name}.norm1"), h, true),
+            1,
+        );
+        let shift = self.dense(&format!("{name}.embedding"), s);
+        let plane = a.h * a.w;
+        for (i, v) in a.v.iter_mut().enumerate() {
+            *v += shift[i / plane];
+        }
+        let mut out = self.conv(
+            &format!("{name}.conv2"),
+            &self.group_norm(&format!("{name}.norm2"), &a, true),
+            1,
+        );
+        let skip_name = format!("{name}.skip");
+        let residual = if self.model.tensor(&format!("{skip_name}.weight")).is_some() {
+            self.conv(&skip_name, h, 1)
+        } else {
+            h.clone()
+        };
+        for (v, r) in out.v.iter_mut().zip(&residual.v) {
+            *v += r;
+        }
+        out
+    }
+
+    fn attention(&self, h: &Activation) -> Activation {
+        let a = self.group_norm("middle.attention.norm", h, false);
+        let qkv = self.conv("middle.attention.qkv", &a, 1);
+        let (c, p) = (h.c, h.h * h.w);
+        let get = |part: usize, i: usize, position: usize| qkv.v[(part * c + i) * p + position];
+        let scale = 1.0 / (c as f32).sqrt();
+        let mut mixed = vec![0.0f32; c * p];
+        for query in 0..p {
+            let scores: Vec<f32> = (0..p)
+                .map(|key| {
+                    (0..c)
+                        .map(|i| get(0, i, query) * get(1, i, key))
+                        .sum::<f32>()
+                        * scale
+                })
+                .collect();
+            let largest = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = scores.iter().map(|s| (s - largest).exp()).collect();
+            let total: f32 = exps.iter().sum();
+            for i in 0..c {
+                mixed[i * p + query] = (0..p)
+                    .map(|key| exps[key] / total * get(2, i, key))
+                    .sum::<f32>();
+            }
+        }
+        let mixed = Activation {
+            v: mixed,
+            ..h.clone()
+        };
+        self.conv("middle.attention.proj", &mixed, 1)
+    }
+
+    fn output(&self, x: &[f32], t: f32, class: u32) -> Vec<f32> {
+        let spec = self.model.spec();
+        let model::Architecture::Unet(sizes) = &spec.architecture else {
+            panic!("a U-Net")
+        };
+        let e = documented_time_embedding(t, spec.time_embedding, spec.time_scale);
+        let hidden: Vec<f32> = self.dense("time.0", &e).into_iter().map(silu).collect();
+        let mut emb = self.dense("time.1", &hidden);
+        if spec.num_classes > 0 {
+            let width = emb.len();
+            let row = &self.tensor("class_embedding.weight")
+                [class as usize * width..(class as usize + 1) * width];
+            for (v, c) in emb.iter_mut().zip(row) {
+                *v += c;
+            }
+        }
+        let s: Vec<f32> = emb.into_iter().map(silu).collect();
+        let [c, height, width] = [spec.data_shape[0], spec.data_shape[1], spec.data_shape[2]];
+        let input = Activation {
+            c,
+            h: height,
+            w: width,
+            v: x.to_vec(),
+        };
+        let levels = sizes.channel_multipliers.len();
+        let mut h = self.conv("input", &input, 1);
+        let mut skips = Vec::new();
+        for l in 0..levels {
+            for b in 0..sizes.residual_blocks {
+                h = self.block(&format!("down.{l}.{b}"), &h, &s);
+                skips.push(h.clone());
+            }
+            if l + 1 < levels {
+                h = self.conv(&format!("down.{l}.downsample"), &h, 2);
+            }
+        }
+        h = self.block("middle.0", &h, &s);
+        if sizes.attention {
+            let update = self.attention(&h);
+            for (v, u) in h.v.iter_mut().zip(&update.v) {
+                *v += u;
+            }
+        }
+        h = self.block("middle.1", &h, &s);
+        for l in (0..levels).rev() {
+            for b in 0..sizes.residual_blocks {
+                let skip = skips.pop().unwrap();
+                let mut joined = h.clone();
+                joined.c += skip.c;
+                joined.v.extend_from_slice(&skip.v);
+                h = self.block(&format!("up.{l}.{b}"), &joined, &s);
+            }
+            if l > 0 {
+                let mut larger = Activation {
+                    c: h.c,
+                    h: 2 * h.h,
+                    w: 2 * h.w,
+                    v: Vec::new(),
+                };
+                for ch in 0..h.c {
+                    for y in 0..larger.h {
+                        for x in 0..larger.w {
+                            larger.v.push(h.at(ch, y / 2, x / 2));
+                        }
+                    }
+                }
+                h = self.conv(&format!("up.{l}.upsample"), &larger, 1);
+            }
+        }
+        let out = self.conv("out.conv", &self.group_norm("out.norm", &h, true), 1);
+        if spec.prediction == model::Prediction::Data {
+            out.v
+                .iter()
+                .zip(x)
+                .map(|(&x_hat1, &x)| documented_velocity(x_hat1, x, t))
+                .collect()
+        } else {
+            out.v
+        }
+    }
+}
+
+#[test]
+fn the_unet_forward_is_the_documented_one() {
+    let spec: ModelSpec = serde_json::from_str(block("json unet-spec")).unwrap();
+    let model::Architecture::Unet(sizes) = &spec.architecture else {
+        panic!("a U-Net")
+    };
+    let groups = sizes.groups;
+    // Arbitrary weights (not an initialisation), so that every norm's affine part matters.
+    let tensors: Vec<(String, Vec<f32>)> = spec
+        .tensor_shapes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let values = weights(shape.iter().product(), 11 * i);
+            (name, values)
+        })
+        .collect();
+    let model = Model::from_tensors(spec.clone(), tensors).unwrap();
+    let documented = DocumentedUnet {
+        model: &model,
+        groups,
+    };
+    let dim = spec.data_dim();
+    for (row, &t) in [0.0f32, 0.35, 0.97].iter().enumerate() {
+        let x: Vec<f32> = weights(dim, 100 + row).iter().map(|v| 2.0 * v).collect();
+        for class in 0..=spec.null_class() {
+            let expected = documented.output(&x, t, class);
+            let runtime = model.velocity(&x, &[t], &[class]).unwrap();
+            for (k, (a, b)) in runtime.iter().zip(&expected).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "U-Net u(x, {t}, {class})[{k}]: runtime {a}, FORMATS.md {b}"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The solver file
+
+#[test]
+fn the_solver_example_loads_and_runs_as_documented() {
+    let file = SolverFile::from_json(block("json solver"), "FORMATS.md solver").unwrap();
+    let table = file.table();
+    let model = Model::from_bytes(&example_model_file(), "example").unwrap();
+    let classes = [0u32, 1, 2, 1];
+    let x0 = web_sampler::noise::gaussian_batch(5, classes.len(), 2);
+    let runtime =
+        web_sampler::sample::integrate(&model, &table, x0.clone(), &classes, file.guidance)
+            .unwrap();
+
+    // §2's update, step by step, in f32.
+    let mut xs: Vec<Vec<f32>> = vec![x0];
+    let mut us: Vec<Vec<f32>> = Vec::new();
+    for i in 0..file.nfe {
+        let u = web_sampler::sample::guided_velocity(
+            &model,
+            &xs[i],
+            file.times[i],
+            &classes,
+            file.guidance,
+        )
+        .unwrap();
+        us.push(u);
+        let mut next = vec![0.0f32; xs[i].len()];
+        for (coefficients, vectors) in [(&file.a[i], &xs), (&file.b[i], &us)] {
+            for (j, &c) in coefficients.iter().enumerate() {
+                if c == 0.0 {
+                    continue;
+                }
+                for (v, &x) in next.iter_mut().zip(&vectors[j]) {
+                    *v += c as f32 * x;
+                }
+            }
+        }
+        xs.push(next);
+    }
+    let documented = xs.pop().unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&runtime), bits(&documented));
+
+    // The reduced form, as FORMATS.md derives it and gives it for the example.
+    #[derive(Deserialize)]
+    struct Reduced {
+        alpha: Vec<f64>,
+        beta: Vec<Vec<f64>>,
+    }
+    let given: Reduced = serde_json::from_str(block("json solver-reduced")).unwrap();
+    let (mut c, mut d): (Vec<f64>, Vec<Vec<f64>>) = (vec![1.0], vec![vec![]]);
+    let (mut alpha, mut beta) = (Vec::new(), Vec::new());
+    for i in 0..file.nfe {
+        let a_i: f64 = (0..=i).map(|j| file.a[i][j] * c[j]).sum();
+        let b_i: Vec<f64> = (0..=i)
+            .map(|k| file.b[i][k] + (k + 1..=i).map(|j| file.a[i][j] * d[j][k]).sum::<f64>())
+            .collect();
+        c.push(a_i);
+        d.push(b_i.clone());
+        alpha.push(a_i);
+        beta.push(b_i);
+    }
+    let reduced = table.reduced();
+    let close = |x: &[f64], y: &[f64]| {
+        x.len() == y.len() && x.iter().zip(y).all(|(a, b)| (a - b).abs() < 1e-12)
+    };
+    assert!(close(&reduced.alpha, &alpha) && close(&reduced.alpha, &given.alpha));
+    assert_eq!(
+        (reduced.beta.len(), given.beta.len()),
+        (beta.len(), beta.len())
+    );
+    for ((runtime, ours), theirs) in reduced.beta.iter().zip(&beta).zip(&given.beta) {
+        assert!(close(runtime, ours) && close(runtime, theirs));
+    }
+}
+
+#[test]
+fn the_solver_table_is_the_solver_file_s_fields() {
+    let text = block("json solver");
+    let file = SolverFile::from_json(text, "FORMATS.md solver").unwrap();
+    let rows = key_table("solver");
+    let written = written_keys(&file.to_json());
+    assert_written_in_table_order("solver", &rows, &written);
+    assert_eq!(written.len(), rows.len(), "the example has every key");
+    assert_required_and_defaults("solver", &object(text), "", |map| {
+        SolverFile::from_json(&Value::Object(map.clone()).to_string(), "solver")
+    });
+}
+
+#[test]
+fn the_psnr_is_the_documented_formula() {
+    let x = [0.1f32, -0.5, 0.9, 0.3, 2.5, -3.0, 1.0, 1.0];
+    let y = [0.0f32, -0.4, 1.0, 0.35, 2.4, -3.1, 1.0, 1.0];
+    let runtime = web_sampler::metrics::psnr(&x, &y, 2);
+    for (i, p) in runtime.iter().enumerate() {
+        let mse = (0..2)
+            .map(|d| (f64::from(x[2 * i + d] - y[2 * i + d]) / 2.0).powi(2))
+            .sum::<f64>()
+            / 2.0;
+        let documented = 10.0 * (1.0 / mse.max(1e-20)).log10();
+        assert!((p - documented).abs() < 1e-9, "{p} vs {documented}");
+    }
+    assert_eq!(runtime[3], 200.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ground-truth pairs
+
+/// A pairs file of the example metadata `meta`, with deterministic tensors of its sizes and
+/// the labels of an unconditional model.
+fn pairs_file(meta: &serde_json::Map<String, Value>) -> Vec<u8> {
+    let rows = ["train", "validation"]
+        .iter()
+        .map(|k| meta.get(*k).and_then(Value::as_u64).unwrap_or(1) as usize)
+        .sum::<usize>();
+    let dim: usize = meta
+        .get("data_shape")
+        .and_then(Value::as_array)
+        .map(|shape| {
+            shape
+                .iter()
+                .map(|d| d.as_u64().unwrap_or(1) as usize)
+                .product()
+        })
+        .unwrap_or(2);
+    let noise = weights(rows * dim, 1);
+    let truth = weights(rows * dim, 2);
+    let labels = vec![0u32; rows];
+    let tensors = [
+        TensorBytes::f32s("noise", vec![rows, dim], &noise),
+        TensorBytes::f32s("truth", vec![rows, dim], &truth),
+        TensorBytes::u32s("labels", vec![rows], &labels),
+    ];
+    let json = Value::Object(meta.clone()).to_string();
+    tensor_file::write(&tensors, ("bns.pairs", &json)).unwrap()
+}
+
+#[test]
+fn the_pairs_example_loads_with_its_splits() {
+    let meta = object(block("json pairs-meta"));
+    let pairs = Pairs::from_bytes(&pairs_file(&meta), "FORMATS.md pairs-meta").unwrap();
+    assert_eq!(pairs.len(), 5);
+    assert_eq!((pairs.train().len, pairs.validation().len), (3, 2));
+    assert_eq!(pairs.train().noise, &pairs.noise[..6]);
+    // The labels of an unconditional model: its null class 0, nothing else.
+    let unconditional = ModelSpec::new(model::Architecture::mlp(8, 1), &[2, 1, 1], 4, 0, 0);
+    let path = std::path::Path::new("pairs.safetensors");
+    pairs.check_labels(&unconditional, path).unwrap();
+    let mut other = pairs.clone();
+    other.labels[1] = 1;
+    assert!(other.check_labels(&unconditional, path).is_err());
+    // The noise is gaussian_batch(seed, N, D) when bns truth writes it (§6).
+    assert_eq!(pairs.meta.seed, 7);
+}
+
+#[test]
+fn the_pairs_tables_are_the_metadata_s_fields() {
+    let text = block("json pairs-meta");
+    let mut meta: PairsMeta = serde_json::from_str(text).unwrap();
+    meta.shard = Some(ShardMeta {
+        index: 1,
+        of: 2,
+        start: 0,
+        end: 3,
+        batch: 3,
+        class: Some(0),
+    });
+    let rows = key_table("bns.pairs");
+    let written = written_keys(&serde_json::to_string(&meta).unwrap());
+    assert_written_in_table_order("bns.pairs", &rows, &written);
+    assert_eq!(written.len(), rows.len());
+    let shard_rows = key_table("shard");
+    let written = written_keys(&serde_json::to_string(&meta.shard).unwrap());
+    assert_written_in_table_order("shard", &shard_rows, &written);
+    assert_eq!(written.len(), shard_rows.len());
+    assert_required_and_defaults("bns.pairs", &object(text), "", |map| {
+        Pairs::from_bytes(&pairs_file(map), "pairs").map(|p| p.meta)
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The site
+
+#[test]
+fn the_manifest_and_index_examples_load() {
+    let text = block("json manifest");
+    let manifest = Manifest::from_json(text, "FORMATS.md manifest").unwrap();
+    let rows = key_table("manifest");
+    let written = written_keys(&manifest.to_json());
+    assert_written_in_table_order("manifest", &rows, &written);
+    assert_eq!(written.len(), rows.len());
+    let entry = serde_json::to_string(&manifest.solvers[0]).unwrap();
+    let entry_rows = key_table("manifest solver");
+    let written = written_keys(&entry);
+    assert_written_in_table_order("manifest solver", &entry_rows, &written);
+    assert_eq!(written.len(), entry_rows.len());
+
+    let example = object(text);
+    assert_required_and_defaults("manifest", &example, "", |map| {
+        Manifest::from_json(&Value::Object(map.clone()).to_string(), "manifest")
+    });
+    let entry = example["solvers"][0].as_object().unwrap().clone();
+    assert_required_and_defaults("manifest solver", &entry, "", |entry| {
+        let mut map = example.clone();
+        map.insert(
+            "solvers".into(),
+            Value::Array(vec![Value::Object(entry.clone())]),
+        );
+        Manifest::from_json(&Value::Object(map).to_string(), "manifest")
+    });
+
+    let index: Vec<String> = serde_json::from_str(block("json index")).unwrap();
+    assert!(!index.is_empty());
+    for name in &index {
+        check_name(name).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §6 and §7
+
+/// §6's generator, from the text.
+fn documented_gaussian_batch(seed: u64, count: usize) -> Vec<f32> {
+    let mut z = seed;
+    let mut splitmix = || {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut v = z;
+        v = (v ^ (v >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        v = (v ^ (v >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        v ^ (v >> 31)
+    };
+    let mut s = [splitmix(), splitmix(), splitmix(), splitmix()];
+    // xoshiro256**, its standard state update.
+    let mut bits = move || {
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    };
+    let mut uniform = move || (bits() >> 11) as f64 * 2f64.powi(-53);
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let u1 = 1.0 - uniform();
+        let u2 = uniform();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let angle = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * angle.cos()) as f32);
+        out.push((r * angle.sin()) as f32);
+    }
+    out.truncate(count);
+    out
+}
+
+#[test]
+fn the_seeded_noise_is_the_documented_generator() {
+    for seed in [0u64, 7, u64::MAX] {
+        let runtime = web_sampler::noise::gaussian_batch(seed, 25, 4);
+        let documented = documented_gaussian_batch(seed, 100);
+        for (i, (a, b)) in runtime.iter().zip(&documented).enumerate() {
+            assert!(
+                (a - b).abs() <= 4.0 * f32::EPSILON * (1.0 + b.abs()),
+                "seed {seed}, value {i}: runtime {a}, FORMATS.md {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_limits_table_is_the_code_s() {
+    use web_sampler::model::*;
+    let expected: Vec<(&str, String)> = vec![
+        ("values per sample `C·H·W`", MAX_DATA_DIM.to_string()),
+        (
+            "`hidden_width`, `time_embedding`, `class_embedding`",
+            MAX_WIDTH.to_string(),
+        ),
+        ("`depth`", MAX_DEPTH.to_string()),
+        ("`num_classes`", MAX_CLASSES.to_string()),
+        ("parameters of a model", MAX_PARAMETERS.to_string()),
+        (
+            "`dataset`, each of `class_names` (bytes)",
+            MAX_DATASET_LEN.to_string(),
+        ),
+        ("`time_scale`", MAX_TIME_SCALE.to_string()),
+        ("U-Net data channels", MAX_UNET_CHANNELS_IN.to_string()),
+        ("`unet.base_channels`", MAX_BASE_CHANNELS.to_string()),
+        ("`unet.channel_multipliers` entries", MAX_LEVELS.to_string()),
+        (
+            "`unet.channel_multipliers` each",
+            MAX_MULTIPLIER.to_string(),
+        ),
+        ("U-Net channels of a level", MAX_UNET_CHANNELS.to_string()),
+        ("`unet.residual_blocks`", MAX_RESIDUAL_BLOCKS.to_string()),
+        ("`unet.groups`", MAX_GROUPS.to_string()),
+        ("`unet.embedding_width`", MAX_EMBEDDING_WIDTH.to_string()),
+        (
+            "U-Net attention positions",
+            MAX_ATTENTION_POSITIONS.to_string(),
+        ),
+        (
+            "U-Net operations per sample per evaluation",
+            MAX_UNET_FLOPS.to_string(),
+        ),
+        ("solver steps (NFE)", solver::MAX_STEPS.to_string()),
+        (
+            "solver file (bytes)",
+            solver::MAX_SOLVER_FILE_BYTES.to_string(),
+        ),
+    ];
+    let documented: Vec<(&str, String)> = table_after("<!-- limits -->")
+        .into_iter()
+        .map(|cells| (cells[0], cells[1].to_string()))
+        .collect();
+    assert_eq!(documented, expected);
+    assert_eq!(GROUP_NORM_EPSILON, 1e-5, "§1.3 states ε = 10⁻⁵");
+}
