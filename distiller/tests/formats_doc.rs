@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use distiller::metrics::{PsnrSummary, TestFigures};
 use distiller::pairs::{Pairs, PairsMeta};
 use distiller::shard::ShardMeta;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -905,15 +906,45 @@ fn the_psnr_is_the_documented_formula() {
     assert_eq!(runtime[3], 200.0);
 }
 
+/// The metrics table lists what distillation writes: the validation figures, and every figure
+/// [`TestFigures::record`] writes when all of them are known; the solver example has them all.
+#[test]
+fn the_metrics_table_is_what_is_recorded() {
+    let documented: BTreeSet<String> = table_after("<!-- metrics: solver -->")
+        .into_iter()
+        .map(|cells| backticked(cells[0]).unwrap().to_string())
+        .collect();
+    let mut file = SolverFile::from_json(block("json solver"), "FORMATS.md solver").unwrap();
+    let example: BTreeSet<String> = file.metrics.keys().cloned().collect();
+    file.metrics.retain(|key, _| key.starts_with("validation_"));
+    let figures = TestFigures {
+        pairs: 512,
+        solver: PsnrSummary::of(&[20.0, 22.0]),
+        init: Some(15.0),
+        best_classical: ("midpoint-edm".into(), 17.25),
+        time_only: Some(16.0),
+    };
+    figures.record(&mut file);
+    let recorded: BTreeSet<String> = file.metrics.keys().cloned().collect();
+    assert_eq!(recorded, documented);
+    assert_eq!(example, documented);
+    for key in ["test_pairs", "best_classical"] {
+        assert!(file.provenance.contains_key(key), "{key}");
+        assert!(block("json solver").contains(&format!("\"{key}\"")), "{key}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ground-truth pairs
 
 /// A pairs file of the example metadata `meta`, with deterministic tensors of its sizes and
 /// the labels of an unconditional model.
 fn pairs_file(meta: &serde_json::Map<String, Value>) -> Vec<u8> {
-    let rows = ["train", "validation"]
+    // An absent split size: 1 for the required ones (so that the file is refused for the key,
+    // not for its tensors), 0 for the test split, whose absence means none.
+    let rows = [("train", 1), ("validation", 1), ("test", 0)]
         .iter()
-        .map(|k| meta.get(*k).and_then(Value::as_u64).unwrap_or(1) as usize)
+        .map(|&(k, absent)| meta.get(k).and_then(Value::as_u64).unwrap_or(absent) as usize)
         .sum::<usize>();
     let dim: usize = meta
         .get("data_shape")
@@ -941,9 +972,12 @@ fn pairs_file(meta: &serde_json::Map<String, Value>) -> Vec<u8> {
 fn the_pairs_example_loads_with_its_splits() {
     let meta = object(block("json pairs-meta"));
     let pairs = Pairs::from_bytes(&pairs_file(&meta), "FORMATS.md pairs-meta").unwrap();
-    assert_eq!(pairs.len(), 5);
-    assert_eq!((pairs.train().len, pairs.validation().len), (3, 2));
+    assert_eq!(pairs.len(), 7);
+    let splits = (pairs.train().len, pairs.validation().len, pairs.test().len);
+    assert_eq!(splits, (3, 2, 2));
     assert_eq!(pairs.train().noise, &pairs.noise[..6]);
+    assert_eq!(pairs.validation().noise, &pairs.noise[6..10]);
+    assert_eq!(pairs.test().noise, &pairs.noise[10..]);
     // The labels of an unconditional model: its null class 0, nothing else.
     let unconditional = ModelSpec::new(model::Architecture::mlp(8, 1), &[2, 1, 1], 4, 0, 0);
     let path = std::path::Path::new("pairs.safetensors");

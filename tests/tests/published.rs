@@ -1,6 +1,7 @@
 //! The published site: every model in `www/models/` loads through the runtime, is written back
 //! byte for byte (so its id, to which its solvers are bound, is stable across refactors of the
-//! spec), and its manifest names that id; every listed solver loads for it.
+//! spec), and its manifest names that id; every listed solver loads for it and records its test
+//! PSNR, the one the manifest lists, with its baselines'.
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,23 @@ fn published_models_round_trip_with_their_ids() {
                 "{}",
                 solver.file
             );
+            // Published figures are test-split figures, with the baselines at the same NFE and
+            // guidance recorded beside them.
+            let recorded = file.metrics.get("test_psnr").copied();
+            assert!(
+                recorded.is_some_and(|psnr| (psnr - solver.test_psnr).abs() <= 0.1),
+                "{}: manifest {} dB, file {recorded:?}",
+                solver.file,
+                solver.test_psnr
+            );
+            for key in [
+                "test_psnr_sem",
+                "init_test_psnr",
+                "best_classical_test_psnr",
+                "time_only_test_psnr",
+            ] {
+                assert!(file.metrics.contains_key(key), "{}: no {key}", solver.file);
+            }
         }
         seen += 1;
     }
