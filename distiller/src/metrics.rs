@@ -84,7 +84,7 @@ pub struct TestFigures {
     pub time_only: Option<f64>,
 }
 
-/// The metrics keys [`TestFigures::record`] writes.
+/// The metrics key of a solver's own test PSNR (the figure `bns publish` verifies).
 pub const TEST_PSNR: &str = "test_psnr";
 
 impl TestFigures {

@@ -930,7 +930,10 @@ fn the_metrics_table_is_what_is_recorded() {
     assert_eq!(example, documented);
     for key in ["test_pairs", "best_classical"] {
         assert!(file.provenance.contains_key(key), "{key}");
-        assert!(block("json solver").contains(&format!("\"{key}\"")), "{key}");
+        assert!(
+            block("json solver").contains(&format!("\"{key}\"")),
+            "{key}"
+        );
     }
 }
 
