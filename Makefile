@@ -85,10 +85,12 @@ $(BNS_RELEASE): $(BNS_SOURCES)
 
 ## model: a model of your own, from a dataset to the page (bns pipeline; README, "Make your own
 ## model"): make model DATA=moons NAME=my-moons [ARGS='--steps 2000']
-model: $(BNS_RELEASE)
+# The arguments are checked before the (long, first time) release build.
+model:
 	@if [ -z "$(DATA)" ] || [ -z "$(NAME)" ]; then \
 	  echo "usage: make model DATA=<dataset> NAME=<name> [ARGS='<more bns pipeline flags>']" >&2; exit 2; \
 	fi
+	@$(MAKE) --no-print-directory $(BNS_RELEASE)
 	$(BNS_RELEASE) pipeline --dataset $(DATA) --name $(NAME) $(ARGS)
 
 ## cuda: bns with --features cuda, release, in target/cuda/release/bns (no GPU needed to build;
