@@ -211,7 +211,26 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         times: Vec::new(),
     };
     let model = plan.out.join("model.safetensors");
+    train_stage(&args, &plan, &model, &mut stages)?;
+    truth_stages(&args, &plan, &model, &mut stages)?;
+    let published = distill_stages(&args, &plan, &model, &mut stages)?;
+    eval_stages(&args, &plan, &model, &mut stages)?;
+    let manifest_path = publish_stage(&args, &plan, &model, &published, &mut stages)?;
+    let seconds = started.elapsed().as_secs_f64();
+    print_summary(
+        &args,
+        &plan,
+        &model,
+        &published,
+        &manifest_path,
+        &stages,
+        seconds,
+    );
+    Ok(())
+}
 
+/// Trains the model (resuming from its checkpoint) unless it exists.
+fn train_stage(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
     let mut train_argv = vec![
         "--dataset".into(),
         dataset_argument(&args.dataset),
@@ -233,16 +252,21 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         "--seed".into(),
         TRAIN_SEED.to_string(),
     ];
-    if checkpoint_path(&model).exists() {
+    if checkpoint_path(model).exists() {
         train_argv.push("--resume".into());
     }
-    train_argv.extend(output_argument(&model));
+    train_argv.extend(output_argument(model));
     train_argv.extend(compute_arguments(&args.compute));
-    stages.unless_exists("train", &model, "train", &train_argv, train::run)?;
+    stages.unless_exists("train", model, "train", &train_argv, train::run)?;
 
+    Ok(())
+}
+
+/// The ground truth of every guidance scale (continuing a partial file).
+fn truth_stages(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
     for &w in &plan.guidance {
         let pairs = pairs_path(&plan.out, w);
-        let mut argv = vec!["--model".into(), path_argument(&model)];
+        let mut argv = vec!["--model".into(), path_argument(model)];
         argv.extend([
             "--count".into(),
             args.truth_count
@@ -266,6 +290,17 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         stages.unless_exists(&format!("truth w={w}"), &pairs, "truth", &argv, truth::run)?;
     }
 
+    Ok(())
+}
+
+/// The BNS solvers of every NFE and guidance, and the time-only baselines; returns the BNS
+/// solver files (those published).
+fn distill_stages(
+    args: &PipelineArgs,
+    plan: &Plan,
+    model: &Path,
+    stages: &mut Stages,
+) -> Result<Vec<PathBuf>> {
     let iterations = args.iterations.unwrap_or(plan.defaults.iterations);
     let mut published = Vec::new();
     for &w in &plan.guidance {
@@ -301,7 +336,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
             let output = plan.out.join(format!("{prefix}-{n}-w{w}.json"));
             let mut argv = vec![
                 "--model".into(),
-                path_argument(&model),
+                path_argument(model),
                 "--pairs".into(),
                 path_argument(&pairs_path(&plan.out, w)),
                 "--nfe".into(),
@@ -323,6 +358,11 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         }
     }
 
+    Ok(published)
+}
+
+/// The evaluation of every guidance scale.
+fn eval_stages(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
     // The feature classifier of an image model is trained once (by the w = 0 evaluation, the
     // first) and reused.
     let classifier = plan.out.join("eval-w0").join("classifier.safetensors");
@@ -330,7 +370,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         let folder = plan.out.join(format!("eval-w{w}"));
         let mut argv = vec![
             "--model".into(),
-            path_argument(&model),
+            path_argument(model),
             "--pairs".into(),
             path_argument(&pairs_path(&plan.out, w)),
             "--solvers".into(),
@@ -348,6 +388,18 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         stages.unless_exists(&format!("eval w={w}"), &results, "eval", &argv, eval::run)?;
     }
 
+    Ok(())
+}
+
+/// Publishes the model and its BNS solvers unless the site has them; returns the manifest's
+/// path.
+fn publish_stage(
+    args: &PipelineArgs,
+    plan: &Plan,
+    model: &Path,
+    published: &[PathBuf],
+    stages: &mut Stages,
+) -> Result<PathBuf> {
     let manifest_path = args
         .site
         .join("models")
@@ -363,7 +415,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         "--title".into(),
         title,
         "--model".into(),
-        path_argument(&model),
+        path_argument(model),
         "--solvers".into(),
     ];
     argv.extend(published.iter().map(|p| path_argument(p)));
@@ -377,7 +429,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     if args.default {
         argv.push("--default".into());
     }
-    if is_published(&manifest_path, &model, &published)? {
+    if is_published(&manifest_path, model, published)? {
         println!(
             "skip publish ({} exists with this model and these solvers)",
             manifest_path.display()
@@ -387,11 +439,23 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         stages.run("publish", "publish", &argv, publish::run)?;
     }
 
+    Ok(manifest_path)
+}
+
+/// What the run made and where, each stage's wall time, and how to see the model in the page.
+fn print_summary(
+    args: &PipelineArgs,
+    plan: &Plan,
+    model: &Path,
+    published: &[PathBuf],
+    manifest_path: &Path,
+    stages: &Stages,
+    seconds: f64,
+) {
     println!();
     println!(
         "pipeline {} done in {:.0} s; stage wall times:",
-        args.name,
-        started.elapsed().as_secs_f64()
+        args.name, seconds
     );
     for time in &stages.times {
         match time.seconds {
@@ -431,7 +495,6 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         "to see it: `make serve`, then open http://127.0.0.1:8080/?model={}",
         args.name
     );
-    Ok(())
 }
 
 /// Checks the flags against the data and resolves the settings. The data's kind and classes come
