@@ -11,9 +11,11 @@ DEBIAN_PACKAGES := chromium mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist
 WASM := target/wasm32-unknown-unknown/release/web_sampler.wasm
 PKG := www/pkg
 BNS := target/debug/bns
+BNS_RELEASE := target/release/bns
+BNS_SOURCES := $(shell find distiller/src web-sampler/src -name '*.rs') distiller/Cargo.toml web-sampler/Cargo.toml
 export XDG_RUNTIME_DIR ?= /tmp/bns-xdg-runtime
 
-.PHONY: serve test setup system-packages rust-tools npm-packages wasm \
+.PHONY: serve test setup system-packages rust-tools npm-packages wasm FORCE model \
         check-format lint cargo-test browser-test clean cuda cuda-bundle cuda-check
 
 ## serve: build the wasm runtime and serve www/ on http://127.0.0.1:$(PORT)/
@@ -53,17 +55,43 @@ npm-packages: node_modules/.package-lock.json
 node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund
 
-## wasm: the runtime for the browser, in www/pkg (wasm-bindgen + wasm-opt from npm's binaryen)
-wasm: rust-tools npm-packages
+## wasm: the runtime for the browser, in www/pkg (wasm-bindgen + wasm-opt from npm's binaryen),
+## rebuilt only when the runtime's sources, Cargo.toml or the npm packages changed
+wasm: $(PKG)/web_sampler_bg.wasm
+
+# cargo knows the runtime's inputs (sources, shaders, Cargo.lock): it runs every time and leaves
+# $(WASM) untouched when nothing changed, so make skips wasm-bindgen and wasm-opt (~45 s).
+$(WASM): rust-tools FORCE
 	cargo build --release -p web-sampler --target wasm32-unknown-unknown
-	wasm-bindgen --target web --out-dir $(PKG) $(WASM)
+
+# Built in $(PKG).tmp and moved in at the end, so an interrupted build leaves no www/pkg that
+# looks up to date.
+$(PKG)/web_sampler_bg.wasm: $(WASM) Cargo.toml node_modules/.package-lock.json
+	rm -rf $(PKG).tmp
+	wasm-bindgen --target web --out-dir $(PKG).tmp $(WASM)
 	node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
 	  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd \
-	  $(PKG)/web_sampler_bg.wasm -o $(PKG)/web_sampler_bg.wasm
-	@ls -l $(PKG)/web_sampler_bg.wasm | awk '{print "wasm module: " $$5 " bytes after wasm-opt"}'
+	  $(PKG).tmp/web_sampler_bg.wasm -o $(PKG).tmp/web_sampler_bg.wasm
+	rm -rf $(PKG) && mv $(PKG).tmp $(PKG)
+	@ls -l $@ | awk '{print "wasm module: " $$5 " bytes after wasm-opt"}'
 
-$(BNS): $(shell find distiller/src web-sampler/src -name '*.rs') distiller/Cargo.toml web-sampler/Cargo.toml
+FORCE:
+
+$(BNS): $(BNS_SOURCES)
 	cargo build -p distiller
+
+$(BNS_RELEASE): $(BNS_SOURCES)
+	cargo build --release -p distiller
+
+## model: a model of your own, from a dataset to the page (bns pipeline; README, "Make your own
+## model"): make model DATA=moons NAME=my-moons [ARGS='--steps 2000']
+# The arguments are checked before the (long, first time) release build.
+model:
+	@if [ -z "$(DATA)" ] || [ -z "$(NAME)" ]; then \
+	  echo "usage: make model DATA=<dataset> NAME=<name> [ARGS='<more bns pipeline flags>']" >&2; exit 2; \
+	fi
+	@$(MAKE) --no-print-directory $(BNS_RELEASE)
+	$(BNS_RELEASE) pipeline --dataset $(DATA) --name $(NAME) $(ARGS)
 
 ## cuda: bns with --features cuda, release, in target/cuda/release/bns (no GPU needed to build;
 ## scripts/cuda-toolkit.sh fetches NVIDIA's CUDA 13.0 wheels once, ~1.2 GB, ~20 min first build)
@@ -99,4 +127,4 @@ browser-test: wasm $(BNS)
 
 clean:
 	cargo clean
-	rm -rf $(PKG) node_modules
+	rm -rf $(PKG) $(PKG).tmp node_modules

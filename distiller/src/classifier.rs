@@ -310,7 +310,7 @@ pub fn train(
             .collect(),
     };
     let mut adam = AdamW::new(vars.clone(), 1e-4)?;
-    let mut progress = Progress::new("classifier", settings.steps, show_progress);
+    let mut progress = Progress::new("classifier", settings.steps, "steps", show_progress);
     let warmup = (settings.steps / 20).max(1);
     let mut recent = Vec::new();
     for step in 1..=settings.steps {

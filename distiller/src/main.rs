@@ -38,6 +38,9 @@ enum Command {
     Distill(commands::distill::DistillArgs),
     /// Evaluate every classical and distilled solver against the ground truth: tables, plots and sample grids
     Eval(commands::eval::EvalArgs),
+    /// From a dataset to a published model in one command: train, truth, distill, eval, publish
+    /// (resumable; the settings suit the data's kind)
+    Pipeline(commands::pipeline::PipelineArgs),
     /// Publish a model and its distilled solvers on the site, after verifying them on the runtime
     Publish(commands::publish::PublishArgs),
     /// Generate samples with a model and a solver and save them as a PNG grid
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Distill(a) => commands::distill::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Publish(a) => commands::publish::run(a),
+        Command::Pipeline(a) => commands::pipeline::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,18 +10,21 @@ pub struct Progress {
     bar: ProgressBar,
     /// For logs: the job's name, its length and the last position printed.
     log: Option<(String, u64, u64)>,
+    /// What the positions count ("steps", "pairs", …), printed after them.
+    unit: String,
     started: Instant,
     message: String,
 }
 
 impl Progress {
-    /// A job of `len` units named `name` (e.g. "train"); `show = false` hides it entirely.
-    pub fn new(name: &str, len: u64, show: bool) -> Progress {
+    /// A job named `name` (e.g. "train") of `len` units, each one `unit` (plural, e.g. "steps":
+    /// the bar and the log lines read `train 500/10000 steps`); `show = false` hides it entirely.
+    pub fn new(name: &str, len: u64, unit: &str, show: bool) -> Progress {
         let terminal = std::io::stderr().is_terminal();
         let bar = if show && terminal {
             let bar = ProgressBar::new(len);
             let template = format!(
-                "{name} {{bar:30}} {{pos}}/{{len}}  {{msg}}  [{{elapsed_precise}} < {{eta_precise}}]"
+                "{name} {{bar:30}} {{pos}}/{{len}} {unit}  {{msg}}  [{{elapsed_precise}} < {{eta_precise}}]"
             );
             if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style);
@@ -34,6 +37,7 @@ impl Progress {
         Progress {
             bar,
             log,
+            unit: unit.to_string(),
             started: Instant::now(),
             message: String::new(),
         }
@@ -47,8 +51,8 @@ impl Progress {
                 *last = position;
                 let seconds = self.started.elapsed().as_secs_f64();
                 eprintln!(
-                    "{name} {position}/{len}  {}  [{seconds:.0} s]",
-                    self.message
+                    "{name} {position}/{len} {}  {}  [{seconds:.0} s]",
+                    self.unit, self.message
                 );
             }
         }

@@ -100,8 +100,8 @@ fn sample_writes_a_png_and_the_values() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (png, values) = (dir.path("grid.png"), dir.path("v.json"));
-    // One request, written to `values_path`, on the backend `extra` names.
-    let sample = |values_path: &str, extra: &[&str]| {
+    // The arguments of one request, written to `values_path`, on the backend `extra` names.
+    let sample_args = |values_path: &str, extra: &[&str]| {
         let mut args = vec![
             "sample",
             "--model",
@@ -120,9 +120,12 @@ fn sample_writes_a_png_and_the_values() {
             values_path,
         ];
         args.extend_from_slice(extra);
-        bns(&args)
+        args.into_iter().map(String::from).collect::<Vec<_>>()
     };
-    let o = sample(&values, &[]);
+    let o = Command::new(env!("CARGO_BIN_EXE_bns"))
+        .args(sample_args(&values, &[]))
+        .output()
+        .expect("bns runs");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("6 samples, 4 NFE"), "{}", stdout(&o));
     let bytes = std::fs::read(&png).unwrap();
@@ -132,15 +135,21 @@ fn sample_writes_a_png_and_the_values() {
     assert_eq!(doc["shape"], serde_json::json!([6, 1, 6, 5]));
     assert_eq!(doc["values"].as_array().unwrap().len(), 6 * 30);
 
-    // The same request on the GPU path (lavapipe without a GPU) agrees to rounding.
+    // The same request on the GPU path (lavapipe without a GPU) agrees to rounding; without an
+    // XDG_RUNTIME_DIR (a server, a container) Vulkan's loaders do not complain of it.
     let gpu_values = dir.path("v-gpu.json");
-    let o = sample(&gpu_values, &["--backend", "gpu"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_bns"))
+        .args(sample_args(&gpu_values, &["--backend", "gpu"]))
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("bns runs");
     let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
     if !o.status.success() && !required && stderr(&o).contains("Vulkan") {
         eprintln!("skipped the GPU path: {}", stderr(&o));
         return;
     }
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
     let gpu: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&gpu_values).unwrap()).unwrap();
     assert_eq!(gpu["shape"], doc["shape"]);
@@ -330,4 +339,51 @@ fn text_from_files_reaches_the_terminal_escaped() {
         text.contains(r"name      evil\u{1b}[2J\u{1b}]0;owned\u{7}\r\nname"),
         "{text}"
     );
+}
+
+#[test]
+fn reproduce_sh_without_arguments_prints_its_usage_and_starts_nothing() {
+    let dir = Scratch::new("reproduce");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reproduce.sh");
+    for args in [&[][..], &["no-such-model"][..]] {
+        let o = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .current_dir(&dir.0)
+            .env("BNS", env!("CARGO_BIN_EXE_bns"))
+            .output()
+            .expect("bash runs");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("usage:"), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("fashion-mnist mnist checkerboard"));
+        assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+        assert!(!dir.0.join("runs").exists(), "{args:?} created runs/");
+    }
+}
+
+#[test]
+fn pipeline_refuses_guidance_for_an_unconditional_dataset() {
+    let dir = Scratch::new("pipeline-guidance");
+    std::fs::create_dir_all(dir.0.join("www")).unwrap();
+    std::fs::write(dir.0.join("www/index.html"), "<!doctype html>").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_bns"))
+        .args([
+            "pipeline",
+            "--dataset",
+            "moons",
+            "--name",
+            "m",
+            "--guidance",
+            "0,2",
+        ])
+        .current_dir(&dir.0)
+        .output()
+        .expect("bns runs");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--guidance 2: moons is unconditional"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.0.join("runs").exists());
 }

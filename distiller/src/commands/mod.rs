@@ -4,6 +4,7 @@ pub mod distill;
 pub mod eval;
 pub mod model;
 pub mod pairs;
+pub mod pipeline;
 pub mod publish;
 pub mod sample;
 pub mod solver;

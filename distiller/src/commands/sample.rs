@@ -1,6 +1,6 @@
 //! `bns sample`: run a model with a solver from a seed and save the samples as a PNG grid.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -75,6 +75,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let (sampler, choice) = match args.backend {
         Backend::Cpu => (Sampler::new(), BackendChoice::Cpu),
         Backend::Gpu => {
+            ensure_runtime_dir();
             let gpu = block_on(Gpu::new())
                 .context("--backend gpu needs a Vulkan driver (on a machine without a GPU: apt-get install mesa-vulkan-drivers)")?;
             (Sampler::with_gpu(gpu), BackendChoice::Gpu)
@@ -111,4 +112,35 @@ pub fn run(args: SampleArgs) -> Result<()> {
         seconds * 1e3 / args.batch as f64
     );
     Ok(())
+}
+
+/// Gives the process a private `XDG_RUNTIME_DIR` when it has no usable one (a server, a container,
+/// `sudo`), before Vulkan starts: Mesa's Wayland window-system code (libwayland) otherwise prints
+/// "XDG_RUNTIME_DIR is invalid or not set in the environment" on every GPU run, though no window
+/// is ever opened. The directory is `<temp>/bns-runtime-<uid>`, mode 0700; one that is not ours or
+/// is open to others is not used (then the variable stays unset and the message may appear).
+fn ensure_runtime_dir() {
+    let usable = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| {
+        let dir = Path::new(&dir);
+        dir.is_absolute() && dir.is_dir()
+    });
+    if usable {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("bns-runtime-{uid}"));
+        // An existing directory is checked below.
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            return;
+        };
+        if meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o077 == 0 {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+    }
 }

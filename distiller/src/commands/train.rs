@@ -192,7 +192,7 @@ pub fn train(
         .collect();
     let network = CandleNetwork::from_vars(spec.clone(), &named, device)?;
 
-    let mut progress = Progress::new("train", args.steps, show_progress);
+    let mut progress = Progress::new("train", args.steps, "steps", show_progress);
 
     let started = Instant::now();
     let mut losses = Vec::new();

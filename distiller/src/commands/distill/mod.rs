@@ -121,7 +121,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
     }
     println!(
         "wrote {}: test PSNR {:.2} ± {:.2} dB (std {:.2}) on {} test pairs at NFE {} ({} dB); \
-         validation PSNR {:.2} dB, the runtime's re-measurement of the kept parameters",
+         validation PSNR {:.2} dB: both the runtime's measurement (the page's CPU path) of the \
+         best parameters (iteration {}), chosen on the validation pairs",
         args.output.display(),
         test.solver.mean,
         test.solver.sem,
@@ -130,6 +131,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         args.nfe,
         baselines.join(", "),
         outcome.validation_psnr,
+        outcome.solver.provenance["best_iteration"],
     );
     Ok(())
 }
@@ -216,7 +218,12 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
         seed: args.seed,
     };
     let checkpoint_file = crate::checkpoint::checkpoint_path(&args.output);
-    let mut progress = Progress::new("distill", args.iterations as u64, show_progress);
+    let mut progress = Progress::new(
+        "distill",
+        args.iterations as u64,
+        "iterations",
+        show_progress,
+    );
     let started = Instant::now();
     let (first, init_validation, mut best, mut recent, seconds_before) = if args.resume {
         let (meta, best_params) =
@@ -395,7 +402,7 @@ fn gather(pairs: &PairsView, rows: &[usize], device: &Device) -> Result<(Tensor,
 #[cfg(test)]
 thread_local! {
     /// Tests stop a run after this iteration, as an interruption would.
-    static STOP_AFTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    pub(crate) static STOP_AFTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 /// The training rows of each iteration: epochs of fresh shuffles of `0..len` from one seeded

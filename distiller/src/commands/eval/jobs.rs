@@ -15,10 +15,10 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A bar named `name` over `total` units of cost; `show = false` hides it.
-    pub fn new(name: &str, total: u64, show: bool) -> Tracker {
+    /// A bar named `name` over `total` units of cost, each one `unit`; `show = false` hides it.
+    pub fn new(name: &str, total: u64, unit: &str, show: bool) -> Tracker {
         Tracker {
-            progress: Progress::new(name, total.max(1), show),
+            progress: Progress::new(name, total.max(1), unit, show),
             position: 0,
         }
     }

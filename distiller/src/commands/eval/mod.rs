@@ -250,7 +250,12 @@ pub fn evaluate(
         .iter()
         .map(|j| (j.nfe * args.fd_samples) as u64)
         .sum::<u64>();
-    let mut tracker = Tracker::new("eval", total, show_progress);
+    let mut tracker = Tracker::new(
+        "eval",
+        total,
+        "network evaluations (samples × NFE)",
+        show_progress,
+    );
 
     let psnr_model = model_for_jobs(&model, threads, solvers.len());
     let psnr_values = run_jobs(

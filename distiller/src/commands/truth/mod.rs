@@ -157,7 +157,7 @@ pub fn run(args: TruthArgs) -> Result<()> {
         Some(network) => Field::Device(network, device.clone()),
         None => Field::Runtime(&mut runtime),
     };
-    let mut bar = Progress::new("truth", options.rows().len() as u64, true);
+    let mut bar = Progress::new("truth", options.rows().len() as u64, "pairs", true);
     let pairs = write_with(
         &model,
         options,
@@ -174,7 +174,7 @@ pub fn run(args: TruthArgs) -> Result<()> {
             TruthEvent::Batch {
                 done, batch_nfe, ..
             } => {
-                bar.set_message(format!("pairs, last batch {batch_nfe} NFE"));
+                bar.set_message(format!("last batch {batch_nfe} NFE"));
                 bar.set_position(done as u64);
             }
         },

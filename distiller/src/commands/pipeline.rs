@@ -1,0 +1,903 @@
+//! `bns pipeline`: one command from a dataset to a model with BNS solvers on the site. It runs
+//! train → truth → distill (every NFE × every guidance) → eval → publish by calling those
+//! commands' entry points, with the settings that suit the data's kind ([`KindDefaults`]: those
+//! that made the published models, docs/RESULTS.md).
+//!
+//! Every stage is resumable, like `docs/reproduce.sh`: a finished output is skipped ("skip …
+//! (exists)"), an interrupted training or distillation continues from its checkpoint and an
+//! interrupted ground truth from its partial file. Each stage's arguments are parsed by the
+//! stage's own flags (so its defaults are the command's), and printed as the `bns` command that
+//! reruns it alone.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, FromArgMatches, ValueEnum};
+use web_sampler::manifest::{self, Manifest};
+use web_sampler::model::{Model, Prediction};
+use web_sampler::sample::is_image;
+use web_sampler::solver::Method;
+
+use crate::checkpoint::checkpoint_path;
+use crate::commands::{distill, eval, publish, train, truth};
+use crate::compute::{ComputeArgs, DeviceKind};
+use crate::data::{self, DataSources, DatasetName};
+use crate::network_args::ArchitectureName;
+
+/// The two kinds of data, which want different networks and budgets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    /// 2-D points (`[2, 1, 1]`): the toy distributions.
+    Points,
+    /// Images (`[C, H, W]` with H·W > 1).
+    Images,
+}
+
+/// What the pipeline runs with unless a flag says otherwise, per [`DataKind`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KindDefaults {
+    /// What the network outputs (`bns train --prediction`).
+    pub prediction: Prediction,
+    pub width: usize,
+    pub depth: usize,
+    /// Training batch and steps.
+    pub batch: usize,
+    pub steps: u64,
+    /// Ground-truth pairs, and how many of them are held out for validation.
+    pub truth_count: usize,
+    pub truth_validation: usize,
+    /// Distillation iterations per solver.
+    pub iterations: usize,
+}
+
+impl KindDefaults {
+    /// The settings of the published checkerboard (points) and Fashion-MNIST (images) models:
+    /// docs/RESULTS.md, "The published models" and "Ground truth and distillation".
+    pub fn of(kind: DataKind) -> KindDefaults {
+        match kind {
+            DataKind::Points => KindDefaults {
+                prediction: Prediction::Velocity,
+                width: 256,
+                depth: 3,
+                batch: 512,
+                steps: 10_000,
+                truth_count: 640,
+                truth_validation: 128,
+                iterations: 600,
+            },
+            DataKind::Images => KindDefaults {
+                prediction: Prediction::Data,
+                width: 512,
+                depth: 3,
+                batch: 128,
+                steps: 10_000,
+                truth_count: 640,
+                truth_validation: 128,
+                iterations: 600,
+            },
+        }
+    }
+}
+
+/// Seeds of the stages (those of docs/reproduce.sh): the training run's, and the ground truth's
+/// noise, which differs from it so the pairs do not start from the training run's noise.
+const TRAIN_SEED: u64 = 0;
+const TRUTH_SEED: u64 = 1;
+/// DOPRI5's tolerances for the ground truth (relative and absolute).
+const TRUTH_TOLERANCE: &str = "1e-5";
+/// The guidance scales distilled for a class-conditional model when `--guidance` is not given.
+const CONDITIONAL_GUIDANCE: [f64; 2] = [0.0, 2.0];
+
+#[derive(Args, Clone, Debug)]
+#[command(after_help = "\
+Defaults by the data's kind (those of the published models, docs/RESULTS.md):
+  2-D points: --prediction velocity --width 256 --depth 3 --batch 512 --steps 10000,
+              640 ground-truth pairs (128 for validation), 600 iterations per solver
+  images:     --prediction data --width 512 --depth 3 --batch 128 --steps 10000,
+              640 ground-truth pairs (128 for validation), 600 iterations per solver
+
+Work files go to --out (default runs/<name>): model.safetensors, pairs-w<W>.safetensors,
+bns-<NFE>-w<W>.json, eval-w<W>/ and times.log. Run the same command again to continue after an
+interruption: finished stages are skipped, training and distillation resume from their
+checkpoints, ground truth from its partial file.")]
+pub struct PipelineArgs {
+    /// Training data (as `bns train --dataset`)
+    #[arg(long, value_enum)]
+    pub dataset: DatasetName,
+    /// Name of the model on the site (letters, digits, '-', '_'); also names the work folder
+    #[arg(long)]
+    pub name: String,
+    /// Title shown on the page (default: the dataset, conditional or not, and the network)
+    #[arg(long)]
+    pub title: Option<String>,
+    /// NFEs of the distilled BNS solvers (comma-separated)
+    #[arg(long, value_delimiter = ',', default_value = "4,6,8,10,12,16")]
+    pub nfe: Vec<usize>,
+    /// Guidance scales to distill for (comma-separated; only a class-conditional model takes
+    /// w ≠ 0). Default: 0,2 for a class-conditional model, 0 for an unconditional one
+    #[arg(long, value_delimiter = ',')]
+    pub guidance: Option<Vec<f64>>,
+    /// Work folder (default: runs/<name>)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Training steps (default: 10000)
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Training batch (default: 512 for 2-D points, 128 for images)
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// The network: mlp or unet (default: mlp)
+    #[arg(long = "arch", value_enum, default_value_t = ArchitectureName::Mlp)]
+    pub architecture: ArchitectureName,
+    /// Width of the MLP's hidden layers (default: 256 for 2-D points, 512 for images)
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Number of the MLP's hidden layers (default: 3)
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// What the network outputs: data or velocity (default: velocity for 2-D points, data for
+    /// images)
+    #[arg(long)]
+    pub prediction: Option<Prediction>,
+    /// Ground-truth pairs per guidance, training and validation together (default: 640)
+    #[arg(long)]
+    pub truth_count: Option<usize>,
+    /// Ground-truth pairs held out for validation (default: 128)
+    #[arg(long)]
+    pub truth_validation: Option<usize>,
+    /// Distillation iterations per BNS solver (default: 600)
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Classical solver the BNS solvers start from (as `bns distill --init`)
+    #[arg(long, default_value = "midpoint")]
+    pub init: Method,
+    /// Peak learning rate of the distillation (default: `bns distill`'s)
+    #[arg(long)]
+    pub distill_lr: Option<f64>,
+    /// Also distill the time-only baseline (Euler's times learned, half the iterations) at
+    /// these NFEs, at w = 0, for the evaluation's tables (not published)
+    #[arg(long, value_delimiter = ',')]
+    pub time_only_nfe: Vec<usize>,
+    /// Generated samples per solver for the evaluation's FD / sliced Wasserstein (default:
+    /// `bns eval`'s; 0 skips them)
+    #[arg(long)]
+    pub fd_samples: Option<usize>,
+    /// The site folder the model is published to
+    #[arg(long, default_value = "www")]
+    pub site: PathBuf,
+    /// Make this the model the page opens with
+    #[arg(long)]
+    pub default: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+/// The settings of one pipeline run, resolved from the flags and the data.
+struct Plan {
+    out: PathBuf,
+    kind: DataKind,
+    classes: usize,
+    defaults: KindDefaults,
+    guidance: Vec<f64>,
+}
+
+/// One stage's wall time, for the summary.
+struct StageTime {
+    name: String,
+    seconds: Option<f64>,
+}
+
+pub fn run(args: PipelineArgs) -> Result<()> {
+    let started = Instant::now();
+    let plan = plan(&args)?;
+    std::fs::create_dir_all(&plan.out)
+        .with_context(|| format!("{}: cannot create the work folder", plan.out.display()))?;
+    println!(
+        "pipeline {}: {} ({}, {}), NFE {}, guidance {}, work folder {}",
+        args.name,
+        dataset_argument(&args.dataset),
+        match plan.kind {
+            DataKind::Points => "2-D points",
+            DataKind::Images => "images",
+        },
+        conditioning(plan.classes),
+        list(&args.nfe),
+        list(&plan.guidance),
+        plan.out.display()
+    );
+    let mut stages = Stages {
+        log: plan.out.join("times.log"),
+        times: Vec::new(),
+    };
+    let model = plan.out.join("model.safetensors");
+    train_stage(&args, &plan, &model, &mut stages)?;
+    truth_stages(&args, &plan, &model, &mut stages)?;
+    let published = distill_stages(&args, &plan, &model, &mut stages)?;
+    eval_stages(&args, &plan, &model, &mut stages)?;
+    let manifest_path = publish_stage(&args, &plan, &model, &published, &mut stages)?;
+    let seconds = started.elapsed().as_secs_f64();
+    print_summary(
+        &args,
+        &plan,
+        &model,
+        &published,
+        &manifest_path,
+        &stages,
+        seconds,
+    );
+    Ok(())
+}
+
+/// Trains the model (resuming from its checkpoint) unless it exists.
+fn train_stage(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
+    let mut train_argv = vec![
+        "--dataset".into(),
+        dataset_argument(&args.dataset),
+        "--steps".into(),
+        args.steps.unwrap_or(plan.defaults.steps).to_string(),
+        "--batch".into(),
+        args.batch.unwrap_or(plan.defaults.batch).to_string(),
+        "--arch".into(),
+        value_name(args.architecture),
+        "--width".into(),
+        args.width.unwrap_or(plan.defaults.width).to_string(),
+        "--depth".into(),
+        args.depth.unwrap_or(plan.defaults.depth).to_string(),
+        "--prediction".into(),
+        args.prediction
+            .unwrap_or(plan.defaults.prediction)
+            .name()
+            .into(),
+        "--seed".into(),
+        TRAIN_SEED.to_string(),
+    ];
+    if checkpoint_path(model).exists() {
+        train_argv.push("--resume".into());
+    }
+    train_argv.extend(output_argument(model));
+    train_argv.extend(compute_arguments(&args.compute));
+    stages.unless_exists("train", model, "train", &train_argv, train::run)?;
+
+    Ok(())
+}
+
+/// The ground truth of every guidance scale (continuing a partial file).
+fn truth_stages(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
+    for &w in &plan.guidance {
+        let pairs = pairs_path(&plan.out, w);
+        let mut argv = vec!["--model".into(), path_argument(model)];
+        argv.extend([
+            "--count".into(),
+            args.truth_count
+                .unwrap_or(plan.defaults.truth_count)
+                .to_string(),
+            "--validation".into(),
+            args.truth_validation
+                .unwrap_or(plan.defaults.truth_validation)
+                .to_string(),
+            "--seed".into(),
+            TRUTH_SEED.to_string(),
+            "--guidance".into(),
+            w.to_string(),
+            "--rtol".into(),
+            TRUTH_TOLERANCE.into(),
+            "--atol".into(),
+            TRUTH_TOLERANCE.into(),
+        ]);
+        argv.extend(output_argument(&pairs));
+        argv.extend(compute_arguments(&args.compute));
+        stages.unless_exists(&format!("truth w={w}"), &pairs, "truth", &argv, truth::run)?;
+    }
+
+    Ok(())
+}
+
+/// The BNS solvers of every NFE and guidance, and the time-only baselines; returns the BNS
+/// solver files (those published).
+fn distill_stages(
+    args: &PipelineArgs,
+    plan: &Plan,
+    model: &Path,
+    stages: &mut Stages,
+) -> Result<Vec<PathBuf>> {
+    let iterations = args.iterations.unwrap_or(plan.defaults.iterations);
+    let mut published = Vec::new();
+    for &w in &plan.guidance {
+        let mut solvers: Vec<(String, usize, Vec<String>)> = args
+            .nfe
+            .iter()
+            .map(|&n| {
+                let mut extra = vec![
+                    "--init".into(),
+                    args.init.name().into(),
+                    "--iterations".into(),
+                    iterations.to_string(),
+                ];
+                if let Some(lr) = args.distill_lr {
+                    extra.extend(["--lr".into(), lr.to_string()]);
+                }
+                ("bns".to_string(), n, extra)
+            })
+            .collect();
+        if w == 0.0 {
+            for &n in &args.time_only_nfe {
+                let extra = vec![
+                    "--init".into(),
+                    "euler".into(),
+                    "--time-only".into(),
+                    "--iterations".into(),
+                    (iterations / 2).max(1).to_string(),
+                ];
+                solvers.push(("timeonly".to_string(), n, extra));
+            }
+        }
+        for (prefix, n, extra) in solvers {
+            let output = plan.out.join(format!("{prefix}-{n}-w{w}.json"));
+            let mut argv = vec![
+                "--model".into(),
+                path_argument(model),
+                "--pairs".into(),
+                path_argument(&pairs_path(&plan.out, w)),
+                "--nfe".into(),
+                n.to_string(),
+                "--grid".into(),
+                "uniform".into(),
+            ];
+            argv.extend(extra);
+            if checkpoint_path(&output).exists() {
+                argv.push("--resume".into());
+            }
+            argv.extend(output_argument(&output));
+            argv.extend(compute_arguments(&args.compute));
+            let name = format!("distill {prefix} nfe={n} w={w}");
+            stages.unless_exists(&name, &output, "distill", &argv, distill::run)?;
+            if prefix == "bns" {
+                published.push(output);
+            }
+        }
+    }
+
+    Ok(published)
+}
+
+/// The evaluation of every guidance scale.
+fn eval_stages(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
+    // The feature classifier of an image model is trained once (by the w = 0 evaluation, the
+    // first) and reused.
+    let classifier = plan.out.join("eval-w0").join("classifier.safetensors");
+    for &w in &plan.guidance {
+        let folder = plan.out.join(format!("eval-w{w}"));
+        let mut argv = vec![
+            "--model".into(),
+            path_argument(model),
+            "--pairs".into(),
+            path_argument(&pairs_path(&plan.out, w)),
+            "--solvers".into(),
+            path_argument(&plan.out),
+        ];
+        if w != 0.0 && classifier.exists() {
+            argv.extend(["--classifier".into(), path_argument(&classifier)]);
+        }
+        if let Some(samples) = args.fd_samples {
+            argv.extend(["--fd-samples".into(), samples.to_string()]);
+        }
+        argv.extend(output_argument(&folder));
+        argv.extend(compute_arguments(&args.compute));
+        let results = folder.join("results.md");
+        stages.unless_exists(&format!("eval w={w}"), &results, "eval", &argv, eval::run)?;
+    }
+
+    Ok(())
+}
+
+/// Publishes the model and its BNS solvers unless the site has them; returns the manifest's
+/// path.
+fn publish_stage(
+    args: &PipelineArgs,
+    plan: &Plan,
+    model: &Path,
+    published: &[PathBuf],
+    stages: &mut Stages,
+) -> Result<PathBuf> {
+    let manifest_path = args
+        .site
+        .join("models")
+        .join(&args.name)
+        .join("manifest.json");
+    let title = match &args.title {
+        Some(title) => title.clone(),
+        None => default_title(&args.dataset, plan.classes, args.architecture),
+    };
+    let mut argv = vec![
+        "--name".into(),
+        args.name.clone(),
+        "--title".into(),
+        title,
+        "--model".into(),
+        path_argument(model),
+        "--solvers".into(),
+    ];
+    argv.extend(published.iter().map(|p| path_argument(p)));
+    argv.push("--pairs".into());
+    argv.extend(
+        plan.guidance
+            .iter()
+            .map(|&w| path_argument(&pairs_path(&plan.out, w))),
+    );
+    argv.extend(["--site".into(), path_argument(&args.site)]);
+    if args.default {
+        argv.push("--default".into());
+    }
+    if is_published(&manifest_path, model, published)? {
+        println!(
+            "skip publish ({} exists with this model and these solvers)",
+            manifest_path.display()
+        );
+        stages.skipped("publish");
+    } else {
+        stages.run("publish", "publish", &argv, publish::run)?;
+    }
+
+    Ok(manifest_path)
+}
+
+/// What the run made and where, each stage's wall time, and how to see the model in the page.
+fn print_summary(
+    args: &PipelineArgs,
+    plan: &Plan,
+    model: &Path,
+    published: &[PathBuf],
+    manifest_path: &Path,
+    stages: &Stages,
+    seconds: f64,
+) {
+    println!();
+    println!(
+        "pipeline {} done in {:.0} s; stage wall times:",
+        args.name, seconds
+    );
+    for time in &stages.times {
+        match time.seconds {
+            Some(s) => println!("  {:<32} {s:>8.1} s", time.name),
+            None => println!("  {:<32}  skipped (done before)", time.name),
+        }
+    }
+    println!("made:");
+    println!("  model         {}", model.display());
+    println!(
+        "  ground truth  {}",
+        plan.guidance
+            .iter()
+            .map(|&w| pairs_path(&plan.out, w).display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  solvers       {} BNS solver files in {}",
+        published.len(),
+        plan.out.display()
+    );
+    for &w in &plan.guidance {
+        println!(
+            "  evaluation    {}",
+            plan.out
+                .join(format!("eval-w{w}"))
+                .join("results.md")
+                .display()
+        );
+    }
+    println!(
+        "  on the site   {}",
+        manifest_path.parent().unwrap_or(&args.site).display()
+    );
+    println!(
+        "to see it: `make serve`, then open http://127.0.0.1:8080/?model={}",
+        args.name
+    );
+}
+
+/// Checks the flags against the data and resolves the settings. The data's kind and classes come
+/// from the model file when it exists (so a finished training is not reloaded), else from the
+/// dataset.
+fn plan(args: &PipelineArgs) -> Result<Plan> {
+    if manifest::check_name(&args.name).is_err() {
+        bail!(
+            "--name {:?}: use letters, digits, '-' and '_' only",
+            args.name
+        );
+    }
+    if args.nfe.is_empty() || args.nfe.contains(&0) {
+        bail!("--nfe: give at least one NFE, each at least 1");
+    }
+    if !args.site.join("index.html").is_file() {
+        bail!(
+            "--site {}: not a site folder (it has no index.html); run from the repository root \
+             or give the site with --site path/to/bns/www",
+            args.site.display()
+        );
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(&args.name));
+    let model_path = out.join("model.safetensors");
+    let dataset = dataset_argument(&args.dataset);
+    let (shape, classes) = if model_path.exists() {
+        let model = Model::load(&model_path)?;
+        let spec = model.spec();
+        if spec.dataset != dataset {
+            bail!(
+                "{}: a model of dataset {:?}, not {dataset:?}; give another --name or --out",
+                model_path.display(),
+                spec.dataset
+            );
+        }
+        (spec.data_shape.clone(), spec.num_classes)
+    } else {
+        let data = data::load(args.dataset, &DataSources::default(), TRAIN_SEED)?;
+        (data.shape.to_vec(), data.num_classes)
+    };
+    let kind = if is_image(&shape) {
+        DataKind::Images
+    } else {
+        DataKind::Points
+    };
+    let guidance = match &args.guidance {
+        None if classes > 0 => CONDITIONAL_GUIDANCE.to_vec(),
+        None => vec![0.0],
+        Some(list) => {
+            if list.is_empty() || list.iter().any(|w| !w.is_finite() || *w < 0.0) {
+                bail!("--guidance: give scales w ≥ 0, comma-separated");
+            }
+            if classes == 0 {
+                if let Some(w) = list.iter().find(|&&w| w != 0.0) {
+                    bail!(
+                        "--guidance {w}: {dataset} is unconditional (no classes), and guidance \
+                         needs a class-conditional model; use --guidance 0"
+                    );
+                }
+            }
+            let mut unique: Vec<f64> = Vec::new();
+            for &w in list {
+                if !unique.contains(&w) {
+                    unique.push(w);
+                }
+            }
+            unique
+        }
+    };
+    if !args.time_only_nfe.is_empty() && !guidance.contains(&0.0) {
+        bail!("--time-only-nfe: the time-only baseline is distilled at w = 0; add 0 to --guidance");
+    }
+    Ok(Plan {
+        out,
+        kind,
+        classes,
+        defaults: KindDefaults::of(kind),
+        guidance,
+    })
+}
+
+/// The stages run so far, with their wall times; each finished stage also goes to `times.log`
+/// in the work folder (as docs/reproduce.sh logged them).
+struct Stages {
+    log: PathBuf,
+    times: Vec<StageTime>,
+}
+
+impl Stages {
+    /// Runs a stage unless `output` exists ("skip … (exists)").
+    fn unless_exists<T: Args + FromArgMatches>(
+        &mut self,
+        name: &str,
+        output: &Path,
+        command: &'static str,
+        argv: &[String],
+        run: impl FnOnce(T) -> Result<()>,
+    ) -> Result<()> {
+        if output.exists() {
+            println!("skip {name} ({} exists)", output.display());
+            self.skipped(name);
+            return Ok(());
+        }
+        self.run(name, command, argv, run)
+    }
+
+    /// Runs a stage: parses `argv` with `bns <command>`'s flags, prints the command line, runs
+    /// it and prints and logs its wall time.
+    fn run<T: Args + FromArgMatches>(
+        &mut self,
+        name: &str,
+        command: &'static str,
+        argv: &[String],
+        run: impl FnOnce(T) -> Result<()>,
+    ) -> Result<()> {
+        let args = parse_stage::<T>(command, argv)?;
+        println!("== {name}: bns {command} {}", shell_words(argv));
+        let started = Instant::now();
+        run(args).with_context(|| format!("pipeline stage {name}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        println!("{name}: {seconds:.1} s");
+        let line = format!("{name}: {seconds:.1} s\n");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()))
+            .with_context(|| format!("{}: cannot append the stage time", self.log.display()))?;
+        self.times.push(StageTime {
+            name: name.into(),
+            seconds: Some(seconds),
+        });
+        Ok(())
+    }
+
+    fn skipped(&mut self, name: &str) {
+        self.times.push(StageTime {
+            name: name.into(),
+            seconds: None,
+        });
+    }
+}
+
+/// `argv` parsed by the flags of `bns <command>`, with that command's defaults.
+fn parse_stage<T: Args + FromArgMatches>(command: &'static str, argv: &[String]) -> Result<T> {
+    let flags = T::augment_args(clap::Command::new(command)).no_binary_name(true);
+    let matches = flags
+        .try_get_matches_from(argv)
+        .with_context(|| format!("bns {command} {}", shell_words(argv)))?;
+    Ok(T::from_arg_matches(&matches)?)
+}
+
+/// True when `manifest` publishes this model with exactly the solvers of `solvers`.
+fn is_published(manifest: &Path, model: &Path, solvers: &[PathBuf]) -> Result<bool> {
+    let Ok(text) = std::fs::read_to_string(manifest) else {
+        return Ok(false);
+    };
+    let Ok(published) = Manifest::from_json(&text, &manifest.display().to_string()) else {
+        return Ok(false);
+    };
+    let model = Model::load(model)?;
+    let mut published_files: Vec<&str> =
+        published.solvers.iter().map(|s| s.file.as_str()).collect();
+    published_files.sort_unstable();
+    let mut planned: Vec<String> = solvers
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    planned.sort_unstable();
+    Ok(published.model_id == model.id() && published_files == planned)
+}
+
+/// The dataset as `bns train --dataset` spells it.
+fn dataset_argument(dataset: &DatasetName) -> String {
+    dataset.name().to_string()
+}
+
+/// `-o PATH`.
+fn output_argument(path: &Path) -> [String; 2] {
+    ["-o".into(), path_argument(path)]
+}
+
+fn path_argument(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// `--device` and `--threads` as given to the pipeline, for every stage.
+fn compute_arguments(compute: &ComputeArgs) -> Vec<String> {
+    let mut argv = Vec::new();
+    if compute.device != DeviceKind::Cpu {
+        argv.extend(["--device".into(), compute.device.name().into()]);
+    }
+    if let Some(threads) = compute.threads {
+        argv.extend(["--threads".into(), threads.to_string()]);
+    }
+    argv
+}
+
+fn pairs_path(out: &Path, guidance: f64) -> PathBuf {
+    out.join(format!("pairs-w{guidance}.safetensors"))
+}
+
+/// A value enum's command-line spelling.
+fn value_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
+fn conditioning(classes: usize) -> String {
+    if classes > 0 {
+        format!("class-conditional, {classes} classes")
+    } else {
+        "unconditional".into()
+    }
+}
+
+fn default_title(dataset: &DatasetName, classes: usize, architecture: ArchitectureName) -> String {
+    let network = match architecture {
+        ArchitectureName::Mlp => "MLP",
+        ArchitectureName::Unet => "U-Net",
+    };
+    let conditioning = if classes > 0 {
+        "class-conditional"
+    } else {
+        "unconditional"
+    };
+    format!("{}, {conditioning} {network}", dataset_argument(dataset))
+}
+
+fn list<T: ToString>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The arguments as a shell would need them: quoted when they hold anything but plain
+/// characters.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./,=:+".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::distill::{self, DistillArgs};
+    use std::time::SystemTime;
+    use web_sampler::scratch::ScratchDir;
+    use web_sampler::solver::SolverFile;
+
+    /// `bns pipeline` with tiny settings on moons, working in `dir/runs` and publishing to
+    /// `dir/www`, with `extra` flags.
+    fn tiny_args(dir: &Path, extra: &[&str]) -> PipelineArgs {
+        let runs = dir.join("runs");
+        let site = dir.join("www");
+        let mut argv: Vec<String> = [
+            "--dataset",
+            "moons",
+            "--name",
+            "tiny-moons",
+            "--steps",
+            "30",
+            "--batch",
+            "64",
+            "--width",
+            "16",
+            "--depth",
+            "2",
+            "--truth-count",
+            "96",
+            "--truth-validation",
+            "32",
+            "--nfe",
+            "2,4",
+            "--iterations",
+            "130",
+            "--fd-samples",
+            "50",
+            "--threads",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        argv.extend(["--out".into(), path_argument(&runs)]);
+        argv.extend(["--site".into(), path_argument(&site)]);
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        parse_stage::<PipelineArgs>("pipeline", &argv).unwrap()
+    }
+
+    fn site(dir: &Path) {
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::write(dir.join("www/index.html"), "<!doctype html>").unwrap();
+    }
+
+    /// Every file under `dir` with its modification time.
+    fn files(dir: &Path) -> Vec<(PathBuf, SystemTime)> {
+        let mut out = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(folder) = pending.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+                    out.push((path, modified));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_tiny_moons_pipeline_resumes_an_interrupted_distillation_then_skips_every_stage() {
+        let scratch = ScratchDir::new("pipeline");
+        let dir = scratch.path();
+        site(dir);
+        let runs = dir.join("runs");
+
+        // Interrupted in the first distillation, after its checkpoint at iteration 100.
+        distill::STOP_AFTER.with(|s| s.set(Some(110)));
+        let error = run(tiny_args(dir, &[])).unwrap_err();
+        distill::STOP_AFTER.with(|s| s.set(None));
+        assert!(
+            format!("{error:#}").contains("interrupted after iteration 110"),
+            "{error:#}"
+        );
+        assert!(runs.join("model.safetensors").is_file());
+        assert!(runs.join("pairs-w0.safetensors").is_file());
+        assert!(runs.join("bns-2-w0.json.ckpt").is_file());
+        assert!(!runs.join("bns-2-w0.json").exists());
+
+        // The rerun resumes it and finishes; the solver is the one an uninterrupted run writes.
+        run(tiny_args(dir, &[])).unwrap();
+        assert!(!runs.join("bns-2-w0.json.ckpt").exists());
+        let resumed = SolverFile::load(&runs.join("bns-2-w0.json")).unwrap();
+        let fresh_output = dir.join("fresh-bns-2.json");
+        let argv: Vec<String> = [
+            "--model",
+            &path_argument(&runs.join("model.safetensors")),
+            "--pairs",
+            &path_argument(&runs.join("pairs-w0.safetensors")),
+            "--nfe",
+            "2",
+            "--iterations",
+            "130",
+            "--threads",
+            "1",
+            "-o",
+            &path_argument(&fresh_output),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        distill::run(parse_stage::<DistillArgs>("distill", &argv).unwrap()).unwrap();
+        let fresh = SolverFile::load(&fresh_output).unwrap();
+        assert_eq!(
+            (&resumed.times, &resumed.a, &resumed.b),
+            (&fresh.times, &fresh.a, &fresh.b)
+        );
+        assert_eq!(resumed.metrics, fresh.metrics);
+        std::fs::remove_file(&fresh_output).unwrap();
+
+        for file in ["bns-4-w0.json", "eval-w0/results.md", "times.log"] {
+            assert!(runs.join(file).is_file(), "{file}");
+        }
+        let manifest_path = dir.join("www/models/tiny-moons/manifest.json");
+        let manifest =
+            Manifest::from_json(&std::fs::read_to_string(&manifest_path).unwrap(), "test").unwrap();
+        let model = Model::load(&runs.join("model.safetensors")).unwrap();
+        assert_eq!(manifest.model_id, model.id());
+        let mut names: Vec<&str> = manifest.solvers.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["bns-2-w0", "bns-4-w0"]);
+        let index = std::fs::read_to_string(dir.join("www/models/index.json")).unwrap();
+        assert!(index.contains("\"tiny-moons\""), "{index}");
+        let spec = model.spec();
+        assert_eq!(spec.prediction, Prediction::Velocity, "the 2-D default");
+        assert_eq!(spec.training_steps, 30);
+
+        // A third run finds every stage done and writes nothing.
+        let before = files(dir);
+        run(tiny_args(dir, &[])).unwrap();
+        assert_eq!(files(dir), before);
+    }
+}
