@@ -44,9 +44,10 @@ pub struct KindDefaults {
     /// Training batch and steps.
     pub batch: usize,
     pub steps: u64,
-    /// Ground-truth pairs, and how many of them are held out for validation.
+    /// Ground-truth pairs, and how many of them are held out for validation and for testing.
     pub truth_count: usize,
     pub truth_validation: usize,
+    pub truth_test: usize,
     /// Distillation iterations per solver.
     pub iterations: usize,
 }
@@ -62,8 +63,9 @@ impl KindDefaults {
                 depth: 3,
                 batch: 512,
                 steps: 10_000,
-                truth_count: 640,
+                truth_count: 1152,
                 truth_validation: 128,
+                truth_test: 512,
                 iterations: 600,
             },
             DataKind::Images => KindDefaults {
@@ -72,8 +74,9 @@ impl KindDefaults {
                 depth: 3,
                 batch: 128,
                 steps: 10_000,
-                truth_count: 640,
+                truth_count: 1152,
                 truth_validation: 128,
+                truth_test: 512,
                 iterations: 600,
             },
         }
@@ -93,12 +96,17 @@ const CONDITIONAL_GUIDANCE: [f64; 2] = [0.0, 2.0];
 #[command(after_help = "\
 Defaults by the data's kind (those of the published models, docs/RESULTS.md):
   2-D points: --prediction velocity --width 256 --depth 3 --batch 512 --steps 10000,
-              640 ground-truth pairs (128 for validation), 600 iterations per solver
+              1152 ground-truth pairs (128 for validation, 512 for testing), 600 iterations
+              per solver
   images:     --prediction data --width 512 --depth 3 --batch 128 --steps 10000,
-              640 ground-truth pairs (128 for validation), 600 iterations per solver
+              1152 ground-truth pairs (128 for validation, 512 for testing), 600 iterations
+              per solver
+At every NFE and guidance the time-only baseline (Euler's times learned, half the iterations) is
+distilled first, and the BNS solver records its test PSNR beside its own (--no-time-only skips
+it).
 
 Work files go to --out (default runs/<name>): model.safetensors, pairs-w<W>.safetensors,
-bns-<NFE>-w<W>.json, eval-w<W>/ and times.log. Run the same command again to continue after an
+bns-<NFE>-w<W>.json, timeonly-<NFE>-w<W>.json, eval-w<W>/ and times.log. Run the same command again to continue after an
 interruption: finished stages are skipped, training and distillation resume from their
 checkpoints, ground truth from its partial file.")]
 pub struct PipelineArgs {
@@ -140,12 +148,16 @@ pub struct PipelineArgs {
     /// images)
     #[arg(long)]
     pub prediction: Option<Prediction>,
-    /// Ground-truth pairs per guidance, training and validation together (default: 640)
+    /// Ground-truth pairs per guidance, the three splits together (default: 1152)
     #[arg(long)]
     pub truth_count: Option<usize>,
-    /// Ground-truth pairs held out for validation (default: 128)
+    /// Ground-truth pairs held out for validation, which choose each solver's kept parameters
+    /// (default: 128)
     #[arg(long)]
     pub truth_validation: Option<usize>,
+    /// Ground-truth pairs held out for testing, on which every figure is measured (default: 512)
+    #[arg(long)]
+    pub truth_test: Option<usize>,
     /// Distillation iterations per BNS solver (default: 600)
     #[arg(long)]
     pub iterations: Option<usize>,
@@ -155,10 +167,11 @@ pub struct PipelineArgs {
     /// Peak learning rate of the distillation (default: `bns distill`'s)
     #[arg(long)]
     pub distill_lr: Option<f64>,
-    /// Also distill the time-only baseline (Euler's times learned, half the iterations) at
-    /// these NFEs, at w = 0, for the evaluation's tables (not published)
-    #[arg(long, value_delimiter = ',')]
-    pub time_only_nfe: Vec<usize>,
+    /// Distill no time-only baseline (by default one is distilled, with half the iterations, at
+    /// every NFE and guidance before the BNS solver, which records its test PSNR; the baselines
+    /// are in the evaluation's tables, not published)
+    #[arg(long)]
+    pub no_time_only: bool,
     /// Generated samples per solver for the evaluation's FD / sliced Wasserstein (default:
     /// `bns eval`'s; 0 skips them)
     #[arg(long)]
@@ -276,6 +289,10 @@ fn truth_stages(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Sta
             args.truth_validation
                 .unwrap_or(plan.defaults.truth_validation)
                 .to_string(),
+            "--test".into(),
+            args.truth_test
+                .unwrap_or(plan.defaults.truth_test)
+                .to_string(),
             "--seed".into(),
             TRUTH_SEED.to_string(),
             "--guidance".into(),
@@ -304,24 +321,11 @@ fn distill_stages(
     let iterations = args.iterations.unwrap_or(plan.defaults.iterations);
     let mut published = Vec::new();
     for &w in &plan.guidance {
-        let mut solvers: Vec<(String, usize, Vec<String>)> = args
-            .nfe
-            .iter()
-            .map(|&n| {
-                let mut extra = vec![
-                    "--init".into(),
-                    args.init.name().into(),
-                    "--iterations".into(),
-                    iterations.to_string(),
-                ];
-                if let Some(lr) = args.distill_lr {
-                    extra.extend(["--lr".into(), lr.to_string()]);
-                }
-                ("bns".to_string(), n, extra)
-            })
-            .collect();
-        if w == 0.0 {
-            for &n in &args.time_only_nfe {
+        // At each NFE: the time-only baseline first, then the BNS solver measured against it.
+        let mut solvers: Vec<(&str, usize, Vec<String>)> = Vec::new();
+        for &n in &args.nfe {
+            let time_only = plan.out.join(format!("timeonly-{n}-w{w}.json"));
+            if !args.no_time_only {
                 let extra = vec![
                     "--init".into(),
                     "euler".into(),
@@ -329,8 +333,21 @@ fn distill_stages(
                     "--iterations".into(),
                     (iterations / 2).max(1).to_string(),
                 ];
-                solvers.push(("timeonly".to_string(), n, extra));
+                solvers.push(("timeonly", n, extra));
             }
+            let mut extra = vec![
+                "--init".into(),
+                args.init.name().into(),
+                "--iterations".into(),
+                iterations.to_string(),
+            ];
+            if let Some(lr) = args.distill_lr {
+                extra.extend(["--lr".into(), lr.to_string()]);
+            }
+            if !args.no_time_only {
+                extra.extend(["--time-only-baseline".into(), path_argument(&time_only)]);
+            }
+            solvers.push(("bns", n, extra));
         }
         for (prefix, n, extra) in solvers {
             let output = plan.out.join(format!("{prefix}-{n}-w{w}.json"));
@@ -567,9 +584,6 @@ fn plan(args: &PipelineArgs) -> Result<Plan> {
             unique
         }
     };
-    if !args.time_only_nfe.is_empty() && !guidance.contains(&0.0) {
-        bail!("--time-only-nfe: the time-only baseline is distilled at w = 0; add 0 to --guidance");
-    }
     Ok(Plan {
         out,
         kind,
@@ -782,8 +796,10 @@ mod tests {
             "--depth",
             "2",
             "--truth-count",
-            "96",
+            "128",
             "--truth-validation",
+            "32",
+            "--truth-test",
             "32",
             "--nfe",
             "2,4",
@@ -861,6 +877,8 @@ mod tests {
             "2",
             "--iterations",
             "130",
+            "--time-only-baseline",
+            &path_argument(&runs.join("timeonly-2-w0.json")),
             "--threads",
             "1",
             "-o",
@@ -878,9 +896,16 @@ mod tests {
         assert_eq!(resumed.metrics, fresh.metrics);
         std::fs::remove_file(&fresh_output).unwrap();
 
-        for file in ["bns-4-w0.json", "eval-w0/results.md", "times.log"] {
+        for file in [
+            "bns-4-w0.json",
+            "timeonly-4-w0.json",
+            "eval-w0/results.md",
+            "times.log",
+        ] {
             assert!(runs.join(file).is_file(), "{file}");
         }
+        // Each BNS solver records its time-only baseline at the same NFE.
+        assert!(resumed.metrics.contains_key("time_only_test_psnr"));
         let manifest_path = dir.join("www/models/tiny-moons/manifest.json");
         let manifest =
             Manifest::from_json(&std::fs::read_to_string(&manifest_path).unwrap(), "test").unwrap();
