@@ -403,6 +403,15 @@ pub fn parse_checkpoint(
         run,
         |m: &CheckpointMeta| &m.run,
     )?;
+    if meta.step == 0 || meta.step > run.steps || !(meta.seconds >= 0.0 && meta.seconds.is_finite())
+    {
+        bail!(
+            "{origin}: inconsistent checkpoint (step {} of {}, {} s)",
+            meta.step,
+            run.steps,
+            meta.seconds
+        );
+    }
     let get = |kind: &str, name: &str, shape: &[usize]| -> Result<Tensor> {
         let key = format!("{kind}.{name}");
         let values = file
@@ -612,6 +621,37 @@ pub(crate) mod tests {
         let result = train(args, data, &Device::Cpu, false);
         STOP_AFTER.with(|s| s.set(None));
         assert!(result.is_err(), "the run should have been interrupted");
+    }
+
+    #[test]
+    fn checkpoints_past_the_run_are_refused() {
+        let scratch = ScratchDir::new("train-past-the-run");
+        let out = scratch.path().join("m.safetensors");
+        let data = checkerboard();
+        let args = args(&out, 20, false);
+        train(&args, &data, &Device::Cpu, false).unwrap();
+        let path = checkpoint_path(&out);
+        let run = run_identity(&args, &data).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (adam, ema, meta) = parse_checkpoint(&path, &bytes, &run, &Device::Cpu).unwrap();
+        let shapes = run.spec.tensor_shapes();
+        for (step, seconds) in [(21, meta.seconds), (0, meta.seconds), (20, -1.0)] {
+            let changed = CheckpointMeta {
+                step,
+                seconds,
+                ..meta.clone()
+            };
+            save_checkpoint(&path, &adam, &ema, &shapes, &changed).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let message = parse_checkpoint(&path, &bytes, &run, &Device::Cpu)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                message.contains("m.safetensors.ckpt") && message.contains("inconsistent"),
+                "step {step}, {seconds} s: {message:?}"
+            );
+        }
     }
 
     #[test]
