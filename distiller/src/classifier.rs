@@ -213,11 +213,17 @@ impl Classifier {
         let origin = path.display();
         let bytes = std::fs::read(path)
             .map_err(|e| anyhow!("{origin}: cannot read the classifier file: {e}"))?;
-        Classifier::from_bytes(&bytes, device)
+        Classifier::from_bytes(&bytes, &origin.to_string(), device)
+    }
+
+    /// [`load`](Classifier::load) of the bytes of a classifier file; every error names `origin`
+    /// (the file).
+    pub fn from_bytes(bytes: &[u8], origin: &str, device: &Device) -> Result<Classifier> {
+        Classifier::parse(bytes, device)
             .map_err(|problem| anyhow!("{origin}: not a valid classifier file: {problem}"))
     }
 
-    fn from_bytes(bytes: &[u8], device: &Device) -> std::result::Result<Classifier, String> {
+    fn parse(bytes: &[u8], device: &Device) -> std::result::Result<Classifier, String> {
         let file = TensorFile::parse(bytes)?;
         let meta: ClassifierMeta = file.metadata_document(&CLASSIFIER_FORMAT)?;
         if meta.hidden != HIDDEN

@@ -67,9 +67,9 @@ pub struct TrainArgs {
     pub compute: ComputeArgs,
 }
 
-/// Everything that must agree between a checkpoint and the run resuming it.
+/// Everything that must agree between a checkpoint and the run resuming it ([`run_identity`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct RunIdentity {
+pub struct RunIdentity {
     dataset: String,
     steps: u64,
     batch: usize,
@@ -81,8 +81,9 @@ struct RunIdentity {
     spec: ModelSpec,
 }
 
+/// The state of a run after `step` steps, besides the tensors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct CheckpointMeta {
+pub struct CheckpointMeta {
     run: RunIdentity,
     step: u64,
     seconds: f64,
@@ -141,28 +142,13 @@ pub fn train(
     if !(0.0..1.0).contains(&args.ema) || !(0.0..1.0).contains(&args.label_dropout) {
         bail!("--ema and --label-dropout must be in [0, 1)");
     }
-    let spec = args.network.spec(
-        &dataset.shape,
-        dataset.num_classes,
-        dataset.name.name(),
-        &dataset.class_names,
-    )?;
-    let run = RunIdentity {
-        dataset: args.dataset.name().into(),
-        steps: args.steps,
-        batch: args.batch,
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        ema: args.ema,
-        label_dropout: args.label_dropout,
-        seed: args.seed,
-        spec: spec.clone(),
-    };
+    let run = run_identity(args, dataset)?;
+    let spec = run.spec.clone();
     let checkpoint = checkpoint_path(&args.output);
     let shapes = spec.tensor_shapes();
 
     let (mut adam, mut ema, mut seconds) = if args.resume {
-        let (adam, ema, meta) = load_checkpoint(&checkpoint, &run, args.weight_decay, device)?;
+        let (adam, ema, meta) = load_checkpoint(&checkpoint, &run, device)?;
         if show_progress {
             println!(
                 "resuming from {} at step {}",
@@ -259,6 +245,27 @@ pub fn train(
         seconds,
         early_loss: mean(&losses[..tenth.min(losses.len())]),
         late_loss: mean(&losses[losses.len().saturating_sub(tenth)..]),
+    })
+}
+
+/// What a checkpoint of training `args` on `dataset` must have been written by.
+pub fn run_identity(args: &TrainArgs, dataset: &Dataset) -> Result<RunIdentity> {
+    let spec = args.network.spec(
+        &dataset.shape,
+        dataset.num_classes,
+        dataset.name.name(),
+        &dataset.class_names,
+    )?;
+    Ok(RunIdentity {
+        dataset: args.dataset.name().into(),
+        steps: args.steps,
+        batch: args.batch,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        ema: args.ema,
+        label_dropout: args.label_dropout,
+        seed: args.seed,
+        spec,
     })
 }
 
@@ -374,18 +381,37 @@ fn save_checkpoint(
 fn load_checkpoint(
     path: &Path,
     run: &RunIdentity,
-    weight_decay: f64,
+    device: &Device,
+) -> Result<(AdamW, Vec<Tensor>, CheckpointMeta)> {
+    let bytes = checkpoint::read(path)?;
+    parse_checkpoint(path, &bytes, run, device)
+}
+
+/// The optimiser (weights, moments, step count), the EMA weights and the metadata of checkpoint
+/// `bytes` read from `path`, refused unless written by `run`; every error names `path`.
+pub fn parse_checkpoint(
+    path: &Path,
+    bytes: &[u8],
+    run: &RunIdentity,
     device: &Device,
 ) -> Result<(AdamW, Vec<Tensor>, CheckpointMeta)> {
     let origin = path.display();
-    let bytes = checkpoint::read(path)?;
     let (file, meta): (_, CheckpointMeta) = checkpoint::parse(
         path,
-        &bytes,
+        bytes,
         &CHECKPOINT_FORMAT,
         run,
         |m: &CheckpointMeta| &m.run,
     )?;
+    if meta.step == 0 || meta.step > run.steps || !(meta.seconds >= 0.0 && meta.seconds.is_finite())
+    {
+        bail!(
+            "{origin}: inconsistent checkpoint (step {} of {}, {} s)",
+            meta.step,
+            run.steps,
+            meta.seconds
+        );
+    }
     let get = |kind: &str, name: &str, shape: &[usize]| -> Result<Tensor> {
         let key = format!("{kind}.{name}");
         let values = file
@@ -408,7 +434,7 @@ fn load_checkpoint(
     }
     file.check_no_other_tensors(&names, "")
         .map_err(|problem| anyhow::anyhow!("{origin}: corrupt checkpoint ({problem})"))?;
-    let mut adam = AdamW::new(vars, weight_decay)?;
+    let mut adam = AdamW::new(vars, run.weight_decay)?;
     for (p, (m, v)) in adam.params.iter_mut().zip(moments) {
         p.m = m;
         p.v = v;
@@ -595,6 +621,37 @@ pub(crate) mod tests {
         let result = train(args, data, &Device::Cpu, false);
         STOP_AFTER.with(|s| s.set(None));
         assert!(result.is_err(), "the run should have been interrupted");
+    }
+
+    #[test]
+    fn checkpoints_past_the_run_are_refused() {
+        let scratch = ScratchDir::new("train-past-the-run");
+        let out = scratch.path().join("m.safetensors");
+        let data = checkerboard();
+        let args = args(&out, 20, false);
+        train(&args, &data, &Device::Cpu, false).unwrap();
+        let path = checkpoint_path(&out);
+        let run = run_identity(&args, &data).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (adam, ema, meta) = parse_checkpoint(&path, &bytes, &run, &Device::Cpu).unwrap();
+        let shapes = run.spec.tensor_shapes();
+        for (step, seconds) in [(21, meta.seconds), (0, meta.seconds), (20, -1.0)] {
+            let changed = CheckpointMeta {
+                step,
+                seconds,
+                ..meta.clone()
+            };
+            save_checkpoint(&path, &adam, &ema, &shapes, &changed).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let message = parse_checkpoint(&path, &bytes, &run, &Device::Cpu)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                message.contains("m.safetensors.ckpt") && message.contains("inconsistent"),
+                "step {step}, {seconds} s: {message:?}"
+            );
+        }
     }
 
     #[test]

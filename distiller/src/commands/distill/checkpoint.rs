@@ -97,6 +97,20 @@ pub fn load(
     adam: &mut AdamW,
     device: &Device,
 ) -> Result<(CheckpointMeta, [Tensor; 3])> {
+    let bytes = checkpoint::read(path)?;
+    parse(path, &bytes, run, params, adam, device)
+}
+
+/// [`load`] of checkpoint `bytes` read from `path`: every error names `path`. `params` change
+/// only on success; after an error `adam` is to be discarded.
+pub fn parse(
+    path: &Path,
+    bytes: &[u8],
+    run: &RunIdentity,
+    params: &BnsParameters,
+    adam: &mut AdamW,
+    device: &Device,
+) -> Result<(CheckpointMeta, [Tensor; 3])> {
     let origin = path.display();
     let invalid = |problem: String| {
         anyhow!(
@@ -104,10 +118,9 @@ pub fn load(
             CHECKPOINT_FORMAT.kind
         )
     };
-    let bytes = checkpoint::read(path)?;
     let (file, meta): (_, CheckpointMeta) = checkpoint::parse(
         path,
-        &bytes,
+        bytes,
         &CHECKPOINT_FORMAT,
         run,
         |m: &CheckpointMeta| &m.run,

@@ -12,7 +12,7 @@
 //! `--resume` continues from it and writes the same solver an uninterrupted run writes (but for
 //! the seconds and the date).
 
-mod checkpoint;
+pub mod checkpoint;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
