@@ -36,7 +36,7 @@ use web_sampler::sample::{grid_picture, is_image, sample, SampleRequest};
 use web_sampler::solver::MAX_STEPS;
 
 use crate::compute::ComputeArgs;
-use crate::data::{self, DataSources, Dataset, DatasetName};
+use crate::data::{self, DataSources, Dataset, DatasetSource, ImageFolderOptions};
 use crate::files::write_atomically;
 use crate::metrics::{mean_std, solver_psnr};
 use crate::pairs::Pairs;
@@ -65,7 +65,9 @@ of --pairs at their guidance, run by the runtime's CPU path.
 Quality and diversity: for image models, the Fréchet distance (FD) between the features of
 --fd-samples generated images and of the real test split, the features taken from a small MLP
 classifier trained on the same dataset: FD on a small Fashion-MNIST/MNIST classifier's features,
-NOT Inception FID. For 2-D models, the sliced Wasserstein distance between the points.
+NOT Inception FID. A model trained on images:DIR needs --dataset images:DIR (the same folder):
+its classifier learns the folder's classes, or, with no class folders, which rotation was applied
+to an image. For 2-D models, the sliced Wasserstein distance between the points.
 This part is the expensive one on a CPU: every solver at every --fd-nfe, and a 200-NFE reference,
 generate --fd-samples samples each (a width-512 Fashion-MNIST model with the defaults: about 4
 minutes on 2 busy cores, plus 2 minutes to train the classifier once); --fd-samples 0 skips it.
@@ -94,9 +96,14 @@ pub struct EvalArgs {
     /// Training steps of a new classifier (batch 256, AdamW)
     #[arg(long, default_value_t = 3000)]
     pub classifier_steps: u64,
-    /// The model's dataset, for models whose file names none (e.g. from `bns model init`)
-    #[arg(long, value_enum)]
-    pub dataset: Option<DatasetName>,
+    /// The model's dataset, for models whose file names none (e.g. from `bns model init`), and
+    /// the folder of a model trained on `images:DIR` (its file names the folder, not its path):
+    /// a built-in name or images:DIR, read at the model's size and channels
+    #[arg(long, value_name = "NAME|images:DIR")]
+    pub dataset: Option<DatasetSource>,
+    /// images:DIR only: leave unreadable image files out (listed on stderr) instead of refusing
+    #[arg(long)]
+    pub skip_bad_images: bool,
     /// Generated samples per solver for FD / sliced Wasserstein (0 skips them). Expensive on a
     /// CPU: every solver at every --fd-nfe, and a 200-NFE reference, generate this many
     #[arg(long, default_value_t = 2000)]
@@ -158,7 +165,9 @@ impl Evaluation {
 pub fn run(args: EvalArgs) -> Result<()> {
     let device = args.compute.open()?;
     let sources = DataSources::default();
-    let mut load = |name: DatasetName| data::load(name, &sources, 0);
+    let mut load = |source: &DatasetSource, options: &ImageFolderOptions| {
+        data::load(source, &sources, options, 0)
+    };
     let evaluation = evaluate(&args, &device, &mut load, true)?;
     println!("{}", markdown(&evaluation, &args));
     println!(
@@ -185,11 +194,12 @@ fn model_for_jobs(model: &Model, threads: usize, jobs: usize) -> Model {
 }
 
 /// Runs the whole evaluation and writes its outputs into `args.output`. `load_dataset` supplies
-/// the dataset for the distances (the command reads the installed files; tests pass small sets).
+/// the dataset for the distances (the command reads the installed files or the folder; tests pass
+/// small sets).
 pub fn evaluate(
     args: &EvalArgs,
     device: &Device,
-    load_dataset: &mut dyn FnMut(DatasetName) -> Result<Dataset>,
+    load_dataset: &mut dyn FnMut(&DatasetSource, &ImageFolderOptions) -> Result<Dataset>,
     show_progress: bool,
 ) -> Result<Evaluation> {
     let started = Instant::now();
