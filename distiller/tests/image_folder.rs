@@ -139,6 +139,9 @@ fn folder_pipeline(scratch: &Scratch, folder: &Path, name: &str) -> (Model, Stri
         &eval,
     ]);
     let results = std::fs::read_to_string(Path::new(&eval).join("results.md")).unwrap();
+    assert!(results.contains("real-test.png"), "{results}");
+    let real = image::open(Path::new(&eval).join("real-test.png")).unwrap();
+    assert!(real.width() > 0 && real.height() > 0);
     let site = scratch.path("www");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(Path::new(&site).join("index.html"), "<!doctype html>").unwrap();
@@ -200,7 +203,8 @@ fn a_folder_of_coloured_shapes_goes_from_training_to_the_site() {
         .map(|e| e.unwrap().path().display().to_string())
         .filter(|p| p.contains("samples-") && p.ends_with(".png"))
         .collect();
-    assert!(!grids.is_empty());
+    assert!(grids.len() >= 2, "{grids:?}");
+    assert!(has_colour(&scratch.path("eval/real-test.png")));
     for grid in &grids {
         assert!(has_colour(grid), "{grid} is grey");
     }
@@ -254,5 +258,6 @@ fn an_unconditional_grey_folder_is_measured_on_rotation_features() {
     assert!(spec.class_names.is_empty());
     assert_eq!(spec.dataset, "images:marks");
     assert!(results.contains("no class labels"), "{results}");
+    assert!(!has_colour(&scratch.path("eval/real-test.png")));
     assert!(results.contains("rotation"), "{results}");
 }

@@ -148,10 +148,19 @@ pub fn markdown(e: &Evaluation, args: &EvalArgs) -> String {
         Some(d) => distance_markdown(&mut md, d),
     }
     if !e.pictures.is_empty() {
+        let real = e
+            .pictures
+            .iter()
+            .any(|p| p.ends_with(super::REAL_TEST_PICTURE));
         let _ = writeln!(
             md,
             "## Samples\n\nThe same seeds for every solver (classes cycling), at the pairs' \
-             guidance.\n"
+             guidance{}.\n",
+            if real {
+                "; `real-test.png` shows real images of the test split"
+            } else {
+                ""
+            }
         );
         for path in &e.pictures {
             let name = path
