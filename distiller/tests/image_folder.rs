@@ -261,3 +261,60 @@ fn an_unconditional_grey_folder_is_measured_on_rotation_features() {
     assert!(!has_colour(&scratch.path("eval/real-test.png")));
     assert!(results.contains("rotation"), "{results}");
 }
+
+#[test]
+fn folder_errors_and_warnings_name_the_files() {
+    let scratch = Scratch::new("errors");
+    let folder = scratch.0.join("pictures");
+    std::fs::create_dir_all(&folder).unwrap();
+    let dataset = format!("images:{}", folder.display());
+    let model = scratch.path("m.safetensors");
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--dataset", &dataset, "-o", &model, "--steps", "2"];
+        args.extend(["--batch", "8", "--width", "16", "--depth", "2"]);
+        args.extend(["--time-embedding", "8", "--class-embedding", "4"]);
+        args.extend(extra);
+        bns(&args)
+    };
+    // An empty folder.
+    let o = train(&[]);
+    let error = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success());
+    assert!(
+        error.contains(&folder.display().to_string()) && error.contains("no PNG or JPEG"),
+        "{error}"
+    );
+    // An unreadable file: refused with its path, or left out with a warning naming it.
+    for i in 0..4 {
+        shape(8, i % 2 == 0, [200, 20, 20])
+            .save(folder.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let bad = folder.join("broken.jpg");
+    std::fs::write(&bad, b"not a jpeg").unwrap();
+    let o = train(&[]);
+    let error = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success());
+    assert!(
+        error.contains(&bad.display().to_string()) && error.contains("--skip-bad-images"),
+        "{error}"
+    );
+    let o = train(&["--skip-bad-images"]);
+    let warning = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{warning}");
+    assert!(
+        warning.contains("1 unreadable image left out") && warning.contains("broken.jpg"),
+        "{warning}"
+    );
+    let spec = Model::load(Path::new(&model)).unwrap().spec().clone();
+    assert_eq!(spec.data_shape, vec![3, 8, 8]);
+    // --channels 1 makes it grey; the flags are refused for a built-in set.
+    let o = train(&["--skip-bad-images", "--channels", "1"]);
+    assert!(o.status.success());
+    let spec = Model::load(Path::new(&model)).unwrap().spec().clone();
+    assert_eq!(spec.data_shape, vec![1, 8, 8]);
+    let o = bns(&["train", "--dataset", "moons", "--size", "8", "-o", &model]);
+    let error = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success());
+    assert!(error.contains("images:DIR"), "{error}");
+}
