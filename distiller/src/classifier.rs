@@ -2,7 +2,11 @@
 //! (DESIGN §2, "Metrics"): an MLP `D → 256 → 128 → K` with SiLU, trained with AdamW on the
 //! train split of the model's dataset. The features are the 128 activations of the second hidden
 //! layer (after SiLU). A Fréchet distance on these features is *not* Inception FID: it is only
-//! comparable with itself, on the same classifier file.
+//! comparable with itself, on the same classifier file. A dataset without classes (a folder of
+//! images with no class folders) has no labels to learn: its classifier learns which rotation was
+//! applied to an image instead ([`rotation_task`]), a self-supervised task whose features still
+//! describe the images' content (Gidaris et al., "Unsupervised Representation Learning by
+//! Predicting Image Rotations", ICLR 2018).
 //!
 //! # File format (version [`CLASSIFIER_FORMAT_VERSION`])
 //!
@@ -169,19 +173,24 @@ impl Classifier {
         Ok(correct as f64 / split.len.max(1) as f64)
     }
 
-    /// Refuses a classifier trained on another dataset or for another image size; the error
-    /// names `path` and both datasets.
+    /// Refuses a classifier trained on another dataset, for another image size or another
+    /// number of classes; the error names `path` and both datasets.
     pub fn check_dataset(&self, dataset: &Dataset, path: &Path) -> Result<()> {
-        let name = dataset.name.name();
-        if self.meta.dataset != name || self.meta.input_dim != dataset.train.dim {
+        let name = &dataset.name;
+        if self.meta.dataset != *name
+            || self.meta.input_dim != dataset.train.dim
+            || self.meta.classes != dataset.num_classes
+        {
             bail!(
-                "{}: this classifier was trained on {} ({} values per image), but the model's \
-                 dataset is {name} ({} values per image); remove the file or pass another \
-                 --classifier to train or use one for {name}",
+                "{}: this classifier was trained on {} ({} values per image, {} classes), but \
+                 the model's dataset is {name} ({} values per image, {} classes); remove the \
+                 file or pass another --classifier to train or use one for {name}",
                 path.display(),
                 self.meta.dataset,
                 self.meta.input_dim,
-                dataset.train.dim
+                self.meta.classes,
+                dataset.train.dim,
+                dataset.num_classes
             );
         }
         Ok(())
@@ -272,7 +281,7 @@ pub fn train(
     if classes < 2 {
         bail!(
             "{}: a classifier needs a dataset with classes; this one has {classes}",
-            dataset.name.name()
+            dataset.name
         );
     }
     if settings.steps == 0 || settings.batch == 0 || dataset.train.len == 0 {
@@ -296,7 +305,7 @@ pub fn train(
     let mut classifier = Classifier {
         meta: ClassifierMeta {
             format_version: CLASSIFIER_FORMAT_VERSION,
-            dataset: dataset.name.name().into(),
+            dataset: dataset.name.clone(),
             input_dim: dim,
             hidden: HIDDEN.to_vec(),
             classes,
@@ -362,10 +371,64 @@ pub fn train(
     Ok(classifier)
 }
 
+/// The classification task of a dataset without classes: every image of each split in every
+/// rotation that keeps its shape (0°, 90°, 180°, 270° for square images, 0° and 180° otherwise),
+/// labelled by the rotation. The name and shape are the dataset's.
+pub fn rotation_task(dataset: &Dataset) -> Dataset {
+    let [channels, height, width] = dataset.shape;
+    let quarter_turns: &[usize] = if height == width {
+        &[0, 1, 2, 3]
+    } else {
+        &[0, 2]
+    };
+    let rotate = |split: &Split| {
+        let mut x = Vec::with_capacity(split.x.len() * quarter_turns.len());
+        let mut labels = Vec::with_capacity(split.len * quarter_turns.len());
+        for i in 0..split.len {
+            let image = split.row(i);
+            for (label, &turns) in quarter_turns.iter().enumerate() {
+                for c in 0..channels {
+                    let plane = &image[c * height * width..(c + 1) * height * width];
+                    for y in 0..height {
+                        for x_ in 0..width {
+                            // The pixel that a `turns`-fold quarter turn (clockwise) brings to
+                            // (y, x_); 1 and 3 only occur for square images.
+                            let (sy, sx) = match turns {
+                                0 => (y, x_),
+                                1 => (height - 1 - x_, y),
+                                2 => (height - 1 - y, width - 1 - x_),
+                                _ => (x_, width - 1 - y),
+                            };
+                            x.push(plane[sy * width + sx]);
+                        }
+                    }
+                }
+                labels.push(label as u32);
+            }
+        }
+        Split {
+            x,
+            labels,
+            len: split.len * quarter_turns.len(),
+            dim: split.dim,
+        }
+    };
+    Dataset {
+        name: dataset.name.clone(),
+        shape: dataset.shape,
+        num_classes: quarter_turns.len(),
+        class_names: quarter_turns
+            .iter()
+            .map(|t| format!("rotated {}°", 90 * t))
+            .collect(),
+        train: rotate(&dataset.train),
+        test: rotate(&dataset.test),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::data::DatasetName;
     use web_sampler::scratch::ScratchDir;
 
     /// A small synthetic image set: class `k` is noise around a bright band at rows `2k..2k+3`
@@ -395,7 +458,7 @@ pub(crate) mod tests {
             }
         };
         Dataset {
-            name: DatasetName::FashionMnist,
+            name: "fashion-mnist".into(),
             shape: [1, side, side],
             num_classes: classes,
             class_names: Vec::new(),
@@ -438,7 +501,7 @@ pub(crate) mod tests {
         );
         loaded.check_dataset(&data, &path).unwrap();
         let mut other = data.clone();
-        other.name = DatasetName::Mnist;
+        other.name = "mnist".into();
         let e = format!("{:#}", loaded.check_dataset(&other, &path).unwrap_err());
         assert!(
             e.contains("classifier.safetensors")
@@ -449,6 +512,59 @@ pub(crate) mod tests {
         // No temporary file left behind.
         let names: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn the_rotation_task_labels_each_quarter_turn() {
+        // One 2×3×3 image (two planes holding 0..9 and 10..19) and one 1×2×3 image.
+        let square = Dataset {
+            name: "images:shapes".into(),
+            shape: [2, 3, 3],
+            num_classes: 0,
+            class_names: Vec::new(),
+            train: Split {
+                x: (0..18).map(|v| v as f32).collect(),
+                labels: vec![0],
+                len: 1,
+                dim: 18,
+            },
+            test: Split {
+                x: Vec::new(),
+                labels: Vec::new(),
+                len: 0,
+                dim: 18,
+            },
+        };
+        let task = rotation_task(&square);
+        assert_eq!((task.num_classes, task.train.len, task.test.len), (4, 4, 0));
+        assert_eq!(task.train.labels, vec![0, 1, 2, 3]);
+        assert_eq!(task.name, "images:shapes");
+        assert_eq!(task.train.row(0), square.train.row(0));
+        // 0 1 2 / 3 4 5 / 6 7 8 turned clockwise is 6 3 0 / 7 4 1 / 8 5 2.
+        assert_eq!(
+            &task.train.row(1)[..9],
+            &[6., 3., 0., 7., 4., 1., 8., 5., 2.]
+        );
+        assert_eq!(&task.train.row(1)[9..12], &[15., 12., 9.]);
+        assert_eq!(
+            &task.train.row(2)[..9],
+            &[8., 7., 6., 5., 4., 3., 2., 1., 0.]
+        );
+        assert_eq!(
+            &task.train.row(3)[..9],
+            &[2., 5., 8., 1., 4., 7., 0., 3., 6.]
+        );
+        let mut wide = square.clone();
+        wide.shape = [1, 2, 3];
+        wide.train = Split {
+            x: (0..6).map(|v| v as f32).collect(),
+            labels: vec![0],
+            len: 1,
+            dim: 6,
+        };
+        let task = rotation_task(&wide);
+        assert_eq!(task.num_classes, 2);
+        assert_eq!(task.train.row(1), &[5., 4., 3., 2., 1., 0.]);
     }
 
     #[test]

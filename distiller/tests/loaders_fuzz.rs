@@ -21,7 +21,9 @@ use distiller::commands::distill::checkpoint as distill_checkpoint;
 use distiller::commands::train::{self, TrainArgs};
 use distiller::commands::truth::{compute_pairs, TruthOptions};
 use distiller::compute::{ComputeArgs, DeviceKind};
-use distiller::data::{self, DataSources, Dataset, DatasetName, Split};
+use distiller::data::{
+    self, DataSources, Dataset, DatasetName, DatasetSource, ImageFolderOptions, Split,
+};
 use distiller::network::CandleNetwork;
 use distiller::network_args::{ArchitectureName, NetworkArgs};
 use distiller::optim::AdamW;
@@ -108,7 +110,8 @@ fn partial_progress_files() {
 /// A few steps of training a small MLP on the checkerboard, checkpointing every step.
 fn train_args(output: &Path) -> TrainArgs {
     TrainArgs {
-        dataset: DatasetName::Checkerboard,
+        dataset: DatasetSource::Named(DatasetName::Checkerboard),
+        images: ImageFolderOptions::default(),
         steps: 3,
         batch: 16,
         lr: 3e-3,
@@ -140,7 +143,8 @@ fn train_args(output: &Path) -> TrainArgs {
 fn training_checkpoints() {
     let scratch = ScratchDir::new("fuzz-train-checkpoint");
     let args = train_args(&scratch.path().join("m.safetensors"));
-    let data = data::load(args.dataset, &DataSources::default(), args.seed).unwrap();
+    let sources = DataSources::default();
+    let data = data::load(&args.dataset, &sources, &args.images, args.seed).unwrap();
     train::train(&args, &data, &Device::Cpu, false).unwrap();
     let valid = std::fs::read(checkpoint_path(&args.output)).unwrap();
     let run = train::run_identity(&args, &data).unwrap();
@@ -249,7 +253,7 @@ fn signs() -> Dataset {
         }
     };
     Dataset {
-        name: DatasetName::Mnist,
+        name: DatasetName::Mnist.name().into(),
         shape: [1, 2, 2],
         num_classes: 2,
         class_names: vec!["positive".into(), "negative".into()],

@@ -152,8 +152,9 @@ class BnsSampler extends HTMLElement {
       this.#drawn = true;
       const backend = this.#sampler.backend();
       this.#showBackend();
+      const classLabel = request.class === null ? '' : `${spec.class_names?.[request.class] ?? `class ${request.class}`} · `;
       this.#parts.status.textContent =
-        `${this.#loaded.solver.name} · seed ${request.seed} · ${ms.toFixed(0)} ms · ` +
+        `${this.#loaded.solver.name} · ${classLabel}seed ${request.seed} · ${ms.toFixed(0)} ms · ` +
         (backend === 'webgpu' ? 'WebGPU' : 'CPU');
       this.#emit('bns-generated', { seed: request.seed, batch, ms, backend, shape: [batch, ...spec.data_shape], values });
       return values;

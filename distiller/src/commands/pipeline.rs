@@ -22,7 +22,7 @@ use web_sampler::solver::Method;
 use crate::checkpoint::checkpoint_path;
 use crate::commands::{distill, eval, publish, train, truth};
 use crate::compute::{ComputeArgs, DeviceKind};
-use crate::data::{self, DataSources, DatasetName};
+use crate::data::{self, DataSources, DatasetSource, ImageFolderOptions, DATASET_HELP};
 use crate::network_args::ArchitectureName;
 
 /// The two kinds of data, which want different networks and budgets.
@@ -111,8 +111,10 @@ interruption: finished stages are skipped, training and distillation resume from
 checkpoints, ground truth from its partial file.")]
 pub struct PipelineArgs {
     /// Training data (as `bns train --dataset`)
-    #[arg(long, value_enum)]
-    pub dataset: DatasetName,
+    #[arg(long, help = DATASET_HELP, value_name = "NAME|images:DIR")]
+    pub dataset: DatasetSource,
+    #[command(flatten)]
+    pub images: ImageFolderOptions,
     /// Name of the model on the site (letters, digits, '-', '_'); also names the work folder
     #[arg(long)]
     pub name: String,
@@ -265,6 +267,7 @@ fn train_stage(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stag
         "--seed".into(),
         TRAIN_SEED.to_string(),
     ];
+    train_argv.extend(image_folder_arguments(&args.images, true));
     if checkpoint_path(model).exists() {
         train_argv.push("--resume".into());
     }
@@ -395,6 +398,12 @@ fn eval_stages(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stag
         ];
         if w != 0.0 && classifier.exists() {
             argv.extend(["--classifier".into(), path_argument(&classifier)]);
+        }
+        // A folder model records only the folder's name: eval is told where its test images are
+        // (it reads them at the model's size and channels).
+        if matches!(args.dataset, DatasetSource::Images(_)) {
+            argv.extend(["--dataset".into(), dataset_argument(&args.dataset)]);
+            argv.extend(image_folder_arguments(&args.images, false));
         }
         if let Some(samples) = args.fd_samples {
             argv.extend(["--fd-samples".into(), samples.to_string()]);
@@ -539,11 +548,17 @@ fn plan(args: &PipelineArgs) -> Result<Plan> {
         .clone()
         .unwrap_or_else(|| Path::new("runs").join(&args.name));
     let model_path = out.join("model.safetensors");
-    let dataset = dataset_argument(&args.dataset);
+    let dataset = args.dataset.recorded_name();
+    if matches!(args.dataset, DatasetSource::Named(_)) && args.images.any_given() {
+        bail!(
+            "--size, --channels and --skip-bad-images apply to --dataset images:DIR, not to {}",
+            args.dataset
+        );
+    }
     let (shape, classes) = if model_path.exists() {
         let model = Model::load(&model_path)?;
         let spec = model.spec();
-        if spec.dataset != dataset {
+        if !args.dataset.matches_recorded(&spec.dataset) {
             bail!(
                 "{}: a model of dataset {:?}, not {dataset:?}; give another --name or --out",
                 model_path.display(),
@@ -552,7 +567,12 @@ fn plan(args: &PipelineArgs) -> Result<Plan> {
         }
         (spec.data_shape.clone(), spec.num_classes)
     } else {
-        let data = data::load(args.dataset, &DataSources::default(), TRAIN_SEED)?;
+        let data = data::load(
+            &args.dataset,
+            &DataSources::default(),
+            &args.images,
+            TRAIN_SEED,
+        )?;
         (data.shape.to_vec(), data.num_classes)
     };
     let kind = if is_image(&shape) {
@@ -685,8 +705,25 @@ fn is_published(manifest: &Path, model: &Path, solvers: &[PathBuf]) -> Result<bo
 }
 
 /// The dataset as `bns train --dataset` spells it.
-fn dataset_argument(dataset: &DatasetName) -> String {
-    dataset.name().to_string()
+fn dataset_argument(dataset: &DatasetSource) -> String {
+    dataset.to_string()
+}
+
+/// The image-folder flags of `bns train` that were given (none for a named dataset).
+fn image_folder_arguments(options: &ImageFolderOptions, with_shape: bool) -> Vec<String> {
+    let mut argv = Vec::new();
+    if with_shape {
+        if let Some(size) = options.size {
+            argv.extend(["--size".into(), size.to_string()]);
+        }
+        if let Some(channels) = options.channels {
+            argv.extend(["--channels".into(), channels.to_string()]);
+        }
+    }
+    if options.skip_bad {
+        argv.push("--skip-bad-images".into());
+    }
+    argv
 }
 
 /// `-o PATH`.
@@ -730,7 +767,11 @@ fn conditioning(classes: usize) -> String {
     }
 }
 
-fn default_title(dataset: &DatasetName, classes: usize, architecture: ArchitectureName) -> String {
+fn default_title(
+    dataset: &DatasetSource,
+    classes: usize,
+    architecture: ArchitectureName,
+) -> String {
     let network = match architecture {
         ArchitectureName::Mlp => "MLP",
         ArchitectureName::Unet => "U-Net",
@@ -740,7 +781,7 @@ fn default_title(dataset: &DatasetName, classes: usize, architecture: Architectu
     } else {
         "unconditional"
     };
-    format!("{}, {conditioning} {network}", dataset_argument(dataset))
+    format!("{}, {conditioning} {network}", dataset.recorded_name())
 }
 
 fn list<T: ToString>(values: &[T]) -> String {

@@ -20,7 +20,7 @@ use web_sampler::versioned_json::MetadataFormat;
 
 use crate::checkpoint::{self, checkpoint_path};
 use crate::compute::ComputeArgs;
-use crate::data::{self, DataSources, Dataset, DatasetName};
+use crate::data::{self, DataSources, Dataset, DatasetSource, ImageFolderOptions, DATASET_HELP};
 use crate::network::CandleNetwork;
 use crate::network_args::NetworkArgs;
 use crate::optim::AdamW;
@@ -28,9 +28,10 @@ use crate::progress::Progress;
 
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
-    /// Training data
-    #[arg(long, value_enum)]
-    pub dataset: DatasetName,
+    #[arg(long, help = DATASET_HELP, value_name = "NAME|images:DIR")]
+    pub dataset: DatasetSource,
+    #[command(flatten)]
+    pub images: ImageFolderOptions,
     /// Optimisation steps
     #[arg(long, default_value_t = 20_000)]
     pub steps: u64,
@@ -102,8 +103,32 @@ thread_local! {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if matches!(args.dataset, DatasetSource::Named(_)) && args.images.any_given() {
+        bail!(
+            "--size, --channels and --skip-bad-images apply to --dataset images:DIR, not to {}",
+            args.dataset
+        );
+    }
     let device = args.compute.open()?;
-    let dataset = data::load(args.dataset, &DataSources::default(), args.seed)?;
+    let dataset = data::load(
+        &args.dataset,
+        &DataSources::default(),
+        &args.images,
+        args.seed,
+    )?;
+    if let DatasetSource::Images(dir) = &args.dataset {
+        let [c, h, w] = dataset.shape;
+        println!(
+            "{}: {} train and {} test images of {c}×{h}×{w}, {}",
+            dir.display(),
+            dataset.train.len,
+            dataset.test.len,
+            match dataset.num_classes {
+                0 => "unconditional (no class folders)".to_string(),
+                n => format!("{n} classes: {}", dataset.class_names.join(", ")),
+            }
+        );
+    }
     let outcome = train(&args, &dataset, &device, true)?;
     println!(
         "wrote {} ({} steps in {:.0} s; training loss {:.4} → {:.4}, test loss {:.4}; model id {})",
@@ -253,11 +278,11 @@ pub fn run_identity(args: &TrainArgs, dataset: &Dataset) -> Result<RunIdentity> 
     let spec = args.network.spec(
         &dataset.shape,
         dataset.num_classes,
-        dataset.name.name(),
+        &dataset.name,
         &dataset.class_names,
     )?;
     Ok(RunIdentity {
-        dataset: args.dataset.name().into(),
+        dataset: dataset.name.clone(),
         steps: args.steps,
         batch: args.batch,
         lr: args.lr,
@@ -294,8 +319,12 @@ fn flow_matching_loss(
 }
 
 /// The flow-matching loss of the written (EMA) weights on up to [`TEST_ROWS`] rows of the test
-/// split, with a fixed draw of noise and times.
+/// split, with a fixed draw of noise and times (NaN for an empty test split, as a folder of a
+/// few images can have).
 fn test_loss(model: &Model, dataset: &Dataset, device: &Device) -> Result<f64> {
+    if dataset.test.len == 0 {
+        return Ok(f64::NAN);
+    }
     let rows: Vec<usize> = (0..dataset.test.len.min(TEST_ROWS)).collect();
     let (x1, mut labels) = data::batch(&dataset.test, &rows);
     if dataset.num_classes == 0 {
@@ -446,13 +475,14 @@ pub fn parse_checkpoint(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::data::Split;
+    use crate::data::{DatasetName, Split};
     use web_sampler::model::Prediction;
     use web_sampler::scratch::ScratchDir;
 
     fn args(output: &Path, steps: u64, resume: bool) -> TrainArgs {
         TrainArgs {
-            dataset: DatasetName::Checkerboard,
+            dataset: DatasetSource::Named(DatasetName::Checkerboard),
+            images: ImageFolderOptions::default(),
             steps,
             batch: 64,
             lr: 3e-3,
@@ -481,7 +511,8 @@ pub(crate) mod tests {
     }
 
     fn checkerboard() -> Dataset {
-        data::load(DatasetName::Checkerboard, &DataSources::default(), 5).unwrap()
+        let source = DatasetSource::Named(DatasetName::Checkerboard);
+        data::load(&source, &DataSources::default(), &Default::default(), 5).unwrap()
     }
 
     #[test]
@@ -530,8 +561,7 @@ pub(crate) mod tests {
 
     /// A tiny image set for U-Net tests: 1×8×8 pictures of two classes (a bright 4×4 square in
     /// the top-left or the bottom-right corner on a dark background, with a little noise), 256
-    /// for training and 64 for testing. Labelled "mnist": only the name of a real set is
-    /// accepted, and it is recorded in the spec alone.
+    /// for training and 64 for testing. Labelled "mnist" (the name is recorded in the spec alone).
     pub(crate) fn squares() -> Dataset {
         let mut noise = Noise::new(11);
         let mut split = |len: usize| {
@@ -560,7 +590,7 @@ pub(crate) mod tests {
         let train = split(256);
         let test = split(64);
         Dataset {
-            name: DatasetName::Mnist,
+            name: "mnist".into(),
             shape: [1, 8, 8],
             num_classes: 2,
             class_names: vec!["top-left".into(), "bottom-right".into()],
@@ -572,7 +602,7 @@ pub(crate) mod tests {
     /// Training arguments for a tiny U-Net on [`squares`].
     pub(crate) fn unet_args(output: &Path, steps: u64, resume: bool) -> TrainArgs {
         let mut args = args(output, steps, resume);
-        args.dataset = DatasetName::Mnist;
+        args.dataset = DatasetSource::Named(DatasetName::Mnist);
         args.batch = 32;
         args.lr = 3e-3;
         args.network.architecture = crate::network_args::ArchitectureName::Unet;

@@ -61,7 +61,7 @@ pub(super) fn load(dir: &Path) -> Result<Dataset> {
     let train = load_split(dir, TRAIN_IMAGES, TRAIN_LABELS)?;
     let test = load_split(dir, TEST_IMAGES, TEST_LABELS)?;
     Ok(Dataset {
-        name: DatasetName::FashionMnist,
+        name: DatasetName::FashionMnist.name().into(),
         shape: [1, SIDE, SIDE],
         num_classes: CLASS_NAMES.len(),
         class_names: class_names(&CLASS_NAMES),
@@ -235,7 +235,7 @@ mod tests {
     use flate2::Compression;
 
     use super::*;
-    use crate::data::{load as load_dataset, DataSources};
+    use crate::data::{load as load_dataset, DataSources, DatasetSource};
     use web_sampler::scratch::ScratchDir;
 
     /// A scratch folder for one test.
@@ -284,13 +284,19 @@ mod tests {
     fn loads_the_installed_package() {
         let start = Instant::now();
         let sources = DataSources::default();
-        let data = load_dataset(DatasetName::FashionMnist, &sources, 0).unwrap();
+        let data = load_dataset(
+            &DatasetSource::Named(DatasetName::FashionMnist),
+            &sources,
+            &Default::default(),
+            0,
+        )
+        .unwrap();
         eprintln!(
             "Fashion-MNIST from {} loaded in {:.2} s",
             sources.fashion_mnist_dir.display(),
             start.elapsed().as_secs_f64()
         );
-        assert_eq!(data.name, DatasetName::FashionMnist);
+        assert_eq!(data.name, DatasetName::FashionMnist.name());
         assert_eq!(data.shape, [1, 28, 28]);
         assert_eq!(data.num_classes, 10);
         assert_eq!(data.class_names[0], "T-shirt/top");

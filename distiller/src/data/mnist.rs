@@ -64,7 +64,7 @@ pub(super) fn load(dir: &Path) -> Result<Dataset> {
         }
     }
     Ok(Dataset {
-        name: DatasetName::Mnist,
+        name: DatasetName::Mnist.name().into(),
         shape: [1, SIDE, SIDE],
         num_classes: 10,
         class_names: class_names(&["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),
@@ -169,7 +169,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::data::{load as load_dataset, DataSources};
+    use crate::data::{load as load_dataset, DataSources, DatasetSource};
     use web_sampler::scratch::ScratchDir;
 
     /// A scratch folder for one test.
@@ -202,7 +202,13 @@ mod tests {
         let start = Instant::now();
         let sources = DataSources::default();
         let dir = sources.find_mnist_digits_dir().unwrap();
-        let data = load_dataset(DatasetName::Mnist, &sources, 0).unwrap();
+        let data = load_dataset(
+            &DatasetSource::Named(DatasetName::Mnist),
+            &sources,
+            &Default::default(),
+            0,
+        )
+        .unwrap();
         eprintln!(
             "MNIST from {} loaded in {:.2} s",
             dir.display(),

