@@ -96,7 +96,7 @@ sys.exit(0 if ok else 1)
 PY
 
 # 3. Ground truth from the CPU-trained model, on the runtime and on the GPU.
-truth=(truth --model "$out/cpu.safetensors" --count 640 --validation 128 --seed 1 --rtol 1e-5 --atol 1e-5 --batch 640)
+truth=(truth --model "$out/cpu.safetensors" --count 640 --validation 64 --test 64 --seed 1 --rtol 1e-5 --atol 1e-5 --batch 640)
 seconds "truth-cpu" "$bns" "${truth[@]}" -o "$out/pairs-cpu.safetensors"
 seconds "truth-cuda" "$bns" "${truth[@]}" --device "$DEVICE" -o "$out/pairs-cuda.safetensors"
 python3 - "$out/pairs-cpu.safetensors" "$out/pairs-cuda.safetensors" <<'PY' | tee -a "$report" || fail "ground truth"

@@ -27,7 +27,7 @@ if [ ! -e "$run/model.safetensors" ]; then
     --seed 0 --threads "$THREADS" --checkpoint-every 500 "${resume[@]}" -o "$run/model.safetensors"
 fi
 [ -e "$run/pairs-w0.safetensors" ] ||
-  "$BNS" truth --model "$run/model.safetensors" --count 640 --validation 128 --seed 1 \
+  "$BNS" truth --model "$run/model.safetensors" --count 1152 --validation 128 --test 512 --seed 1 \
     --guidance 0 --rtol 1e-5 --atol 1e-5 --threads "$THREADS" -o "$run/pairs-w0.safetensors"
 for n in 4 8 16; do
   [ -e "$run/bns-$n-w0.json" ] ||

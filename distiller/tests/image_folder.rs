@@ -85,7 +85,7 @@ const TRAIN: [&str; 12] = [
     "--class-embedding",
     "4",
 ];
-const TRUTH: [&str; 6] = ["--count", "24", "--validation", "8", "--batch", "24"];
+const TRUTH: [&str; 8] = ["--count", "32", "--validation", "8", "--test", "8", "--batch", "32"];
 
 fn folder_pipeline(scratch: &Scratch, folder: &Path, name: &str) -> (Model, String) {
     let dataset = format!("images:{}", folder.display());
