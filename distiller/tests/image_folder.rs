@@ -85,7 +85,16 @@ const TRAIN: [&str; 12] = [
     "--class-embedding",
     "4",
 ];
-const TRUTH: [&str; 8] = ["--count", "32", "--validation", "8", "--test", "8", "--batch", "32"];
+const TRUTH: [&str; 8] = [
+    "--count",
+    "32",
+    "--validation",
+    "8",
+    "--test",
+    "8",
+    "--batch",
+    "32",
+];
 
 fn folder_pipeline(scratch: &Scratch, folder: &Path, name: &str) -> (Model, String) {
     let dataset = format!("images:{}", folder.display());
