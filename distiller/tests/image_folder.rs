@@ -327,3 +327,47 @@ fn folder_errors_and_warnings_name_the_files() {
     assert!(!o.status.success());
     assert!(error.contains("images:DIR"), "{error}");
 }
+
+/// `bns pipeline` on a folder, as the README shows it: one command from the PNGs to the site,
+/// with the folder's size and class names in the model and the evaluation told where the test
+/// images are.
+#[test]
+fn bns_pipeline_takes_a_folder_from_pngs_to_the_site() {
+    let scratch = Scratch::new("pipeline");
+    let folder = scratch.0.join("shapes");
+    for i in 0..12u32 {
+        for (class, square) in [("circle", false), ("square", true)] {
+            let path = folder.join(class).join(format!("{i:02}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            // 16×16 files, read at --size 8.
+            shape(16, square, [200, (10 * i) as u8, 40])
+                .save(&path)
+                .unwrap();
+        }
+    }
+    let site = scratch.0.join("www");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "<!doctype html>").unwrap();
+    let dataset = format!("images:{}", folder.display());
+    #[rustfmt::skip]
+    let out = ok(&[
+        "pipeline", "--dataset", &dataset, "--size", "8", "--name", "shapes",
+        "--steps", "20", "--width", "16", "--depth", "2", "--guidance", "0",
+        "--truth-count", "48", "--truth-validation", "8", "--truth-test", "8",
+        "--nfe", "2", "--iterations", "10", "--fd-samples", "0", "--threads", "1",
+        "--out", &scratch.path("runs"), "--site", &site.display().to_string(),
+    ]);
+    assert!(out.contains("?model=shapes"), "{out}");
+    let manifest = Manifest::from_json(
+        &std::fs::read_to_string(site.join("models/shapes/manifest.json")).unwrap(),
+        "manifest.json",
+    )
+    .unwrap();
+    assert_eq!(manifest.solvers.len(), 1);
+    let model = Model::load(&site.join("models/shapes/model.safetensors")).unwrap();
+    let spec = model.spec();
+    assert_eq!(spec.data_shape, vec![3, 8, 8]);
+    assert_eq!(spec.class_names, vec!["circle", "square"]);
+    let results = std::fs::read_to_string(scratch.0.join("runs/eval-w0/results.md")).unwrap();
+    assert!(results.contains("8 test pairs"), "{results}");
+}
