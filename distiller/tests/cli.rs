@@ -1,15 +1,12 @@
 //! The `bns` binary as a user runs it: output files, readable tables, and errors that name the
 //! file and the problem.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn bns(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bns"))
-        .args(args)
-        .output()
-        .expect("bns runs")
-}
+use common::{bns, Scratch};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -17,26 +14,6 @@ fn stderr(o: &Output) -> String {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("bns-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn small_model(dir: &Scratch, name: &str, seed: &str) -> String {
@@ -74,7 +51,7 @@ fn help_lists_the_commands() {
 
 #[test]
 fn solver_new_and_show() {
-    let dir = Scratch::new("show");
+    let dir = Scratch::new("cli", "show");
     let file = dir.path("rk4.json");
     let o = bns(&[
         "solver", "new", "--method", "rk4", "--grid", "edm", "--nfe", "8", "-o", &file,
@@ -92,7 +69,7 @@ fn solver_new_and_show() {
 
 #[test]
 fn sample_writes_a_png_and_the_values() {
-    let dir = Scratch::new("sample");
+    let dir = Scratch::new("cli", "sample");
     let model = small_model(&dir, "m.safetensors", "1");
     let solver = dir.path("euler.json");
     let o = bns(&[
@@ -165,7 +142,7 @@ fn sample_writes_a_png_and_the_values() {
 
 #[test]
 fn errors_name_the_file_and_the_problem() {
-    let dir = Scratch::new("errors");
+    let dir = Scratch::new("cli", "errors");
     let model = small_model(&dir, "m.safetensors", "1");
     let other = small_model(&dir, "other.safetensors", "2");
 
@@ -318,7 +295,7 @@ fn errors_name_the_file_and_the_problem() {
 #[test]
 fn text_from_files_reaches_the_terminal_escaped() {
     // A solver file whose name and kind carry an ANSI escape sequence and other controls.
-    let dir = Scratch::new("escape");
+    let dir = Scratch::new("cli", "escape");
     let file = dir.path("euler.json");
     let o = bns(&[
         "solver", "new", "--method", "euler", "--grid", "uniform", "--nfe", "2", "-o", &file,
@@ -343,7 +320,7 @@ fn text_from_files_reaches_the_terminal_escaped() {
 
 #[test]
 fn reproduce_sh_without_arguments_prints_its_usage_and_starts_nothing() {
-    let dir = Scratch::new("reproduce");
+    let dir = Scratch::new("cli", "reproduce");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reproduce.sh");
     for args in [&[][..], &["no-such-model"][..]] {
         let o = Command::new("bash")
@@ -363,7 +340,7 @@ fn reproduce_sh_without_arguments_prints_its_usage_and_starts_nothing() {
 
 #[test]
 fn pipeline_refuses_guidance_for_an_unconditional_dataset() {
-    let dir = Scratch::new("pipeline-guidance");
+    let dir = Scratch::new("cli", "pipeline-guidance");
     std::fs::create_dir_all(dir.0.join("www")).unwrap();
     std::fs::write(dir.0.join("www/index.html"), "<!doctype html>").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_bns"))

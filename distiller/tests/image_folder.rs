@@ -1,20 +1,15 @@
 //! A user's own folder of PNGs through the whole pipeline, as the `bns` binary runs it: train on
 //! `images:DIR` → truth → distill → eval → publish (and `bns sample`), for a labelled colour
-//! folder and for an unconditional grey one.
+//! folder and for an unconditional grey one, and the same in one `bns pipeline`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::{bns, Scratch};
 use image::{Rgb, RgbImage};
 use web_sampler::manifest::Manifest;
 use web_sampler::model::Model;
-
-fn bns(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bns"))
-        .args(args)
-        .output()
-        .expect("bns runs")
-}
 
 /// Runs `bns args` and returns its stdout; panics with its stderr when it fails.
 fn ok(args: &[&str]) -> String {
@@ -25,26 +20,6 @@ fn ok(args: &[&str]) -> String {
     );
     assert!(o.status.success(), "bns {args:?} failed:\n{out}\n{err}");
     out
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("bns-images-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A `side × side` picture of a disc or a square of colour `rgb` on white.
@@ -180,7 +155,7 @@ fn folder_pipeline(scratch: &Scratch, folder: &Path, name: &str) -> (Model, Stri
 
 #[test]
 fn a_folder_of_coloured_shapes_goes_from_training_to_the_site() {
-    let scratch = Scratch::new("classes");
+    let scratch = Scratch::new("images", "classes");
     let folder = scratch.0.join("shapes");
     for i in 0..24u32 {
         let shade = (30 + 6 * i) as u8;
@@ -251,7 +226,7 @@ fn a_folder_of_coloured_shapes_goes_from_training_to_the_site() {
 
 #[test]
 fn an_unconditional_grey_folder_is_measured_on_rotation_features() {
-    let scratch = Scratch::new("unconditional");
+    let scratch = Scratch::new("images", "unconditional");
     let folder = scratch.0.join("marks");
     std::fs::create_dir_all(&folder).unwrap();
     for i in 0..30u32 {
@@ -273,7 +248,7 @@ fn an_unconditional_grey_folder_is_measured_on_rotation_features() {
 
 #[test]
 fn folder_errors_and_warnings_name_the_files() {
-    let scratch = Scratch::new("errors");
+    let scratch = Scratch::new("images", "errors");
     let folder = scratch.0.join("pictures");
     std::fs::create_dir_all(&folder).unwrap();
     let dataset = format!("images:{}", folder.display());
@@ -333,7 +308,7 @@ fn folder_errors_and_warnings_name_the_files() {
 /// images are.
 #[test]
 fn bns_pipeline_takes_a_folder_from_pngs_to_the_site() {
-    let scratch = Scratch::new("pipeline");
+    let scratch = Scratch::new("images", "pipeline");
     let folder = scratch.0.join("shapes");
     for i in 0..12u32 {
         for (class, square) in [("circle", false), ("square", true)] {
