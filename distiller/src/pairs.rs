@@ -4,27 +4,14 @@
 //! the training rows and keeps the parameters that do best on the validation rows; the test rows
 //! are used for nothing but the figures that are reported.
 //!
-//! # Format (version [`PAIRS_FORMAT_VERSION`])
-//!
-//! One safetensors file with the tensors
-//!
-//! * `noise` `[N, D]` `F32`: the initial noise `x_0` of each pair;
-//! * `truth` `[N, D]` `F32`: `x(1)` from adaptive Dormand–Prince 5(4);
-//! * `labels` `[N]` `U32`: each pair's class (the model's null class when unconditional);
-//!
-//! and `__metadata__` key [`PAIRS_METADATA_KEY`] holding [`PairsMeta`] as JSON, where
-//! `N = train + validation + test` and `D` is the product of `data_shape`. The first `train` rows
-//! are the training split, the next `validation` rows the validation split, the last `test` rows
-//! the test split. Files written before the test split existed have no `test` field: they load
-//! with an empty test split. FORMATS.md is the normative description.
+//! The file (version [`PAIRS_FORMAT_VERSION`]) is safetensors with the tensors `noise`, `truth`
+//! and `labels` and [`PairsMeta`] as JSON under [`PAIRS_METADATA_KEY`]; `FORMATS.md` §3 is its
+//! normative description (every tensor and key, the splits, the labels, shards).
 //!
 //! Reading validates everything (every failure names the file and the problem, nothing panics);
 //! writing goes through a temporary file in the same folder and a rename. The same encoding
 //! (under metadata key [`PARTIAL_METADATA_KEY`]) carries `bns truth`'s partial progress,
 //! [`Partial`].
-//!
-//! The normative description of the file (every tensor and key, the splits, the labels, shards)
-//! is `FORMATS.md` §3.
 
 use std::path::Path;
 
