@@ -186,14 +186,19 @@ mod tests {
     fn round_trip() {
         let m = sample();
         let json = m.to_json();
-        assert!(json.starts_with("{\n  \"format_version\": 1,\n  \"name\": \"tiny\""));
+        assert!(json.starts_with("{\n  \"format_version\": 2,\n  \"name\": \"tiny\""));
         assert_eq!(Manifest::from_json(&json, ORIGIN).unwrap(), m);
     }
 
     #[test]
     fn the_version_comes_first() {
-        assert!(problem(r#"{"format_version": 2, "files": []}"#)
-            .contains("unknown manifest format version 2"));
+        assert!(problem(r#"{"format_version": 3, "files": []}"#)
+            .contains("unknown manifest format version 3"));
+        // Version 1 (with `validation_psnr`) is refused by its version, not by a field.
+        assert!(
+            problem(r#"{"format_version": 1, "solvers": [{"validation_psnr": 1}]}"#)
+                .contains("unknown manifest format version 1")
+        );
         assert!(problem(r#"{"name": "tiny"}"#).contains("missing field `format_version`"));
         assert!(problem("[]").contains("JSON object"));
         assert!(problem("{").contains("invalid JSON"));
