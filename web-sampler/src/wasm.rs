@@ -42,8 +42,9 @@ export interface GenerateOptions {
   guidance?: number;
   /** Tiles per row of the picture (default ceil(√batch)). */
   columns?: number;
-  /** "auto" (default: WebGPU when available) or "cpu". */
-  backend?: "auto" | "cpu";
+  /** "auto" (default: WebGPU when available), "cpu", or "webgpu" (the GPU only: its failure is
+   * the call's error, and the sampler keeps the GPU). */
+  backend?: "auto" | "cpu" | "webgpu";
 }
 /** Which path runs `generate`. */
 export type Backend = "webgpu" | "cpu";
@@ -150,9 +151,9 @@ impl GenerateOptions {
             None => None,
         };
         if let Some(b) = raw.backend.as_deref() {
-            if b != "auto" && b != "cpu" {
+            if b != "auto" && b != "cpu" && b != "webgpu" {
                 return Err(JsError::new(&format!(
-                    "backend must be \"auto\" or \"cpu\", got {b:?}"
+                    "backend must be \"auto\", \"cpu\" or \"webgpu\", got {b:?}"
                 )));
             }
         }
@@ -184,6 +185,7 @@ impl GenerateOptions {
     fn backend(&self) -> BackendChoice {
         match self.backend.as_deref() {
             Some("cpu") => BackendChoice::Cpu,
+            Some("webgpu") => BackendChoice::Gpu,
             _ => BackendChoice::Auto,
         }
     }
