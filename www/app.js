@@ -1,15 +1,17 @@
-// The sampler page: the wasm runtime on WebGPU (or the CPU path), the published models and their
-// solvers, a grid of samples for a seed, and the compare view. The form's state is mirrored in the
-// address (?model=…&solver=…&seed=…&batch=…&class=…&guidance=…&backend=cpu), so a link reproduces
-// a picture. `window.bnsPage` exposes the page's state and actions to the browser tests.
+// The sampler page: the wasm runtime on WebGPU (or the CPU path) in the sampler's worker, the
+// published models and their solvers, a grid of samples for a seed, and the compare view. The
+// form's state is mirrored in the address (?model=…&solver=…&seed=…&batch=…&class=…&guidance=…
+// &backend=cpu|webgpu), so a link reproduces a picture. `window.bnsPage` exposes the page's state
+// and actions to the browser tests.
 
-import init, { Sampler, version } from './pkg/web_sampler.js';
+import { openSampler } from './lib/sampler-client.js';
 import { fetchModel, fetchOk } from './lib/weights.js';
 import {
   classicalAt, classicalLabel, defaultPublished, parseClassical, publishedLabel, publishedNfes,
 } from './lib/solvers.js';
-import { drawPicture, drawScatter, isPoints } from './lib/draw.js';
-import { compareSolvers, showComparison } from './compare.js';
+import { drawRgba, drawScatter, isPoints } from './lib/draw.js';
+import { markStale, showComparison } from './compare.js';
+import { showAbout } from './about.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,15 +34,24 @@ const page = {
   firstImageAt: null,
   model: null,
   lastCompare: null,
+  /** Where generation runs: "worker" or "main thread". */
+  where: null,
+  /** The last progress report: { done, total, stage }. */
+  lastProgress: null,
   loadSolverText: (text, name) => act(() => loadSolverText(text, name)),
   compare: () => act(compare),
-  loseDevice: () => sampler.loseDevice(),
+  loseDevice: () => sampler.call('loseDevice'),
 };
 window.bnsPage = page;
 
+/** The sampler (sampler-client.js): its calls run in the worker. */
 let sampler;
+/** What the sampler last said of its backend: { backend, note, adapter, software }. */
+let backendInfo = null;
 /** The loaded model: { name, spec }. */
 let model = null;
+/** The solver in use (its file's JSON). */
+let solver = null;
 /** Solver option value → its source: { url, name } (published), { spec } (classical), { text, name } (a file). */
 const sources = new Map();
 /** The option value of the solver the sampler holds. */
@@ -97,24 +108,37 @@ function act(action) {
   return queue;
 }
 
-/** Shows which path generates, and why it is the CPU when WebGPU was wanted. */
+/** The adapter's name without wgpu's backend ("swiftshader (google)"). */
+const adapterName = (info) => (info.adapter ?? '').replace(/\s*\([^()]*\)$/, '');
+
+/** Shows which path generates, on which adapter, and why it is the CPU when WebGPU was wanted. */
 function showBackend() {
+  const info = backendInfo;
+  const choice = $('run-on').value;
+  const adapter = info.adapter ? adapterName(info) || 'an unnamed adapter' : null;
   let kind;
   let text;
   let detail = '';
-  if (sampler.backend() === 'webgpu' && $('run-on').value === 'cpu') {
+  if (choice === 'cpu') {
     kind = 'cpu';
     text = 'CPU (WebAssembly)';
-    detail = 'chosen under “Run on”; WebGPU is available';
-  } else if (sampler.backend() === 'webgpu') {
+    detail = `chosen under “Run on”${adapter ? `; the WebGPU adapter is ${adapter}` : ''}`;
+  } else if (adapter && (choice === 'webgpu' || info.backend === 'webgpu')) {
     kind = 'webgpu';
-    text = 'WebGPU';
-    detail = (sampler.adapter() ?? '').replace(/\s*\(.*\)$/, '');
+    text = `WebGPU · ${adapter}`;
+    detail = info.software
+      ? `${info.software} is a software renderer: slower than the CPU path (chosen under “Run on”)`
+      : '';
+  } else if (adapter) {
+    kind = 'cpu';
+    text = 'CPU path';
+    detail = info.note;
   } else {
     kind = 'fallback';
     text = 'WebGPU unavailable — running on the CPU';
-    detail = sampler.backendNote();
+    detail = info.note;
   }
+  if (sampler.where !== 'worker') detail = `${detail ? `${detail}; ` : ''}on the main thread: ${sampler.why}`;
   const strong = document.createElement('strong');
   strong.textContent = text;
   const small = document.createElement('small');
@@ -127,18 +151,21 @@ function showBackend() {
 async function loadModel(name, wanted = new URLSearchParams()) {
   const base = new URL(`models/${name}/`, document.baseURI);
   const { manifest, url, bytes, cached } = await fetchModel(new URL('manifest.json', base).href);
-  const spec = JSON.parse(sampler.loadModel(bytes, url));
-  model = { name, spec };
+  const loaded = await sampler.call('loadModel', { bytes, name: url });
+  const { spec } = loaded;
+  backendInfo = loaded.info;
+  model = { name, spec, manifest, base };
   page.model = { name, cached };
   fillSolvers(manifest, base);
   fillClasses(spec);
   $('batch').value = isPoints(spec) ? '1000' : '16';
   $('about-model').textContent =
-    `${manifest.title ?? name} (${sampler.modelSummary()}; ` +
+    `${manifest.title ?? name} (${loaded.summary}; ` +
     `data ${spec.data_shape.join('×')}); ` +
     `${(bytes.length / 1e6).toFixed(1)} MB ${cached ? 'from the browser cache' : 'downloaded'}; ` +
-    `model id ${sampler.modelId().slice(0, 12)}…`;
-  const published = defaultPublished(manifest);
+    `model id ${loaded.modelId.slice(0, 12)}…`;
+  const published = defaultPublished(manifest, spec);
+  showAbout($('about'), { manifest, base, spec }).catch(() => {});
   const requested = solverValueOf(wanted.get('solver'));
   await useSolver(requested ?? (published ? `published:${published.file}` : $('solver').value));
   // Values from the address go through the form's own checks; a refused one is named and the
@@ -205,13 +232,12 @@ async function useSolver(value) {
   const source = sources.get(value);
   if (!source) throw new Error(`no solver ${value}`);
   if (source.spec) {
-    const { method, grid, nfe } = parseClassical(source.spec);
-    sampler.useClassical(method, grid, nfe);
+    solver = await sampler.call('useClassical', parseClassical(source.spec));
   } else {
     source.text ??= await (await fetchOk(source.url, 'the solver')).text();
-    sampler.loadSolver(source.text, source.name);
+    solver = await sampler.call('loadSolver', { text: source.text, name: source.name });
     // A solver file records the guidance it was made for.
-    if (model.spec.num_classes > 0) $('guidance').value = String(JSON.parse(sampler.solverJson()).guidance);
+    if (model.spec.num_classes > 0) $('guidance').value = String(solver.guidance);
   }
   solverValue = value;
   $('solver').value = value;
@@ -219,12 +245,13 @@ async function useSolver(value) {
 
 /** A solver file's text (from the file input, or a test): added to the solver list and used. */
 async function loadSolverText(text, name) {
+  let file;
   try {
-    sampler.loadSolver(text, name);
+    file = await sampler.call('loadSolver', { text, name });
   } catch (e) {
     throw new Error(`Solver not loaded: ${messageOf(e)}. The previous solver is still in use.`);
   }
-  const file = JSON.parse(sampler.solverJson());
+  solver = file;
   const value = `file:${++filesLoaded}`;
   sources.set(value, { text, name });
   const group = $('solver-files');
@@ -244,25 +271,56 @@ function readRequest() {
   };
 }
 
+/**
+ * Shows a call's progress in `#progress`: the evaluations done of `total` (the CPU path reports
+ * each), or a moving bar while WebGPU runs them in one go. `null` hides it.
+ */
+function showProgress(report, { gpu = false, stage = '' } = {}) {
+  const bar = $('progress');
+  page.lastProgress = report;
+  if (!report) {
+    bar.hidden = true;
+    return;
+  }
+  bar.hidden = false;
+  const meter = bar.querySelector('progress');
+  const { done, total } = report;
+  if (gpu && done < total) meter.removeAttribute('value');
+  else {
+    meter.max = total;
+    meter.value = done;
+  }
+  const what = report.stage ?? stage;
+  bar.querySelector('span').textContent =
+    `${what ? `${what}: ` : ''}${gpu && done < total ? `${total} evaluations on WebGPU…` : `evaluation ${done} of ${total}`}`;
+}
+
 async function generate() {
   const request = readRequest();
   const points = isPoints(model.spec);
   request.columns = Math.ceil(Math.sqrt(request.batch));
-  $('timing').textContent = 'Generating…';
-  const started = performance.now();
-  const values = await sampler.generate(request);
-  const ms = performance.now() - started;
-  page.backend = request.backend === 'cpu' ? 'cpu' : sampler.backend();
+  const gpu = request.backend === 'webgpu' || (request.backend === 'auto' && backendInfo.backend === 'webgpu');
+  $('timing').textContent = `Generating ${request.batch} ${points ? 'points' : 'images'}…`;
+  showProgress({ done: 0, total: solver.nfe }, { gpu });
+  let out;
+  try {
+    out = await sampler.call('generate', { request, paths: points ? PATHS : 0, picture: !points },
+      (report) => showProgress(report, { gpu }));
+  } finally {
+    showProgress(null);
+  }
+  const { values, ms } = out;
+  backendInfo = out.info;
+  page.backend = out.backend;
   if (points) {
     const pathCount = Math.min(PATHS, request.batch);
-    page.lastPaths = sampler.trajectories({ ...request, batch: pathCount, backend: 'cpu' });
+    page.lastPaths = out.paths;
     drawScatter($('canvas'), values, { paths: page.lastPaths, pathCount });
   } else {
-    drawPicture($('canvas'), sampler, request.columns);
+    drawRgba($('canvas'), out.rgba, out.width);
   }
   page.lastMs = ms;
   page.firstImageAt ??= performance.now();
-  const solver = JSON.parse(sampler.solverJson());
   const path = page.backend === 'webgpu' ? 'WebGPU' : 'CPU';
   $('timing').textContent =
     `${solver.name} (NFE ${solver.nfe}) · seed ${request.seed} · ${request.batch} ` +
@@ -285,9 +343,12 @@ function rememberInAddress(request) {
   params.set('batch', String(request.batch));
   if (request.class !== null) params.set('class', String(request.class));
   if (model.spec.num_classes > 0) params.set('guidance', String(request.guidance));
-  if (request.backend === 'cpu') params.set('backend', 'cpu');
+  if (request.backend !== 'auto') params.set('backend', request.backend);
   history.replaceState(null, '', `?${params}`);
 }
+
+/** What the compare view's results depend on besides the solver: they are stale when it changes. */
+const COMPARE_INPUTS = ['model', 'solver', 'class', 'guidance', 'seed'];
 
 async function compare() {
   const points = isPoints(model.spec);
@@ -295,16 +356,35 @@ async function compare() {
   request.batch = points ? COMPARE_BATCH.points : COMPARE_BATCH.images;
   const [c, h, w] = model.spec.data_shape;
   $('compare-results').textContent = 'Computing…';
+  $('compare-results').classList.remove('stale');
+  page.compareStale = false;
+  const shape = [request.batch, c, h, w];
   try {
-    const rows = await compareSolvers(sampler, request, { dim: c * h * w, points });
-    showComparison($('compare-results'), rows, { points });
+    const { rows, rk4 } = await sampler.call('compare', { request, dim: c * h * w, points }, (report) => showCompareProgress(report));
+    const classLabel = request.class === null ? 'every class in turn' : (model.spec.class_names?.[request.class] ?? `class ${request.class}`);
+    const about = `${model.manifest.title ?? model.name} · seed ${request.seed} · ` +
+      (model.spec.num_classes > 0 ? `${classLabel} · w = ${request.guidance}` : 'unconditional');
     page.lastCompare = rows.map(({ label, nfe, psnr, ms, skipped }) => ({ label, nfe, psnr, ms, skipped }));
+    page.lastCompareConclusion = showComparison($('compare-results'), { rows, rk4 }, { points, shape, about });
   } catch (e) {
     $('compare-results').textContent = '';
     throw e;
   } finally {
-    await useSolver(solverValue);
+    $('compare-progress').hidden = true;
   }
+}
+
+function showCompareProgress({ stage, done, total }) {
+  const bar = $('compare-progress');
+  bar.hidden = false;
+  bar.querySelector('progress').max = total;
+  bar.querySelector('progress').value = done;
+  bar.querySelector('span').textContent = `${stage}: evaluation ${done} of ${total}`;
+}
+
+/** Marks the compare view's results stale (they were for other settings). */
+function compareInputChanged() {
+  if (markStale($('compare-results'))) page.compareStale = true;
 }
 
 function wire() {
@@ -341,14 +421,19 @@ function wire() {
   });
   $('run-on').addEventListener('change', showBackend);
   $('compare').addEventListener('click', () => act(compare));
+  for (const id of COMPARE_INPUTS) {
+    $(id).addEventListener('change', compareInputChanged);
+    $(id).addEventListener('input', compareInputChanged);
+  }
 }
 
 async function start() {
-  await init();
-  $('version').textContent = `runtime ${version()}`;
-  sampler = await Sampler.create();
+  sampler = await openSampler({ workerUrl: new URL('./lib/sampler-worker.js', import.meta.url) });
+  page.where = sampler.where;
+  backendInfo = await sampler.call('info');
+  $('version').textContent = `runtime ${backendInfo.version}`;
   const wanted = new URLSearchParams(location.search);
-  if (wanted.get('backend') === 'cpu') $('run-on').value = 'cpu';
+  if (['cpu', 'webgpu'].includes(wanted.get('backend'))) $('run-on').value = wanted.get('backend');
   showBackend();
   const models = await (await fetchOk('models/index.json', 'the model list')).json();
   if (!Array.isArray(models) || models.length === 0) {

@@ -121,11 +121,29 @@ pub fn check_request(model: &Model, request: &SampleRequest) -> Result<Vec<u32>>
 /// Runs `table` from the request's seeded noise and returns `x_n`. Image models (H·W > 1) are
 /// clamped to [−1, 1]; 2-D point models are returned as they are.
 pub fn sample(model: &Model, table: &NsTable, request: &SampleRequest) -> Result<Samples> {
+    sample_with_progress(model, table, request, |_| {})
+}
+
+/// [`sample`], telling `progress` how many of the solver's evaluations are done: 0 before the
+/// first, then after each (for a progress bar; the samples are the same).
+pub fn sample_with_progress(
+    model: &Model,
+    table: &NsTable,
+    request: &SampleRequest,
+    mut progress: impl FnMut(usize),
+) -> Result<Samples> {
     let classes = check_request(model, request)?;
     let spec = model.spec();
     let dim = spec.data_dim();
     let x0 = gaussian_batch(request.seed, request.batch, dim);
-    let values = integrate(model, table, x0, &classes, request.guidance)?;
+    // The solver shows each state before evaluating the velocity there: the k-th visit follows
+    // k − 1 evaluations.
+    let mut done = 0;
+    let values = solve_guided(model, table, x0, &classes, request.guidance, |_| {
+        progress(done);
+        done += 1;
+    })?;
+    progress(done);
     let values = if is_image(spec.data_shape.as_slice()) {
         values.into_iter().map(|v| v.clamp(-1.0, 1.0)).collect()
     } else {

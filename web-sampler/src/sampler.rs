@@ -16,7 +16,8 @@ use crate::gpu::{self, Gpu};
 use crate::grid::Grid;
 use crate::model::Model;
 use crate::sample::{
-    check_request, grid_picture, grid_size, sample, trajectories, Picture, SampleRequest, Samples,
+    check_request, grid_picture, grid_size, sample_with_progress, trajectories, Picture,
+    SampleRequest, Samples,
 };
 use crate::solver::{Method, NsTable, SolverFile};
 
@@ -25,6 +26,13 @@ const GPU_API: &str = if cfg!(target_arch = "wasm32") {
     "WebGPU"
 } else {
     "Vulkan"
+};
+
+/// How a caller asks for the GPU path ([`BackendChoice::Gpu`]), as the notes name it.
+const GPU_CHOICE: &str = if cfg!(target_arch = "wasm32") {
+    "WebGPU"
+} else {
+    "the GPU (--backend gpu)"
 };
 
 /// Which path runs a `generate` call.
@@ -40,7 +48,9 @@ pub enum Backend {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendChoice {
     /// The GPU while the sampler has one, else the CPU path. A GPU failure moves the sampler to
-    /// the CPU path for good, and the call is answered there.
+    /// the CPU path for good, and the call is answered there. A software renderer's adapter
+    /// (SwiftShader, llvmpipe: [`Gpu::software_renderer`]) is slower than the CPU path, so
+    /// this takes the CPU path on one.
     #[default]
     Auto,
     /// The CPU path, even on a sampler with a GPU.
@@ -144,6 +154,9 @@ pub struct Sampler {
     model: RefCell<Option<Rc<Model>>>,
     solver: RefCell<Option<LoadedSolver>>,
     backend: RefCell<ActiveBackend>,
+    /// Whether [`BackendChoice::Auto`] uses a software renderer's adapter too (for tests of the
+    /// GPU fallback on lavapipe).
+    auto_on_software: bool,
     last: RefCell<Option<LastSamples>>,
 }
 
@@ -171,6 +184,16 @@ impl Sampler {
         Sampler::on(ActiveBackend::Gpu(Rc::new(gpu)))
     }
 
+    /// A sampler on `gpu` whose [`BackendChoice::Auto`] uses it even when it is a software
+    /// renderer (lavapipe), so that tests reach the automatic fallback on such machines.
+    #[cfg(test)]
+    fn with_gpu_for_auto(gpu: Gpu) -> Sampler {
+        Sampler {
+            auto_on_software: true,
+            ..Sampler::with_gpu(gpu)
+        }
+    }
+
     /// A sampler on the first GPU adapter if there is one, else on the CPU path (the note says
     /// why, e.g. "WebGPU is not available (no GPU adapter: …)").
     pub async fn create() -> Sampler {
@@ -187,32 +210,55 @@ impl Sampler {
             model: RefCell::new(None),
             solver: RefCell::new(None),
             backend: RefCell::new(backend),
+            auto_on_software: false,
             last: RefCell::new(None),
         }
     }
 
     /// Which path the next `generate` with [`BackendChoice::Auto`] uses: the CPU path for a
     /// model whose architecture the GPU path does not run (the sampler keeps its GPU for the
-    /// next model).
+    /// next model) and on a software renderer's adapter.
     pub fn backend(&self) -> Backend {
-        match &*self.backend.borrow() {
-            ActiveBackend::Gpu(_) if self.model_runs_on_gpu() => Backend::Gpu,
-            _ => Backend::Cpu,
+        match self.auto_gpu() {
+            Some(_) => Backend::Gpu,
+            None => Backend::Cpu,
         }
+    }
+
+    /// The GPU that [`BackendChoice::Auto`] uses, if any.
+    fn auto_gpu(&self) -> Option<Rc<Gpu>> {
+        self.gpu().filter(|gpu| {
+            self.model_runs_on_gpu() && (self.auto_on_software || gpu.software_renderer().is_none())
+        })
     }
 
     /// Why the CPU path is in use ("" on the GPU).
     pub fn backend_note(&self) -> String {
         match &*self.backend.borrow() {
-            ActiveBackend::Gpu(_) if self.model_runs_on_gpu() => String::new(),
-            ActiveBackend::Gpu(_) => self.model().map_or_else(String::new, |model| {
-                format!(
-                    "the GPU path does not run {:?} models yet, so this one runs on the CPU path",
-                    model.spec().architecture.name()
-                )
-            }),
+            ActiveBackend::Gpu(_) if !self.model_runs_on_gpu() => {
+                self.model().map_or_else(String::new, |model| {
+                    format!(
+                        "the GPU path does not run {:?} models yet, so this one runs on the CPU \
+                         path",
+                        model.spec().architecture.name()
+                    )
+                })
+            }
+            ActiveBackend::Gpu(gpu) => match gpu.software_renderer() {
+                Some(renderer) if !self.auto_on_software => format!(
+                    "the {GPU_API} adapter is {renderer}, a software renderer, slower than the \
+                     CPU path; choose {GPU_CHOICE} to use it anyway"
+                ),
+                _ => String::new(),
+            },
             ActiveBackend::Cpu { why } => why.clone(),
         }
+    }
+
+    /// The software renderer behind the GPU adapter, if it is one (see
+    /// [`Gpu::software_renderer`]).
+    pub fn software_renderer(&self) -> Option<String> {
+        self.gpu().and_then(|gpu| gpu.software_renderer())
     }
 
     /// Whether the GPU path runs the model in use (true when there is none).
@@ -316,11 +362,27 @@ impl Sampler {
         columns: usize,
         choice: BackendChoice,
     ) -> Result<Samples, SamplerError> {
+        self.generate_with_progress(request, columns, choice, &mut |_, _| {})
+            .await
+    }
+
+    /// [`Sampler::generate`], telling `progress(done, total)` how many of the solver's `total`
+    /// evaluations are done: after each on the CPU path; at the start and the end on the GPU,
+    /// which runs them in one go.
+    pub async fn generate_with_progress(
+        &self,
+        request: &SampleRequest,
+        columns: usize,
+        choice: BackendChoice,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Samples, SamplerError> {
         let (model, table) = self.loaded()?;
         check_request(&model, request)?;
+        let total = table.steps();
+        progress(0, total);
         let gpu = match choice {
             BackendChoice::Cpu => None,
-            BackendChoice::Auto => self.gpu().filter(|_| gpu::runs(&model.spec().architecture)),
+            BackendChoice::Auto => self.auto_gpu(),
             BackendChoice::Gpu => Some(
                 self.gpu()
                     .ok_or_else(|| SamplerError::NoGpu(self.backend_note()))?,
@@ -332,7 +394,10 @@ impl Sampler {
                 return Err(SamplerError::Busy);
             }
             match gpu::sample(&gpu, &model, &table, request, columns).await {
-                Ok(out) => result = Some((out.samples, out.picture)),
+                Ok(out) => {
+                    progress(total, total);
+                    result = Some((out.samples, out.picture));
+                }
                 Err(e) if choice == BackendChoice::Gpu => return Err(e.into()),
                 Err(e) => {
                     *self.backend.borrow_mut() = ActiveBackend::Cpu {
@@ -343,7 +408,10 @@ impl Sampler {
         }
         let (samples, picture) = match result {
             Some(out) => out,
-            None => (sample(&model, &table, request)?, None),
+            None => (
+                sample_with_progress(&model, &table, request, |done| progress(done, total))?,
+                None,
+            ),
         };
         // Never a picture of NaNs presented as a result.
         if let Some(first) = samples.values.iter().position(|v| !v.is_finite()) {
@@ -396,6 +464,7 @@ mod tests {
     use super::*;
     use crate::gpu::block_on;
     use crate::model::{spec_for_tests, unet_spec_for_tests};
+    use crate::sample::sample;
 
     fn request() -> SampleRequest {
         SampleRequest {
@@ -524,18 +593,82 @@ mod tests {
         );
     }
 
+    /// The GPU, or None (the test is skipped) where there is none and CI does not require one.
+    fn gpu_for_tests() -> Option<Gpu> {
+        match block_on(Gpu::new()) {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                let required = std::env::var_os("CI")
+                    .is_some_and(|v| !v.is_empty() && v != "false")
+                    || std::env::var_os("BNS_REQUIRE_GPU").is_some();
+                assert!(!required, "CI requires a GPU: {e}");
+                eprintln!("skipped: {e}");
+                None
+            }
+        }
+    }
+
+    /// On a software renderer's adapter (lavapipe here, SwiftShader in a browser) the automatic
+    /// choice takes the CPU path, exactly its samples, and says why; the GPU, asked for, still
+    /// runs. On a hardware adapter the automatic choice is the GPU.
+    #[test]
+    fn a_software_adapter_leaves_the_automatic_choice_on_the_cpu_path() {
+        let Some(gpu) = gpu_for_tests() else { return };
+        let renderer = gpu.software_renderer();
+        let sampler = loaded(Sampler::with_gpu(gpu), 1);
+        assert_eq!(sampler.software_renderer(), renderer);
+        let Some(renderer) = renderer else {
+            assert_eq!(sampler.backend(), Backend::Gpu);
+            assert_eq!(sampler.backend_note(), "");
+            return;
+        };
+        assert_eq!(sampler.backend(), Backend::Cpu);
+        assert_eq!(
+            sampler.backend_note(),
+            format!(
+                "the Vulkan adapter is {renderer}, a software renderer, slower than the CPU \
+                 path; choose the GPU (--backend gpu) to use it anyway"
+            )
+        );
+        let model = sampler.model().unwrap();
+        let table = Method::Euler.build(4, Grid::Uniform).unwrap();
+        let cpu = sample(&model, &table, &request()).unwrap();
+        let mut seen = Vec::new();
+        let auto = block_on(sampler.generate_with_progress(
+            &request(),
+            3,
+            BackendChoice::Auto,
+            &mut |done, total| seen.push((done, total)),
+        ))
+        .unwrap();
+        assert_eq!(auto, cpu);
+        assert_eq!(seen, (0..=4).map(|done| (done, 4)).collect::<Vec<_>>());
+        let mut seen = Vec::new();
+        let forced = block_on(sampler.generate_with_progress(
+            &request(),
+            3,
+            BackendChoice::Gpu,
+            &mut |done, total| seen.push((done, total)),
+        ))
+        .unwrap();
+        assert_eq!(seen, [(0, 4), (4, 4)]);
+        let worst = forced
+            .values
+            .iter()
+            .zip(&cpu.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "GPU vs CPU: max |Δ| = {worst}");
+        assert_eq!(sampler.backend(), Backend::Cpu);
+    }
+
     /// On a GPU (lavapipe without one), then after the device is lost: the strict choice fails,
     /// the automatic one moves to the CPU path for good and says why.
     #[test]
     fn a_lost_gpu_device_moves_the_sampler_to_the_cpu_path() {
-        let sampler = block_on(Sampler::create());
-        if sampler.backend() == Backend::Cpu {
-            let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
-                || std::env::var_os("BNS_REQUIRE_GPU").is_some();
-            assert!(!required, "CI requires a GPU: {}", sampler.backend_note());
-            eprintln!("skipped: {}", sampler.backend_note());
-            return;
-        }
+        let Some(gpu) = gpu_for_tests() else { return };
+        let sampler = Sampler::with_gpu_for_auto(gpu);
+        assert_eq!(sampler.backend(), Backend::Gpu);
         assert_eq!(sampler.backend_note(), "");
         assert!(sampler.adapter().is_some());
         let sampler = loaded(sampler, 1);
@@ -578,7 +711,8 @@ mod tests {
     /// name), and the next MLP runs on the GPU again.
     #[test]
     fn a_unet_runs_on_the_cpu_path_and_the_sampler_keeps_its_gpu() {
-        let sampler = block_on(Sampler::create());
+        let sampler =
+            block_on(Gpu::new()).map_or_else(|_| Sampler::new(), Sampler::with_gpu_for_auto);
         let has_gpu = sampler.backend() == Backend::Gpu;
         sampler.set_model(Model::random(unet_spec_for_tests(), 2).unwrap());
         sampler

@@ -10,6 +10,7 @@
 //! s.loadSolver(jsonText, "bns-8.json");
 //! const values = await s.generate({ seed: 1, batch: 16 });  // Float32Array [B, C, H, W]
 //! s.backend();                                 // "webgpu" or "cpu"
+//! await s.generate({ seed: 1, batch: 16 }, (done, total) => bar.value = done / total);
 //! ```
 
 use std::rc::Rc;
@@ -42,8 +43,9 @@ export interface GenerateOptions {
   guidance?: number;
   /** Tiles per row of the picture (default ceil(√batch)). */
   columns?: number;
-  /** "auto" (default: WebGPU when available), "cpu", or "webgpu" (the GPU only: its failure is
-   * the call's error, and the sampler keeps the GPU). */
+  /** "auto" (default: WebGPU when available, except on a software renderer's adapter such as
+   * SwiftShader, which is slower than the CPU path), "cpu", or "webgpu" (the GPU only, even a
+   * software renderer: its failure is the call's error, and the sampler keeps the GPU). */
   backend?: "auto" | "cpu" | "webgpu";
 }
 /** Which path runs `generate`. */
@@ -249,9 +251,16 @@ impl Sampler {
         self.sampler.backend_note()
     }
 
-    /// The GPU adapter in use, if any.
+    /// The GPU adapter in use, if any, e.g. "swiftshader (google) (BrowserWebGpu)".
     pub fn adapter(&self) -> Option<String> {
         self.sampler.adapter()
+    }
+
+    /// The software renderer behind the GPU adapter ("SwiftShader"), if it is one: then "auto"
+    /// takes the CPU path (`backendNote()` says so) and "webgpu" still uses it.
+    #[wasm_bindgen(js_name = softwareRenderer)]
+    pub fn software_renderer(&self) -> Option<String> {
+        self.sampler.software_renderer()
     }
 
     /// Destroys the GPU device, as a driver reset would: the next `generate` falls back to
@@ -312,18 +321,38 @@ impl Sampler {
 
     /// Generates samples (see `GenerateOptions`); resolves to a Float32Array `[B, C, H, W]`
     /// (images in [−1, 1]). On WebGPU the picture is drawn on the GPU too; if the GPU fails or
-    /// its device is lost, this call and the next ones run on the CPU path.
+    /// its device is lost, this call and the next ones run on the CPU path. `onProgress(done,
+    /// total)`, if given, hears how many of the solver's evaluations are done: after each on
+    /// the CPU path (called from inside this call, which the CPU path runs without yielding:
+    /// run it in a worker to see them), at the start and the end on WebGPU.
     #[wasm_bindgen(unchecked_return_type = "Promise<Float32Array>")]
     pub fn generate(
         &self,
         #[wasm_bindgen(unchecked_param_type = "GenerateOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(done: number, total: number) => void")]
+        on_progress: Option<js_sys::Function>,
     ) -> js_sys::Promise {
         let sampler = Rc::clone(&self.sampler);
         let options = GenerateOptions::parse(options);
         wasm_bindgen_futures::future_to_promise(async move {
             let options = options?;
+            let mut progress = |done: usize, total: usize| {
+                if let Some(f) = &on_progress {
+                    // A throwing callback does not stop the solve.
+                    let _ = f.call2(
+                        &JsValue::NULL,
+                        &(done as f64).into(),
+                        &(total as f64).into(),
+                    );
+                }
+            };
             let samples = sampler
-                .generate(&options.request(), options.columns(), options.backend())
+                .generate_with_progress(
+                    &options.request(),
+                    options.columns(),
+                    options.backend(),
+                    &mut progress,
+                )
                 .await
                 .map_err(js_error)?;
             Ok(js_sys::Float32Array::from(&samples.values[..]).into())

@@ -7,10 +7,8 @@ export function isPoints(spec) {
   return c === 2 && h * w === 1;
 }
 
-/** Draws the sampler's last samples as a grid with `columns` tiles per row (pixels 1:1). */
-export function drawPicture(canvas, sampler, columns) {
-  drawRgba(canvas, sampler.pictureRgba(columns), sampler.pictureWidth(columns));
-}
+/** Pixels between the tiles of a grid picture (the runtime's GRID_GAP). */
+const GRID_GAP = 2;
 
 /** Draws an RGBA8 picture `width` pixels wide (pixels 1:1). */
 export function drawRgba(canvas, rgba, width) {
@@ -19,6 +17,39 @@ export function drawRgba(canvas, rgba, width) {
   canvas.height = height;
   const image = new ImageData(new Uint8ClampedArray(rgba.buffer, rgba.byteOffset, rgba.length), width, height);
   canvas.getContext('2d').putImageData(image, 0, 0);
+}
+
+/**
+ * The error map of images `values` against `reference` (both [B, C, H, W] as `shape`): per pixel
+ * the largest |x − x_ref| over the channels, black at 0 to white at `scale` ("hot" colours), laid
+ * out like the runtime's grid picture with `columns` tiles per row.
+ */
+export function drawErrorMap(canvas, values, reference, shape, columns, scale) {
+  const [b, c, h, w] = shape;
+  columns = Math.min(Math.max(1, columns), b);
+  const rows = Math.ceil(b / columns);
+  const width = columns * w + (columns - 1) * GRID_GAP;
+  const height = rows * h + (rows - 1) * GRID_GAP;
+  const rgba = new Uint8Array(width * height * 4);
+  for (let i = 0; i < b; i++) {
+    const [ty, tx] = [Math.floor(i / columns), i % columns];
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        let e = 0;
+        for (let k = 0; k < c; k++) {
+          const at = ((i * c + k) * h + y) * w + x;
+          e = Math.max(e, Math.abs(values[at] - reference[at]));
+        }
+        const t = Math.min(1, e / scale);
+        const o = (((ty * (h + GRID_GAP) + y) * width) + tx * (w + GRID_GAP) + x) * 4;
+        rgba[o] = Math.round(255 * Math.min(1, 3 * t));
+        rgba[o + 1] = Math.round(255 * Math.min(1, Math.max(0, 3 * t - 1)));
+        rgba[o + 2] = Math.round(255 * Math.max(0, 3 * t - 2));
+        rgba[o + 3] = 255;
+      }
+    }
+  }
+  drawRgba(canvas, rgba, width);
 }
 
 /** Half the side of a square view holding every coordinate in `arrays`, with a margin. */
@@ -33,9 +64,11 @@ export function scatterLimit(...arrays) {
 /**
  * 2-D `points` ([B, 2] flattened) as a scatter plot on a square canvas of `size` pixels, over a
  * grid at integer coordinates. `paths` ([n+1, P, 2] flattened: the states of `pathCount` points
- * after each step) are drawn over the points, from the noise (hollow) to the sample.
+ * after each step) are drawn over the points, from the noise (hollow) to the sample. With
+ * `reference` (points from the same noise), those are drawn in blue under `points` in orange,
+ * each pair joined by a line: the error.
  */
-export function drawScatter(canvas, points, { paths = null, pathCount = 0, size = 512, limit } = {}) {
+export function drawScatter(canvas, points, { paths = null, pathCount = 0, size = 512, limit, reference = null } = {}) {
   limit ??= scatterLimit(points, paths);
   canvas.width = size;
   canvas.height = size;
@@ -55,9 +88,25 @@ export function drawScatter(canvas, points, { paths = null, pathCount = 0, size 
     g.stroke();
   }
   const dot = Math.max(2, Math.round(size / 160));
-  g.fillStyle = 'rgba(31, 92, 160, 0.55)';
-  for (let i = 0; i + 1 < points.length; i += 2) {
-    g.fillRect(px(points[i]) - dot / 2, py(points[i + 1]) - dot / 2, dot, dot);
+  const dots = (values, colour) => {
+    g.fillStyle = colour;
+    for (let i = 0; i + 1 < values.length; i += 2) {
+      g.fillRect(px(values[i]) - dot / 2, py(values[i + 1]) - dot / 2, dot, dot);
+    }
+  };
+  if (reference) {
+    dots(reference, 'rgba(31, 92, 160, 0.55)');
+    g.strokeStyle = 'rgba(196, 86, 20, 0.7)';
+    g.lineWidth = 1;
+    g.beginPath();
+    for (let i = 0; i + 1 < points.length; i += 2) {
+      g.moveTo(px(reference[i]), py(reference[i + 1]));
+      g.lineTo(px(points[i]), py(points[i + 1]));
+    }
+    g.stroke();
+    dots(points, 'rgba(196, 86, 20, 0.85)');
+  } else {
+    dots(points, 'rgba(31, 92, 160, 0.55)');
   }
   if (paths && pathCount > 0) drawPaths(g, paths, pathCount, px, py);
 }

@@ -68,6 +68,15 @@ impl Gpu {
             .await
             .map_err(|e| Error::new(ORIGIN, no_adapter(&e)))?;
         let info = adapter.get_info();
+        #[cfg(target_arch = "wasm32")]
+        let info = wgpu::AdapterInfo {
+            name: if info.name.is_empty() {
+                browser_adapter_name().await
+            } else {
+                info.name.clone()
+            },
+            ..info
+        };
         let offered = adapter.limits();
         // WebGPU's default limits, except the two that bound the batch: as large as offered.
         let limits = wgpu::Limits {
@@ -119,6 +128,19 @@ impl Gpu {
     /// Adapter name and backend, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)"`.
     pub fn adapter(&self) -> String {
         format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// The adapter's name alone, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits)"` or, in a browser that
+    /// gives no description, its architecture and vendor (`"swiftshader (google)"`).
+    pub fn adapter_name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The software renderer behind the adapter, if it is one (`"SwiftShader"`, `"llvmpipe"`,
+    /// `"lavapipe"`, or the adapter's name for another CPU or fallback adapter): such an adapter
+    /// runs the kernels on the CPU, slower than the CPU path.
+    pub fn software_renderer(&self) -> Option<String> {
+        software_renderer(&self.info)
     }
 
     /// Why the device was lost, if it was; a lost device never comes back.
@@ -250,6 +272,76 @@ impl Gpu {
             ));
         }
         Ok(BusyGuard(&self.busy))
+    }
+}
+
+/// Software renderers by a word of their adapter names, and the name they go by.
+const SOFTWARE_RENDERERS: [(&str, &str); 3] = [
+    ("swiftshader", "SwiftShader"),
+    ("llvmpipe", "llvmpipe"),
+    ("lavapipe", "lavapipe"),
+];
+
+/// The software renderer an adapter is, if it is one: by its name, or by its type (wgpu reports a
+/// browser's fallback adapter as [`wgpu::DeviceType::Cpu`]).
+fn software_renderer(info: &wgpu::AdapterInfo) -> Option<String> {
+    let name = info.name.to_lowercase();
+    if let Some((_, known)) = SOFTWARE_RENDERERS
+        .iter()
+        .find(|(word, _)| name.contains(word))
+    {
+        return Some((*known).to_string());
+    }
+    (info.device_type == wgpu::DeviceType::Cpu).then(|| {
+        if info.name.is_empty() {
+            "a fallback adapter".to_string()
+        } else {
+            info.name.clone()
+        }
+    })
+}
+
+/// The adapter's name from the browser's `GPUAdapterInfo` (wgpu keeps only its description,
+/// which Chromium leaves empty): the description, else "architecture (vendor)", e.g.
+/// "swiftshader (google)"; "" when the browser says nothing. It asks for the adapter again, as
+/// wgpu did.
+#[cfg(target_arch = "wasm32")]
+async fn browser_adapter_name() -> String {
+    use wasm_bindgen::{JsCast, JsValue};
+    let get = |target: &JsValue, key: &str| {
+        js_sys::Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    };
+    let gpu = get(&get(&js_sys::global(), "navigator"), "gpu");
+    let Ok(request) = get(&gpu, "requestAdapter").dyn_into::<js_sys::Function>() else {
+        return String::new();
+    };
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(
+        &options,
+        &JsValue::from_str("powerPreference"),
+        &JsValue::from_str("high-performance"),
+    );
+    let Ok(promise) = request.call1(&gpu, &options) else {
+        return String::new();
+    };
+    let Ok(adapter) =
+        wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise)).await
+    else {
+        return String::new();
+    };
+    let info = get(&adapter, "info");
+    let text = |key| get(&info, key).as_string().unwrap_or_default();
+    let (description, architecture, vendor) =
+        (text("description"), text("architecture"), text("vendor"));
+    match (
+        description.is_empty(),
+        architecture.is_empty(),
+        vendor.is_empty(),
+    ) {
+        (false, _, _) => description,
+        (true, false, false) => format!("{architecture} ({vendor})"),
+        (true, false, true) => architecture,
+        _ => vendor,
     }
 }
 
