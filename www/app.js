@@ -36,8 +36,8 @@ const page = {
   lastCompare: null,
   /** Where generation runs: "worker" or "main thread". */
   where: null,
-  /** The last progress report: { done, total, stage }. */
-  lastProgress: null,
+  /** The progress reports of the last generation: [{ done, total }]. */
+  progress: [],
   loadSolverText: (text, name) => act(() => loadSolverText(text, name)),
   compare: () => act(compare),
   loseDevice: () => sampler.call('loseDevice'),
@@ -277,7 +277,7 @@ function readRequest() {
  */
 function showProgress(report, { gpu = false, stage = '' } = {}) {
   const bar = $('progress');
-  page.lastProgress = report;
+  if (report) page.progress.push(report);
   if (!report) {
     bar.hidden = true;
     return;
@@ -301,6 +301,7 @@ async function generate() {
   request.columns = Math.ceil(Math.sqrt(request.batch));
   const gpu = request.backend === 'webgpu' || (request.backend === 'auto' && backendInfo.backend === 'webgpu');
   $('timing').textContent = `Generating ${request.batch} ${points ? 'points' : 'images'}…`;
+  page.progress = [];
   showProgress({ done: 0, total: solver.nfe }, { gpu });
   let out;
   try {

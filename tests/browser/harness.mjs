@@ -60,8 +60,9 @@ export function classicalFile(method, grid, nfe) {
   return out;
 }
 
-/** The published unguided BNS solver at NFE 8 of the default model (the page's default). */
-export const BNS8 = MANIFEST.solvers.find((s) => s.kind === 'bns' && s.nfe === 8 && s.guidance === 0);
+/** The published guided BNS solver at NFE 8 of the default model, a class-conditional one: the
+ * page's default (www/lib/solvers.js, defaultPublished). */
+export const BNS8 = MANIFEST.solvers.find((s) => s.kind === 'bns' && s.nfe === 8 && s.guidance > 0);
 
 /** Largest |a − b| over two sample arrays (the native JSON holds f32 values printed exactly) and how many differ. */
 export function difference(native, values) {
@@ -112,6 +113,7 @@ export function pageState(page) {
     backend: window.bnsPage.backend,
     backendText: document.querySelector('#backend').textContent,
     timing: document.querySelector('#timing').textContent,
+    where: window.bnsPage.where,
   }));
 }
 

@@ -1,7 +1,8 @@
 // The sampler page in a Chromium without WebGPU (no --enable-unsafe-webgpu): it falls back to the
-// CPU path and says so; its numbers equal the native CPU path's (`bns sample`) bit for bit; bad
-// solver files are reported and leave the page working; the compare view, the 2-D scatter plot
-// with paths, and the weights cache.
+// CPU path and says so; its numbers equal the native CPU path's (`bns sample`) bit for bit;
+// generation runs in the worker, with progress and no long task on the main thread; bad solver
+// files are reported and leave the page working; the compare view (error maps, conclusion,
+// stale marking), the 2-D scatter plot with paths, and the weights cache.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,6 +34,7 @@ for (const c of CASES) {
     assert.match(result.backendText, /WebGPU unavailable — running on the CPU/);
     assert.match(result.backendText, /no GPU adapter/);
     assert.match(result.timing, /4 images in \d+ ms, [\d.]+ ms per image · CPU/);
+    assert.equal(result.where, 'worker');
 
     const native = nativeSamples(c.tag, c.file(), 1, 4, c.guidance);
     assert.deepEqual(result.shape, native.shape);
@@ -45,6 +47,45 @@ for (const c of CASES) {
     await page.close();
   });
 }
+
+/** Long tasks (> 50 ms) on the main thread from now on, gathered in `window.longTasks`. */
+const watchLongTasks = (page) => page.evaluate(() => {
+  window.longTasks = [];
+  new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => e.duration)))
+    .observe({ type: 'longtask' });
+});
+
+test('a CPU generation of 64 images runs in the worker: progress is shown and no main-thread task exceeds 50 ms', async () => {
+  const { page, errors } = await openPage(site.browser, site.url, '?batch=64&seed=3');
+  await watchLongTasks(page);
+  const result = await clickGenerate(page);
+  assert.equal(result.error, null);
+  assert.equal(result.where, 'worker');
+  assert.deepEqual(result.shape, [64, 1, 28, 28]);
+  const progress = await page.evaluate(() => window.bnsPage.progress);
+  // The CPU path reports every evaluation: 0, 1, …, 8 of 8 (the first twice: the page's own).
+  assert.deepEqual([...new Set(progress.map((p) => `${p.done}/${p.total}`))], Array.from({ length: 9 }, (_, k) => `${k}/8`));
+  assert.equal(await page.locator('#progress').isHidden(), true);
+  await page.waitForTimeout(100);
+  const longTasks = await page.evaluate(() => window.longTasks);
+  assert.deepEqual(longTasks, [], `main-thread tasks over 50 ms: ${longTasks.map((d) => d.toFixed(0)).join(', ')} ms`);
+  // The observer does see the same generation run on the main thread.
+  await page.evaluate(async (name) => {
+    const { default: init, Sampler } = await import('./pkg/web_sampler.js');
+    await init();
+    const sampler = new Sampler();
+    const manifest = await (await fetch(`models/${name}/manifest.json`)).json();
+    const bytes = new Uint8Array(await (await fetch(`models/${name}/${manifest.model}`)).arrayBuffer());
+    sampler.loadModel(bytes, 'model.safetensors');
+    sampler.useClassical('euler', 'uniform', 8);
+    await sampler.generate({ seed: 3, batch: 64, backend: 'cpu' });
+    await new Promise((r) => setTimeout(r, 100));
+  }, DEFAULT_MODEL);
+  const blocking = await page.evaluate(() => window.longTasks);
+  assert.ok(blocking.some((d) => d > 50), `on the main thread the same work should be a long task: ${blocking}`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
 
 const UNET_CASES = [
   {
@@ -66,7 +107,8 @@ for (const c of UNET_CASES) {
     const { model, native } = nativeUnetSamples(c.tag, c.flags, solver, 1, 3, c.guidance);
     const { page, errors } = await openPage(site.browser, site.url);
     const result = await page.evaluate(async ({ modelBytes, solverJson, guidance }) => {
-      const { Sampler } = await import('./pkg/web_sampler.js');
+      const { default: init, Sampler } = await import('./pkg/web_sampler.js');
+      await init();
       const sampler = new Sampler();
       const spec = JSON.parse(sampler.loadModel(new Uint8Array(modelBytes), 'unet.safetensors'));
       sampler.loadSolver(solverJson, 'heun-uniform-4.json');
@@ -159,7 +201,27 @@ test('the compare view scores BNS, Euler and midpoint against an RK4 reference, 
     const { colours } = await canvasColours(page, `.compare-row:nth-child(${i}) canvas`);
     assert.ok(colours > 16, `compare row ${i} looks blank (${colours} colours)`);
   }
+  // An error map under each solver (not the reference), on one scale: Euler's is brighter.
+  assert.equal(await page.locator('.compare-row canvas.error-map').count(), 3);
+  const brightness = await page.evaluate(() => [...document.querySelectorAll('.compare-row')].slice(1).map((row) => {
+    const map = row.querySelector('canvas.error-map');
+    const data = map.getContext('2d').getImageData(0, 0, map.width, map.height).data;
+    let sum = 0;
+    for (let i = 0; i < data.length; i += 4) sum += data[i] + data[i + 1] + data[i + 2];
+    return sum / (data.length / 4);
+  }));
+  const [bnsMap, eulerMap] = brightness;
+  assert.ok(eulerMap > 2 * bnsMap && eulerMap > 10, `error maps: BNS ${bnsMap}, Euler ${eulerMap}`);
+  assert.match(await page.textContent('.compare-legend'), /white = an error of 0\.\d{3}/);
+  const conclusion = await page.textContent('.compare-conclusion');
+  assert.match(conclusion, new RegExp(`^${BNS8.name} \\(BNS\\) at 8 NFE \\(${bns.psnr.toFixed(1)} dB\\) is (as close to the 200-NFE reference as RK4 with \\d+ to \\d+ NFE|closer to the 200-NFE reference than RK4 at any NFE tried)`));
   await page.screenshot({ path: join(ARTIFACTS, 'page-compare.png'), fullPage: true });
+  // A change of guidance makes the results stale, and says so.
+  assert.equal(await page.locator('.compare-stale').isVisible(), false);
+  await page.fill('#guidance', '0');
+  assert.equal(await page.locator('.compare-stale').isVisible(), true);
+  assert.equal(await page.evaluate(() => window.bnsPage.compareStale), true);
+  await page.fill('#guidance', String(BNS8.guidance));
   // The page's own solver is back: Generate gives what it gave before.
   const after = await clickGenerate(page);
   assert.deepEqual(after.values, before.values);

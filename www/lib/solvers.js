@@ -40,12 +40,19 @@ export function publishedLabel(entry) {
   return `${kind} · NFE ${entry.nfe} · w = ${entry.guidance}${psnr}`;
 }
 
-/** The solver to start with: the unguided BNS solver at NFE 8 when published, else the first. */
-export function defaultPublished(manifest) {
+/**
+ * The solver to start with: BNS at NFE 8 when published (else the lowest NFE), guided (w > 0)
+ * when the model is class-conditional (`spec.num_classes` > 0: without guidance its samples are
+ * much less clear) and such a solver is published, else unguided; the first solver otherwise.
+ */
+export function defaultPublished(manifest, spec = null) {
   const bns = manifest.solvers.filter((s) => s.kind === 'bns');
+  const guided = (s) => s.guidance > 0;
+  const prefer = spec?.num_classes > 0 ? guided : (s) => !guided(s);
+  const atEight = bns.filter((s) => s.nfe === 8);
+  const lowest = [...bns].sort((a, b) => a.nfe - b.nfe);
   return (
-    bns.find((s) => s.nfe === 8 && s.guidance === 0) ?? bns.find((s) => s.nfe === 8) ?? bns[0] ??
-    manifest.solvers[0] ?? null
+    atEight.find(prefer) ?? atEight[0] ?? lowest.find(prefer) ?? lowest[0] ?? manifest.solvers[0] ?? null
   );
 }
 

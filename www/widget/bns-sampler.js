@@ -12,11 +12,19 @@
 // only requests are for the runtime beside this module (resolved from import.meta.url) and for
 // the model and solver named by the attributes (resolved against the host document). Served
 // from another origin, those files need CORS.
+//
+// Generation runs in the sampler's worker (lib/sampler-worker.js, one for every widget on the
+// page), so the host page stays responsive; from another origin that worker starts from a blob:
+// URL, which needs `worker-src blob:` in the host's CSP. Where the CSP refuses it, the widget
+// generates on the main thread and says so (sampler-client.js).
 
-import init, { Sampler } from '../pkg/web_sampler.js';
+import { openSampler } from '../lib/sampler-client.js';
 import { fetchModel, fetchOk } from '../lib/weights.js';
 import { defaultPublished, parseClassical } from '../lib/solvers.js';
-import { drawPicture, drawScatter, isPoints } from '../lib/draw.js';
+import { drawRgba, drawScatter, isPoints } from '../lib/draw.js';
+
+/** The sampler's worker, beside this module. */
+const WORKER = new URL('../lib/sampler-worker.js', import.meta.url);
 
 /** The solver when the model publishes none and the solver attribute is absent. */
 const FALLBACK_SOLVER = 'dpmpp2m:edm:8';
@@ -56,10 +64,6 @@ function adoptStyle(root) {
   }
 }
 
-/** The runtime, initialised once for every instance. */
-let runtime = null;
-const loadRuntime = () => (runtime ??= init());
-
 /** Attributes that need the model, solver or sampler loaded again. */
 const RELOAD = new Set(['model', 'solver', 'backend']);
 
@@ -67,7 +71,9 @@ class BnsSampler extends HTMLElement {
   static observedAttributes = ['model', 'solver', 'seed', 'batch', 'class', 'guidance', 'columns', 'backend', 'controls'];
 
   #parts;
+  /** The sampler (sampler-client.js), and what it last said of its backend. */
   #sampler = null;
+  #info = null;
   /** { spec, solver (the solver file's JSON) } once loaded. */
   #loaded = null;
   /** Presses of the button since the seed attribute was set: each draws the next seed. */
@@ -139,18 +145,20 @@ class BnsSampler extends HTMLElement {
         class: cls >= 0 ? cls : null,
         guidance: this.#number('guidance', this.#loaded.solver.guidance ?? 0),
         columns,
+        backend: this.#backendChoice(),
       };
       this.#parts.status.textContent = 'Generating…';
-      const started = performance.now();
-      const values = await this.#sampler.generate(request);
-      const ms = performance.now() - started;
+      const out = await this.#sampler.call('generate', { request, picture: !points }, ({ done, total }) => {
+        this.#parts.status.textContent = `Generating… evaluation ${done} of ${total}`;
+      });
+      const { values, ms, backend } = out;
+      this.#info = out.info;
       const { canvas } = this.#parts;
       if (points) drawScatter(canvas, values, { size: 480 });
-      else drawPicture(canvas, this.#sampler, columns);
+      else drawRgba(canvas, out.rgba, out.width);
       canvas.classList.toggle('points', points);
       canvas.classList.add('drawn');
       this.#drawn = true;
-      const backend = this.#sampler.backend();
       this.#showBackend();
       const classLabel = request.class === null ? '' : `${spec.class_names?.[request.class] ?? `class ${request.class}`} · `;
       this.#parts.status.textContent =
@@ -200,44 +208,57 @@ class BnsSampler extends HTMLElement {
       this.#parts.status.textContent = 'Loading…';
       const modelAttribute = this.getAttribute('model');
       if (!modelAttribute) throw new Error('<bns-sampler>: the model attribute is missing (the URL of a model folder or its manifest.json)');
-      await loadRuntime();
-      this.#sampler?.free();
-      this.#sampler = await Sampler.create({ gpu: this.getAttribute('backend') !== 'cpu' });
+      const previous = this.#sampler;
+      this.#sampler = null;
+      await previous?.call('free').catch(() => {});
+      this.#sampler = await openSampler({ gpu: this.getAttribute('backend') !== 'cpu', workerUrl: WORKER });
       const manifestUrl = manifestUrlOf(modelAttribute);
       const { manifest, url, bytes } = await fetchModel(manifestUrl);
-      const spec = JSON.parse(this.#sampler.loadModel(bytes, url));
-      await this.#useSolver(this.getAttribute('solver') ?? defaultPublished(manifest)?.file ?? FALLBACK_SOLVER, manifestUrl);
-      this.#loaded = { spec, solver: JSON.parse(this.#sampler.solverJson()) };
+      const { spec, modelId, info } = await this.#sampler.call('loadModel', { bytes, name: url });
+      this.#info = info;
+      const solver = await this.#useSolver(this.getAttribute('solver') ?? defaultPublished(manifest, spec)?.file ?? FALLBACK_SOLVER, manifestUrl);
+      this.#loaded = { spec, solver };
       this.#showBackend();
       this.#parts.status.textContent = 'Ready';
       this.#emit('bns-ready', {
-        backend: this.#sampler.backend(),
-        note: this.#sampler.backendNote(),
-        modelId: this.#sampler.modelId(),
-        solver: this.#loaded.solver.name,
+        backend: this.#backendChoice() === 'auto' ? info.backend : this.#backendChoice(),
+        note: info.note,
+        adapter: info.adapter,
+        where: this.#sampler.where,
+        modelId,
+        solver: solver.name,
       });
     });
     if (this.hasAttribute('autoplay') || this.#drawn) await this.generate();
   }
 
-  /** A classical spec ("dpmpp2m:edm:8") or a solver file's URL, relative to the manifest. */
+  /** A classical spec ("dpmpp2m:edm:8") or a solver file's URL, relative to the manifest;
+   * resolves to the solver file's JSON. */
   async #useSolver(solver, manifestUrl) {
     const classical = parseClassical(solver);
-    if (classical) {
-      this.#sampler.useClassical(classical.method, classical.grid, classical.nfe);
-      return;
-    }
+    if (classical) return this.#sampler.call('useClassical', classical);
     const url = new URL(solver, manifestUrl).href;
-    this.#sampler.loadSolver(await (await fetchOk(url, 'the solver')).text(), url);
+    return this.#sampler.call('loadSolver', { text: await (await fetchOk(url, 'the solver')).text(), name: url });
   }
 
-  /** Says when the CPU runs although WebGPU was wanted, and why. */
+  /** The backend attribute as generate's choice: "cpu", "webgpu" or "auto". */
+  #backendChoice() {
+    const wanted = this.getAttribute('backend');
+    return wanted === 'cpu' || wanted === 'webgpu' ? wanted : 'auto';
+  }
+
+  /** Says when the CPU runs although WebGPU was wanted, and why, and when generation runs on
+   * the page's main thread. */
   #showBackend() {
     const { note } = this.#parts;
-    const fallback = this.#sampler.backend() === 'cpu' && this.getAttribute('backend') !== 'cpu';
-    note.hidden = !fallback;
-    note.textContent = fallback ? 'WebGPU unavailable — running on the CPU' : '';
-    note.title = fallback ? this.#sampler.backendNote() : '';
+    const info = this.#info;
+    const cpu = this.#backendChoice() === 'auto' && info.backend === 'cpu';
+    const lines = [];
+    if (cpu) lines.push(info.software ? `CPU path: the WebGPU adapter is ${info.software}, a software renderer` : 'WebGPU unavailable — running on the CPU');
+    if (this.#sampler.where !== 'worker') lines.push('Generating on the page’s main thread: its CSP allows no worker (README: worker-src blob:)');
+    note.hidden = lines.length === 0;
+    note.textContent = lines.join('. ');
+    note.title = [cpu ? info.note : '', this.#sampler.why ?? ''].filter(Boolean).join('; ');
   }
 
   /** A numeric attribute, or `fallback` when it is absent; a malformed one is an error. */
