@@ -1,6 +1,8 @@
-// The sampler page on WebGPU (Chromium's SwiftShader with --enable-unsafe-webgpu): the page uses
-// the GPU path, its samples agree with the native CPU path (`bns sample`) to rounding, the picture
-// is drawn; after the device is lost it says so and falls back to the CPU path.
+// The sampler page with WebGPU (Chromium's SwiftShader with --enable-unsafe-webgpu): SwiftShader
+// is a software renderer, slower than the CPU path, so "auto" takes the CPU path and says why,
+// naming the adapter; WebGPU chosen under "Run on" still runs the GPU path, whose samples agree
+// with the native CPU path (`bns sample`) to rounding and whose picture is drawn; when its device
+// is lost the page says so and the CPU path still works.
 //
 // SwiftShader runs WebGPU on the CPU and is slow (seconds per batch), so these use batch 4.
 
@@ -17,19 +19,34 @@ const TOLERANCE = 1e-3;
 
 const site = useSite({ webgpu: true });
 
+test('on SwiftShader "auto" takes the CPU path, names the adapter and says why; its samples equal bns sample', async () => {
+  const { page, errors } = await openPage(site.browser, site.url, '?batch=4&seed=1');
+  const result = await pageState(page);
+  assert.equal(result.backend, 'cpu');
+  assert.equal(result.where, 'worker');
+  assert.match(result.backendText, /^CPU path/);
+  assert.match(result.backendText, /the WebGPU adapter is SwiftShader, a software renderer, slower than the CPU path; choose WebGPU to use it anyway/);
+  assert.match(result.timing, / · CPU$/);
+  const native = nativeSamples(BNS8.name, join(MODEL_DIR, BNS8.file), 1, 4, BNS8.guidance);
+  assert.equal(difference(native.values, result.values).differing, 0);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 const CASES = [
-  { tag: BNS8.name, query: `?batch=4&seed=1`, file: () => join(MODEL_DIR, BNS8.file), guidance: BNS8.guidance },
-  // Guidance runs the conditional and the null pass of the network on the GPU.
-  { tag: 'dpmpp2m-edm-8-w1.5', query: '?batch=4&seed=1&solver=dpmpp2m:edm:8&guidance=1.5', file: () => classicalFile('dpmpp2m', 'edm', 8), guidance: 1.5 },
+  { tag: BNS8.name, query: `?batch=4&seed=1&backend=webgpu`, file: () => join(MODEL_DIR, BNS8.file), guidance: BNS8.guidance },
+  // Without guidance one pass of the network; classical solver from the runtime.
+  { tag: 'dpmpp2m-edm-8-w0', query: '?batch=4&seed=1&solver=dpmpp2m:edm:8&guidance=0&backend=webgpu', file: () => classicalFile('dpmpp2m', 'edm', 8), guidance: 0 },
 ];
 
 for (const c of CASES) {
-  test(`on WebGPU, ${c.tag} at seed 1 agrees with bns sample within ${TOLERANCE} and the picture is drawn`, async (t) => {
+  test(`WebGPU chosen: ${c.tag} at seed 1 agrees with bns sample within ${TOLERANCE} and the picture is drawn`, async (t) => {
     const { page, errors } = await openPage(site.browser, site.url, c.query);
     const result = await pageState(page);
     await page.screenshot({ path: join(ARTIFACTS, `page-webgpu-${c.tag}.png`), fullPage: true });
     assert.equal(result.backend, 'webgpu');
-    assert.match(result.backendText, /^WebGPU/);
+    assert.match(result.backendText, /^WebGPU · swiftshader \(google\)/);
+    assert.match(result.backendText, /SwiftShader is a software renderer/);
     assert.match(result.timing, /4 images in \d+ ms, [\d.]+ ms per image · WebGPU/);
 
     const native = nativeSamples(c.tag, c.file(), 1, 4, c.guidance);
@@ -49,15 +66,17 @@ for (const c of CASES) {
   });
 }
 
-test('after the GPU device is lost the page falls back to the CPU path and says so', async () => {
-  const { page, errors } = await openPage(site.browser, site.url, '?batch=4&seed=1');
+test('after the GPU device is lost, WebGPU chosen is an error on the page, and the CPU path still works', async () => {
+  const { page, errors } = await openPage(site.browser, site.url, '?batch=4&seed=1&backend=webgpu');
   assert.equal((await pageState(page)).backend, 'webgpu');
   await page.evaluate(() => window.bnsPage.loseDevice());
+  const failed = await clickGenerate(page);
+  assert.match(failed.error, /lost/);
+  assert.equal(await page.isDisabled('#generate'), false);
+  await page.selectOption('#run-on', 'auto');
   const result = await clickGenerate(page);
   assert.equal(result.error, null);
   assert.equal(result.backend, 'cpu');
-  assert.match(result.backendText, /WebGPU unavailable — running on the CPU/);
-  assert.match(result.backendText, /WebGPU failed/);
   assert.match(result.timing, / · CPU$/);
   // Now on the CPU path: bit for bit what bns sample gives.
   const native = nativeSamples(BNS8.name, join(MODEL_DIR, BNS8.file), 1, 4, BNS8.guidance);

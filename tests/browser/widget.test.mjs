@@ -1,11 +1,14 @@
 // The <bns-sampler> widget embedded in another site: www/embed.html, copied with its URLs pointed
 // at the sampler's server, is served from a second origin under a strict Content-Security-Policy
-// (nothing but the sampler's origin and 'wasm-unsafe-eval'). The widgets render, nothing is
-// blocked, nothing is requested beyond the widget's files and its attributes' URLs, no global is
-// added, and errors show inside the widget.
+// (nothing but the sampler's origin, 'wasm-unsafe-eval' and, as the README asks for the worker,
+// `worker-src blob: <the sampler's origin>`). The widgets render from their worker, nothing is blocked, nothing is
+// requested beyond the widget's files and its attributes' URLs, no global is added, and errors
+// show inside the widget. Under the same CSP without that `worker-src` the browser refuses the
+// worker and the widgets still render, on the main thread, saying so.
 //
 // The first test runs twice: in a Chromium without WebGPU (the CPU path) and with WebGPU
-// (SwiftShader), where the widgets run the WGSL kernels under the host's CSP.
+// (SwiftShader, chosen with backend="webgpu"), where the widgets run the WGSL kernels in the
+// worker under the host's CSP.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +21,9 @@ import { ARTIFACTS, SITE, canvasColours, checkPrerequisites } from './harness.mj
 
 let site;
 let host;
+let strictHost;
+let strictOrigin;
+let strictCsp;
 let hostRoot;
 let browser;
 let gpuBrowser;
@@ -25,12 +31,14 @@ let siteOrigin;
 let hostOrigin;
 let csp;
 
-/** embed.html with its widget module and model folders on the sampler's origin. */
-function embedCopy() {
+/** embed.html with its widget module and model folders on the sampler's origin (and with
+ * `backend`, that attribute on every widget). */
+function embedCopy(backend = null) {
   const html = readFileSync(join(SITE, 'embed.html'), 'utf8');
+  const attribute = backend ? ` backend="${backend}"` : '';
   const copy = html
     .replace('<script type="module" src="widget/', `<script type="module" src="${siteOrigin}/widget/`)
-    .replaceAll('<bns-sampler model="models/', `<bns-sampler model="${siteOrigin}/models/`);
+    .replaceAll('<bns-sampler model="models/', `<bns-sampler${attribute} model="${siteOrigin}/models/`);
   assert.notEqual(copy, html);
   return copy;
 }
@@ -39,12 +47,16 @@ before(async () => {
   checkPrerequisites();
   site = await startServer({ root: SITE, cors: true });
   siteOrigin = `http://127.0.0.1:${site.address().port}`;
-  csp = `default-src 'none'; script-src ${siteOrigin} 'wasm-unsafe-eval'; connect-src ${siteOrigin}`;
+  strictCsp = `default-src 'none'; script-src ${siteOrigin} 'wasm-unsafe-eval'; connect-src ${siteOrigin}`;
+  csp = `${strictCsp}; worker-src blob: ${siteOrigin}`;
   hostRoot = mkdtempSync(join(tmpdir(), 'bns-embed-'));
   writeFileSync(join(hostRoot, 'embed.html'), embedCopy());
+  writeFileSync(join(hostRoot, 'embed-webgpu.html'), embedCopy('webgpu'));
   writeFileSync(join(hostRoot, 'bare.html'), '<!doctype html><title>bare</title><p>no widget</p>');
   host = await startServer({ root: hostRoot, csp });
   hostOrigin = `http://127.0.0.1:${host.address().port}`;
+  strictHost = await startServer({ root: hostRoot, csp: strictCsp });
+  strictOrigin = `http://127.0.0.1:${strictHost.address().port}`;
   browser = await launch({ webgpu: false });
   gpuBrowser = await launch({ webgpu: true });
 });
@@ -54,6 +66,7 @@ after(async () => {
   await gpuBrowser?.close();
   site?.close();
   host?.close();
+  strictHost?.close();
   if (hostRoot) rmSync(hostRoot, { recursive: true, force: true });
 });
 
@@ -94,7 +107,7 @@ for (const backend of ['cpu', 'webgpu']) {
   test(`the widget renders on another origin under a strict CSP (${backend}), using only its own files, adding no globals`, async () => {
     const chromium = backend === 'webgpu' ? gpuBrowser : browser;
     const { page, log } = await hostPage(chromium);
-    const response = await page.goto(`${hostOrigin}/embed.html`);
+    const response = await page.goto(`${hostOrigin}/${backend === 'webgpu' ? 'embed-webgpu' : 'embed'}.html`);
     assert.equal(response.headers()['content-security-policy'], csp);
     const generated = () => log.events.filter((e) => e.type === 'bns-generated');
     await waitFor(() => generated().length >= 2 || log.events.some((e) => e.type === 'bns-error'), 'both widgets to draw');
@@ -105,23 +118,23 @@ for (const backend of ['cpu', 'webgpu']) {
     );
     const ready = log.events.filter((e) => e.type === 'bns-ready');
     assert.deepEqual(ready.map((e) => e.solver).sort(), ['bns-8-w0', 'dpmpp2m-edm-8']);
-    const note = backend === 'cpu' ? /WebGPU is not available/ : /^$/;
+    const note = backend === 'cpu' ? /WebGPU is not available/ : /SwiftShader, a software renderer/;
     assert.ok(ready.every((e) => note.test(e.note)), JSON.stringify(ready.map((e) => e.note)));
+    assert.deepEqual(ready.map((e) => e.where), ['worker', 'worker']);
 
     for (const n of [1, 2]) {
       const widget = `bns-sampler:nth-of-type(${n})`;
       const { colours, width } = await canvasColours(page, 'canvas', widget);
       assert.ok(colours > 8 && width > 100, `widget ${n} looks blank (${colours} colours, width ${width})`);
-      if (backend === 'cpu') {
-        const note = await page.locator(`${widget} .note`).textContent();
-        assert.equal(note, 'WebGPU unavailable — running on the CPU');
-      }
+      const note = page.locator(`${widget} .note`);
+      if (backend === 'cpu') assert.equal(await note.textContent(), 'WebGPU unavailable — running on the CPU');
+      else assert.equal(await note.isHidden(), true);
     }
     await page.screenshot({ path: join(ARTIFACTS, `embed-${backend}.png`), fullPage: true });
 
     assert.deepEqual(log.errors, [], 'no CSP violation, no error');
     const allowed = [
-      `${hostOrigin}/embed.html`,
+      `${hostOrigin}/embed`, `blob:${hostOrigin}/`,
       `${siteOrigin}/widget/`, `${siteOrigin}/pkg/`, `${siteOrigin}/lib/`,
       `${siteOrigin}/models/fashion-mnist/`, `${siteOrigin}/models/checkerboard/`,
     ];
@@ -146,6 +159,28 @@ for (const backend of ['cpu', 'webgpu']) {
     await page.close();
   });
 }
+
+test('under the CSP without worker-src the browser refuses the worker and the widgets render on the main thread, saying so', async () => {
+  const { page, log } = await hostPage();
+  const response = await page.goto(`${strictOrigin}/embed.html`);
+  assert.equal(response.headers()['content-security-policy'], strictCsp);
+  const generated = () => log.events.filter((e) => e.type === 'bns-generated');
+  await waitFor(() => generated().length >= 2 || log.events.some((e) => e.type === 'bns-error'), 'both widgets to draw');
+  assert.deepEqual(log.events.filter((e) => e.type === 'bns-error'), []);
+  const ready = log.events.filter((e) => e.type === 'bns-ready');
+  assert.deepEqual(ready.map((e) => e.where), ['main thread', 'main thread']);
+  for (const n of [1, 2]) {
+    const widget = `bns-sampler:nth-of-type(${n})`;
+    const { colours } = await canvasColours(page, 'canvas', widget);
+    assert.ok(colours > 8, `widget ${n} looks blank (${colours} colours)`);
+    assert.match(await page.locator(`${widget} .note`).textContent(), /Generating on the page’s main thread: its CSP allows no worker \(README: worker-src\)/);
+  }
+  // The browser's refusals of the blob: worker (one per widget) are the only complaints.
+  const refusals = log.errors.filter((e) => /worker-src/.test(e) && /blob/.test(e));
+  assert.ok(refusals.length >= 1, JSON.stringify(log.errors));
+  assert.deepEqual(log.errors.filter((e) => !refusals.includes(e)), []);
+  await page.close();
+});
 
 test('a widget whose model cannot be loaded shows the error inside itself and sends bns-error', async () => {
   const { page, log } = await hostPage();

@@ -5,8 +5,9 @@
 // Browsers start a worker only from a script of the document's own origin. The page is on the
 // worker's origin; a widget embedded in another site is not, so there the worker starts from a
 // blob: URL holding one line (`import "<the worker's URL>"`), which the host's
-// Content-Security-Policy must allow (`worker-src blob:`, README "Embed the sampler"). Where it
-// does not, the browser refuses the worker and the sampler runs on the main thread.
+// Content-Security-Policy must allow: `worker-src blob: <the worker's origin>` (Chromium checks
+// the modules a worker imports against worker-src too; README "Embed the sampler"). Where it does
+// not, the browser refuses the worker and the sampler runs on the main thread.
 
 /** The workers by module URL: one per page, shared by the samplers opened on it. */
 const workers = new Map();

@@ -15,8 +15,8 @@
 //
 // Generation runs in the sampler's worker (lib/sampler-worker.js, one for every widget on the
 // page), so the host page stays responsive; from another origin that worker starts from a blob:
-// URL, which needs `worker-src blob:` in the host's CSP. Where the CSP refuses it, the widget
-// generates on the main thread and says so (sampler-client.js).
+// URL, which needs `worker-src blob: <this module's origin>` in the host's CSP. Where the CSP
+// refuses it, the widget generates on the main thread and says so (sampler-client.js).
 
 import { openSampler } from '../lib/sampler-client.js';
 import { fetchModel, fetchOk } from '../lib/weights.js';
@@ -255,7 +255,7 @@ class BnsSampler extends HTMLElement {
     const cpu = this.#backendChoice() === 'auto' && info.backend === 'cpu';
     const lines = [];
     if (cpu) lines.push(info.software ? `CPU path: the WebGPU adapter is ${info.software}, a software renderer` : 'WebGPU unavailable — running on the CPU');
-    if (this.#sampler.where !== 'worker') lines.push('Generating on the page’s main thread: its CSP allows no worker (README: worker-src blob:)');
+    if (this.#sampler.where !== 'worker') lines.push('Generating on the page’s main thread: its CSP allows no worker (README: worker-src)');
     note.hidden = lines.length === 0;
     note.textContent = lines.join('. ');
     note.title = [cpu ? info.note : '', this.#sampler.why ?? ''].filter(Boolean).join('; ');
