@@ -379,7 +379,6 @@ impl Sampler {
         let (model, table) = self.loaded()?;
         check_request(&model, request)?;
         let total = table.steps();
-        progress(0, total);
         let gpu = match choice {
             BackendChoice::Cpu => None,
             BackendChoice::Auto => self.auto_gpu(),
@@ -393,6 +392,7 @@ impl Sampler {
             if gpu.is_busy() {
                 return Err(SamplerError::Busy);
             }
+            progress(0, total);
             match gpu::sample(&gpu, &model, &table, request, columns).await {
                 Ok(out) => {
                     progress(total, total);
