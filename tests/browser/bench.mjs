@@ -51,7 +51,8 @@ async function bench(label, webgpu, url) {
   const revisit = await opened(context, url);
   await revisit.page.close();
 
-  const { page, backend } = await opened(context, url + QUERY);
+  // SwiftShader is a software renderer, which "auto" leaves for the CPU path: WebGPU is chosen.
+  const { page, backend } = await opened(context, url + QUERY + (webgpu ? '&backend=webgpu' : ''));
   await clicks(page, 1); // warm-up beyond the page's own first generation
   const runs = await clicks(page, RUNS[webgpu ? 'webgpu' : 'cpu']);
   const m = median(runs);
