@@ -34,7 +34,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
     let row = e / n;
     let query = qkv_start(row, e % n);
     let out = e * n;
-    var largest = -3.4028235e38;
+    var largest = 0.0;
     for (var key = 0u; key < n; key++) {
         let k = qkv_start(row, key) + c;
         var dot = 0.0;
@@ -43,7 +43,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
         }
         let score = dot * params.scale;
         weights[out + key] = score;
-        largest = max(largest, score);
+        largest = select(max(largest, score), score, key == 0u);
     }
     var sum = 0.0;
     for (var key = 0u; key < n; key++) {
