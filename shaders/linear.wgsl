@@ -7,7 +7,9 @@
 // the CPU adapters (batch 64, NFE 8, Fashion-MNIST model): staging tiles through workgroup memory
 // with barriers was 4× slower on lavapipe, and per-invocation arrays indexed in loops were 7×
 // slower on SwiftShader than these named vec4s.
-// Dispatch: (ceil(outputs / BLOCK), ceil(rows / BLOCK), 1) workgroups.
+// Dispatch: (ceil(outputs / BLOCK), Y, Z) workgroups with Y · Z ≥ ceil(rows / BLOCK) (the row
+// tile is group.z · Y + group.y: beyond the device's limit per dimension, the tiles spill into
+// z; tiles past the last row store nothing).
 
 /// Invocations per side of a workgroup.
 const THREADS: u32 = 8u;
@@ -42,9 +44,10 @@ struct Params {
 @compute @workgroup_size(THREADS, THREADS, 1)
 fn main(
     @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_id) local: vec3<u32>,
 ) {
-    let first_row = group.y * BLOCK + local.y * PER_THREAD;
+    let first_row = (group.z * groups.y + group.y) * BLOCK + local.y * PER_THREAD;
     let first_output = group.x * BLOCK + local.x * PER_THREAD;
     // Start of each of the invocation's rows of x and of weight; edge invocations repeat the
     // last row or output (their results are not stored).

@@ -5,6 +5,12 @@
 //!
 //! Prints the median and the fastest of `runs` timed runs after one warm-up, for each path, and
 //! how far the GPU's samples are from the CPU's.
+//!
+//!     cargo bench -p web-sampler --bench sampler -- --unet [--runs 3]
+//!
+//! times instead a random U-Net of the shape of `runs/mnist-unet` (1×28×28, base 8 × [1, 2],
+//! 1 block per level, 4 groups, attention, embedding 32, 10 classes) with DPM-Solver++(2M) on
+//! the EDM grid at NFE 8, w = 1.5, at batches 16 and 64.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +19,10 @@ mod workload;
 use workload::{option, Workload};
 
 use web_sampler::gpu::{block_on, Gpu};
-use web_sampler::sample::sample;
+use web_sampler::grid::Grid;
+use web_sampler::model::{Architecture, Model, ModelSpec};
+use web_sampler::sample::{sample, SampleRequest};
+use web_sampler::solver::{Method, NsTable};
 
 /// Median and minimum of `runs` timings of `f` after one warm-up call.
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
@@ -31,6 +40,9 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = option(&args, "--runs", "5").parse::<usize>()?.max(1);
+    if args.iter().any(|a| a == "--unet") {
+        return unet(runs);
+    }
     let Workload {
         name,
         solver,
@@ -83,6 +95,66 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 gpu.adapter(),
                 out.submissions
             );
+        }
+    }
+    Ok(())
+}
+
+/// The CPU path and wgpu on a random U-Net of `runs/mnist-unet`'s shape, batches 16 and 64.
+fn unet(runs: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = ModelSpec::new(
+        Architecture::unet(8, &[1, 2], 1, 4, true, 32),
+        &[1, 28, 28],
+        32,
+        10,
+        32,
+    );
+    let model = Model::random(spec, 1)?;
+    let table: NsTable = Method::DpmPp2m.build(8, Grid::Edm)?;
+    println!(
+        "random U-Net ({}, {} parameters), dpmpp2m-edm NFE 8, w = 1.5, {runs} runs after a warm-up",
+        model.spec().architecture.summary(),
+        model.spec().parameter_count()
+    );
+    let gpu = block_on(Gpu::new());
+    let per = |d: Duration| d.as_secs_f64() * 1e3;
+    for batch in [16, 64] {
+        let request = SampleRequest {
+            seed: 1,
+            batch,
+            class: Some(3),
+            guidance: 1.5,
+        };
+        let (median, best, cpu) = time(runs, || sample(&model, &table, &request));
+        let cpu = cpu?;
+        println!(
+            "batch {batch:2}: native CPU path : {:9.1} ms per batch (best {:.1}), {:.2} ms per image",
+            per(median),
+            per(best),
+            per(median) / batch as f64
+        );
+        match &gpu {
+            Err(e) => println!("batch {batch:2}: native wgpu     : skipped ({e})"),
+            Ok(gpu) => {
+                let (median, best, out) = time(runs, || {
+                    block_on(web_sampler::gpu::sample(gpu, &model, &table, &request, 8))
+                });
+                let out = out?;
+                let worst = out
+                    .samples
+                    .values
+                    .iter()
+                    .zip(&cpu.values)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                println!(
+                    "batch {batch:2}: native wgpu     : {:9.1} ms per batch (best {:.1}), {:.2} ms per image on {}; {} submission(s); max |GPU − CPU| = {worst:.2e}",
+                    per(median),
+                    per(best),
+                    per(median) / batch as f64,
+                    gpu.adapter(),
+                    out.submissions
+                );
+            }
         }
     }
     Ok(())

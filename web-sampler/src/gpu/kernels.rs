@@ -8,6 +8,8 @@
 //! dispatches share one compute pass. Shapes in the op docs are in values (`f32` or `u32`) and
 //! match the binding comments of the shaders (a test checks it).
 
+mod spatial;
+
 use super::{Gpu, ORIGIN};
 use crate::{Error, Result};
 use bytemuck::{Pod, Zeroable};
@@ -16,6 +18,9 @@ use bytemuck::{Pod, Zeroable};
 pub const WORKGROUP: u32 = 64;
 /// Block size of `linear.wgsl` (`BLOCK`): a workgroup computes BLOCK rows × BLOCK outputs.
 pub const LINEAR_BLOCK: u32 = 32;
+/// Block size of `conv2d.wgsl` (`BLOCK`): a workgroup computes BLOCK output positions × BLOCK
+/// output channels.
+pub const CONV_BLOCK: u32 = 32;
 
 /// Access of a storage binding (bindings 1, 2, … after the uniform parameters at binding 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +64,15 @@ kernel_table! {
     Guidance => "guidance": [Read, Read, ReadWrite];
     NsUpdate => "ns_update": [Read, Read, Read, ReadWrite];
     PackRgba => "pack_rgba": [Read, ReadWrite];
+    Conv2d => "conv2d": [Read, Read, Read, ReadWrite];
+    GroupNorm => "group_norm": [Read, Read, Read, ReadWrite];
+    Add => "add": [Read, ReadWrite];
+    Concat => "concat": [Read, Read, ReadWrite];
+    Upsample => "upsample": [Read, ReadWrite];
+    Transpose => "transpose": [Read, ReadWrite];
+    Condition => "condition": [Read, Read, Read, ReadWrite];
+    AttentionWeights => "attention_weights": [Read, ReadWrite];
+    AttentionValues => "attention_values": [Read, Read, ReadWrite];
 }
 
 /// One compiled kernel: its pipeline and bind group layout.
@@ -194,6 +208,47 @@ impl GpuTensor {
         self.len() == 0
     }
 
+    /// The same values with another shape (as many of them).
+    pub fn reshaped(&self, shape: &[usize]) -> Result<GpuTensor> {
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if len != Some(self.len()) {
+            return Err(Error::new(
+                ORIGIN,
+                format!("a {:?} tensor cannot be seen as {shape:?}", self.shape),
+            ));
+        }
+        Ok(GpuTensor {
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
+    }
+
+    /// Rows `start..start + count` of the outermost dimension (for a copy: the start need not
+    /// be aligned for a binding).
+    pub fn rows(&self, start: usize, count: usize) -> Result<GpuTensor> {
+        let outer = self.shape.first().copied().unwrap_or(1);
+        if start.checked_add(count).is_none_or(|end| end > outer) {
+            return Err(Error::new(
+                ORIGIN,
+                format!(
+                    "rows {start}..{} of a {:?} tensor",
+                    start.saturating_add(count),
+                    self.shape
+                ),
+            ));
+        }
+        let inner: usize = self.shape.iter().skip(1).product();
+        let mut shape = self.shape.clone();
+        if let Some(first) = shape.first_mut() {
+            *first = count;
+        }
+        Ok(GpuTensor {
+            buffer: self.buffer.clone(),
+            offset: self.offset + 4 * (start * inner) as u64,
+            shape,
+        })
+    }
+
     /// Bytes a binding or a copy covers: the values, at least one (a binding cannot be empty).
     fn bytes(&self) -> u64 {
         4 * self.len().max(1) as u64
@@ -233,7 +288,7 @@ enum Command {
         /// Byte range of this dispatch's parameters in the uniform buffer.
         params: (u64, u64),
         bindings: Vec<GpuTensor>,
-        groups: (u32, u32),
+        groups: (u32, u32, u32),
     },
     Copy {
         from: GpuTensor,
@@ -360,7 +415,7 @@ impl Plan {
 
     /// Workgroups for `count` invocations of an element-wise kernel: x up to the device's
     /// limit, spilling into y (the shaders compute `id.y · groups.x · WORKGROUP + id.x`).
-    fn element_groups(&self, count: usize) -> Result<(u32, u32)> {
+    fn element_groups(&self, count: usize) -> Result<(u32, u32, u32)> {
         let total = count.div_ceil(WORKGROUP as usize).max(1);
         let max = self.max_groups.max(1) as usize;
         let x = total.min(max);
@@ -371,7 +426,22 @@ impl Plan {
                 format!("{count} values are too many for one dispatch"),
             ));
         }
-        Ok((x as u32, y as u32))
+        Ok((x as u32, y as u32, 1))
+    }
+
+    /// Workgroups for a tiled kernel: `columns` tiles in x, `tiles` in y up to the device's
+    /// limit, spilling into z (the shaders compute the tile as `id.z · groups.y + id.y`).
+    fn tile_groups(&self, columns: usize, tiles: usize, what: &str) -> Result<(u32, u32, u32)> {
+        let max = self.max_groups.max(1) as usize;
+        let y = tiles.clamp(1, max);
+        let z = tiles.div_ceil(y).max(1);
+        if columns > max || z > max {
+            return Err(Error::new(
+                ORIGIN,
+                format!("{what}: {columns}×{tiles} tiles are too many for one dispatch"),
+            ));
+        }
+        Ok((columns.max(1) as u32, y as u32, z as u32))
     }
 
     fn dispatch<P: Pod>(
@@ -379,7 +449,7 @@ impl Plan {
         kernel: KernelId,
         params: &P,
         bindings: &[&GpuTensor],
-        groups: (u32, u32),
+        groups: (u32, u32, u32),
     ) -> Result<()> {
         if let Some(tensor) = bindings
             .iter()
@@ -419,16 +489,7 @@ impl Plan {
         check_shape(bias, &[outputs], "linear bias")?;
         check_shape(y, &[rows, outputs], "linear y")?;
         let tile = LINEAR_BLOCK as usize;
-        let groups = (
-            u32_of(outputs.div_ceil(tile), "linear output tiles")?,
-            u32_of(rows.div_ceil(tile), "linear row tiles")?,
-        );
-        if groups.0 > self.max_groups || groups.1 > self.max_groups {
-            return Err(Error::new(
-                ORIGIN,
-                format!("linear: {rows}×{outputs} is too large for one dispatch"),
-            ));
-        }
+        let groups = self.tile_groups(outputs.div_ceil(tile), rows.div_ceil(tile), "linear")?;
         let params = LinearParams {
             rows: u32_of(rows, "rows")?,
             inner: u32_of(inner, "inner")?,
@@ -685,7 +746,7 @@ impl Plan {
                         });
                         pass.set_pipeline(&kernel.pipeline);
                         pass.set_bind_group(0, &group, &[]);
-                        pass.dispatch_workgroups(groups.0, groups.1, 1);
+                        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
                         i += 1;
                     }
                 }
@@ -699,9 +760,13 @@ impl Plan {
 mod tests {
     use super::KERNELS;
 
-    /// The `///` lines right above `pub fn {op}(` in this file.
+    /// The `///` lines right above `pub fn {op}(` in this file or `kernels/spatial.rs`.
     fn op_doc(op: &str) -> String {
-        let source = include_str!("kernels.rs");
+        let source = [
+            include_str!("kernels.rs"),
+            include_str!("kernels/spatial.rs"),
+        ]
+        .join("\n");
         let lines: Vec<&str> = source.lines().collect();
         let start = lines
             .iter()

@@ -6,7 +6,8 @@
 //! * [`kernels`]: one Rust op per kernel on shaped [`kernels::GpuTensor`]s, recorded into a
 //!   [`kernels::Plan`] that becomes one submission.
 //! * `network`: the velocity network behind one trait (weights uploaded once per model, one
-//!   evaluation recorded into a plan); `mlp`: the MLP, its one implementation.
+//!   evaluation recorded into a plan); `mlp` and `unet`: the MLP and the U-Net, its
+//!   implementations.
 //! * [`sample`](mod@sample): a whole guided sample (every step) in as few submissions as the
 //!   device's limits allow, read back once.
 //! * `pool`: buffers kept between samples, leased per sample.
@@ -20,6 +21,7 @@ mod mlp;
 mod network;
 mod pool;
 pub mod sample;
+mod unet;
 
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,15 @@
 //! The velocity network on the GPU, behind one trait: what [`sample`](super::sample) needs from
 //! any architecture — its weights uploaded once per model, the size of its largest buffer (which
-//! bounds the batch), and one evaluation recorded into a [`Plan`]. The MLP (`mlp.rs`) is the one
-//! implementation; the device keeps the network of the last model used, by model id.
+//! bounds the batch), and one evaluation recorded into a [`Plan`]. Its implementations are the
+//! MLP (`mlp.rs`) and the U-Net (`unet.rs`); the device keeps the network of the last model
+//! used, by model id.
 
 use std::sync::Arc;
 
 use super::kernels::{GpuTensor, Plan};
 use super::mlp::GpuMlp;
 use super::pool::Lease;
+use super::unet::GpuUnet;
 use super::{Gpu, ORIGIN};
 use crate::model::{Architecture, Model};
 use crate::{Error, Result};
@@ -73,12 +75,11 @@ pub(crate) fn cached(gpu: &Gpu, model: &Model) -> Result<Arc<dyn GpuNetwork>> {
     Ok(network)
 }
 
-/// Whether the GPU path runs this architecture (the U-Net's kernels do not exist yet: its
-/// models run on the CPU path).
+/// Whether the GPU path runs this architecture (every architecture there is: the MLP and the
+/// U-Net).
 pub fn runs(architecture: &Architecture) -> bool {
     match architecture {
-        Architecture::Mlp(_) => true,
-        Architecture::Unet(_) => false,
+        Architecture::Mlp(_) | Architecture::Unet(_) => true,
     }
 }
 
@@ -90,11 +91,6 @@ pub fn runs(architecture: &Architecture) -> bool {
 fn upload(gpu: &Gpu, model: &Model) -> Result<Arc<dyn GpuNetwork>> {
     Ok(match &model.spec().architecture {
         Architecture::Mlp(_) => Arc::new(GpuMlp::upload(gpu, model)?),
-        Architecture::Unet(_) => {
-            return Err(Error::new(
-                ORIGIN,
-                "the GPU path does not run \"unet\" models yet (the CPU path does)",
-            ))
-        }
+        Architecture::Unet(_) => Arc::new(GpuUnet::upload(gpu, model)?),
     })
 }

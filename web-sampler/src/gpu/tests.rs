@@ -16,10 +16,10 @@ use crate::sample::{grid_picture, SampleRequest, Samples};
 use crate::solver::{Method, NsTable};
 
 /// Largest accepted relative error of a kernel: max |gpu − cpu| / max |cpu|.
-const KERNEL_TOLERANCE: f32 = 1e-5;
+pub(super) const KERNEL_TOLERANCE: f32 = 1e-5;
 
 /// The shared device, or `None` (skip) when there is no adapter outside CI.
-fn gpu() -> Option<(&'static Gpu, MutexGuard<'static, ()>)> {
+pub(super) fn gpu() -> Option<(&'static Gpu, MutexGuard<'static, ()>)> {
     static GPU: OnceLock<std::result::Result<Gpu, String>> = OnceLock::new();
     static SERIAL: Mutex<()> = Mutex::new(());
     let gpu = GPU.get_or_init(|| {
@@ -45,7 +45,7 @@ fn gpu() -> Option<(&'static Gpu, MutexGuard<'static, ()>)> {
 }
 
 /// A storage buffer holding `values` (f32 data or u32 labels).
-fn upload<T: bytemuck::Pod>(gpu: &Gpu, values: &[T]) -> wgpu::Buffer {
+pub(super) fn upload<T: bytemuck::Pod>(gpu: &Gpu, values: &[T]) -> wgpu::Buffer {
     gpu.buffer_with(
         "test input",
         bytemuck::cast_slice(values),
@@ -53,17 +53,17 @@ fn upload<T: bytemuck::Pod>(gpu: &Gpu, values: &[T]) -> wgpu::Buffer {
     )
 }
 
-fn zeros(gpu: &Gpu, len: usize) -> wgpu::Buffer {
+pub(super) fn zeros(gpu: &Gpu, len: usize) -> wgpu::Buffer {
     upload(gpu, &vec![0.0; len])
 }
 
 /// A tensor of `shape` over the whole of `buffer`'s start.
-fn tensor(buffer: &wgpu::Buffer, shape: &[usize]) -> GpuTensor {
+pub(super) fn tensor(buffer: &wgpu::Buffer, shape: &[usize]) -> GpuTensor {
     GpuTensor::new(buffer, shape).unwrap()
 }
 
 /// Runs `plan` and returns the first `len` 4-byte values of `out`.
-fn run(gpu: &Gpu, mut plan: Plan, out: &wgpu::Buffer, len: usize) -> Vec<u8> {
+pub(super) fn run(gpu: &Gpu, mut plan: Plan, out: &wgpu::Buffer, len: usize) -> Vec<u8> {
     let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("test readback"),
         size: 4 * len as u64,
@@ -80,12 +80,12 @@ fn run(gpu: &Gpu, mut plan: Plan, out: &wgpu::Buffer, len: usize) -> Vec<u8> {
     bytes
 }
 
-fn floats(bytes: &[u8]) -> Vec<f32> {
+pub(super) fn floats(bytes: &[u8]) -> Vec<f32> {
     bytemuck::cast_slice(bytes).to_vec()
 }
 
 /// max |a − b| / max |b|.
-fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn relative_error(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = b
         .iter()
@@ -242,7 +242,7 @@ fn guidance_combines_both_passes() {
 }
 
 /// A random general NS table with n steps (times increasing to 1).
-fn random_table(noise: &mut Noise, n: usize) -> NsTable {
+pub(super) fn random_table(noise: &mut Noise, n: usize) -> NsTable {
     let mut times: Vec<f64> = (0..n)
         .map(|i| i as f64 / n as f64 + 0.3 * noise.uniform() / n as f64)
         .collect();

@@ -49,6 +49,13 @@ pub use spec::{
     Architecture, ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS,
     MAX_TIME_SCALE, MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
+/// The U-Net's CPU convolution, GroupNorm and attention, the references of the GPU kernels'
+/// tests.
+#[cfg(test)]
+pub(crate) use unet::{
+    attention as cpu_attention, conv2d as cpu_conv2d, group_norm as cpu_group_norm,
+    AttentionScratch, ConvShape,
+};
 pub use unet::{
     AttentionBlock, ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel,
     UnetSpec, GROUP_NORM_EPSILON, MAX_ATTENTION_POSITIONS, MAX_BASE_CHANNELS, MAX_EMBEDDING_WIDTH,

@@ -175,12 +175,19 @@ struct Scratch {
     shift: Vec<f32>,
     /// The skips of the way down, in order.
     skips: Vec<Vec<f32>>,
-    /// Attention: queries, keys, transposed values, scores, zero biases.
+    attention: AttentionScratch,
+}
+
+/// The working buffers of [`attention`].
+#[derive(Default)]
+pub(crate) struct AttentionScratch {
+    /// Queries, keys, transposed values, zero biases.
     queries: Vec<f32>,
     keys: Vec<f32>,
     values_t: Vec<f32>,
-    scores: Vec<f32>,
     zeros: Vec<f32>,
+    /// The attention weights `[positions, positions]` (after the softmax).
+    pub scores: Vec<f32>,
 }
 
 impl Unet {
@@ -270,77 +277,24 @@ impl Unet {
         &self,
         layer: &CpuConv,
         x: &[f32],
-        (h, w): (usize, usize),
+        size: (usize, usize),
         columns: &mut Vec<f32>,
         out: &mut Vec<f32>,
     ) -> (usize, usize) {
         let (weight, bias) = self.weight(&layer.at);
-        let (oh, ow) = (h.div_ceil(layer.stride), w.div_ceil(layer.stride));
-        out.clear();
-        out.resize(oh * ow * layer.outputs, 0.0);
-        let x = &x[..h * w * layer.inputs];
-        if layer.kernel == 1 && layer.stride == 1 {
-            linear(x, weight, bias, layer.inputs, out);
-            return (oh, ow);
-        }
-        let k = layer.kernel;
-        let pad = k / 2;
-        let fan_in = layer.inputs * k * k;
-        columns.clear();
-        columns.resize(oh * ow * fan_in, 0.0);
-        for (p, row) in columns.chunks_exact_mut(fan_in).enumerate() {
-            let (oy, ox) = (p / ow, p % ow);
-            for c in 0..layer.inputs {
-                for ky in 0..k {
-                    let iy = (oy * layer.stride + ky).wrapping_sub(pad);
-                    for kx in 0..k {
-                        let ix = (ox * layer.stride + kx).wrapping_sub(pad);
-                        if iy < h && ix < w {
-                            row[(c * k + ky) * k + kx] = x[(iy * w + ix) * layer.inputs + c];
-                        }
-                    }
-                }
-            }
-        }
-        linear(columns, weight, bias, fan_in, out);
-        (oh, ow)
+        let shape = ConvShape {
+            inputs: layer.inputs,
+            outputs: layer.outputs,
+            kernel: layer.kernel,
+            stride: layer.stride,
+        };
+        conv2d(&shape, weight, bias, x, size, columns, out)
     }
 
     /// GroupNorm of `x` `[positions, channels]` into `out`, then SiLU when `activate`.
     fn group_norm(&self, layer: &CpuNorm, x: &[f32], activate: bool, out: &mut Vec<f32>) {
         let (weight, bias) = self.weight(&layer.at);
-        let c = layer.channels;
-        let x = &x[..x.len() / c * c];
-        let positions = x.len() / c;
-        let per_group = c / self.groups;
-        let count = (positions * per_group) as f64;
-        out.clear();
-        out.resize(x.len(), 0.0);
-        for g in 0..self.groups {
-            let channels = g * per_group..(g + 1) * per_group;
-            let mut sum = 0.0f64;
-            for row in x.chunks_exact(c) {
-                for &v in &row[channels.clone()] {
-                    sum += f64::from(v);
-                }
-            }
-            let mean = sum / count;
-            let mut squares = 0.0f64;
-            for row in x.chunks_exact(c) {
-                for &v in &row[channels.clone()] {
-                    let d = f64::from(v) - mean;
-                    squares += d * d;
-                }
-            }
-            let inverse = 1.0 / libm::sqrt(squares / count + GROUP_NORM_EPSILON);
-            for (row, target) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
-                for j in channels.clone() {
-                    let normal = ((f64::from(row[j]) - mean) * inverse) as f32;
-                    let v = normal * weight[j] + bias[j];
-                    target[j] = if activate { silu(v) } else { v };
-                }
-            }
-        }
+        group_norm(weight, bias, layer.channels, self.groups, x, activate, out);
     }
 
     /// One residual block on `scratch.h` `[size, inputs]` → `scratch.h` `[size, outputs]`.
@@ -397,41 +351,7 @@ impl Unet {
             &mut s.columns,
             &mut s.b,
         );
-        s.queries.clear();
-        s.keys.clear();
-        s.values_t.clear();
-        s.values_t.resize(c * positions, 0.0);
-        for (p, row) in s.b.chunks_exact(3 * c).enumerate() {
-            s.queries.extend_from_slice(&row[..c]);
-            s.keys.extend_from_slice(&row[c..2 * c]);
-            for (j, &v) in row[2 * c..].iter().enumerate() {
-                s.values_t[j * positions + p] = v;
-            }
-        }
-        s.zeros.clear();
-        s.zeros.resize(positions.max(c), 0.0);
-        s.scores.clear();
-        s.scores.resize(positions * positions, 0.0);
-        linear(&s.queries, &s.keys, &s.zeros[..positions], c, &mut s.scores);
-        let scale = (1.0 / libm::sqrt(c as f64)) as f32;
-        for row in s.scores.chunks_exact_mut(positions) {
-            let mut largest = f32::NEG_INFINITY;
-            for v in row.iter_mut() {
-                *v *= scale;
-                largest = largest.max(*v);
-            }
-            let mut sum = 0.0f32;
-            for v in row.iter_mut() {
-                *v = libm::expf(*v - largest);
-                sum += *v;
-            }
-            for v in row.iter_mut() {
-                *v /= sum;
-            }
-        }
-        s.c.clear();
-        s.c.resize(positions * c, 0.0);
-        linear(&s.scores, &s.values_t, &s.zeros[..c], positions, &mut s.c);
+        self::attention(&s.b, positions, c, &mut s.attention, &mut s.c);
         self.conv(
             &attention.proj,
             &s.c,
@@ -558,6 +478,150 @@ impl Unet {
             }
         }
     }
+}
+
+/// The sizes of a convolution: `[outputs, inputs, kernel, kernel]` weights, padding
+/// `kernel / 2`.
+pub(crate) struct ConvShape {
+    pub inputs: usize,
+    pub outputs: usize,
+    pub kernel: usize,
+    pub stride: usize,
+}
+
+/// `out` `[positions', outputs]` = the convolution of `x` `[h·w, inputs]` (im2col rows in
+/// `columns`, then the fixed-order dense layer); returns the output size. The CPU reference of
+/// the GPU's `conv2d`.
+pub(crate) fn conv2d(
+    layer: &ConvShape,
+    weight: &[f32],
+    bias: &[f32],
+    x: &[f32],
+    (h, w): (usize, usize),
+    columns: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+) -> (usize, usize) {
+    let (oh, ow) = (h.div_ceil(layer.stride), w.div_ceil(layer.stride));
+    out.clear();
+    out.resize(oh * ow * layer.outputs, 0.0);
+    let x = &x[..h * w * layer.inputs];
+    if layer.kernel == 1 && layer.stride == 1 {
+        linear(x, weight, bias, layer.inputs, out);
+        return (oh, ow);
+    }
+    let k = layer.kernel;
+    let pad = k / 2;
+    let fan_in = layer.inputs * k * k;
+    columns.clear();
+    columns.resize(oh * ow * fan_in, 0.0);
+    for (p, row) in columns.chunks_exact_mut(fan_in).enumerate() {
+        let (oy, ox) = (p / ow, p % ow);
+        for c in 0..layer.inputs {
+            for ky in 0..k {
+                let iy = (oy * layer.stride + ky).wrapping_sub(pad);
+                for kx in 0..k {
+                    let ix = (ox * layer.stride + kx).wrapping_sub(pad);
+                    if iy < h && ix < w {
+                        row[(c * k + ky) * k + kx] = x[(iy * w + ix) * layer.inputs + c];
+                    }
+                }
+            }
+        }
+    }
+    linear(columns, weight, bias, fan_in, out);
+    (oh, ow)
+}
+
+/// GroupNorm (`groups` groups, per-channel `weight` and `bias`) of `x` `[positions, channels]`
+/// into `out`, then SiLU when `activate`; sums in f64 in a fixed order. The CPU reference of
+/// the GPU's `group_norm`.
+pub(crate) fn group_norm(
+    weight: &[f32],
+    bias: &[f32],
+    c: usize,
+    groups: usize,
+    x: &[f32],
+    activate: bool,
+    out: &mut Vec<f32>,
+) {
+    let x = &x[..x.len() / c * c];
+    let positions = x.len() / c;
+    let per_group = c / groups;
+    let count = (positions * per_group) as f64;
+    out.clear();
+    out.resize(x.len(), 0.0);
+    for g in 0..groups {
+        let channels = g * per_group..(g + 1) * per_group;
+        let mut sum = 0.0f64;
+        for row in x.chunks_exact(c) {
+            for &v in &row[channels.clone()] {
+                sum += f64::from(v);
+            }
+        }
+        let mean = sum / count;
+        let mut squares = 0.0f64;
+        for row in x.chunks_exact(c) {
+            for &v in &row[channels.clone()] {
+                let d = f64::from(v) - mean;
+                squares += d * d;
+            }
+        }
+        let inverse = 1.0 / libm::sqrt(squares / count + GROUP_NORM_EPSILON);
+        for (row, target) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+            for j in channels.clone() {
+                let normal = ((f64::from(row[j]) - mean) * inverse) as f32;
+                let v = normal * weight[j] + bias[j];
+                target[j] = if activate { silu(v) } else { v };
+            }
+        }
+    }
+}
+
+/// Single-head self-attention of `qkv` `[positions, 3·c]` (queries, keys, values) into `out`
+/// `[positions, c]`: softmax(q·kᵀ / √c) (left in `s.scores`) times the values. The CPU
+/// reference of the GPU's `attention_weights` and `attention_values`.
+pub(crate) fn attention(
+    qkv: &[f32],
+    positions: usize,
+    c: usize,
+    s: &mut AttentionScratch,
+    out: &mut Vec<f32>,
+) {
+    s.queries.clear();
+    s.keys.clear();
+    s.values_t.clear();
+    s.values_t.resize(c * positions, 0.0);
+    for (p, row) in qkv[..positions * 3 * c].chunks_exact(3 * c).enumerate() {
+        s.queries.extend_from_slice(&row[..c]);
+        s.keys.extend_from_slice(&row[c..2 * c]);
+        for (j, &v) in row[2 * c..].iter().enumerate() {
+            s.values_t[j * positions + p] = v;
+        }
+    }
+    s.zeros.clear();
+    s.zeros.resize(positions.max(c), 0.0);
+    s.scores.clear();
+    s.scores.resize(positions * positions, 0.0);
+    linear(&s.queries, &s.keys, &s.zeros[..positions], c, &mut s.scores);
+    let scale = (1.0 / libm::sqrt(c as f64)) as f32;
+    for row in s.scores.chunks_exact_mut(positions) {
+        let mut largest = f32::NEG_INFINITY;
+        for v in row.iter_mut() {
+            *v *= scale;
+            largest = largest.max(*v);
+        }
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = libm::expf(*v - largest);
+            sum += *v;
+        }
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+    }
+    out.clear();
+    out.resize(positions * c, 0.0);
+    linear(&s.scores, &s.values_t, &s.zeros[..c], positions, out);
 }
 
 impl VelocityNetwork for Unet {

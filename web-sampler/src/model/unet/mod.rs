@@ -40,6 +40,8 @@ use serde::{Deserialize, Serialize};
 use super::spec::ModelSpec;
 use crate::noise::Noise;
 pub(crate) use forward::Unet;
+#[cfg(test)]
+pub(crate) use forward::{attention, conv2d, group_norm, AttentionScratch, ConvShape};
 
 /// Largest number of data channels a U-Net takes.
 pub const MAX_UNET_CHANNELS_IN: usize = 4;
