@@ -52,6 +52,11 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
+            // A gradient can still record the ops that made it (a convolution's kernel gradient
+            // is a convolution of the tracked input); detached, the moments never hold a
+            // step's graph, which would otherwise keep every step's activations alive.
+            let g = g.detach();
+            let g = &g;
             p.m = ((&p.m * b1)? + (g * (1.0 - b1))?)?;
             p.v = ((&p.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
             let update = ((&p.m / c1)? / ((&p.v / c2)?.sqrt()? + EPSILON)?)?;
