@@ -35,15 +35,18 @@ for (const c of CASES) {
     const { model, native } = nativeUnetSamples(c.tag, c.flags, solver, 1, 3, c.guidance);
     const { page, errors } = await openPage(site.browser, site.url);
     const result = await page.evaluate(async ({ modelBytes, solverJson, guidance }) => {
-      const { Sampler } = await import('./pkg/web_sampler.js');
+      const { default: init, Sampler } = await import('./pkg/web_sampler.js');
+      await init();
       const sampler = await Sampler.create();
       const spec = JSON.parse(sampler.loadModel(new Uint8Array(modelBytes), 'unet.safetensors'));
       sampler.loadSolver(solverJson, 'heun-uniform-4.json');
       const values = await sampler.generate({ seed: 1, batch: 3, guidance, backend: 'webgpu' });
-      return { architecture: spec.architecture, backend: sampler.backend(), values: Array.from(values) };
+      return { architecture: spec.architecture, adapter: sampler.adapter(), software: sampler.softwareRenderer(), values: Array.from(values) };
     }, { modelBytes: Array.from(readFileSync(model)), solverJson: readFileSync(solver, 'utf8'), guidance: c.guidance });
     assert.equal(result.architecture, 'unet');
-    assert.equal(result.backend, 'webgpu');
+    // backend: "webgpu" runs on the GPU or fails; "auto" would skip SwiftShader (software).
+    assert.ok(result.adapter, 'no WebGPU adapter');
+    assert.equal(result.software, 'SwiftShader');
     const { worst, differing } = difference(native.values, result.values);
     t.diagnostic(`max |GPU − CPU| = ${worst.toExponential(2)} (${differing} of ${native.values.length} values differ)`);
     assert.ok(worst < TOLERANCE, `max |Δ| = ${worst}`);
