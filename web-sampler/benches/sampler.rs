@@ -60,24 +60,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model.spec().parameter_count(),
         file.guidance
     );
-    let per = |d: Duration| d.as_secs_f64() * 1e3;
+    let columns = (batch as f64).sqrt().ceil() as usize;
+    time_paths(
+        runs,
+        &model,
+        &table,
+        &request,
+        columns,
+        &block_on(Gpu::new()),
+        "",
+    )
+}
 
-    let (median, best, cpu) = time(runs, || sample(&model, &table, &request));
+/// Times the CPU path and, when `gpu` opened, wgpu on one request, and prints one line each
+/// (prefixed by `label`) with the GPU's largest distance from the CPU's samples.
+fn time_paths(
+    runs: usize,
+    model: &Model,
+    table: &NsTable,
+    request: &SampleRequest,
+    columns: usize,
+    gpu: &Result<Gpu, web_sampler::Error>,
+    label: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let batch = request.batch;
+    let per = |d: Duration| d.as_secs_f64() * 1e3;
+    let (median, best, cpu) = time(runs, || sample(model, table, request));
     let cpu = cpu?;
     println!(
-        "native CPU path : {:9.1} ms per batch (best {:.1}), {:.2} ms per image",
+        "{label}native CPU path : {:9.1} ms per batch (best {:.1}), {:.2} ms per image",
         per(median),
         per(best),
         per(median) / batch as f64
     );
-
-    match block_on(Gpu::new()) {
-        Err(e) => println!("native wgpu      : skipped ({e})"),
+    match gpu {
+        Err(e) => println!("{label}native wgpu     : skipped ({e})"),
         Ok(gpu) => {
-            let columns = (batch as f64).sqrt().ceil() as usize;
             let (median, best, out) = time(runs, || {
                 block_on(web_sampler::gpu::sample(
-                    &gpu, &model, &table, &request, columns,
+                    gpu, model, table, request, columns,
                 ))
             });
             let out = out?;
@@ -88,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .zip(&cpu.values)
                 .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
             println!(
-                "native wgpu     : {:9.1} ms per batch (best {:.1}), {:.2} ms per image on {}; {} submission(s); max |GPU − CPU| = {worst:.2e}",
+                "{label}native wgpu     : {:9.1} ms per batch (best {:.1}), {:.2} ms per image on {}; {} submission(s); max |GPU − CPU| = {worst:.2e}",
                 per(median),
                 per(best),
                 per(median) / batch as f64,
@@ -117,7 +138,6 @@ fn unet(runs: usize) -> Result<(), Box<dyn std::error::Error>> {
         model.spec().parameter_count()
     );
     let gpu = block_on(Gpu::new());
-    let per = |d: Duration| d.as_secs_f64() * 1e3;
     for batch in [16, 64] {
         let request = SampleRequest {
             seed: 1,
@@ -125,37 +145,15 @@ fn unet(runs: usize) -> Result<(), Box<dyn std::error::Error>> {
             class: Some(3),
             guidance: 1.5,
         };
-        let (median, best, cpu) = time(runs, || sample(&model, &table, &request));
-        let cpu = cpu?;
-        println!(
-            "batch {batch:2}: native CPU path : {:9.1} ms per batch (best {:.1}), {:.2} ms per image",
-            per(median),
-            per(best),
-            per(median) / batch as f64
-        );
-        match &gpu {
-            Err(e) => println!("batch {batch:2}: native wgpu     : skipped ({e})"),
-            Ok(gpu) => {
-                let (median, best, out) = time(runs, || {
-                    block_on(web_sampler::gpu::sample(gpu, &model, &table, &request, 8))
-                });
-                let out = out?;
-                let worst = out
-                    .samples
-                    .values
-                    .iter()
-                    .zip(&cpu.values)
-                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                println!(
-                    "batch {batch:2}: native wgpu     : {:9.1} ms per batch (best {:.1}), {:.2} ms per image on {}; {} submission(s); max |GPU − CPU| = {worst:.2e}",
-                    per(median),
-                    per(best),
-                    per(median) / batch as f64,
-                    gpu.adapter(),
-                    out.submissions
-                );
-            }
-        }
+        time_paths(
+            runs,
+            &model,
+            &table,
+            &request,
+            8,
+            &gpu,
+            &format!("batch {batch:2}: "),
+        )?;
     }
     Ok(())
 }
