@@ -4,6 +4,7 @@
 //!     cargo bench -p web-sampler --bench peers -- --python /path/to/venv/bin/python
 //!         [--batch 64 --rounds 7 --threads 1,2 --models www/models --model fashion-mnist
 //!          --solver bns-8-w0.json]
+//!     cargo bench -p web-sampler --bench peers -- --python … --export DIR
 //!
 //! `--python` (default `python3`) must have `onnxruntime`, `onnx` and `numpy`. The benchmark
 //! exports the model file to ONNX with `benches/onnx/export.py` (the network, and the whole
@@ -11,6 +12,10 @@
 //! Runtime: the two processes take turns on the same cores (one waits while the other is
 //! timed), round after round. Before timing, every contender's output must agree with the
 //! project's within 1e-4, and the project's must not change by a bit with the thread count.
+//!
+//! With `--export DIR` it only writes the problem (`problem.json`: the noise, the classes, the
+//! NS table) and the two ONNX files into DIR, and times nothing: the browser counterpart,
+//! `tests/browser/peers.mjs`, runs onnxruntime-web on them.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -96,7 +101,18 @@ fn main() -> Result<(), Failure> {
     let dim = model.spec().data_dim();
     let x0 = gaussian_batch(request.seed, batch, dim);
 
-    let scratch = std::env::temp_dir().join(format!("bns-peers-{}", std::process::id()));
+    let export = args
+        .iter()
+        .position(|a| a == "--export")
+        .map(|i| {
+            args.get(i + 1)
+                .map(PathBuf::from)
+                .ok_or("--export needs a folder")
+        })
+        .transpose()?;
+    let scratch = export
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("bns-peers-{}", std::process::id())));
     std::fs::create_dir_all(&scratch)?;
     let problem = scratch.join("problem.json");
     let doc = serde_json::json!({
@@ -118,6 +134,13 @@ fn main() -> Result<(), Failure> {
             &solve,
         ],
     )?;
+    if let Some(dir) = export {
+        println!(
+            "wrote problem.json, network.onnx and solve.onnx to {} ({name}, {solver}, batch {batch})",
+            dir.display()
+        );
+        return Ok(());
+    }
     let mut child = Command::new(&python)
         .arg(scripts.join("peer.py"))
         .args([&network, &solve, &problem])
