@@ -6,13 +6,56 @@
 //   * the time from navigation start to the first image of the page as it opens (it generates
 //     its default batch on load, no click), on a first visit and on a revisit whose weights come
 //     from the Cache API.
+//
+// `node tests/browser/bench.mjs --unet DIR` does the same for a U-Net published by `bns publish`
+// into DIR (a folder `<site>/models/<name>` with its manifest and its solver `bns-8-w2.json`):
+// the site is copied to a scratch folder with that model as the one the page opens with, and
+// each path is timed at batches of 16 and 64 (fewer runs: SwiftShader takes a minute a batch).
 
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { startServer } from '../../www/serve.mjs';
 import { launch } from './chromium.mjs';
 
-const SITE = new URL('../../www/', import.meta.url).pathname;
-const QUERY = '?model=fashion-mnist&solver=bns-8-w0.json&seed=1&batch=64';
-const RUNS = { cpu: 5, webgpu: 3 };
+const WWW = new URL('../../www/', import.meta.url).pathname;
+
+function usage(problem) {
+  console.error(`bench.mjs: ${problem}\nusage: node tests/browser/bench.mjs [--unet MODEL_DIR]`);
+  process.exit(2);
+}
+
+/** What to time: the default MLP, or the U-Net given with --unet. */
+function setting(args) {
+  if (args.length === 0) {
+    return {
+      site: WWW, scratch: null, model: 'fashion-mnist', solver: 'bns-8-w0.json', batches: [64],
+      runs: { cpu: 5, webgpu: 3 },
+    };
+  }
+  if (args.length !== 2 || args[0] !== '--unet') usage(`unexpected arguments: ${args.join(' ')}`);
+  const dir = resolve(args[1]);
+  let manifest;
+  try {
+    manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+  } catch (e) {
+    usage(`${join(dir, 'manifest.json')}: ${e.message}`);
+  }
+  const solver = manifest.solvers.find((s) => s.kind === 'bns' && s.nfe === 8);
+  if (!solver) usage(`${join(dir, 'manifest.json')} lists no BNS solver at NFE 8`);
+  const scratch = mkdtempSync(join(tmpdir(), 'bns-bench-site-'));
+  cpSync(WWW, scratch, { recursive: true, dereference: true });
+  cpSync(dir, join(scratch, 'models', manifest.name), { recursive: true, dereference: true });
+  const index = JSON.parse(readFileSync(join(WWW, 'models/index.json'), 'utf8'));
+  writeFileSync(join(scratch, 'models/index.json'),
+    JSON.stringify([manifest.name, ...index.filter((n) => n !== manifest.name)]));
+  return {
+    site: scratch, scratch, model: manifest.name, solver: solver.file, batches: [16, 64],
+    runs: { cpu: 3, webgpu: 1 }, bytes: manifest.model_bytes, from: basename(dir),
+  };
+}
+
+const SETTING = setting(process.argv.slice(2));
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (x) => `${x.toFixed(0)} ms`;
@@ -51,14 +94,19 @@ async function bench(label, webgpu, url) {
   const revisit = await opened(context, url);
   await revisit.page.close();
 
-  // SwiftShader is a software renderer, which "auto" leaves for the CPU path: WebGPU is chosen.
-  const { page, backend } = await opened(context, url + QUERY + (webgpu ? '&backend=webgpu' : ''));
-  await clicks(page, 1); // warm-up beyond the page's own first generation
-  const runs = await clicks(page, RUNS[webgpu ? 'webgpu' : 'cpu']);
-  const m = median(runs);
-  console.log(`${label} (backend "${backend}"):`);
-  console.log(`  batch 64, NFE 8: median ${ms(m)} per batch, ${(m / 64).toFixed(2)} ms per image ` +
-    `(${runs.length} runs after a warm-up: ${runs.map(ms).join(', ')})`);
+  console.log(`${label}:`);
+  for (const batch of SETTING.batches) {
+    // SwiftShader is a software renderer, which "auto" leaves for the CPU path: WebGPU is forced.
+    const query = `?model=${SETTING.model}&solver=${SETTING.solver}&seed=1&batch=${batch}` +
+      (webgpu ? '&backend=webgpu' : '');
+    const { page, backend } = await opened(context, url + query);
+    await clicks(page, 1); // warm-up beyond the page's own first generation
+    const runs = await clicks(page, SETTING.runs[webgpu ? 'webgpu' : 'cpu']);
+    const m = median(runs);
+    console.log(`  batch ${batch}, NFE 8 (backend "${backend}"): median ${ms(m)} per batch, ` +
+      `${(m / batch).toFixed(2)} ms per image (${runs.length} runs after a warm-up: ${runs.map(ms).join(', ')})`);
+    await page.close();
+  }
   console.log(`  first image after navigation start (page auto-generates batch ${first.batch} on load, no click): ` +
     `${ms(first.firstImageAt)} first visit, ${ms(revisit.firstImageAt)} revisit (weights from the Cache API)`);
   const version = browser.version();
@@ -66,12 +114,14 @@ async function bench(label, webgpu, url) {
   return version;
 }
 
-const server = await startServer({ root: SITE });
+const server = await startServer({ root: SETTING.site });
 const url = `http://127.0.0.1:${server.address().port}/`;
 try {
-  const cpuVersion = await bench('wasm CPU path (Chromium without WebGPU)', false, url);
+  const cpuVersion = await bench('wasm CPU path in the worker (Chromium without WebGPU)', false, url);
   await bench('WebGPU (SwiftShader, --enable-unsafe-webgpu)', true, url);
-  console.log(`Chromium ${cpuVersion}, headless; model fashion-mnist, solver bns-8-w0, seed 1.`);
+  console.log(`Chromium ${cpuVersion}, headless; model ${SETTING.model}` +
+    `${SETTING.bytes ? ` (${SETTING.bytes} bytes, from ${SETTING.from})` : ''}, solver ${SETTING.solver}, seed 1.`);
 } finally {
   server.close();
+  if (SETTING.scratch) rmSync(SETTING.scratch, { recursive: true, force: true });
 }
