@@ -308,7 +308,9 @@ impl Pairs {
     /// [`check_model`]: Self::check_model
     /// [`check_labels`]: Self::check_labels
     pub fn check_for(&self, model: &Model, path: &Path) -> Result<()> {
-        self.check_model(model.id(), path)?;
+        if !model.answers_to(&self.meta.model_id) {
+            self.check_model(model.id(), path)?;
+        }
         let spec = model.spec();
         if self.meta.data_shape != spec.data_shape {
             bail!(

@@ -122,8 +122,8 @@ fn a_solver_file_bound_to_a_model_is_refused_by_another() {
     file.model_id = Some(model.id().to_string());
     let text = file.to_json();
     let parsed = SolverFile::from_json(&text, "euler-4.json").unwrap();
-    parsed.check_model(model.id(), "euler-4.json").unwrap();
-    let err = parsed.check_model(other.id(), "euler-4.json").unwrap_err();
+    parsed.check_model(&model, "euler-4.json").unwrap();
+    let err = parsed.check_model(&other, "euler-4.json").unwrap_err();
     let message = err.to_string();
     assert!(message.starts_with("euler-4.json: "), "{message}");
     assert!(

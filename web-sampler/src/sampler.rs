@@ -294,12 +294,7 @@ impl Sampler {
     pub fn set_model(&self, model: Model) {
         let mut solver = self.solver.borrow_mut();
         if let Some(loaded) = &*solver {
-            if loaded
-                .file
-                .model_id
-                .as_deref()
-                .is_some_and(|id| id != model.id())
-            {
+            if !loaded.file.fits(&model) {
                 *solver = None;
             }
         }
@@ -316,7 +311,7 @@ impl Sampler {
     /// another model than the one in use.
     pub fn load_solver(&self, file: SolverFile, origin: &str) -> Result<(), SamplerError> {
         if let Some(model) = &*self.model.borrow() {
-            file.check_model(model.id(), origin)?;
+            file.check_model(model, origin)?;
         }
         let table = Rc::new(file.table());
         *self.solver.borrow_mut() = Some(LoadedSolver { file, table });

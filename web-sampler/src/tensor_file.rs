@@ -66,6 +66,32 @@ impl<'a> TensorFile<'a> {
         Ok(values)
     }
 
+    /// The values of floating-point tensor `name` of shape `shape`, stored as `F32` or as
+    /// `F16` (widened to `f32`, which is exact), all finite, with the dtype they were stored in.
+    pub fn floats(&self, name: &str, shape: &[usize]) -> Result<(Vec<f32>, Dtype), String> {
+        let dtype = match self.metadata.info(name).map(|info| info.dtype) {
+            Some(Dtype::F16) => Dtype::F16,
+            Some(Dtype::F32) | None => Dtype::F32,
+            Some(other) => {
+                return Err(format!(
+                    "tensor {name} has dtype {other}, expected F32 or F16"
+                ))
+            }
+        };
+        let values: Vec<f32> = if dtype == Dtype::F16 {
+            self.raw(name, Dtype::F16, shape)?
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect()
+        } else {
+            words(self.raw(name, Dtype::F32, shape)?)
+                .map(f32::from_le_bytes)
+                .collect()
+        };
+        check_finite(name, &values)?;
+        Ok((values, dtype))
+    }
+
     /// The values of `U32` tensor `name` of shape `shape`.
     pub fn u32s(&self, name: &str, shape: &[usize]) -> Result<Vec<u32>, String> {
         Ok(words(self.raw(name, Dtype::U32, shape)?)

@@ -71,13 +71,13 @@ fn solver_files(paths: &[PathBuf], model: &Model) -> Result<Vec<(PathBuf, Solver
                 let Ok(file) = SolverFile::load(&entry) else {
                     continue;
                 };
-                if file.model_id.as_deref() == Some(model.id()) {
+                if file.model_id.as_deref().is_some_and(|id| model.answers_to(id)) {
                     out.push((entry, file));
                 }
             }
         } else {
             let file = SolverFile::load(path)?;
-            file.check_model(model.id(), &path.display().to_string())?;
+            file.check_model(&model, &path.display().to_string())?;
             if file.model_id.is_none() {
                 bail!(
                     "{}: a classical solver (not bound to a model); the page builds those itself",
@@ -315,7 +315,7 @@ mod tests {
         let published = Model::load(&folder.join("model.safetensors")).unwrap();
         assert_eq!(published.id(), manifest.model_id);
         let file = SolverFile::load(&folder.join(&manifest.solvers[0].file)).unwrap();
-        file.check_model(published.id(), "published").unwrap();
+        file.check_model(&published, "published").unwrap();
         // The manifest lists the test PSNR, measured again on the test pairs.
         let listed = manifest.solvers[0].test_psnr;
         assert!((listed - file.metrics[TEST_PSNR]).abs() < 1e-9, "{listed}");

@@ -108,7 +108,7 @@ fn measure(args: MeasureArgs) -> Result<()> {
     pairs.check_for(&model, &args.pairs)?;
     let test = pairs.test_split(&args.pairs)?;
     let guidance = pairs.meta.guidance;
-    let files = collect_distilled(&args.solvers, model.id(), guidance, &mut |note| {
+    let files = collect_distilled(&args.solvers, &model, guidance, &mut |note| {
         println!("note: {note}")
     })?;
     if files.is_empty() {

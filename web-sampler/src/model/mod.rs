@@ -42,6 +42,7 @@ use mlp::Mlp;
 use unet::Unet;
 
 pub use embedding::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
+pub use file::WeightDtype;
 pub use mlp::MlpSpec;
 pub use network::VelocityNetwork;
 pub use spec::Prediction;
@@ -93,6 +94,8 @@ pub struct Model {
     /// The weights and the forward of `spec.architecture`.
     network: Arc<dyn VelocityNetwork>,
     id: String,
+    /// How the file stores the weights (the values are `f32` either way).
+    dtype: WeightDtype,
     /// The file (or source) the model came from, for error messages.
     origin: String,
     /// Threads the CPU forward splits a batch's rows across (≥ 1; see [`Model::set_threads`]).
@@ -107,9 +110,9 @@ impl Model {
     /// metadata JSON invalid; unknown `format_version`; spec invalid; missing tensor; wrong
     /// shape; wrong dtype; non-finite weights; unexpected extra tensors. No input panics.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Model> {
-        let (spec, tensors) = file::parse(bytes, origin)?;
+        let (spec, tensors, dtype) = file::parse(bytes, origin)?;
         let id = hex(&Sha256::digest(bytes));
-        Model::assemble(spec, tensors, id, origin)
+        Model::assemble(spec, tensors, id, dtype, origin)
     }
 
     /// Reads and parses the model file at `path` (errors name the path).
@@ -153,6 +156,45 @@ impl Model {
         &self.id
     }
 
+    /// Whether files bound to model `id` (solvers, ground-truth pairs) fit this model: `id` is
+    /// its own, or that of the model it was rounded from (`spec.rounded_from`).
+    pub fn answers_to(&self, id: &str) -> bool {
+        self.id == id || self.spec.rounded_from.as_deref() == Some(id)
+    }
+
+    /// How the model's file stores its weights.
+    pub fn dtype(&self) -> WeightDtype {
+        self.dtype
+    }
+
+    /// The model with its weights stored as `dtype`. To `F16`: every weight rounded to the
+    /// nearest `f16` (ties to even), and `spec.rounded_from` set to this model's id (kept when
+    /// this model was rounded already), so that its solvers fit the result; refused, naming the
+    /// tensor, if a weight lies beyond `f16`'s range. To `F32`: the same values (and spec),
+    /// stored wide. The result's id is that of its canonical file.
+    pub fn with_dtype(&self, dtype: WeightDtype) -> Result<Model> {
+        if dtype == self.dtype {
+            return Ok(self.clone());
+        }
+        let mut spec = self.spec.clone();
+        let mut tensors = Vec::new();
+        for (name, values) in self.named_tensors() {
+            let values = match dtype {
+                WeightDtype::F32 => values.to_vec(),
+                WeightDtype::F16 => file::round_to_f16(&name, values)
+                    .map_err(|problem| Error::new(&self.origin, problem))?,
+            };
+            tensors.push((name, values));
+        }
+        if dtype == WeightDtype::F16 && spec.rounded_from.is_none() {
+            spec.rounded_from = Some(self.id.clone());
+        }
+        let mut model = Model::assemble(spec, tensors, String::new(), dtype, &self.origin)?;
+        model.id = model.canonical_id();
+        model.threads = self.threads;
+        Ok(model)
+    }
+
     /// The safetensors file (metadata + tensors in tensor_shapes order); from_bytes(to_bytes()) round-trips with the same id.
     ///
     /// The file is canonical: a model loaded from a file this crate wrote gives back exactly
@@ -160,10 +202,19 @@ impl Model {
     /// another tensor order, is rewritten in the canonical form, whose id differs.)
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
-        file::write(&self.spec, &self.named_tensors(), &mut |piece| {
+        file::write(&self.spec, &self.named_tensors(), self.dtype, &mut |piece| {
             bytes.extend_from_slice(piece)
         });
         bytes
+    }
+
+    /// The id of the canonical file ([`to_bytes`](Self::to_bytes)), hashed piece by piece.
+    fn canonical_id(&self) -> String {
+        let mut hasher = Sha256::new();
+        file::write(&self.spec, &self.named_tensors(), self.dtype, &mut |piece| {
+            hasher.update(piece)
+        });
+        hex(&hasher.finalize())
     }
 
     /// Writes [`to_bytes`](Self::to_bytes) to `path` through a temporary file in the same
@@ -335,12 +386,8 @@ impl Model {
             let values = slot.ok_or_else(|| fail(format!("missing tensor {name}")))?;
             ordered.push((name, values));
         }
-        let mut model = Model::assemble(spec, ordered, String::new(), origin)?;
-        let mut hasher = Sha256::new();
-        file::write(&model.spec, &model.named_tensors(), &mut |piece| {
-            hasher.update(piece)
-        });
-        model.id = hex(&hasher.finalize());
+        let mut model = Model::assemble(spec, ordered, String::new(), WeightDtype::F32, origin)?;
+        model.id = model.canonical_id();
         Ok(model)
     }
 
@@ -349,6 +396,7 @@ impl Model {
         spec: ModelSpec,
         tensors: Vec<(String, Vec<f32>)>,
         id: String,
+        dtype: WeightDtype,
         origin: &str,
     ) -> Result<Model> {
         let values: Vec<Vec<f32>> = tensors.into_iter().map(|(_, v)| v).collect();
@@ -367,6 +415,7 @@ impl Model {
             spec,
             network,
             id,
+            dtype,
             origin: origin.to_string(),
             threads: 1,
         })

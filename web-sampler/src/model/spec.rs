@@ -63,6 +63,10 @@ pub struct ModelSpec {
     pub training_steps: u64,
     /// Names of the classes, in label order (informational; empty, or one per class).
     pub class_names: Vec<String>,
+    /// The id of the model whose weights these are, rounded to `f16` (a model converted to half
+    /// precision); solvers and pairs bound to that id fit this model too. `None` for a model as
+    /// trained.
+    pub rounded_from: Option<String>,
 }
 
 /// The velocity networks this runtime runs, each with the sizes only it has.
@@ -135,6 +139,8 @@ struct SpecRecord {
     training_steps: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     class_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rounded_from: Option<String>,
 }
 
 impl From<ModelSpec> for SpecRecord {
@@ -156,6 +162,7 @@ impl From<ModelSpec> for SpecRecord {
             dataset: spec.dataset,
             training_steps: spec.training_steps,
             class_names: spec.class_names,
+            rounded_from: spec.rounded_from,
         };
         match spec.architecture {
             Architecture::Mlp(mlp) => {
@@ -223,6 +230,7 @@ impl TryFrom<SpecRecord> for ModelSpec {
             dataset: record.dataset,
             training_steps: record.training_steps,
             class_names: record.class_names,
+            rounded_from: record.rounded_from,
         })
     }
 }
@@ -298,6 +306,7 @@ impl ModelSpec {
             dataset: String::new(),
             training_steps: 0,
             class_names: Vec::new(),
+            rounded_from: None,
         }
     }
 
@@ -431,6 +440,14 @@ impl ModelSpec {
                 name.len()
             ));
         }
+        if let Some(id) = &self.rounded_from {
+            let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+            if id.len() != 64 || !id.chars().all(hex) {
+                return Err(format!(
+                    "rounded_from must be a model id (64 lowercase hexadecimal digits), got {id:?}"
+                ));
+            }
+        }
         match &self.architecture {
             Architecture::Mlp(mlp) => mlp.validate()?,
             Architecture::Unet(unet) => unet.validate(self)?,
@@ -467,6 +484,7 @@ pub(crate) mod tests {
             dataset: "test".into(),
             training_steps: 7,
             class_names: Vec::new(),
+            rounded_from: None,
         }
     }
 

@@ -280,7 +280,158 @@ fn wrong_dtype() {
         [0x00u8, 0x3c].repeat(13),
     );
     let problem = load_error(&safetensors_file(&tensors, good_metadata(&model)));
-    assert_eq!(problem, "tensor layers.0.bias has dtype F16, expected F32");
+    assert_eq!(
+        problem,
+        "tensor layers.0.bias is F16 but tensor class_embedding.weight is F32: a model stores \
+         every tensor in one dtype"
+    );
+    // A dtype that is neither.
+    tensors[2] = (
+        "layers.0.bias".into(),
+        Dtype::I32,
+        vec![13],
+        [1u8, 0, 0, 0].repeat(13),
+    );
+    let problem = load_error(&safetensors_file(&tensors, good_metadata(&model)));
+    assert_eq!(
+        problem,
+        "tensor layers.0.bias has dtype I32, expected F32 or F16"
+    );
+}
+
+/// `model`'s tensors as F16 (name, F16, shape, bytes), each value rounded by `half`.
+fn f16_tensors(model: &Model) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+    model
+        .spec()
+        .tensor_shapes()
+        .into_iter()
+        .map(|(name, shape)| {
+            let bytes = model
+                .tensor(&name)
+                .unwrap()
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect();
+            (name, Dtype::F16, shape, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn f16_values_widen_exactly() {
+    // Bit patterns with known values: 1, −2, the largest f16, the smallest subnormal, −0.
+    let model = Model::random(unconditional_spec(), 3).unwrap();
+    let mut tensors = f16_tensors(&model);
+    let (name, _, shape, bytes) = &mut tensors[0];
+    let patterns: [(u16, f32); 5] = [
+        (0x3c00, 1.0),
+        (0xc000, -2.0),
+        (0x7bff, 65504.0),
+        (0x0001, 2f32.powi(-24)),
+        (0x8000, -0.0),
+    ];
+    for (i, (bits, _)) in patterns.iter().enumerate() {
+        bytes[2 * i..2 * i + 2].copy_from_slice(&bits.to_le_bytes());
+    }
+    let name = name.clone();
+    assert!(shape.iter().product::<usize>() >= patterns.len());
+    let loaded = Model::from_bytes(&safetensors_file(&tensors, good_metadata(&model)), ORIGIN)
+        .unwrap();
+    assert_eq!(loaded.dtype(), WeightDtype::F16);
+    let values = loaded.tensor(&name).unwrap();
+    for (i, (bits, expected)) in patterns.iter().enumerate() {
+        assert_eq!(values[i].to_bits(), expected.to_bits(), "pattern {bits:#06x}");
+    }
+    // An infinite or NaN f16 is refused like a non-finite f32.
+    tensors[0].3[..2].copy_from_slice(&0x7c00u16.to_le_bytes());
+    let problem = load_error(&safetensors_file(&tensors, good_metadata(&model)));
+    assert!(problem.contains("non-finite value (inf) at index 0"), "{problem}");
+}
+
+#[test]
+fn f16_models_round_trip_and_answer_to_their_original() {
+    let model = small_model();
+    let half = model.with_dtype(WeightDtype::F16).unwrap();
+    assert_eq!(half.dtype(), WeightDtype::F16);
+    assert_eq!(half.spec().rounded_from.as_deref(), Some(model.id()));
+    assert_ne!(half.id(), model.id());
+    assert!(half.answers_to(model.id()) && half.answers_to(half.id()));
+    assert!(!model.answers_to(half.id()));
+    // Every weight is the nearest f16 (ties to even), stored in two bytes.
+    for (name, _) in model.spec().tensor_shapes() {
+        let original = model.tensor(&name).unwrap();
+        let rounded = half.tensor(&name).unwrap();
+        for (a, b) in original.iter().zip(rounded) {
+            assert_eq!(half::f16::from_f32(*a).to_f32().to_bits(), b.to_bits());
+        }
+    }
+    let bytes = half.to_bytes();
+    let wide = model.to_bytes();
+    assert!(bytes.len() < wide.len() / 2 + 1024, "{} vs {}", bytes.len(), wide.len());
+    // The canonical F16 file loads with the same id and is written back byte for byte.
+    let loaded = Model::from_bytes(&bytes, ORIGIN).unwrap();
+    assert_eq!(loaded.id(), half.id());
+    assert_eq!(loaded.to_bytes(), bytes);
+    assert_eq!(loaded.dtype(), WeightDtype::F16);
+    // The same file as the safetensors crate lays it out loads to the same values.
+    let theirs = safetensors_file(&f16_tensors(&model), good_metadata(&half));
+    let other = Model::from_bytes(&theirs, ORIGIN).unwrap();
+    assert_eq!(other.to_bytes(), bytes);
+    // Rounding again changes nothing; widening keeps the values and the provenance, and the
+    // CPU forward of both is the same, bit for bit.
+    assert_eq!(half.with_dtype(WeightDtype::F16).unwrap().id(), half.id());
+    let widened = half.with_dtype(WeightDtype::F32).unwrap();
+    assert_eq!(widened.dtype(), WeightDtype::F32);
+    assert_eq!(widened.spec().rounded_from.as_deref(), Some(model.id()));
+    assert!(widened.answers_to(model.id()));
+    let d = model.spec().data_dim();
+    let rows = 5;
+    let x: Vec<f32> = (0..rows * d).map(|i| (i as f32 * 0.37).sin()).collect();
+    let t: Vec<f32> = (0..rows).map(|i| i as f32 / rows as f32).collect();
+    let class: Vec<u32> = (0..rows as u32).map(|i| i % 4).collect();
+    let a = loaded.velocity(&x, &t, &class).unwrap();
+    let b = widened.velocity(&x, &t, &class).unwrap();
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    // Close to the unrounded model, not equal to it.
+    let c = model.velocity(&x, &t, &class).unwrap();
+    assert_ne!(a, c);
+    let worst = a.iter().zip(&c).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+    assert!(worst < 0.05, "{worst}");
+}
+
+#[test]
+fn f16_rounding_refuses_values_beyond_its_range() {
+    let model = small_model();
+    let mut tensors: Vec<(String, Vec<f32>)> = model
+        .spec()
+        .tensor_shapes()
+        .into_iter()
+        .map(|(name, _)| {
+            let values = model.tensor(&name).unwrap().to_vec();
+            (name, values)
+        })
+        .collect();
+    tensors[1].1[3] = 1.0e5;
+    let big = Model::from_tensors(model.spec().clone(), tensors).unwrap();
+    let problem = big.with_dtype(WeightDtype::F16).unwrap_err().problem;
+    assert!(
+        problem.contains(&tensors_name(&model, 1)) && problem.contains("beyond the range of f16"),
+        "{problem}"
+    );
+    // A rounded_from that is not a model id is refused.
+    let mut spec = model.spec().clone();
+    spec.rounded_from = Some("not-an-id".into());
+    let json = serde_json::to_string(&spec).unwrap();
+    let problem = load_error(&safetensors_file(&model_tensors(&model), spec_metadata(&json)));
+    assert!(problem.contains("rounded_from must be a model id"), "{problem}");
+}
+
+/// The name of `model`'s tensor number `index` in file order.
+fn tensors_name(model: &Model, index: usize) -> String {
+    model.spec().tensor_shapes()[index].0.clone()
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use super::{NsTable, MAX_STEPS};
 use crate::versioned_json::{self, Problem};
+use crate::model::Model;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -174,13 +175,24 @@ impl SolverFile {
     }
 
     /// Refuses a solver distilled for another model: the error names `origin` and both ids.
-    /// A solver without `model_id` (a classical one) fits any model.
-    pub fn check_model(&self, model_id: &str, origin: &str) -> Result<()> {
+    /// A solver without `model_id` (a classical one) fits any model, and a distilled one fits
+    /// its model and that model rounded to `f16` ([`Model::answers_to`]).
+    pub fn check_model(&self, model: &Model, origin: &str) -> Result<()> {
+        self.check_model_id(|id| model.answers_to(id), model.id(), origin)
+    }
+
+    /// Whether the solver fits `model`, as [`check_model`](Self::check_model) decides.
+    pub fn fits(&self, model: &Model) -> bool {
+        self.model_id.as_deref().is_none_or(|id| model.answers_to(id))
+    }
+
+    /// [`check_model`](Self::check_model) for a model that `fits` an id, shown as `shown`.
+    fn check_model_id(&self, fits: impl Fn(&str) -> bool, shown: &str, origin: &str) -> Result<()> {
         match &self.model_id {
-            Some(own) if own != model_id => Err(Error::new(
+            Some(own) if !fits(own) => Err(Error::new(
                 origin,
                 format!(
-                    "this solver was distilled for model {own}, but the loaded model is {model_id}; \
+                    "this solver was distilled for model {own}, but the loaded model is {shown}; \
                      use a solver distilled for this model or a classical one"
                 ),
             )),
@@ -568,8 +580,9 @@ mod tests {
     #[test]
     fn check_model_refuses_another_model_and_names_both_ids() {
         let f = sample_file();
-        assert!(f.check_model("ab12cd", ORIGIN).is_ok());
-        let err = f.check_model("ffee99", ORIGIN).unwrap_err();
+        let check = |f: &SolverFile, id: &'static str| f.check_model_id(|own| own == id, id, ORIGIN);
+        assert!(check(&f, "ab12cd").is_ok());
+        let err = check(&f, "ffee99").unwrap_err();
         assert_eq!(err.origin, ORIGIN);
         let shown = err.to_string();
         assert!(
@@ -578,6 +591,6 @@ mod tests {
         );
         let mut classical = f.clone();
         classical.model_id = None;
-        assert!(classical.check_model("ffee99", ORIGIN).is_ok());
+        assert!(check(&classical, "ffee99").is_ok());
     }
 }

@@ -648,7 +648,7 @@ pub(crate) mod tests {
         bns.time_only_baseline = Some(time_only_file.clone());
         let outcome = distill(&bns, &Device::Cpu, false).unwrap();
         let file = check_gain_and_recorded_psnr("MLP", &outcome, 3.0, &out, &model, &pairs);
-        file.check_model(model.id(), "bns-4.json").unwrap();
+        file.check_model(&model, "bns-4.json").unwrap();
         assert_eq!(file.kind, "bns");
         assert_eq!(file.nfe, 4);
         // The baseline's figure is its own test PSNR, as recorded in its own file.

@@ -224,7 +224,7 @@ pub fn evaluate(
         notes.push(text);
     };
 
-    let distilled = collect_distilled(&args.solvers, model.id(), guidance, &mut note)?;
+    let distilled = collect_distilled(&args.solvers, &model, guidance, &mut note)?;
     let mut solvers = distilled_solvers(distilled);
     solvers.extend(classical_solvers(&args.nfe));
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use web_sampler::grid::Grid;
 use web_sampler::solver::{Method, NsTable, SolverFile};
+use web_sampler::model::Model;
 
 use super::PsnrCell;
 
@@ -75,7 +76,7 @@ impl EvalSolver {
 /// note. The same file named twice is taken once.
 pub fn collect_distilled(
     paths: &[PathBuf],
-    model_id: &str,
+    model: &Model,
     guidance: f64,
     note: &mut dyn FnMut(String),
 ) -> Result<Vec<(PathBuf, SolverFile)>> {
@@ -114,10 +115,11 @@ pub fn collect_distilled(
                          methods are evaluated anyway)",
                         file.kind
                     ));
-                } else if file.model_id.as_deref() != Some(model_id) {
+                } else if !file.fits(model) {
                     note(format!(
-                        "skipping {shown}: distilled for model {}, not for this model {model_id}",
-                        file.model_id.as_deref().unwrap_or("(none)")
+                        "skipping {shown}: distilled for model {}, not for this model {}",
+                        file.model_id.as_deref().unwrap_or("(none)"),
+                        model.id()
                     ));
                 } else if file.guidance != guidance {
                     note(format!(
@@ -131,7 +133,7 @@ pub fn collect_distilled(
             }
         } else if path.is_file() {
             let file = SolverFile::load(path)?;
-            file.check_model(model_id, &origin)?;
+            file.check_model(model, &origin)?;
             if file.guidance != guidance {
                 bail!(
                     "{origin}: this solver is for guidance {}, but the pairs' guidance is \
