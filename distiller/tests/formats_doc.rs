@@ -176,11 +176,13 @@ fn object(json: &str) -> serde_json::Map<String, Value> {
 
 /// Checks the `required` and `default when absent` columns of `table` on the example `example`
 /// with `load`: without a required key it fails; without an optional one it loads, and as if the
-/// key had its documented default. `architecture` is the example's, for keys required by one.
+/// key had its documented default. `conditions` are the `required` cells (besides `yes`) that
+/// hold for the example: its architecture, for keys required by one; `with `key`` for keys
+/// required together with another that the example has.
 fn assert_required_and_defaults<T: PartialEq + fmt::Debug, E: fmt::Display>(
     table: &str,
     example: &serde_json::Map<String, Value>,
-    architecture: &str,
+    conditions: &[&str],
     load: impl Fn(&serde_json::Map<String, Value>) -> Result<T, E>,
 ) {
     let rows = key_table(table);
@@ -188,7 +190,7 @@ fn assert_required_and_defaults<T: PartialEq + fmt::Debug, E: fmt::Display>(
     for row in &rows {
         let mut without = example.clone();
         let present = without.remove(&row.key).is_some();
-        let required = row.required == "yes" || row.required == architecture;
+        let required = row.required == "yes" || conditions.contains(&row.required.as_str());
         match load(&without) {
             Err(e) if !(present && required) => {
                 panic!("{table}: without `{}` the example fails ({e}), though FORMATS.md says it is optional", row.key)
@@ -344,8 +346,8 @@ fn load_spec(map: &serde_json::Map<String, Value>) -> Result<ModelSpec, String> 
 fn the_model_tables_say_which_keys_are_required_and_their_defaults() {
     let mlp = object(block("json model-spec"));
     let unet = object(block("json unet-spec"));
-    assert_required_and_defaults("bns.model", &mlp, "mlp", load_spec);
-    assert_required_and_defaults("bns.model", &unet, "unet", load_spec);
+    assert_required_and_defaults("bns.model", &mlp, &["mlp"], load_spec);
+    assert_required_and_defaults("bns.model", &unet, &["unet"], load_spec);
     // A key required by one architecture is refused in the other.
     for row in key_table("bns.model") {
         let (own, other) = match row.required.as_str() {
@@ -362,7 +364,7 @@ fn the_model_tables_say_which_keys_are_required_and_their_defaults() {
         );
     }
     let sizes = unet["unet"].as_object().unwrap().clone();
-    assert_required_and_defaults("unet", &sizes, "unet", |sizes| {
+    assert_required_and_defaults("unet", &sizes, &["unet"], |sizes| {
         let mut spec = unet.clone();
         spec.insert("unet".into(), Value::Object(sizes.clone()));
         load_spec(&spec)
@@ -885,7 +887,7 @@ fn the_solver_table_is_the_solver_file_s_fields() {
     let written = written_keys(&file.to_json());
     assert_written_in_table_order("solver", &rows, &written);
     assert_eq!(written.len(), rows.len(), "the example has every key");
-    assert_required_and_defaults("solver", &object(text), "", |map| {
+    assert_required_and_defaults("solver", &object(text), &[], |map| {
         SolverFile::from_json(&Value::Object(map.clone()).to_string(), "solver")
     });
 }
@@ -1012,7 +1014,7 @@ fn the_pairs_tables_are_the_metadata_s_fields() {
     let written = written_keys(&serde_json::to_string(&meta.shard).unwrap());
     assert_written_in_table_order("shard", &shard_rows, &written);
     assert_eq!(written.len(), shard_rows.len());
-    assert_required_and_defaults("bns.pairs", &object(text), "", |map| {
+    assert_required_and_defaults("bns.pairs", &object(text), &[], |map| {
         Pairs::from_bytes(&pairs_file(map), "pairs").map(|p| p.meta)
     });
 }
@@ -1035,11 +1037,13 @@ fn the_manifest_and_index_examples_load() {
     assert_eq!(written.len(), entry_rows.len());
 
     let example = object(text);
-    assert_required_and_defaults("manifest", &example, "", |map| {
+    // The example is published with --f16.
+    let f16 = ["with `model_f16`", "with `model_f16_id`"];
+    assert_required_and_defaults("manifest", &example, &f16, |map| {
         Manifest::from_json(&Value::Object(map.clone()).to_string(), "manifest")
     });
     let entry = example["solvers"][0].as_object().unwrap().clone();
-    assert_required_and_defaults("manifest solver", &entry, "", |entry| {
+    assert_required_and_defaults("manifest solver", &entry, &f16, |entry| {
         let mut map = example.clone();
         map.insert(
             "solvers".into(),

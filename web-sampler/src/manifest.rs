@@ -1,7 +1,8 @@
 //! The manifest of a published model: `www/models/<name>/manifest.json`, which `bns publish`
 //! writes and the page and the `<bns-sampler>` widget read (`www/lib/weights.js`). It names the
-//! model file with its id and size, and the published solver files with what the page shows
-//! about them. Its fields, and `index.json` beside the models: `FORMATS.md` §4.
+//! model file with its id and size (and, when published with `--f16`, the same model stored in
+//! half precision, which the page prefers), and the published solver files with what the page
+//! shows about them. Its fields, and `index.json` beside the models: `FORMATS.md` §4.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,16 @@ pub struct Manifest {
     pub model_id: String,
     /// Size of the model file in bytes.
     pub model_bytes: usize,
+    /// The model rounded to `f16` (FORMATS.md §1.8), relative to the manifest
+    /// (`model.f16.safetensors`), if published: the page loads it instead of `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_f16: Option<String>,
+    /// Id of the `model_f16` file (its spec's `rounded_from` is `model_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_f16_id: Option<String>,
+    /// Size of the `model_f16` file in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_f16_bytes: Option<usize>,
     /// The published solvers, by guidance, then NFE, then kind.
     pub solvers: Vec<ManifestSolver>,
 }
@@ -44,6 +55,10 @@ pub struct ManifestSolver {
     /// ground-truth pairs, which took no part in distilling the solver. (Version 1 had
     /// `validation_psnr` here.)
     pub test_psnr: f64,
+    /// The same, measured with the `model_f16` weights; present exactly when the manifest has
+    /// `model_f16`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_psnr_f16: Option<f64>,
 }
 
 /// Refuses a model name that is not a plain folder name: letters, digits, `-` and `_`.
@@ -120,6 +135,27 @@ impl Manifest {
         if self.model_id.trim().is_empty() {
             return err("model_id is empty".into());
         }
+        let half = self.model_f16.is_some();
+        if half != self.model_f16_id.is_some() || half != self.model_f16_bytes.is_some() {
+            return err(
+                "model_f16, model_f16_id and model_f16_bytes come together (all three or none)"
+                    .into(),
+            );
+        }
+        if let Some(file) = &self.model_f16 {
+            if !is_plain_file_name(file) || *file == self.model {
+                return err(format!(
+                    "model_f16 {file:?} is not a file name beside the manifest, other than model"
+                ));
+            }
+        }
+        if self
+            .model_f16_id
+            .as_ref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return err("model_f16_id is empty".into());
+        }
         for (i, solver) in self.solvers.iter().enumerate() {
             let at = format!("solvers[{i}]");
             if !is_plain_file_name(&solver.file) {
@@ -146,6 +182,22 @@ impl Manifest {
                     solver.test_psnr
                 ));
             }
+            match solver.test_psnr_f16 {
+                Some(psnr) if !psnr.is_finite() => {
+                    return err(format!("{at}.test_psnr_f16 is not finite ({psnr})"))
+                }
+                Some(_) if !half => {
+                    return err(format!(
+                        "{at}.test_psnr_f16 is given but the manifest has no model_f16"
+                    ))
+                }
+                None if half => {
+                    return err(format!(
+                        "{at}.test_psnr_f16 is missing (the manifest has model_f16)"
+                    ))
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -165,6 +217,9 @@ mod tests {
             model: "model.safetensors".into(),
             model_id: "ab".repeat(32),
             model_bytes: 1234,
+            model_f16: None,
+            model_f16_id: None,
+            model_f16_bytes: None,
             solvers: vec![ManifestSolver {
                 file: "bns-8-w0.json".into(),
                 name: "bns-8-w0".into(),
@@ -172,6 +227,7 @@ mod tests {
                 nfe: 8,
                 guidance: 0.0,
                 test_psnr: 31.5,
+                test_psnr_f16: None,
             }],
         }
     }
@@ -188,6 +244,25 @@ mod tests {
         let json = m.to_json();
         assert!(json.starts_with("{\n  \"format_version\": 2,\n  \"name\": \"tiny\""));
         assert_eq!(Manifest::from_json(&json, ORIGIN).unwrap(), m);
+        assert!(!json.contains("f16"), "{json}");
+        let half = with_f16(sample());
+        let json = half.to_json();
+        assert!(
+            json.contains("\"model_f16\": \"model.f16.safetensors\""),
+            "{json}"
+        );
+        assert_eq!(Manifest::from_json(&json, ORIGIN).unwrap(), half);
+    }
+
+    /// `m` with a half-precision model file.
+    fn with_f16(mut m: Manifest) -> Manifest {
+        m.model_f16 = Some("model.f16.safetensors".into());
+        m.model_f16_id = Some("cd".repeat(32));
+        m.model_f16_bytes = Some(640);
+        for solver in &mut m.solvers {
+            solver.test_psnr_f16 = Some(solver.test_psnr - 0.01);
+        }
+        m
     }
 
     #[test]
@@ -238,6 +313,34 @@ mod tests {
                 m.solvers.push(again);
             },
             "solvers[1].name \"bns-8-w0\" appears twice",
+        );
+        check(&|m| m.solvers[0].test_psnr_f16 = Some(30.0), "no model_f16");
+        assert!(with_f16(sample()).validate(ORIGIN).is_ok());
+        let check_f16 = |edit: &dyn Fn(&mut Manifest), expected: &str| {
+            check(
+                &|m| {
+                    *m = with_f16(m.clone());
+                    edit(m);
+                },
+                expected,
+            )
+        };
+        check_f16(&|m| m.model_f16_bytes = None, "all three or none");
+        check_f16(
+            &|m| m.model_f16 = Some("model.safetensors".into()),
+            "other than model",
+        );
+        check_f16(
+            &|m| m.model_f16_id = Some(" ".into()),
+            "model_f16_id is empty",
+        );
+        check_f16(
+            &|m| m.solvers[0].test_psnr_f16 = None,
+            "solvers[0].test_psnr_f16 is missing",
+        );
+        check_f16(
+            &|m| m.solvers[0].test_psnr_f16 = Some(f64::INFINITY),
+            "solvers[0].test_psnr_f16 is not finite",
         );
     }
 }

@@ -1,10 +1,11 @@
-//! `bns model init|show`: create a model file with random weights; print a model's architecture.
+//! `bns model init|show|convert`: create a model file with random weights; print a model's
+//! architecture; store a model's weights in half (or single) precision.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use clap::{Args, Subcommand};
-use web_sampler::model::Model;
+use clap::{Args, Subcommand, ValueEnum};
+use web_sampler::model::{Model, WeightDtype};
 
 use super::printable;
 use crate::network_args::NetworkArgs;
@@ -18,6 +19,37 @@ pub enum ModelCommand {
         /// The model file (.safetensors)
         file: PathBuf,
     },
+    /// Write the model with its weights stored as f16 (half the bytes; each weight rounded to
+    /// the nearest f16) or as f32. Solvers distilled for the original fit the result
+    Convert(ConvertArgs),
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// The model file (.safetensors)
+    file: PathBuf,
+    /// How to store the weights
+    #[arg(long, value_enum)]
+    dtype: DtypeArg,
+    /// Output file
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// `--dtype`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DtypeArg {
+    F16,
+    F32,
+}
+
+impl From<DtypeArg> for WeightDtype {
+    fn from(dtype: DtypeArg) -> WeightDtype {
+        match dtype {
+            DtypeArg::F16 => WeightDtype::F16,
+            DtypeArg::F32 => WeightDtype::F32,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -44,7 +76,27 @@ pub fn run(command: ModelCommand) -> Result<()> {
     match command {
         ModelCommand::Init(args) => init(args),
         ModelCommand::Show { file } => show(&file),
+        ModelCommand::Convert(args) => convert(&args),
     }
+}
+
+fn convert(args: &ConvertArgs) -> Result<()> {
+    let model = Model::load(&args.file)?;
+    let converted = model.with_dtype(args.dtype.into())?;
+    converted.save(&args.output)?;
+    let size = |m: &Model| m.to_bytes().len();
+    println!(
+        "wrote {} ({} weights, {} bytes, from {} bytes; id {})",
+        args.output.display(),
+        converted.dtype().name(),
+        size(&converted),
+        size(&model),
+        converted.id()
+    );
+    if let Some(original) = &converted.spec().rounded_from {
+        println!("solvers and pairs of model {original} fit it");
+    }
+    Ok(())
 }
 
 fn init(args: InitArgs) -> Result<()> {
@@ -108,8 +160,12 @@ fn show(path: &Path) -> Result<()> {
         spec.training_steps
     );
     println!(
-        "parameters  {parameters} ({:.2} MB as f32)",
-        parameters as f64 * 4.0 / 1e6
+        "parameters  {parameters} (stored as {}: {:.2} MB)",
+        model.dtype().name(),
+        (parameters * model.dtype().bytes()) as f64 / 1e6
     );
+    if let Some(original) = &spec.rounded_from {
+        println!("rounded from {original} (its solvers and pairs fit this model)");
+    }
     Ok(())
 }

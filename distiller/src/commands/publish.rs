@@ -4,14 +4,17 @@
 //! Before anything is written, every solver is re-run by `web-sampler` (the code the page runs)
 //! on the test pairs of its guidance, and publishing is refused if the PSNR differs from the test
 //! PSNR the solver records by more than [`PSNR_TOLERANCE_DB`], or if the solver was distilled for
-//! another model. The manifest lists the measured test PSNR. The folder is assembled beside the target and swapped in at the end.
+//! another model. The manifest lists the measured test PSNR. With `--f16` the model is also
+//! published rounded to half precision (`model.f16.safetensors`, half the download, which the
+//! page then loads), each solver measured again with those weights. The folder is assembled
+//! beside the target and swapped in at the end.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use web_sampler::manifest::{self, Manifest, ManifestSolver, MANIFEST_FORMAT_VERSION};
-use web_sampler::model::Model;
+use web_sampler::model::{Model, WeightDtype};
 use web_sampler::solver::SolverFile;
 
 use crate::files::write_atomically;
@@ -20,6 +23,8 @@ use crate::pairs::Pairs;
 
 /// Largest accepted difference between a solver's recorded and re-measured test PSNR.
 pub const PSNR_TOLERANCE_DB: f64 = 0.1;
+/// The half-precision model's file name in the published folder.
+const F16_FILE: &str = "model.f16.safetensors";
 
 #[derive(Args, Clone, Debug)]
 pub struct PublishArgs {
@@ -44,6 +49,10 @@ pub struct PublishArgs {
     /// Make this the model the page opens with
     #[arg(long)]
     pub default: bool,
+    /// Also publish the model with its weights rounded to f16 (half the bytes), which the page
+    /// then downloads instead; each solver's test PSNR is measured with it too
+    #[arg(long)]
+    pub f16: bool,
 }
 
 pub fn run(args: PublishArgs) -> Result<()> {
@@ -71,7 +80,11 @@ fn solver_files(paths: &[PathBuf], model: &Model) -> Result<Vec<(PathBuf, Solver
                 let Ok(file) = SolverFile::load(&entry) else {
                     continue;
                 };
-                if file.model_id.as_deref().is_some_and(|id| model.answers_to(id)) {
+                if file
+                    .model_id
+                    .as_deref()
+                    .is_some_and(|id| model.answers_to(id))
+                {
                     out.push((entry, file));
                 }
             }
@@ -113,6 +126,18 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
     let model_bytes = std::fs::read(&args.model)
         .with_context(|| format!("{}: cannot read", args.model.display()))?;
     let model = Model::from_bytes(&model_bytes, &args.model.display().to_string())?;
+    if args.f16 && model.dtype() == WeightDtype::F16 {
+        bail!(
+            "{}: this model is stored in f16 already; publish the f32 model it was rounded from \
+             with --f16",
+            args.model.display()
+        );
+    }
+    let half = if args.f16 {
+        Some(model.with_dtype(WeightDtype::F16)?)
+    } else {
+        None
+    };
     let pairs: Vec<(PathBuf, Pairs)> = args
         .pairs
         .iter()
@@ -161,6 +186,22 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
              {})",
             file.nfe, file.guidance
         ));
+        let test_psnr_f16 = match &half {
+            Some(half) => {
+                let (psnr, _) = mean_std(&solver_psnr(
+                    half,
+                    &file.table(),
+                    &pairs.test(),
+                    file.guidance,
+                )?);
+                say(format!(
+                    "  with the f16 weights: test PSNR {psnr:.2} dB ({:+.3} dB)",
+                    psnr - measured
+                ));
+                Some(psnr)
+            }
+            None => None,
+        };
         let name = format!("{}-{}-w{}", file.kind, file.nfe, file.guidance);
         if published.iter().any(|(s, _)| s.name == name) {
             bail!("{origin}: a second {name} solver (publish one per kind, NFE and guidance)");
@@ -172,9 +213,11 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
             nfe: file.nfe,
             guidance: file.guidance,
             test_psnr: measured,
+            test_psnr_f16,
         };
         published.push((entry, file.to_json()));
     }
+    let half_bytes = half.as_ref().map(Model::to_bytes);
     published.sort_by(|(a, _), (b, _)| {
         (a.guidance, a.nfe, &a.kind)
             .partial_cmp(&(b.guidance, b.nfe, &b.kind))
@@ -187,6 +230,9 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
         model: "model.safetensors".into(),
         model_id: model.id().to_string(),
         model_bytes: model_bytes.len(),
+        model_f16: half.as_ref().map(|_| F16_FILE.to_string()),
+        model_f16_id: half.as_ref().map(|h| h.id().to_string()),
+        model_f16_bytes: half_bytes.as_ref().map(Vec::len),
         solvers: published.iter().map(|(s, _)| s.clone()).collect(),
     };
     let manifest_path = args
@@ -206,6 +252,9 @@ pub fn publish(args: &PublishArgs, say: &mut dyn FnMut(String)) -> Result<Manife
     let write = || -> Result<()> {
         std::fs::create_dir_all(&staging)?;
         write_atomically(&staging.join("model.safetensors"), &model_bytes)?;
+        if let Some(bytes) = &half_bytes {
+            write_atomically(&staging.join(F16_FILE), bytes)?;
+        }
         for (entry, text) in &published {
             write_atomically(&staging.join(&entry.file), text.as_bytes())?;
         }
@@ -269,6 +318,7 @@ mod tests {
             pairs: vec![pairs.to_path_buf()],
             site: dir.join("www"),
             default: true,
+            f16: false,
         }
     }
 
@@ -324,6 +374,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(index, ["tiny"]);
+        assert!(manifest.model_f16.is_none() && !folder.join(F16_FILE).exists());
+
+        // With --f16: the rounded model beside it, each solver measured with it too.
+        let mut args = publish_args(dir, &model, &solver, &pairs);
+        args.f16 = true;
+        let mut lines = Vec::new();
+        let manifest = publish(&args, &mut |l| lines.push(l)).unwrap();
+        assert!(lines[1].contains("with the f16 weights"), "{lines:?}");
+        let half = Model::load(&folder.join(F16_FILE)).unwrap();
+        assert_eq!(manifest.model_f16.as_deref(), Some(F16_FILE));
+        assert_eq!(manifest.model_f16_id.as_deref(), Some(half.id()));
+        assert_eq!(
+            manifest.model_f16_bytes,
+            Some(std::fs::metadata(folder.join(F16_FILE)).unwrap().len() as usize)
+        );
+        assert_eq!(half.dtype(), WeightDtype::F16);
+        assert_eq!(
+            half.spec().rounded_from.as_deref(),
+            Some(manifest.model_id.as_str())
+        );
+        assert!(manifest.model_f16_bytes.unwrap() < manifest.model_bytes / 2 + 1024);
+        file.check_model(&half, "published").unwrap();
+        let (wide, narrow) = (
+            manifest.solvers[0].test_psnr,
+            manifest.solvers[0].test_psnr_f16.unwrap(),
+        );
+        assert!(
+            narrow.is_finite() && (wide - narrow).abs() < 1.0,
+            "{wide} vs {narrow}"
+        );
+        // An f16 model is not rounded again.
+        let mut again = publish_args(dir, &folder.join(F16_FILE), &solver, &pairs);
+        again.f16 = true;
+        again.name = "again".into();
+        let message = publish(&again, &mut |_| {}).err().unwrap().to_string();
+        assert!(message.contains("stored in f16 already"), "{message}");
 
         // A recorded PSNR that the runtime does not reproduce.
         let mut tampered = SolverFile::load(&solver).unwrap();

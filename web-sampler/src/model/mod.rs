@@ -202,18 +202,24 @@ impl Model {
     /// another tensor order, is rewritten in the canonical form, whose id differs.)
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
-        file::write(&self.spec, &self.named_tensors(), self.dtype, &mut |piece| {
-            bytes.extend_from_slice(piece)
-        });
+        file::write(
+            &self.spec,
+            &self.named_tensors(),
+            self.dtype,
+            &mut |piece| bytes.extend_from_slice(piece),
+        );
         bytes
     }
 
     /// The id of the canonical file ([`to_bytes`](Self::to_bytes)), hashed piece by piece.
     fn canonical_id(&self) -> String {
         let mut hasher = Sha256::new();
-        file::write(&self.spec, &self.named_tensors(), self.dtype, &mut |piece| {
-            hasher.update(piece)
-        });
+        file::write(
+            &self.spec,
+            &self.named_tensors(),
+            self.dtype,
+            &mut |piece| hasher.update(piece),
+        );
         hex(&hasher.finalize())
     }
 

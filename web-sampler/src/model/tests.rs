@@ -335,17 +335,24 @@ fn f16_values_widen_exactly() {
     }
     let name = name.clone();
     assert!(shape.iter().product::<usize>() >= patterns.len());
-    let loaded = Model::from_bytes(&safetensors_file(&tensors, good_metadata(&model)), ORIGIN)
-        .unwrap();
+    let loaded =
+        Model::from_bytes(&safetensors_file(&tensors, good_metadata(&model)), ORIGIN).unwrap();
     assert_eq!(loaded.dtype(), WeightDtype::F16);
     let values = loaded.tensor(&name).unwrap();
     for (i, (bits, expected)) in patterns.iter().enumerate() {
-        assert_eq!(values[i].to_bits(), expected.to_bits(), "pattern {bits:#06x}");
+        assert_eq!(
+            values[i].to_bits(),
+            expected.to_bits(),
+            "pattern {bits:#06x}"
+        );
     }
     // An infinite or NaN f16 is refused like a non-finite f32.
     tensors[0].3[..2].copy_from_slice(&0x7c00u16.to_le_bytes());
     let problem = load_error(&safetensors_file(&tensors, good_metadata(&model)));
-    assert!(problem.contains("non-finite value (inf) at index 0"), "{problem}");
+    assert!(
+        problem.contains("non-finite value (inf) at index 0"),
+        "{problem}"
+    );
 }
 
 #[test]
@@ -367,7 +374,12 @@ fn f16_models_round_trip_and_answer_to_their_original() {
     }
     let bytes = half.to_bytes();
     let wide = model.to_bytes();
-    assert!(bytes.len() < wide.len() / 2 + 1024, "{} vs {}", bytes.len(), wide.len());
+    assert!(
+        bytes.len() < wide.len() / 2 + 1024,
+        "{} vs {}",
+        bytes.len(),
+        wide.len()
+    );
     // The canonical F16 file loads with the same id and is written back byte for byte.
     let loaded = Model::from_bytes(&bytes, ORIGIN).unwrap();
     assert_eq!(loaded.id(), half.id());
@@ -398,7 +410,11 @@ fn f16_models_round_trip_and_answer_to_their_original() {
     // Close to the unrounded model, not equal to it.
     let c = model.velocity(&x, &t, &class).unwrap();
     assert_ne!(a, c);
-    let worst = a.iter().zip(&c).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+    let worst = a
+        .iter()
+        .zip(&c)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f32::max);
     assert!(worst < 0.05, "{worst}");
 }
 
@@ -425,8 +441,14 @@ fn f16_rounding_refuses_values_beyond_its_range() {
     let mut spec = model.spec().clone();
     spec.rounded_from = Some("not-an-id".into());
     let json = serde_json::to_string(&spec).unwrap();
-    let problem = load_error(&safetensors_file(&model_tensors(&model), spec_metadata(&json)));
-    assert!(problem.contains("rounded_from must be a model id"), "{problem}");
+    let problem = load_error(&safetensors_file(
+        &model_tensors(&model),
+        spec_metadata(&json),
+    ));
+    assert!(
+        problem.contains("rounded_from must be a model id"),
+        "{problem}"
+    );
 }
 
 /// The name of `model`'s tensor number `index` in file order.

@@ -4,8 +4,8 @@
 //! the update it describes, its limits and its metrics: `FORMATS.md` §2.
 
 use super::{NsTable, MAX_STEPS};
-use crate::versioned_json::{self, Problem};
 use crate::model::Model;
+use crate::versioned_json::{self, Problem};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -183,7 +183,9 @@ impl SolverFile {
 
     /// Whether the solver fits `model`, as [`check_model`](Self::check_model) decides.
     pub fn fits(&self, model: &Model) -> bool {
-        self.model_id.as_deref().is_none_or(|id| model.answers_to(id))
+        self.model_id
+            .as_deref()
+            .is_none_or(|id| model.answers_to(id))
     }
 
     /// [`check_model`](Self::check_model) for a model that `fits` an id, shown as `shown`.
@@ -580,7 +582,8 @@ mod tests {
     #[test]
     fn check_model_refuses_another_model_and_names_both_ids() {
         let f = sample_file();
-        let check = |f: &SolverFile, id: &'static str| f.check_model_id(|own| own == id, id, ORIGIN);
+        let check =
+            |f: &SolverFile, id: &'static str| f.check_model_id(|own| own == id, id, ORIGIN);
         assert!(check(&f, "ab12cd").is_ok());
         let err = check(&f, "ffee99").unwrap_err();
         assert_eq!(err.origin, ORIGIN);

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use web_sampler::grid::Grid;
-use web_sampler::solver::{Method, NsTable, SolverFile};
 use web_sampler::model::Model;
+use web_sampler::solver::{Method, NsTable, SolverFile};
 
 use super::PsnrCell;
 
