@@ -36,8 +36,15 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 // x: [rows, height · width, inputs]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// The weights, read only through weight_at: for a model stored in half precision,
+// web-sampler/src/gpu/kernels/weights.rs makes the f16 forms of this block.
+// weights: begin
 // weight: [outputs, inputs, kernel, kernel] (the PyTorch layout)
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
+fn weight_at(i: u32) -> f32 {
+    return weight[i];
+}
+// weights: end
 // bias: [outputs]
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 // y: [rows, out_height · out_width, outputs]
@@ -119,7 +126,7 @@ fn main(
             let offset = ky * k + kx;
             for (var c = 0u; c < params.inputs; c++) {
                 let at = c * taps + offset;
-                let w = vec4<f32>(weight[w0 + at], weight[w1 + at], weight[w2 + at], weight[w3 + at]);
+                let w = vec4<f32>(weight_at(w0 + at), weight_at(w1 + at), weight_at(w2 + at), weight_at(w3 + at));
                 sums0 += select(0.0, x[t0.x + c], in0) * w;
                 sums1 += select(0.0, x[t1.x + c], in1) * w;
                 sums2 += select(0.0, x[t2.x + c], in2) * w;

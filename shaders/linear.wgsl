@@ -34,8 +34,15 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 // x: [rows, inner]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// The weights, read only through weight_at: for a model stored in half precision,
+// web-sampler/src/gpu/kernels/weights.rs makes the f16 forms of this block.
+// weights: begin
 // weight: [outputs, inner] (the PyTorch layout)
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
+fn weight_at(i: u32) -> f32 {
+    return weight[i];
+}
+// weights: end
 // bias: [outputs]
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 // y: [rows, outputs]
@@ -68,7 +75,7 @@ fn main(
     var sums2 = vec4<f32>();
     var sums3 = vec4<f32>();
     for (var k = 0u; k < params.inner; k++) {
-        let w = vec4<f32>(weight[w0 + k], weight[w1 + k], weight[w2 + k], weight[w3 + k]);
+        let w = vec4<f32>(weight_at(w0 + k), weight_at(w1 + k), weight_at(w2 + k), weight_at(w3 + k));
         sums0 += x[x0 + k] * w;
         sums1 += x[x1 + k] * w;
         sums2 += x[x2 + k] * w;

@@ -7,8 +7,17 @@
 //! buffer: the parameters of every dispatch go into one uniform buffer, and consecutive
 //! dispatches share one compute pass. Shapes in the op docs are in values (`f32` or `u32`) and
 //! match the binding comments of the shaders (a test checks it).
+//!
+//! Kernels that read a weight matrix (`linear`, `conv2d`) have variants, one per [`Encoding`]
+//! of the weights (`weights.rs`): a dispatch runs the variant of its weight tensor's encoding,
+//! which the device chose when the model was uploaded (`Gpu::half_weights`).
 
 mod spatial;
+mod weights;
+
+use std::sync::OnceLock;
+
+pub use weights::{Encoding, ENCODINGS};
 
 use super::{Gpu, ORIGIN};
 use crate::{Error, Result};
@@ -82,11 +91,12 @@ struct Kernel {
 }
 
 impl Kernel {
-    fn new(device: &wgpu::Device, kernel: &KernelSource) -> Kernel {
+    /// The pipeline of `kernel` with `source` (its own, or one of its variants).
+    fn new(device: &wgpu::Device, kernel: &KernelSource, source: &str) -> Kernel {
         let name = kernel.op;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -133,35 +143,67 @@ impl Kernel {
     }
 }
 
-/// Every kernel's pipeline, created once per device, in [`KernelId`] order.
+/// Every kernel's pipelines, in [`KernelId`] order, one per [`Encoding`] (in [`ENCODINGS`]
+/// order): the `f32` forms are created with the device, the variants on first use.
 pub struct Kernels {
-    compiled: Vec<Kernel>,
+    device: wgpu::Device,
+    compiled: Vec<[OnceLock<Kernel>; ENCODINGS.len()]>,
 }
 
 impl Kernels {
     pub(crate) fn new(device: &wgpu::Device) -> Kernels {
         Kernels {
+            device: device.clone(),
             compiled: KERNELS
                 .iter()
-                .map(|kernel| Kernel::new(device, kernel))
+                .map(|kernel| {
+                    let own = OnceLock::from(Kernel::new(device, kernel, kernel.source));
+                    [own, OnceLock::new(), OnceLock::new()]
+                })
                 .collect(),
         }
     }
 
-    fn get(&self, id: KernelId) -> &Kernel {
-        &self.compiled[id as usize]
+    /// The pipeline of kernel `id` for weights in `encoding`; an error for a kernel that has no
+    /// variants (it binds no weights).
+    fn get(&self, id: KernelId, encoding: Encoding) -> Result<&Kernel> {
+        let kernel = &KERNELS[id as usize];
+        let slot = &self.compiled[id as usize][encoding.index()];
+        if let Some(compiled) = slot.get() {
+            return Ok(compiled);
+        }
+        if !weights::has_variants(kernel.source) {
+            return Err(Error::new(
+                ORIGIN,
+                format!(
+                    "internal error: {} has no {} variant",
+                    kernel.op,
+                    encoding.name()
+                ),
+            ));
+        }
+        let source = weights::splice(kernel.source, encoding).map_err(|problem| {
+            Error::new(
+                ORIGIN,
+                format!("internal error: {}.wgsl: {problem}", kernel.op),
+            )
+        })?;
+        Ok(slot.get_or_init(|| Kernel::new(&self.device, kernel, &source)))
     }
 }
 
-/// A tensor on the GPU: the row-major values (4 bytes each, `f32` or `u32`) of `shape`, stored
-/// in `buffer` from byte `offset` on. A kernel binds it from its offset (which must then be a
-/// multiple of the device's storage-offset alignment); a copy may start at any value.
+/// A tensor on the GPU: the row-major values of `shape` (4 bytes each, `f32` or `u32`, or for
+/// half-precision weights 2 bytes each: see [`Encoding`]), stored in `buffer` from byte
+/// `offset` on. A kernel binds it from its offset (which must then be a multiple of the
+/// device's storage-offset alignment); a copy may start at any value.
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
     buffer: wgpu::Buffer,
     /// Offset in bytes.
     offset: u64,
     shape: Vec<usize>,
+    /// How the values are stored, and so which variant of a kernel reads them.
+    encoding: Encoding,
 }
 
 impl GpuTensor {
@@ -183,6 +225,7 @@ impl GpuTensor {
                 buffer: buffer.clone(),
                 offset: 4 * start as u64,
                 shape: shape.to_vec(),
+                encoding: Encoding::F32,
             }),
             _ => Err(Error::new(
                 ORIGIN,
@@ -194,9 +237,38 @@ impl GpuTensor {
         }
     }
 
+    /// Half-precision weights of `shape` at the start of `buffer` (two bytes per value, read
+    /// as `encoding`: [`Encoding::F16`] or [`Encoding::PackedF16`]); errors when the buffer is
+    /// too small or the encoding is not a half one.
+    pub fn halves(buffer: &wgpu::Buffer, shape: &[usize], encoding: Encoding) -> Result<GpuTensor> {
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let fits = len.is_some_and(|len| 2 * len.max(1) as u64 <= buffer.size());
+        if encoding == Encoding::F32 || !fits {
+            return Err(Error::new(
+                ORIGIN,
+                format!(
+                    "a {shape:?} tensor of {} values does not fit a buffer of {} bytes",
+                    encoding.name(),
+                    buffer.size()
+                ),
+            ));
+        }
+        Ok(GpuTensor {
+            buffer: buffer.clone(),
+            offset: 0,
+            shape: shape.to_vec(),
+            encoding,
+        })
+    }
+
     /// The shape, outermost dimension first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
+    }
+
+    /// How the values are stored.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// Number of values.
@@ -244,14 +316,16 @@ impl GpuTensor {
         }
         Ok(GpuTensor {
             buffer: self.buffer.clone(),
-            offset: self.offset + 4 * (start * inner) as u64,
+            offset: self.offset + self.encoding.value_bytes() * (start * inner) as u64,
             shape,
+            encoding: self.encoding,
         })
     }
 
-    /// Bytes a binding or a copy covers: the values, at least one (a binding cannot be empty).
+    /// Bytes a binding or a copy covers: the values, at least one (a binding cannot be empty),
+    /// in whole 4-byte words.
     fn bytes(&self) -> u64 {
-        4 * self.len().max(1) as u64
+        (self.encoding.value_bytes() * self.len().max(1) as u64).div_ceil(4) * 4
     }
 }
 
@@ -285,6 +359,8 @@ fn dims<const N: usize>(tensor: &GpuTensor, what: &str) -> Result<[usize; N]> {
 enum Command {
     Dispatch {
         kernel: KernelId,
+        /// The variant: the encoding of the dispatch's weights (`F32` for kernels without).
+        encoding: Encoding,
         /// Byte range of this dispatch's parameters in the uniform buffer.
         params: (u64, u64),
         bindings: Vec<GpuTensor>,
@@ -451,6 +527,34 @@ impl Plan {
         bindings: &[&GpuTensor],
         groups: (u32, u32, u32),
     ) -> Result<()> {
+        self.dispatch_weighted(kernel, params, bindings, None, groups)
+    }
+
+    /// [`dispatch`](Self::dispatch) of a kernel whose binding `weights` (an index into
+    /// `bindings`) is its weight matrix: the variant for that tensor's encoding runs. Every
+    /// other binding must hold 4-byte values.
+    fn dispatch_weighted<P: Pod>(
+        &mut self,
+        kernel: KernelId,
+        params: &P,
+        bindings: &[&GpuTensor],
+        weights: Option<usize>,
+        groups: (u32, u32, u32),
+    ) -> Result<()> {
+        let op = KERNELS[kernel as usize].op;
+        let encoding = weights.map_or(Encoding::F32, |at| bindings[at].encoding);
+        if let Some(k) = (0..bindings.len())
+            .find(|&k| Some(k) != weights && bindings[k].encoding != Encoding::F32)
+        {
+            return Err(Error::new(
+                ORIGIN,
+                format!(
+                    "{op}: binding {} holds {} values, but the kernel reads f32 there",
+                    k + 1,
+                    bindings[k].encoding.name()
+                ),
+            ));
+        }
         if let Some(tensor) = bindings
             .iter()
             .find(|tensor| tensor.offset % self.storage_alignment != 0)
@@ -458,14 +562,15 @@ impl Plan {
             return Err(Error::new(
                 ORIGIN,
                 format!(
-                    "{}: a binding starts at byte {}, not a multiple of {}",
-                    KERNELS[kernel as usize].op, tensor.offset, self.storage_alignment
+                    "{op}: a binding starts at byte {}, not a multiple of {}",
+                    tensor.offset, self.storage_alignment
                 ),
             ));
         }
         let params = self.push_params(params);
         self.commands.push(Command::Dispatch {
             kernel,
+            encoding,
             params,
             bindings: bindings.iter().map(|&tensor| tensor.clone()).collect(),
             groups,
@@ -496,7 +601,13 @@ impl Plan {
             outputs: u32_of(outputs, "outputs")?,
             activation: if silu { ACTIVATION_SILU } else { 0 },
         };
-        self.dispatch(KernelId::Linear, &params, &[x, weight, bias, y], groups)
+        self.dispatch_weighted(
+            KernelId::Linear,
+            &params,
+            &[x, weight, bias, y],
+            Some(1),
+            groups,
+        )
     }
 
     /// The network input (`embed.wgsl`): `x` `[samples, data]`, `time_embedding`
@@ -682,7 +793,7 @@ impl Plan {
     }
 
     /// One command buffer for the whole plan.
-    pub fn encode(&self, gpu: &Gpu) -> wgpu::CommandBuffer {
+    pub fn encode(&self, gpu: &Gpu) -> Result<wgpu::CommandBuffer> {
         let (device, kernels) = (&gpu.device, &gpu.kernels);
         let params = (!self.params.is_empty()).then(|| {
             gpu.buffer_with(
@@ -714,12 +825,13 @@ impl Plan {
                     });
                     while let Some(Command::Dispatch {
                         kernel,
+                        encoding,
                         params: (offset, size),
                         bindings,
                         groups,
                     }) = self.commands.get(i)
                     {
-                        let kernel = kernels.get(*kernel);
+                        let kernel = kernels.get(*kernel, *encoding)?;
                         let Some(params) = &params else { break };
                         let mut entries = vec![wgpu::BindGroupEntry {
                             binding: 0,
@@ -752,7 +864,7 @@ impl Plan {
                 }
             }
         }
-        encoder.finish()
+        Ok(encoder.finish())
     }
 }
 

@@ -79,10 +79,11 @@ impl GpuNetwork for GpuMlp {
         let mut layers = Vec::new();
         for (i, &(outputs, inner)) in mlp.layer_sizes(spec).iter().enumerate() {
             layers.push(GpuLayer {
-                weight: upload(
+                weight: gpu.weights(
                     "weight",
                     tensor(&format!("layers.{i}.weight"))?,
                     &[outputs, inner],
+                    model.dtype(),
                 )?,
                 bias: upload("bias", tensor(&format!("layers.{i}.bias"))?, &[outputs])?,
             });

@@ -48,6 +48,9 @@ pub struct Gpu {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     kernels: Kernels,
+    /// How this device keeps the weights of a model stored in half precision: read as `f16`
+    /// where the device has `shader-f16`, else packed in `u32` words.
+    half_weights: kernels::Encoding,
     pool: Mutex<Pool>,
     /// The network of the last model used, by model id (uploaded once per model).
     model: Mutex<Option<network::CachedNetwork>>,
@@ -86,9 +89,12 @@ impl Gpu {
             max_buffer_size: offered.max_buffer_size,
             ..wgpu::Limits::default()
         };
+        // `shader-f16` where offered: half-precision weights are then read as WGSL f16.
+        let features = adapter.features() & wgpu::Features::SHADER_F16;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("bns"),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -114,12 +120,18 @@ impl Gpu {
                 format!("the kernels do not compile on {:?}: {e}", info.name),
             ));
         }
+        let half_weights = if device.features().contains(wgpu::Features::SHADER_F16) {
+            kernels::Encoding::F16
+        } else {
+            kernels::Encoding::PackedF16
+        };
         Ok(Gpu {
             device,
             queue,
             info,
             limits,
             kernels,
+            half_weights,
             pool: Mutex::new(Pool::default()),
             model: Mutex::new(None),
             lost,
@@ -136,6 +148,37 @@ impl Gpu {
     /// gives no description, its architecture and vendor (`"swiftshader (google)"`).
     pub fn adapter_name(&self) -> &str {
         &self.info.name
+    }
+
+    /// How this device reads the weights of a model stored in half precision:
+    /// [`Encoding::F16`](kernels::Encoding::F16) where it has `shader-f16`, else
+    /// [`Encoding::PackedF16`](kernels::Encoding::PackedF16).
+    pub fn half_weights(&self) -> kernels::Encoding {
+        self.half_weights
+    }
+
+    /// A weight matrix of `shape` for the kernels that read weights (`linear`, `conv2d`): the
+    /// values as `f32`, or, for a model stored in half precision (`dtype` F16, so every value
+    /// is an `f16` already), as halves read in this device's [`half_weights`](Self::half_weights)
+    /// encoding.
+    pub(crate) fn weights(
+        &self,
+        label: &str,
+        values: &[f32],
+        shape: &[usize],
+        dtype: crate::model::WeightDtype,
+    ) -> Result<kernels::GpuTensor> {
+        let usage = wgpu::BufferUsages::STORAGE;
+        if dtype == crate::model::WeightDtype::F32 {
+            let buffer = self.buffer_with(label, bytemuck::cast_slice(values), usage);
+            return kernels::GpuTensor::new(&buffer, shape);
+        }
+        let halves: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        let buffer = self.buffer_with(label, &halves, usage);
+        kernels::GpuTensor::halves(&buffer, shape, self.half_weights)
     }
 
     /// The software renderer behind the adapter, if it is one (`"SwiftShader"`, `"llvmpipe"`,
@@ -183,6 +226,21 @@ impl Gpu {
         buffer
     }
 
+    /// The same device reading half-precision weights as `encoding` (to test every variant
+    /// on one adapter; [`Encoding::F16`](kernels::Encoding::F16) needs `shader-f16`).
+    #[cfg(test)]
+    pub(crate) fn with_half_weights(&self, encoding: kernels::Encoding) -> Gpu {
+        let mut gpu = self.with_binding_limit(self.limits.max_storage_buffer_binding_size);
+        gpu.half_weights = encoding;
+        gpu
+    }
+
+    /// Whether the device has `shader-f16`.
+    #[cfg(test)]
+    pub(crate) fn has_shader_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
     /// The same device with a smaller storage-binding limit, to exercise batch splitting.
     #[cfg(test)]
     pub(crate) fn with_binding_limit(&self, bytes: u64) -> Gpu {
@@ -194,6 +252,7 @@ impl Gpu {
             info: self.info.clone(),
             limits,
             kernels: Kernels::new(&self.device),
+            half_weights: self.half_weights,
             pool: Mutex::new(Pool::default()),
             model: Mutex::new(None),
             lost: Arc::clone(&self.lost),

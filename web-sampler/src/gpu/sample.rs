@@ -136,7 +136,7 @@ pub async fn sample(
                 let mut plan = Plan::new(&gpu.limits);
                 record_chunk(&mut plan, &layout, &inputs, &buffers, &*recorder, chunk)?;
                 record_results(&mut plan, &layout, &buffers, chunk)?;
-                submit(plan.encode(gpu));
+                submit(plan.encode(gpu)?);
                 submissions += 1;
             }
             Ok(submissions)

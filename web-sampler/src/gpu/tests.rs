@@ -5,11 +5,11 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use super::kernels::{GpuTensor, Guidance, Plan};
+use super::kernels::{Encoding, GpuTensor, Guidance, Plan};
 use super::*;
 use crate::grid::Grid;
 use crate::model::{
-    cpu_linear, cpu_silu, time_embedding, Architecture, Model, ModelSpec, Prediction,
+    cpu_linear, cpu_silu, time_embedding, Architecture, Model, ModelSpec, Prediction, WeightDtype,
 };
 use crate::noise::Noise;
 use crate::sample::{grid_picture, SampleRequest, Samples};
@@ -73,7 +73,7 @@ pub(super) fn run(gpu: &Gpu, mut plan: Plan, out: &wgpu::Buffer, len: usize) -> 
     plan.copy(&tensor(out, &[len]), &tensor(&readback, &[len]))
         .unwrap();
     let (bytes, ()) = block_on(gpu.run(&readback, |submit| {
-        submit(plan.encode(gpu));
+        submit(plan.encode(gpu)?);
         Ok(())
     }))
     .unwrap();
@@ -133,6 +133,98 @@ fn linear_matches_the_cpu_layer() {
         assert!(
             error < KERNEL_TOLERANCE,
             "linear {rows}×{inner}→{outputs} (silu {silu}): relative error {error}"
+        );
+    }
+}
+
+/// The device once per encoding of half-precision weights it can read: packed in words always,
+/// as WGSL f16 where it has `shader-f16`.
+pub(super) fn half_weight_devices(gpu: &Gpu) -> Vec<Gpu> {
+    let mut encodings = vec![Encoding::PackedF16];
+    if gpu.has_shader_f16() {
+        encodings.push(Encoding::F16);
+    } else {
+        eprintln!(
+            "{} has no shader-f16: only packed f16 weights are tested",
+            gpu.adapter()
+        );
+    }
+    encodings
+        .into_iter()
+        .map(|encoding| gpu.with_half_weights(encoding))
+        .collect()
+}
+
+/// `values` rounded to f16 (so that they are what a half-precision model holds).
+pub(super) fn rounded_to_f16(values: &[f32]) -> Vec<f32> {
+    values
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_f32())
+        .collect()
+}
+
+#[test]
+fn linear_reads_half_weights_in_every_encoding() {
+    let Some((gpu, _serial)) = gpu() else { return };
+    let mut noise = Noise::new(31);
+    for device in half_weight_devices(gpu) {
+        let encoding = device.half_weights();
+        // Odd sizes: weight rows that start in the middle of a packed word.
+        for &(rows, inner, outputs, silu) in
+            &[(1, 1, 1, false), (17, 33, 19, true), (6, 101, 37, false)]
+        {
+            let x = noise.gaussian_f32(rows * inner);
+            let w = rounded_to_f16(&noise.gaussian_f32(outputs * inner));
+            let b = noise.gaussian_f32(outputs);
+            let mut expected = vec![0.0; rows * outputs];
+            cpu_linear(&x, &w, &b, inner, &mut expected);
+            if silu {
+                expected.iter_mut().for_each(|v| *v = cpu_silu(*v));
+            }
+            let weight = device
+                .weights("w", &w, &[outputs, inner], WeightDtype::F16)
+                .unwrap();
+            assert_eq!(weight.encoding(), encoding);
+            let y = zeros(&device, rows * outputs);
+            let mut plan = Plan::new(&device.limits);
+            plan.linear(
+                &tensor(&upload(&device, &x), &[rows, inner]),
+                &weight,
+                &tensor(&upload(&device, &b), &[outputs]),
+                &tensor(&y, &[rows, outputs]),
+                silu,
+            )
+            .unwrap();
+            let got = floats(&run(&device, plan, &y, rows * outputs));
+            let error = relative_error(&got, &expected);
+            assert!(
+                error < KERNEL_TOLERANCE,
+                "linear {rows}×{inner}→{outputs}, {} weights: relative error {error}",
+                encoding.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn f16_models_sample_like_the_cpu_path_in_every_encoding() {
+    let Some((gpu, _serial)) = gpu() else { return };
+    let model = image_model().with_dtype(WeightDtype::F16).unwrap();
+    let table = Method::DpmPp2m.build(8, Grid::Edm).unwrap();
+    let request = SampleRequest {
+        seed: 12,
+        batch: 6,
+        class: None,
+        guidance: 1.5,
+    };
+    let cpu = crate::sample::sample(&model, &table, &request).unwrap();
+    for device in half_weight_devices(gpu) {
+        let got = block_on(sample(&device, &model, &table, &request, 3)).unwrap();
+        let difference = max_difference(&got.samples.values, &cpu.values);
+        assert!(
+            difference < 1e-4,
+            "GPU ({} weights) vs CPU sample of an f16 model: max |Δ| = {difference}",
+            device.half_weights().name()
         );
     }
 }

@@ -105,7 +105,14 @@ struct Uploader<'a> {
 }
 
 impl Uploader<'_> {
-    fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
+    /// The weight matrix `name` (stored in half precision on the GPU when the model is).
+    fn weights(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
+        let values = self.values(name, shape)?;
+        self.gpu.weights(name, values, shape, self.model.dtype())
+    }
+
+    /// The values of tensor `name`, checked to be `shape`'s.
+    fn values(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
         let values = self.model.tensor(name).ok_or_else(|| {
             Error::new(
                 ORIGIN,
@@ -118,6 +125,12 @@ impl Uploader<'_> {
                 format!("internal error: the tensor {name} is not {shape:?}"),
             ));
         }
+        Ok(values)
+    }
+
+    /// Tensor `name` as `f32`.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
+        let values = self.values(name, shape)?;
         let buffer = self.gpu.buffer_with(
             name,
             bytemuck::cast_slice(values),
@@ -129,7 +142,7 @@ impl Uploader<'_> {
     fn conv(&self, layer: &ConvLayer) -> Result<GpuConv> {
         let (o, i, k) = (layer.outputs, layer.inputs, layer.kernel);
         Ok(GpuConv {
-            weight: self.tensor(&format!("{}.weight", layer.name), &[o, i, k, k])?,
+            weight: self.weights(&format!("{}.weight", layer.name), &[o, i, k, k])?,
             bias: self.tensor(&format!("{}.bias", layer.name), &[o])?,
             inputs: i,
             outputs: o,
@@ -141,7 +154,7 @@ impl Uploader<'_> {
     fn dense(&self, layer: &DenseLayer) -> Result<GpuDense> {
         let (o, i) = (layer.outputs, layer.inputs);
         Ok(GpuDense {
-            weight: self.tensor(&format!("{}.weight", layer.name), &[o, i])?,
+            weight: self.weights(&format!("{}.weight", layer.name), &[o, i])?,
             bias: self.tensor(&format!("{}.bias", layer.name), &[o])?,
         })
     }

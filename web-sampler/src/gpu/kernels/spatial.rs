@@ -119,7 +119,13 @@ impl Plan {
             stride: stride as u32,
             pad: [0; 3],
         };
-        self.dispatch(KernelId::Conv2d, &params, &[x, weight, bias, y], groups)
+        self.dispatch_weighted(
+            KernelId::Conv2d,
+            &params,
+            &[x, weight, bias, y],
+            Some(1),
+            groups,
+        )
     }
 
     /// GroupNorm with `groups` groups and ε = `epsilon`, then SiLU when `silu`

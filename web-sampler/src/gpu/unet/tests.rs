@@ -5,12 +5,13 @@
 
 use super::super::kernels::Plan;
 use super::super::tests::{
-    floats, gpu, random_table, relative_error, run, tensor, upload, zeros, KERNEL_TOLERANCE,
+    floats, gpu, half_weight_devices, random_table, relative_error, rounded_to_f16, run, tensor,
+    upload, zeros, KERNEL_TOLERANCE,
 };
 use super::super::{block_on, network, sample};
 use crate::model::{
     cpu_attention, cpu_conv2d, cpu_group_norm, cpu_silu, Architecture, AttentionScratch, ConvShape,
-    Model, ModelSpec,
+    Model, ModelSpec, WeightDtype,
 };
 use crate::noise::Noise;
 use crate::sample::SampleRequest;
@@ -59,6 +60,86 @@ fn conv2d_matches_the_cpu_convolution() {
         assert!(
             error < KERNEL_TOLERANCE,
             "conv2d {rows}×{h}×{w}×{inputs}→{outputs} k{kernel} s{stride}: relative error {error}"
+        );
+    }
+}
+
+#[test]
+fn conv2d_reads_half_weights_in_every_encoding() {
+    let Some((gpu, _serial)) = gpu() else { return };
+    let mut noise = Noise::new(27);
+    for device in half_weight_devices(gpu) {
+        for &(rows, h, w, inputs, outputs, kernel, stride) in &[
+            (2, 5, 7, 3, 5, 3, 1),
+            (3, 5, 7, 7, 37, 3, 2),
+            (1, 9, 7, 3, 3, 1, 2),
+        ] {
+            let shape = ConvShape {
+                inputs,
+                outputs,
+                kernel,
+                stride,
+            };
+            let x = noise.gaussian_f32(rows * h * w * inputs);
+            let weight = rounded_to_f16(&noise.gaussian_f32(outputs * inputs * kernel * kernel));
+            let bias = noise.gaussian_f32(outputs);
+            let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
+            let mut expected = Vec::new();
+            let (mut columns, mut out) = (Vec::new(), Vec::new());
+            for row in x.chunks_exact(h * w * inputs) {
+                cpu_conv2d(&shape, &weight, &bias, row, (h, w), &mut columns, &mut out);
+                expected.extend_from_slice(&out);
+            }
+            let y = zeros(&device, rows * oh * ow * outputs);
+            let mut plan = Plan::new(&device.limits);
+            plan.conv2d(
+                &tensor(&upload(&device, &x), &[rows, h * w, inputs]),
+                (h, w),
+                &device
+                    .weights(
+                        "w",
+                        &weight,
+                        &[outputs, inputs, kernel, kernel],
+                        WeightDtype::F16,
+                    )
+                    .unwrap(),
+                &tensor(&upload(&device, &bias), &[outputs]),
+                &tensor(&y, &[rows, oh * ow, outputs]),
+                stride,
+            )
+            .unwrap();
+            let got = floats(&run(&device, plan, &y, expected.len()));
+            let error = relative_error(&got, &expected);
+            assert!(
+                error < KERNEL_TOLERANCE,
+                "conv2d {rows}×{h}×{w}×{inputs}→{outputs} k{kernel} s{stride}, {} weights: \
+                 relative error {error}",
+                device.half_weights().name()
+            );
+        }
+    }
+}
+
+#[test]
+fn an_f16_unet_samples_like_the_cpu_path_in_every_encoding() {
+    let Some((gpu, _serial)) = gpu() else { return };
+    let model = unet_model().with_dtype(WeightDtype::F16).unwrap();
+    let mut noise = Noise::new(28);
+    let table = random_table(&mut noise, 8);
+    let request = SampleRequest {
+        seed: 5,
+        batch: 3,
+        class: Some(1),
+        guidance: 1.5,
+    };
+    let cpu = crate::sample::sample(&model, &table, &request).unwrap();
+    for device in half_weight_devices(gpu) {
+        let got = block_on(sample(&device, &model, &table, &request, 3)).unwrap();
+        let error = relative_error(&got.samples.values, &cpu.values);
+        assert!(
+            error < 1e-4,
+            "GPU ({} weights) vs CPU sample of an f16 U-Net: relative error {error}",
+            device.half_weights().name()
         );
     }
 }
