@@ -150,7 +150,7 @@ function showBackend() {
 
 async function loadModel(name, wanted = new URLSearchParams()) {
   const base = new URL(`models/${name}/`, document.baseURI);
-  const { manifest, url, bytes, cached } = await fetchModel(new URL('manifest.json', base).href);
+  const { manifest, url, bytes, cached, f16 } = await fetchModel(new URL('manifest.json', base).href);
   const loaded = await sampler.call('loadModel', { bytes, name: url });
   const { spec } = loaded;
   backendInfo = loaded.info;
@@ -162,7 +162,8 @@ async function loadModel(name, wanted = new URLSearchParams()) {
   $('about-model').textContent =
     `${manifest.title ?? name} (${loaded.summary}; ` +
     `data ${spec.data_shape.join('×')}); ` +
-    `${(bytes.length / 1e6).toFixed(1)} MB ${cached ? 'from the browser cache' : 'downloaded'}; ` +
+    `${(bytes.length / 1e6).toFixed(1)} MB${f16 ? ' (f16 weights)' : ''} ` +
+    `${cached ? 'from the browser cache' : 'downloaded'}; ` +
     `model id ${loaded.modelId.slice(0, 12)}…`;
   const published = defaultPublished(manifest, spec);
   showAbout($('about'), { manifest, base, spec }).catch(() => {});

@@ -12,7 +12,7 @@ import { CHROMIUM, launch } from './chromium.mjs';
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const SITE = join(ROOT, 'www');
 export const ARTIFACTS = join(ROOT, 'tests/browser/artifacts');
-const BNS = join(ROOT, process.env.BNS ?? 'target/debug/bns');
+export const BNS = join(ROOT, process.env.BNS ?? 'target/debug/bns');
 
 /** The model the page opens with, its folder and manifest. */
 export const DEFAULT_MODEL = JSON.parse(readFileSync(join(SITE, 'models/index.json'), 'utf8'))[0];
@@ -26,11 +26,14 @@ export function checkPrerequisites() {
   assert.ok(existsSync(BNS), `${BNS} not found: build it with 'cargo build -p distiller'`);
 }
 
-/** Native reference: `bns sample --values` of the default model for a solver file, seed and batch. */
-export function nativeSamples(tag, solverFile, seed, batch, guidance) {
+/**
+ * Native reference: `bns sample --values` of the default model (or of the model file `model`) for
+ * a solver file, seed and batch.
+ */
+export function nativeSamples(tag, solverFile, seed, batch, guidance, model = join(MODEL_DIR, MANIFEST.model)) {
   const out = join(ARTIFACTS, `native-${tag}-seed${seed}-batch${batch}.json`);
   execFileSync(BNS, [
-    'sample', '--model', join(MODEL_DIR, MANIFEST.model), '--solver', solverFile,
+    'sample', '--model', model, '--solver', solverFile,
     '--seed', String(seed), '--batch', String(batch), '--guidance', String(guidance),
     '--values', out, '-o', join(ARTIFACTS, `native-${tag}-seed${seed}-batch${batch}.png`),
   ]);

@@ -6,10 +6,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ARTIFACTS, BNS8, DEFAULT_MODEL, MODEL_DIR, SITE, canvasColours, classicalFile, clickGenerate,
+  ARTIFACTS, BNS, BNS8, DEFAULT_MODEL, MANIFEST, MODEL_DIR, SITE, canvasColours, classicalFile, clickGenerate,
   difference, nativeSamples, nativeUnetSamples, openPage, pageState, useSite,
 } from './harness.mjs';
 
@@ -47,6 +49,49 @@ for (const c of CASES) {
     await page.close();
   });
 }
+
+test('where the manifest offers f16 weights the page downloads those, shows their PSNR, and its images equal bns sample with them bit for bit', async () => {
+  // The default model rounded by `bns model convert`, offered as a manifest of `bns publish --f16` would.
+  const f16 = join(ARTIFACTS, `${DEFAULT_MODEL}.f16.safetensors`);
+  execFileSync(BNS, ['model', 'convert', join(MODEL_DIR, MANIFEST.model), '--dtype', 'f16', '-o', f16]);
+  const bytes = readFileSync(f16);
+  const manifest = {
+    ...MANIFEST,
+    model_f16: 'model.f16.safetensors',
+    model_f16_id: createHash('sha256').update(bytes).digest('hex'),
+    model_f16_bytes: bytes.length,
+    solvers: MANIFEST.solvers.map((s) => ({ ...s, test_psnr_f16: s.test_psnr - 0.25 })),
+  };
+  const weights = [];
+  const { page, errors } = await openPage(site.browser, site.url, '', {
+    prepare: async (p) => {
+      p.on('request', (r) => r.url().endsWith('.safetensors') && weights.push(new URL(r.url()).pathname));
+      await p.route(`**/models/${DEFAULT_MODEL}/manifest.json`, (route) => route.fulfill({ json: manifest }));
+      await p.route(`**/models/${DEFAULT_MODEL}/model.f16.safetensors`, (route) =>
+        route.fulfill({ body: bytes, contentType: 'application/octet-stream' }));
+    },
+  });
+  assert.deepEqual(weights, [`/models/${DEFAULT_MODEL}/model.f16.safetensors`]);
+  assert.match(await page.textContent('#about-model'), /MB \(f16 weights\) downloaded/);
+  await page.selectOption('#solver', `published:${BNS8.file}`);
+  const shown = (BNS8.test_psnr - 0.25).toFixed(1);
+  const option = await page.textContent(`#solver option[value="published:${BNS8.file}"]`);
+  assert.ok(option.includes(`${shown} dB`), `the solver list shows ${option}, not the f16 PSNR ${shown} dB`);
+  await page.fill('#guidance', String(BNS8.guidance));
+  await page.fill('#seed', '1');
+  await page.fill('#batch', '4');
+  const result = await clickGenerate(page);
+  assert.equal(result.error, null);
+  const native = nativeSamples(`${BNS8.name}-f16`, join(MODEL_DIR, BNS8.file), 1, 4, BNS8.guidance, f16);
+  const { worst, differing } = difference(native.values, result.values);
+  assert.equal(differing, 0, `wasm and native differ in ${differing} values (max |Δ| = ${worst})`);
+  // The f16 model is another model: its images are close to the f32 model's, not equal.
+  const wide = nativeSamples(BNS8.name, join(MODEL_DIR, BNS8.file), 1, 4, BNS8.guidance);
+  const apart = difference(wide.values, result.values);
+  assert.ok(apart.differing > 0 && apart.worst < 0.1, `f16 vs f32 images: max |Δ| = ${apart.worst}`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
 
 /** Long tasks (> 50 ms) on the main thread from now on, gathered in `window.longTasks`. */
 const watchLongTasks = (page) => page.evaluate(() => {

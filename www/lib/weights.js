@@ -77,13 +77,27 @@ export async function modelBytes(url, modelId) {
 
 /**
  * A published model: its manifest at `manifestUrl` and its weights (through the cache), named
- * for errors by their URL. Resolves to `{ manifest, url, bytes, cached }` (`url`: the weights').
+ * for errors by their URL. Where the manifest offers the model in half precision (`model_f16`,
+ * FORMATS.md §1.8: half the download, the same solvers), that file is loaded, and each solver
+ * entry's `test_psnr` becomes the one measured with those weights (`test_psnr_f16`), so that the
+ * page shows what the loaded weights reach. Resolves to `{ manifest, url, bytes, cached, f16 }`
+ * (`url`: the weights'; `f16`: the half-precision file was loaded).
  */
 export async function fetchModel(manifestUrl) {
-  const manifest = await (await fetchOk(manifestUrl, 'the model manifest')).json();
-  const url = new URL(manifest.model, manifestUrl).href;
-  const { bytes, cached } = await modelBytes(url, manifest.model_id);
-  return { manifest, url, bytes, cached };
+  const published = await (await fetchOk(manifestUrl, 'the model manifest')).json();
+  const f16 = typeof published.model_f16 === 'string' && typeof published.model_f16_id === 'string';
+  const manifest = f16 ? forHalfWeights(published) : published;
+  const url = new URL(f16 ? manifest.model_f16 : manifest.model, manifestUrl).href;
+  const { bytes, cached } = await modelBytes(url, f16 ? manifest.model_f16_id : manifest.model_id);
+  return { manifest, url, bytes, cached, f16 };
+}
+
+/** The manifest with each solver's test PSNR measured with the half-precision weights. */
+function forHalfWeights(manifest) {
+  const solvers = manifest.solvers.map((entry) =>
+    Number.isFinite(entry.test_psnr_f16) ? { ...entry, test_psnr: entry.test_psnr_f16 } : entry,
+  );
+  return { ...manifest, solvers };
 }
 
 /** Removes cached weights of `url` under another model id (the model was republished). */
