@@ -18,6 +18,8 @@ export const BNS = join(ROOT, process.env.BNS ?? 'target/debug/bns');
 export const DEFAULT_MODEL = JSON.parse(readFileSync(join(SITE, 'models/index.json'), 'utf8'))[0];
 export const MANIFEST = JSON.parse(readFileSync(join(SITE, 'models', DEFAULT_MODEL, 'manifest.json'), 'utf8'));
 export const MODEL_DIR = join(SITE, 'models', DEFAULT_MODEL);
+/** The default model's file the page loads: the f16 one where the manifest offers it. */
+export const PAGE_MODEL = join(MODEL_DIR, MANIFEST.model_f16 ?? MANIFEST.model);
 
 /** Fails early, with the command to run, when Chromium or the bns binary is missing. */
 export function checkPrerequisites() {
@@ -27,10 +29,10 @@ export function checkPrerequisites() {
 }
 
 /**
- * Native reference: `bns sample --values` of the default model (or of the model file `model`) for
- * a solver file, seed and batch.
+ * Native reference: `bns sample --values` of the default model as the page loads it (or of the
+ * model file `model`) for a solver file, seed and batch.
  */
-export function nativeSamples(tag, solverFile, seed, batch, guidance, model = join(MODEL_DIR, MANIFEST.model)) {
+export function nativeSamples(tag, solverFile, seed, batch, guidance, model = PAGE_MODEL) {
   const out = join(ARTIFACTS, `native-${tag}-seed${seed}-batch${batch}.json`);
   execFileSync(BNS, [
     'sample', '--model', model, '--solver', solverFile,

@@ -86,7 +86,7 @@ test('where the manifest offers f16 weights the page downloads those, shows thei
   const { worst, differing } = difference(native.values, result.values);
   assert.equal(differing, 0, `wasm and native differ in ${differing} values (max |Δ| = ${worst})`);
   // The f16 model is another model: its images are close to the f32 model's, not equal.
-  const wide = nativeSamples(BNS8.name, join(MODEL_DIR, BNS8.file), 1, 4, BNS8.guidance);
+  const wide = nativeSamples(`${BNS8.name}-f32`, join(MODEL_DIR, BNS8.file), 1, 4, BNS8.guidance, join(MODEL_DIR, MANIFEST.model));
   const apart = difference(wide.values, result.values);
   assert.ok(apart.differing > 0 && apart.worst < 0.1, `f16 vs f32 images: max |Δ| = ${apart.worst}`);
   assert.deepEqual(errors, []);
@@ -120,7 +120,8 @@ test('a CPU generation of 64 images runs in the worker: progress is shown and no
     await init();
     const sampler = new Sampler();
     const manifest = await (await fetch(`models/${name}/manifest.json`)).json();
-    const bytes = new Uint8Array(await (await fetch(`models/${name}/${manifest.model}`)).arrayBuffer());
+    const file = manifest.model_f16 ?? manifest.model;
+    const bytes = new Uint8Array(await (await fetch(`models/${name}/${file}`)).arrayBuffer());
     sampler.loadModel(bytes, 'model.safetensors');
     sampler.useClassical('euler', 'uniform', 8);
     await sampler.generate({ seed: 3, batch: 64, backend: 'cpu' });
@@ -317,7 +318,7 @@ const openUntilSettled = (query, prepare = null) => openPage(site.browser, site.
 
 test('a model in the address that fails to load is reported, and the model list stays usable', async () => {
   const { page, errors } = await openUntilSettled('?model=mnist&batch=2', (p) =>
-    p.route('**/models/mnist/model.safetensors', (route) => route.fulfill({ status: 500, body: 'broken' })));
+    p.route('**/models/mnist/model*.safetensors', (route) => route.fulfill({ status: 500, body: 'broken' })));
   const error = await page.evaluate(() => window.bnsPage.error);
   assert.match(error, /mnist/);
   assert.match(error, /Choose another model/);

@@ -1,12 +1,14 @@
 //! The published site: every model in `www/models/` loads through the runtime, is written back
 //! byte for byte (so its id, to which its solvers are bound, is stable across refactors of the
 //! spec), and its manifest names that id; every listed solver loads for it and records its test
-//! PSNR, the one the manifest lists, with its baselines'.
+//! PSNR, the one the manifest lists, with its baselines'. A model offered in half precision too
+//! (`model_f16`) has that file rounded from it, under the id the manifest names, and a PSNR
+//! measured with it for every solver.
 
 use std::path::{Path, PathBuf};
 
 use web_sampler::manifest::Manifest;
-use web_sampler::model::Model;
+use web_sampler::model::{Model, WeightDtype};
 use web_sampler::solver::SolverFile;
 
 fn models_folder() -> PathBuf {
@@ -32,6 +34,18 @@ fn published_models_round_trip_with_their_ids() {
             "{}: the model is not written back byte for byte",
             folder.display()
         );
+        let half = manifest.model_f16.as_ref().map(|file| {
+            let bytes = std::fs::read(folder.join(file)).unwrap();
+            let half = Model::from_bytes(&bytes, file).unwrap();
+            assert_eq!(Some(half.id()), manifest.model_f16_id.as_deref(), "{file}");
+            assert_eq!(Some(bytes.len()), manifest.model_f16_bytes, "{file}");
+            assert_eq!(half.dtype(), WeightDtype::F16, "{file}");
+            assert!(half.to_bytes() == bytes, "{file}: not written back byte for byte");
+            // Exactly the published model rounded to f16.
+            let rounded = model.with_dtype(WeightDtype::F16).unwrap();
+            assert_eq!(rounded.id(), half.id(), "{file} is not the model rounded to f16");
+            half
+        });
         for solver in &manifest.solvers {
             let path = folder.join(&solver.file);
             let text = std::fs::read_to_string(&path).unwrap();
@@ -42,6 +56,11 @@ fn published_models_round_trip_with_their_ids() {
                 "{}",
                 solver.file
             );
+            if let Some(half) = &half {
+                file.check_model(half, &solver.file).unwrap();
+                let psnr = solver.test_psnr_f16.expect("a PSNR with the f16 weights");
+                assert!(psnr.is_finite(), "{}", solver.file);
+            }
             // Published figures are test-split figures, with the baselines at the same NFE and
             // guidance recorded beside them.
             let recorded = file.metrics.get("test_psnr").copied();
