@@ -40,10 +40,17 @@ fn published_models_round_trip_with_their_ids() {
             assert_eq!(Some(half.id()), manifest.model_f16_id.as_deref(), "{file}");
             assert_eq!(Some(bytes.len()), manifest.model_f16_bytes, "{file}");
             assert_eq!(half.dtype(), WeightDtype::F16, "{file}");
-            assert!(half.to_bytes() == bytes, "{file}: not written back byte for byte");
+            assert!(
+                half.to_bytes() == bytes,
+                "{file}: not written back byte for byte"
+            );
             // Exactly the published model rounded to f16.
             let rounded = model.with_dtype(WeightDtype::F16).unwrap();
-            assert_eq!(rounded.id(), half.id(), "{file} is not the model rounded to f16");
+            assert_eq!(
+                rounded.id(),
+                half.id(),
+                "{file} is not the model rounded to f16"
+            );
             half
         });
         for solver in &manifest.solvers {

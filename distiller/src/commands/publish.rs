@@ -90,7 +90,7 @@ fn solver_files(paths: &[PathBuf], model: &Model) -> Result<Vec<(PathBuf, Solver
             }
         } else {
             let file = SolverFile::load(path)?;
-            file.check_model(&model, &path.display().to_string())?;
+            file.check_model(model, &path.display().to_string())?;
             if file.model_id.is_none() {
                 bail!(
                     "{}: a classical solver (not bound to a model); the page builds those itself",

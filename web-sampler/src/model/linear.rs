@@ -252,7 +252,7 @@ fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(layer: Layer<'_>) {
         panels,
         bias,
     } = layer;
-    let mut packed = vec![0.0f32; rows * KC.min(n)];
+    let mut packed = reused(&PACKED_INPUTS, rows * KC.min(n));
     let mut k_start = 0;
     while k_start < n {
         let k_end = n.min(k_start + KC);
@@ -310,6 +310,40 @@ fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(layer: Layer<'_>) {
             }
         }
         k_start = k_end;
+    }
+    keep(&PACKED_INPUTS, packed);
+}
+
+std::thread_local! {
+    /// The packed inputs of the last layer this thread ran, kept for the next: reusing the
+    /// memory saves the page faults of a fresh allocation per layer and pass.
+    static PACKED_INPUTS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `len` zeros in the buffer kept in `slot` (taken out: a nested use gets a fresh one; put it
+/// back with `slot.set`).
+pub(crate) fn reused(
+    slot: &'static std::thread::LocalKey<std::cell::Cell<Vec<f32>>>,
+    len: usize,
+) -> Vec<f32> {
+    let mut buffer = slot.take();
+    buffer.clear();
+    buffer.resize(len, 0.0);
+    buffer
+}
+
+/// The most floats a thread keeps in one reused buffer (4 MiB): larger ones (a U-Net's im2col
+/// at a large batch) are freed rather than held after the call.
+const KEEP_LIMIT: usize = 1 << 20;
+
+/// Puts `buffer` back into `slot` for the next [`reused`], unless it is larger than
+/// [`KEEP_LIMIT`].
+pub(crate) fn keep(
+    slot: &'static std::thread::LocalKey<std::cell::Cell<Vec<f32>>>,
+    buffer: Vec<f32>,
+) {
+    if buffer.capacity() <= KEEP_LIMIT {
+        slot.set(buffer);
     }
 }
 
