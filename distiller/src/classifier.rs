@@ -137,7 +137,7 @@ impl Classifier {
     /// The features `[N, 128]` (row-major) of images `x` `[N, D]` with values in [−1, 1].
     pub fn features(&self, x: &[f32]) -> Result<Vec<f32>> {
         let dim = self.meta.input_dim;
-        if x.len() % dim != 0 {
+        if !x.len().is_multiple_of(dim) {
             bail!(
                 "the classifier takes rows of {dim} values; got {} values",
                 x.len()

@@ -533,7 +533,7 @@ fn check_input<E>(
     if x0.is_empty() {
         return bad("the initial state is empty".into());
     }
-    if row_len == 0 || x0.len() % row_len != 0 {
+    if row_len == 0 || !x0.len().is_multiple_of(row_len) {
         return bad(format!(
             "the state's {} values are not whole rows of {row_len}",
             x0.len()

@@ -27,7 +27,7 @@ pub struct GaussianFit {
 impl GaussianFit {
     /// Fits the rows `[count, dim]` (row-major). Needs at least two rows, all values finite.
     pub fn of_rows(rows: &[f32], dim: usize) -> Result<GaussianFit, String> {
-        if dim == 0 || rows.len() % dim != 0 {
+        if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(format!(
                 "{} values are not rows of {dim} features",
                 rows.len()
@@ -314,7 +314,7 @@ impl SlicedReference {
 
 /// A non-empty set of finite rows of `dim` values, or an error naming the problem.
 fn check_points(name: &str, points: &[f32], dim: usize) -> Result<(), String> {
-    if dim == 0 || points.len() % dim != 0 {
+    if dim == 0 || !points.len().is_multiple_of(dim) {
         return Err(format!(
             "the {name} set's {} values are not rows of {dim}",
             points.len()

@@ -237,7 +237,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The example model file: the doc's header, compacted and padded, and deterministic weights.
 fn example_model_file() -> Vec<u8> {
     let mut header = compact(block("json model-header"));
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(' ');
     }
     let parsed: Value = serde_json::from_str(&header).unwrap();

@@ -406,7 +406,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn split_of(pictures: &[(RgbImage, &ImageFile)], classes: usize) -> Vec<bool> {
     let mut is_test: Vec<bool> = pictures
         .iter()
-        .map(|(_, f)| fnv1a(f.relative.as_bytes()) % TEST_ONE_IN == 0)
+        .map(|(_, f)| fnv1a(f.relative.as_bytes()).is_multiple_of(TEST_ONE_IN))
         .collect();
     for class in 0..classes as u32 {
         let members: Vec<usize> = (0..pictures.len())
@@ -699,7 +699,7 @@ pub(crate) mod tests {
         // Find a file name whose path hashes into the test split, and make it a class alone.
         let name = (0..1000)
             .map(|i| format!("{i}.png"))
-            .find(|n| fnv1a(format!("lonely/{n}").as_bytes()) % TEST_ONE_IN == 0)
+            .find(|n| fnv1a(format!("lonely/{n}").as_bytes()).is_multiple_of(TEST_ONE_IN))
             .unwrap();
         write_shape(&dir.join("lonely").join(&name), 12, true, [10, 200, 10]);
         write_shapes_folder(dir, 2);

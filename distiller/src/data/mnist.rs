@@ -100,7 +100,7 @@ fn read_digit_file(path: &Path) -> Result<Vec<f32>> {
         )
     })?;
     let values = file.data;
-    if values.is_empty() || values.len() % PIXELS != 0 {
+    if values.is_empty() || !values.len().is_multiple_of(PIXELS) {
         bail!(
             "{}: {} values is not a whole, non-zero number of {PIXELS}-pixel images",
             path.display(),

@@ -216,7 +216,7 @@ impl Gpu {
             usage: usage | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if contents.len() % 4 == 0 {
+        if contents.len().is_multiple_of(4) {
             self.queue.write_buffer(&buffer, 0, contents);
         } else {
             let mut padded = contents.to_vec();

@@ -387,7 +387,7 @@ impl ModelSpec {
             ));
         }
         if self.time_embedding < 2
-            || self.time_embedding % 2 != 0
+            || !self.time_embedding.is_multiple_of(2)
             || self.time_embedding > MAX_WIDTH
         {
             return Err(format!(

@@ -77,7 +77,7 @@ impl Method {
         if nfe == 0 {
             return Err(format!("{} needs a positive NFE, got 0", self.name()));
         }
-        if nfe % stages != 0 {
+        if !nfe.is_multiple_of(stages) {
             return Err(format!(
                 "{} needs an NFE that is a multiple of {stages}, got {nfe}",
                 self.name()
