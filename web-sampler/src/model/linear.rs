@@ -31,8 +31,11 @@
 //! Variants, chosen at run time ([`Kernel::best`]), all with the same bits (a test compares
 //! them): AVX-512F (12 rows × 1 vector of 16, the inputs broadcast from memory into the
 //! multiplications: half the instructions of AVX2 for the same work) where the CPU has it, AVX2
-//! (6 rows × 2 vectors of 8: 12 accumulators of the 16 `ymm` registers) where it has that, SSE2 (3 rows × 4 vectors of 4) on other x86-64, wasm `simd128` (3 × 4, the
-//! build enables the feature: `.cargo/config.toml`), and plain arrays elsewhere.
+//! (6 rows × 2 vectors of 8: 12 accumulators of the 16 `ymm` registers) where it has that,
+//! SSE2 (3 rows × 4 vectors of 4) on other x86-64, wasm `simd128` (2 rows × 4 vectors of 4: 8
+//! accumulators, so that with the 4 weights and 2 inputs they fit the 16 registers a browser's
+//! compiler has on x86-64; 3 rows were 25–30% slower in Chromium; the build enables the
+//! feature: `.cargo/config.toml`), and plain arrays elsewhere.
 //!
 //! # API
 //!
@@ -628,7 +631,7 @@ mod simd128 {
     }
 
     pub(super) fn run(layer: Layer<'_>) {
-        run_tiles::<Simd128, 3, 4>(layer)
+        run_tiles::<Simd128, 2, 4>(layer)
     }
 }
 
