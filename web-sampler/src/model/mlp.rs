@@ -187,7 +187,10 @@ fn exp(a: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let p = (p * (r * r) + r) + 1.0;
-    let scale = f32::from_bits(((k as i32 + 127) << 23) as u32);
+    // 2^k from the bits of k + 127 + 2²³ (exact: k is a whole number in [−126, 128]), whose
+    // low bits are k + 127: shifted into the exponent, the rest falls off. The same bits as
+    // `(k as i32 + 127) << 23`, without the saturating conversion, which does not vectorize well.
+    let scale = f32::from_bits((k + (127.0 + 8_388_608.0)).to_bits() << 23);
     let e = p * scale;
     let e = if a > HIGHEST { f32::INFINITY } else { e };
     let e = if a < LOWEST { 0.0 } else { e };
@@ -369,6 +372,16 @@ mod tests {
         silu_in_place(&mut values);
         let got: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn the_power_of_two_comes_from_the_bits_of_k() {
+        // Every k the clamped exponent can round to, and one beyond each end.
+        for k in -127..=128 {
+            let kf = k as f32;
+            let from_bits = (kf + (127.0 + 8_388_608.0)).to_bits() << 23;
+            assert_eq!(from_bits, ((k + 127) << 23) as u32, "k = {k}");
+        }
     }
 
     #[test]
