@@ -98,43 +98,59 @@ pub(super) fn relative_error(a: &[f32], b: &[f32]) -> f32 {
     worst / scale
 }
 
-#[test]
-fn linear_matches_the_cpu_layer() {
-    let Some((gpu, _serial)) = gpu() else { return };
-    let mut noise = Noise::new(1);
-    for &(rows, inner, outputs, silu) in &[
-        (1, 1, 1, false),
-        (5, 7, 3, true),
-        (16, 32, 16, false),
-        (17, 33, 19, true),
-        (40, 100, 37, true),
-        (3, 200, 70, false),
-    ] {
+/// `linear` on `device` against the CPU layer for each case `(rows, inner, outputs, silu)`, with
+/// the weights uploaded as `dtype` (for F16, rounded to f16 first).
+fn linear_against_the_cpu(
+    device: &Gpu,
+    noise: &mut Noise,
+    cases: &[(usize, usize, usize, bool)],
+    dtype: WeightDtype,
+) {
+    for &(rows, inner, outputs, silu) in cases {
         let x = noise.gaussian_f32(rows * inner);
-        let w = noise.gaussian_f32(outputs * inner);
+        let mut w = noise.gaussian_f32(outputs * inner);
+        if dtype == WeightDtype::F16 {
+            w = rounded_to_f16(&w);
+        }
         let b = noise.gaussian_f32(outputs);
         let mut expected = vec![0.0; rows * outputs];
         cpu_linear(&x, &w, &b, inner, &mut expected);
         if silu {
             expected.iter_mut().for_each(|v| *v = cpu_silu(*v));
         }
-        let y = zeros(gpu, rows * outputs);
-        let mut plan = Plan::new(&gpu.limits);
+        let weight = device.weights("w", &w, &[outputs, inner], dtype).unwrap();
+        let y = zeros(device, rows * outputs);
+        let mut plan = Plan::new(&device.limits);
         plan.linear(
-            &tensor(&upload(gpu, &x), &[rows, inner]),
-            &tensor(&upload(gpu, &w), &[outputs, inner]),
-            &tensor(&upload(gpu, &b), &[outputs]),
+            &tensor(&upload(device, &x), &[rows, inner]),
+            &weight,
+            &tensor(&upload(device, &b), &[outputs]),
             &tensor(&y, &[rows, outputs]),
             silu,
         )
         .unwrap();
-        let got = floats(&run(gpu, plan, &y, rows * outputs));
+        let got = floats(&run(device, plan, &y, rows * outputs));
         let error = relative_error(&got, &expected);
         assert!(
             error < KERNEL_TOLERANCE,
-            "linear {rows}×{inner}→{outputs} (silu {silu}): relative error {error}"
+            "linear {rows}×{inner}→{outputs} (silu {silu}), {} weights: relative error {error}",
+            weight.encoding().name()
         );
     }
+}
+
+#[test]
+fn linear_matches_the_cpu_layer() {
+    let Some((gpu, _serial)) = gpu() else { return };
+    let cases = [
+        (1, 1, 1, false),
+        (5, 7, 3, true),
+        (16, 32, 16, false),
+        (17, 33, 19, true),
+        (40, 100, 37, true),
+        (3, 200, 70, false),
+    ];
+    linear_against_the_cpu(gpu, &mut Noise::new(1), &cases, WeightDtype::F32);
 }
 
 /// The device once per encoding of half-precision weights it can read: packed in words always,
@@ -167,42 +183,11 @@ pub(super) fn rounded_to_f16(values: &[f32]) -> Vec<f32> {
 fn linear_reads_half_weights_in_every_encoding() {
     let Some((gpu, _serial)) = gpu() else { return };
     let mut noise = Noise::new(31);
+    // Odd sizes: weight rows that start in the middle of a packed word.
+    let cases = [(1, 1, 1, false), (17, 33, 19, true), (6, 101, 37, false)];
     for device in half_weight_devices(gpu) {
-        let encoding = device.half_weights();
-        // Odd sizes: weight rows that start in the middle of a packed word.
-        for &(rows, inner, outputs, silu) in
-            &[(1, 1, 1, false), (17, 33, 19, true), (6, 101, 37, false)]
-        {
-            let x = noise.gaussian_f32(rows * inner);
-            let w = rounded_to_f16(&noise.gaussian_f32(outputs * inner));
-            let b = noise.gaussian_f32(outputs);
-            let mut expected = vec![0.0; rows * outputs];
-            cpu_linear(&x, &w, &b, inner, &mut expected);
-            if silu {
-                expected.iter_mut().for_each(|v| *v = cpu_silu(*v));
-            }
-            let weight = device
-                .weights("w", &w, &[outputs, inner], WeightDtype::F16)
-                .unwrap();
-            assert_eq!(weight.encoding(), encoding);
-            let y = zeros(&device, rows * outputs);
-            let mut plan = Plan::new(&device.limits);
-            plan.linear(
-                &tensor(&upload(&device, &x), &[rows, inner]),
-                &weight,
-                &tensor(&upload(&device, &b), &[outputs]),
-                &tensor(&y, &[rows, outputs]),
-                silu,
-            )
-            .unwrap();
-            let got = floats(&run(&device, plan, &y, rows * outputs));
-            let error = relative_error(&got, &expected);
-            assert!(
-                error < KERNEL_TOLERANCE,
-                "linear {rows}×{inner}→{outputs}, {} weights: relative error {error}",
-                encoding.name()
-            );
-        }
+        assert_ne!(device.half_weights(), Encoding::F32);
+        linear_against_the_cpu(&device, &mut noise, &cases, WeightDtype::F16);
     }
 }
 

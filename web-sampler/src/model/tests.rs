@@ -72,6 +72,19 @@ fn good_metadata(model: &Model) -> Option<HashMap<String, String>> {
     spec_metadata(&serde_json::to_string(model.spec()).unwrap())
 }
 
+/// `model`'s tensors with their names, in file order.
+fn named_values(model: &Model) -> Vec<(String, Vec<f32>)> {
+    model
+        .spec()
+        .tensor_shapes()
+        .into_iter()
+        .map(|(name, _)| {
+            let values = model.tensor(&name).unwrap().to_vec();
+            (name, values)
+        })
+        .collect()
+}
+
 /// The load error for `bytes`, checked to name the file.
 fn load_error(bytes: &[u8]) -> String {
     let error = Model::from_bytes(bytes, ORIGIN).unwrap_err();
@@ -147,15 +160,7 @@ fn written_file_is_standard_safetensors() {
 #[test]
 fn from_tensors_any_order_and_same_id() {
     let model = small_model();
-    let mut tensors: Vec<(String, Vec<f32>)> = model
-        .spec()
-        .tensor_shapes()
-        .into_iter()
-        .map(|(name, _)| {
-            let values = model.tensor(&name).unwrap().to_vec();
-            (name, values)
-        })
-        .collect();
+    let mut tensors = named_values(&model);
     tensors.reverse();
     let rebuilt = Model::from_tensors(model.spec().clone(), tensors.clone()).unwrap();
     assert_eq!(rebuilt.id(), model.id());
@@ -421,15 +426,7 @@ fn f16_models_round_trip_and_answer_to_their_original() {
 #[test]
 fn f16_rounding_refuses_values_beyond_its_range() {
     let model = small_model();
-    let mut tensors: Vec<(String, Vec<f32>)> = model
-        .spec()
-        .tensor_shapes()
-        .into_iter()
-        .map(|(name, _)| {
-            let values = model.tensor(&name).unwrap().to_vec();
-            (name, values)
-        })
-        .collect();
+    let mut tensors = named_values(&model);
     tensors[1].1[3] = 1.0e5;
     let big = Model::from_tensors(model.spec().clone(), tensors).unwrap();
     let problem = big.with_dtype(WeightDtype::F16).unwrap_err().problem;

@@ -8,7 +8,7 @@ use super::super::tests::{
     floats, gpu, half_weight_devices, random_table, relative_error, rounded_to_f16, run, tensor,
     upload, zeros, KERNEL_TOLERANCE,
 };
-use super::super::{block_on, network, sample};
+use super::super::{block_on, network, sample, Gpu};
 use crate::model::{
     cpu_attention, cpu_conv2d, cpu_group_norm, cpu_silu, Architecture, AttentionScratch, ConvShape,
     Model, ModelSpec, WeightDtype,
@@ -16,18 +16,15 @@ use crate::model::{
 use crate::noise::Noise;
 use crate::sample::SampleRequest;
 
-#[test]
-fn conv2d_matches_the_cpu_convolution() {
-    let Some((gpu, _serial)) = gpu() else { return };
-    let mut noise = Noise::new(21);
-    for &(rows, h, w, inputs, outputs, kernel, stride) in &[
-        (1, 1, 1, 1, 1, 3, 1),
-        (2, 5, 7, 3, 5, 3, 1),
-        (3, 5, 7, 6, 37, 3, 2),
-        (2, 6, 4, 33, 9, 3, 2),
-        (2, 5, 3, 4, 6, 1, 1),
-        (1, 9, 7, 2, 3, 1, 2),
-    ] {
+/// `conv2d` on `device` against the CPU convolution for each case `(rows, h, w, inputs, outputs,
+/// kernel, stride)`, with the weights uploaded as `dtype` (for F16, rounded to f16 first).
+fn conv2d_against_the_cpu(
+    device: &Gpu,
+    noise: &mut Noise,
+    cases: &[(usize, usize, usize, usize, usize, usize, usize)],
+    dtype: WeightDtype,
+) {
+    for &(rows, h, w, inputs, outputs, kernel, stride) in cases {
         let shape = ConvShape {
             inputs,
             outputs,
@@ -35,7 +32,10 @@ fn conv2d_matches_the_cpu_convolution() {
             stride,
         };
         let x = noise.gaussian_f32(rows * h * w * inputs);
-        let weight = noise.gaussian_f32(outputs * inputs * kernel * kernel);
+        let mut weight = noise.gaussian_f32(outputs * inputs * kernel * kernel);
+        if dtype == WeightDtype::F16 {
+            weight = rounded_to_f16(&weight);
+        }
         let bias = noise.gaussian_f32(outputs);
         let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
         let mut expected = Vec::new();
@@ -44,79 +44,57 @@ fn conv2d_matches_the_cpu_convolution() {
             cpu_conv2d(&shape, &weight, &bias, row, (h, w), &mut columns, &mut out);
             expected.extend_from_slice(&out);
         }
-        let y = zeros(gpu, rows * oh * ow * outputs);
-        let mut plan = Plan::new(&gpu.limits);
+        let y = zeros(device, rows * oh * ow * outputs);
+        let mut plan = Plan::new(&device.limits);
+        let weights = device
+            .weights("w", &weight, &[outputs, inputs, kernel, kernel], dtype)
+            .unwrap();
         plan.conv2d(
-            &tensor(&upload(gpu, &x), &[rows, h * w, inputs]),
+            &tensor(&upload(device, &x), &[rows, h * w, inputs]),
             (h, w),
-            &tensor(&upload(gpu, &weight), &[outputs, inputs, kernel, kernel]),
-            &tensor(&upload(gpu, &bias), &[outputs]),
+            &weights,
+            &tensor(&upload(device, &bias), &[outputs]),
             &tensor(&y, &[rows, oh * ow, outputs]),
             stride,
         )
         .unwrap();
-        let got = floats(&run(gpu, plan, &y, expected.len()));
+        let got = floats(&run(device, plan, &y, expected.len()));
         let error = relative_error(&got, &expected);
         assert!(
             error < KERNEL_TOLERANCE,
-            "conv2d {rows}×{h}×{w}×{inputs}→{outputs} k{kernel} s{stride}: relative error {error}"
+            "conv2d {rows}×{h}×{w}×{inputs}→{outputs} k{kernel} s{stride}, {} weights: relative \
+             error {error}",
+            weights.encoding().name()
         );
     }
+}
+
+#[test]
+fn conv2d_matches_the_cpu_convolution() {
+    let Some((gpu, _serial)) = gpu() else { return };
+    let cases = [
+        (1, 1, 1, 1, 1, 3, 1),
+        (2, 5, 7, 3, 5, 3, 1),
+        (3, 5, 7, 6, 37, 3, 2),
+        (2, 6, 4, 33, 9, 3, 2),
+        (2, 5, 3, 4, 6, 1, 1),
+        (1, 9, 7, 2, 3, 1, 2),
+    ];
+    conv2d_against_the_cpu(gpu, &mut Noise::new(21), &cases, WeightDtype::F32);
 }
 
 #[test]
 fn conv2d_reads_half_weights_in_every_encoding() {
     let Some((gpu, _serial)) = gpu() else { return };
     let mut noise = Noise::new(27);
+    // Odd fan-ins: weight rows that start in the middle of a packed word.
+    let cases = [
+        (2, 5, 7, 3, 5, 3, 1),
+        (3, 5, 7, 7, 37, 3, 2),
+        (1, 9, 7, 3, 3, 1, 2),
+    ];
     for device in half_weight_devices(gpu) {
-        for &(rows, h, w, inputs, outputs, kernel, stride) in &[
-            (2, 5, 7, 3, 5, 3, 1),
-            (3, 5, 7, 7, 37, 3, 2),
-            (1, 9, 7, 3, 3, 1, 2),
-        ] {
-            let shape = ConvShape {
-                inputs,
-                outputs,
-                kernel,
-                stride,
-            };
-            let x = noise.gaussian_f32(rows * h * w * inputs);
-            let weight = rounded_to_f16(&noise.gaussian_f32(outputs * inputs * kernel * kernel));
-            let bias = noise.gaussian_f32(outputs);
-            let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
-            let mut expected = Vec::new();
-            let (mut columns, mut out) = (Vec::new(), Vec::new());
-            for row in x.chunks_exact(h * w * inputs) {
-                cpu_conv2d(&shape, &weight, &bias, row, (h, w), &mut columns, &mut out);
-                expected.extend_from_slice(&out);
-            }
-            let y = zeros(&device, rows * oh * ow * outputs);
-            let mut plan = Plan::new(&device.limits);
-            plan.conv2d(
-                &tensor(&upload(&device, &x), &[rows, h * w, inputs]),
-                (h, w),
-                &device
-                    .weights(
-                        "w",
-                        &weight,
-                        &[outputs, inputs, kernel, kernel],
-                        WeightDtype::F16,
-                    )
-                    .unwrap(),
-                &tensor(&upload(&device, &bias), &[outputs]),
-                &tensor(&y, &[rows, oh * ow, outputs]),
-                stride,
-            )
-            .unwrap();
-            let got = floats(&run(&device, plan, &y, expected.len()));
-            let error = relative_error(&got, &expected);
-            assert!(
-                error < KERNEL_TOLERANCE,
-                "conv2d {rows}×{h}×{w}×{inputs}→{outputs} k{kernel} s{stride}, {} weights: \
-                 relative error {error}",
-                device.half_weights().name()
-            );
-        }
+        conv2d_against_the_cpu(&device, &mut noise, &cases, WeightDtype::F16);
     }
 }
 
