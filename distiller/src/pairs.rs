@@ -755,6 +755,29 @@ mod tests {
     }
 
     #[test]
+    fn pairs_fit_their_model_rounded_to_f16() {
+        let spec = ModelSpec::new(
+            web_sampler::model::Architecture::mlp(8, 2),
+            &[2, 1, 1],
+            4,
+            3,
+            2,
+        );
+        let model = Model::random(spec, 3).unwrap();
+        let mut p = sample();
+        p.meta.model_id = model.id().to_string();
+        let path = Path::new("runs/pairs.safetensors");
+        let half = model
+            .with_dtype(web_sampler::model::WeightDtype::F16)
+            .unwrap();
+        p.check_for(&model, path).unwrap();
+        p.check_for(&half, path).unwrap();
+        let other = Model::random(model.spec().clone(), 4).unwrap();
+        let shown = format!("{:#}", p.check_for(&other, path).unwrap_err());
+        assert!(shown.contains("computed for model"), "{shown}");
+    }
+
+    #[test]
     fn pairs_for_another_model_are_refused() {
         let p = sample();
         let path = Path::new("runs/pairs.safetensors");

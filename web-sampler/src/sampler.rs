@@ -458,7 +458,7 @@ impl Sampler {
 mod tests {
     use super::*;
     use crate::gpu::block_on;
-    use crate::model::{spec_for_tests, unet_spec_for_tests};
+    use crate::model::{spec_for_tests, unet_spec_for_tests, WeightDtype};
     use crate::sample::sample;
 
     fn request() -> SampleRequest {
@@ -579,6 +579,14 @@ mod tests {
         own.model_id = Some(id);
         sampler.load_solver(own, "own.json").unwrap();
         block_on(sampler.generate(&request(), 3, BackendChoice::Cpu)).unwrap();
+        // The same model rounded to f16: the solver stays.
+        let rounded = sampler
+            .model()
+            .unwrap()
+            .with_dtype(WeightDtype::F16)
+            .unwrap();
+        sampler.set_model(rounded);
+        assert_eq!(sampler.solver_file().unwrap().name, "euler-uniform-4");
         // Another model: the bound solver and the last samples go.
         sampler.set_model(Model::random(spec_for_tests(), 2).unwrap());
         assert_eq!(sampler.solver_file(), None);

@@ -241,9 +241,14 @@ impl GpuTensor {
     /// as `encoding`: [`Encoding::F16`] or [`Encoding::PackedF16`]); errors when the buffer is
     /// too small or the encoding is not a half one.
     pub fn halves(buffer: &wgpu::Buffer, shape: &[usize], encoding: Encoding) -> Result<GpuTensor> {
+        if encoding == Encoding::F32 {
+            return Err(Error::new(
+                ORIGIN,
+                "internal error: half-precision weights need a half encoding, not f32",
+            ));
+        }
         let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        let fits = len.is_some_and(|len| 2 * len.max(1) as u64 <= buffer.size());
-        if encoding == Encoding::F32 || !fits {
+        if !len.is_some_and(|len| 2 * len.max(1) as u64 <= buffer.size()) {
             return Err(Error::new(
                 ORIGIN,
                 format!(
