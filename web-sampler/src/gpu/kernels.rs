@@ -248,7 +248,7 @@ impl GpuTensor {
             ));
         }
         let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        if !len.is_some_and(|len| 2 * len.max(1) as u64 <= buffer.size()) {
+        if len.is_none_or(|len| 2 * len.max(1) as u64 > buffer.size()) {
             return Err(Error::new(
                 ORIGIN,
                 format!(
