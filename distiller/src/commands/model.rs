@@ -84,13 +84,13 @@ fn convert(args: &ConvertArgs) -> Result<()> {
     let model = Model::load(&args.file)?;
     let converted = model.with_dtype(args.dtype.into())?;
     converted.save(&args.output)?;
-    let size = |m: &Model| m.to_bytes().len();
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
     println!(
         "wrote {} ({} weights, {} bytes, from {} bytes; id {})",
         args.output.display(),
         converted.dtype().name(),
-        size(&converted),
-        size(&model),
+        size(&args.output),
+        size(&args.file),
         converted.id()
     );
     if let Some(original) = &converted.spec().rounded_from {

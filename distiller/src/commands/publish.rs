@@ -80,11 +80,7 @@ fn solver_files(paths: &[PathBuf], model: &Model) -> Result<Vec<(PathBuf, Solver
                 let Ok(file) = SolverFile::load(&entry) else {
                     continue;
                 };
-                if file
-                    .model_id
-                    .as_deref()
-                    .is_some_and(|id| model.answers_to(id))
-                {
+                if file.model_id.is_some() && file.fits(model) {
                     out.push((entry, file));
                 }
             }

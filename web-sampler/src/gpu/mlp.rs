@@ -49,14 +49,8 @@ impl GpuNetwork for GpuMlp {
                 )
             })
         };
-        let upload = |label: &str, values: &[f32], shape: &[usize]| {
-            let buffer = gpu.buffer_with(
-                label,
-                bytemuck::cast_slice(values),
-                wgpu::BufferUsages::STORAGE,
-            );
-            GpuTensor::new(&buffer, shape)
-        };
+        let upload =
+            |label: &str, values: &[f32], shape: &[usize]| gpu.tensor(label, values, shape);
         let spec = model.spec();
         let Architecture::Mlp(mlp) = &spec.architecture else {
             return Err(Error::new(

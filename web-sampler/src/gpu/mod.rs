@@ -168,17 +168,28 @@ impl Gpu {
         shape: &[usize],
         dtype: crate::model::WeightDtype,
     ) -> Result<kernels::GpuTensor> {
-        let usage = wgpu::BufferUsages::STORAGE;
         if dtype == crate::model::WeightDtype::F32 {
-            let buffer = self.buffer_with(label, bytemuck::cast_slice(values), usage);
-            return kernels::GpuTensor::new(&buffer, shape);
+            return self.tensor(label, values, shape);
         }
-        let halves: Vec<u8> = values
-            .iter()
-            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-            .collect();
-        let buffer = self.buffer_with(label, &halves, usage);
+        let halves: Vec<u8> = crate::model::f16_le_bytes(values).collect();
+        let buffer = self.buffer_with(label, &halves, wgpu::BufferUsages::STORAGE);
         kernels::GpuTensor::halves(&buffer, shape, self.half_weights)
+    }
+
+    /// A storage tensor of `shape` holding `values` as `f32` (a network's weights, biases and
+    /// tables, uploaded once).
+    pub(crate) fn tensor(
+        &self,
+        label: &str,
+        values: &[f32],
+        shape: &[usize],
+    ) -> Result<kernels::GpuTensor> {
+        let buffer = self.buffer_with(
+            label,
+            bytemuck::cast_slice(values),
+            wgpu::BufferUsages::STORAGE,
+        );
+        kernels::GpuTensor::new(&buffer, shape)
     }
 
     /// The software renderer behind the adapter, if it is one (`"SwiftShader"`, `"llvmpipe"`,

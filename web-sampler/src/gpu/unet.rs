@@ -130,13 +130,7 @@ impl Uploader<'_> {
 
     /// Tensor `name` as `f32`.
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
-        let values = self.values(name, shape)?;
-        let buffer = self.gpu.buffer_with(
-            name,
-            bytemuck::cast_slice(values),
-            wgpu::BufferUsages::STORAGE,
-        );
-        GpuTensor::new(&buffer, shape)
+        self.gpu.tensor(name, self.values(name, shape)?, shape)
     }
 
     fn conv(&self, layer: &ConvLayer) -> Result<GpuConv> {

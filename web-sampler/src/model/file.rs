@@ -98,6 +98,15 @@ pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<(ModelSpec, NamedTenso
     Ok((spec, tensors, stored.map_or(WeightDtype::F32, |(d, _)| d)))
 }
 
+/// The little-endian `F16` bytes of `values`, each rounded to the nearest `f16` (exact for
+/// values that are `f16` already, as a half-precision model's are): the file's and the GPU
+/// buffers' layout.
+pub(crate) fn f16_le_bytes(values: &[f32]) -> impl Iterator<Item = u8> + '_ {
+    values
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+}
+
 /// The tensor's values rounded to the nearest `f16` (ties to even); refused, naming the tensor
 /// and the value, when one lies beyond `f16`'s range (±65504) and would become infinite.
 pub(crate) fn round_to_f16(name: &str, values: &[f32]) -> std::result::Result<Vec<f32>, String> {
@@ -157,11 +166,7 @@ pub(crate) fn write(
             buffer.clear();
             match dtype {
                 WeightDtype::F32 => buffer.extend(piece.iter().flat_map(|v| v.to_le_bytes())),
-                WeightDtype::F16 => buffer.extend(
-                    piece
-                        .iter()
-                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes()),
-                ),
+                WeightDtype::F16 => buffer.extend(f16_le_bytes(piece)),
             }
             sink(&buffer);
         }

@@ -42,6 +42,7 @@ use mlp::Mlp;
 use unet::Unet;
 
 pub use embedding::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
+pub(crate) use file::f16_le_bytes;
 pub use file::WeightDtype;
 pub use mlp::MlpSpec;
 pub use network::VelocityNetwork;
