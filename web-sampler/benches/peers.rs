@@ -62,6 +62,19 @@ impl Peer {
     }
 }
 
+/// The CPU's model name (Linux's `/proc/cpuinfo`), or `unknown` elsewhere.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
@@ -218,6 +231,11 @@ fn main() -> Result<(), Failure> {
     println!(
         "outputs agree: max |ONNX Runtime − project| = {:.1e} (network loop), {:.1e} (one graph); the project's bits are the same at every thread count",
         agreement[0], agreement[1]
+    );
+    println!(
+        "CPU: {}; the project's kernel: {} (`--bench kernel` prints how near it runs to this core's ceiling)",
+        cpu_name(),
+        web_sampler::model::dense::kernel()
     );
     println!();
     println!("| contender | threads | median ms | ONNX Runtime / project |");

@@ -203,6 +203,21 @@ impl Kernel {
         }
     }
 
+    /// The variant's name, as the benchmarks print it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => "AVX-512F",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => "AVX2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Sse2 => "SSE2",
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => "simd128",
+            Kernel::Portable => "portable",
+        }
+    }
+
     /// Every variant this CPU runs (for tests).
     #[cfg(test)]
     pub(crate) fn available() -> Vec<Kernel> {

@@ -71,6 +71,38 @@ pub(crate) use {
     unet::tests::tiny_unet_spec as unet_spec_for_tests,
 };
 
+/// The CPU path's dense layer on its own, for `benches/kernel.rs` (not part of the API).
+#[doc(hidden)]
+pub mod dense {
+    use super::linear::{Kernel, PackedLinear};
+
+    /// A dense layer `y = x·Wᵀ + b`, packed as the MLP packs its layers.
+    pub struct Dense(PackedLinear);
+
+    impl Dense {
+        /// `weight` `[out, n]` (PyTorch layout), `bias` `[out]`.
+        ///
+        /// # Panics
+        /// If `n` or `out` is 0 or `weight` is not `[out, n]`.
+        pub fn new(weight: &[f32], bias: &[f32], n: usize) -> Dense {
+            Dense(PackedLinear::new(weight, bias, n))
+        }
+
+        /// `y` `[rows, out]` from `x` `[rows, n]` with this CPU's best kernel.
+        ///
+        /// # Panics
+        /// If `x` is not `[rows, n]` or `y` not `[rows, out]`.
+        pub fn forward(&self, x: &[f32], y: &mut [f32]) {
+            self.0.forward(x, y);
+        }
+    }
+
+    /// The name of the kernel variant this CPU runs (`AVX-512F`, `AVX2`, `SSE2`, …).
+    pub fn kernel() -> &'static str {
+        Kernel::best().name()
+    }
+}
+
 /// `len` initial weights of a layer with `fan_in` inputs: uniform in ±1/√fan_in, PyTorch's
 /// default for dense layers and convolutions (and for their biases, with the layer's fan-in);
 /// the same draws for every architecture.

@@ -1,0 +1,277 @@
+//! How close the CPU path's dense layer runs to what this core can do without fused
+//! multiply-add, and what fused multiply-add would give: prints GFLOP/s on one thread.
+//!
+//!     cargo bench -p web-sampler --bench kernel [-- --rounds 7]
+//!
+//! Contenders, interleaved round after round (medians):
+//!
+//! * the register-tile loop alone, on operands in the L1 cache, with each product rounded and
+//!   then added — the order `linear.rs` keeps so that native and wasm agree to the bit: what
+//!   the kernel's inner loop reaches at best (the dense layers add packing and passes);
+//! * the same loop with fused multiply-add (what BLAS and ONNX Runtime use where the CPU has
+//!   FMA; the CPU path cannot: wasm has no deterministic fused multiply-add, so the bits would
+//!   differ between native and the browser);
+//! * the CPU path's dense layers themselves (`model::dense`, the best kernel of this CPU) at the
+//!   shapes of the Fashion-MNIST MLP at batch 64: 880 → 512, 512 → 512, 512 → 784, packing and
+//!   passes included.
+//!
+//! The tile is the one of the kernel this CPU runs: 12 rows × 16 outputs (one `zmm`) with
+//! AVX-512F, 6 rows × 16 (two `ymm`) with AVX2. On CPUs that issue one multiply and one addition
+//! per cycle beside two FMAs (Intel since Haswell, AMD Zen 1) the FMA loop is up to twice as
+//! fast; on those with separate adders as wide as the multipliers (AMD Zen 2 and later) the two
+//! are close. The ratio bounds how near the project's figure can come to ONNX Runtime's
+//! (`--bench peers`) on this machine.
+
+use std::time::Instant;
+
+#[path = "common/workload.rs"]
+#[allow(dead_code)] // only its flag reader here
+mod workload;
+use workload::option;
+
+use web_sampler::model::dense::{kernel, Dense};
+use web_sampler::noise::Noise;
+
+/// Inputs per tile pass (the kernel's `KC`).
+const DEPTH: usize = 256;
+/// Outputs per tile (the kernel's panel).
+const PANEL: usize = 16;
+
+/// A register-tile loop: `rows` rows × [`PANEL`] outputs over [`DEPTH`] inputs.
+struct TileLoop {
+    name: String,
+    rows: usize,
+    run: unsafe fn(x: *const f32, w: *const f32, y: *mut f32),
+}
+
+#[cfg(target_arch = "x86_64")]
+mod tiles {
+    use super::{DEPTH, PANEL};
+    use std::arch::x86_64::*;
+
+    /// 6 rows × 2 `ymm`: products rounded, then added.
+    ///
+    /// # Safety
+    /// AVX2 present; `x` holds `DEPTH · 6` values, `w` `DEPTH · PANEL`, `y` `6 · PANEL`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_mul_add(x: *const f32, w: *const f32, y: *mut f32) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+        for k in 0..DEPTH {
+            let w0 = _mm256_loadu_ps(w.add(k * PANEL));
+            let w1 = _mm256_loadu_ps(w.add(k * PANEL + 8));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let xv = _mm256_set1_ps(*x.add(k * 6 + r));
+                row[0] = _mm256_add_ps(row[0], _mm256_mul_ps(xv, w0));
+                row[1] = _mm256_add_ps(row[1], _mm256_mul_ps(xv, w1));
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            _mm256_storeu_ps(y.add(r * PANEL), row[0]);
+            _mm256_storeu_ps(y.add(r * PANEL + 8), row[1]);
+        }
+    }
+
+    /// 6 rows × 2 `ymm` with fused multiply-add.
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; operands as [`avx2_mul_add`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2_fma(x: *const f32, w: *const f32, y: *mut f32) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+        for k in 0..DEPTH {
+            let w0 = _mm256_loadu_ps(w.add(k * PANEL));
+            let w1 = _mm256_loadu_ps(w.add(k * PANEL + 8));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let xv = _mm256_set1_ps(*x.add(k * 6 + r));
+                row[0] = _mm256_fmadd_ps(xv, w0, row[0]);
+                row[1] = _mm256_fmadd_ps(xv, w1, row[1]);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            _mm256_storeu_ps(y.add(r * PANEL), row[0]);
+            _mm256_storeu_ps(y.add(r * PANEL + 8), row[1]);
+        }
+    }
+
+    /// 12 rows × 1 `zmm`: products rounded, then added.
+    ///
+    /// # Safety
+    /// AVX-512F present; `x` holds `DEPTH · 12` values, `w` `DEPTH · PANEL`, `y` `12 · PANEL`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512_mul_add(x: *const f32, w: *const f32, y: *mut f32) {
+        let mut acc = [_mm512_setzero_ps(); 12];
+        for k in 0..DEPTH {
+            let wv = _mm512_loadu_ps(w.add(k * PANEL));
+            for (r, sum) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_ps(*x.add(k * 12 + r));
+                *sum = _mm512_add_ps(*sum, _mm512_mul_ps(xv, wv));
+            }
+        }
+        for (r, sum) in acc.iter().enumerate() {
+            _mm512_storeu_ps(y.add(r * PANEL), *sum);
+        }
+    }
+
+    /// 12 rows × 1 `zmm` with fused multiply-add.
+    ///
+    /// # Safety
+    /// AVX-512F present; operands as [`avx512_mul_add`].
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512_fma(x: *const f32, w: *const f32, y: *mut f32) {
+        let mut acc = [_mm512_setzero_ps(); 12];
+        for k in 0..DEPTH {
+            let wv = _mm512_loadu_ps(w.add(k * PANEL));
+            for (r, sum) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_ps(*x.add(k * 12 + r));
+                *sum = _mm512_fmadd_ps(xv, wv, *sum);
+            }
+        }
+        for (r, sum) in acc.iter().enumerate() {
+            _mm512_storeu_ps(y.add(r * PANEL), *sum);
+        }
+    }
+}
+
+/// The tile loops of the kernel this CPU runs, without and with FMA.
+fn tile_loops() -> Vec<TileLoop> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let label = |what: &str, rows: usize, vectors: &str| {
+            format!("tile loop {rows} rows × 16, {vectors}, {what}")
+        };
+        if std::is_x86_feature_detected!("avx512f") {
+            return vec![
+                TileLoop {
+                    name: label("products rounded then added", 12, "zmm"),
+                    rows: 12,
+                    run: tiles::avx512_mul_add,
+                },
+                TileLoop {
+                    name: label("fused multiply-add", 12, "zmm"),
+                    rows: 12,
+                    run: tiles::avx512_fma,
+                },
+            ];
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return vec![
+                TileLoop {
+                    name: label("products rounded then added", 6, "2 ymm"),
+                    rows: 6,
+                    run: tiles::avx2_mul_add,
+                },
+                TileLoop {
+                    name: label("fused multiply-add", 6, "2 ymm"),
+                    rows: 6,
+                    run: tiles::avx2_fma,
+                },
+            ];
+        }
+    }
+    Vec::new()
+}
+
+/// GFLOP/s of `flops` done in `seconds`.
+fn rate(flops: f64, seconds: f64) -> f64 {
+    flops / seconds / 1e9
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = option(&args, "--rounds", "7").parse::<usize>()?.max(1);
+    let mut noise = Noise::new(1);
+
+    let loops = tile_loops();
+    let x = noise.gaussian_f32(DEPTH * 12);
+    let w = noise.gaussian_f32(DEPTH * PANEL);
+    let mut y = vec![0.0f32; 12 * PANEL];
+    let calls = 20_000;
+
+    // The MLP's layers at batch 64: (inputs, outputs).
+    let batch = 64;
+    let shapes = [(880, 512), (512, 512), (512, 512), (512, 784)];
+    let layers: Vec<(Dense, Vec<f32>, Vec<f32>)> = shapes
+        .iter()
+        .map(|&(n, out)| {
+            let weight = noise.gaussian_f32(out * n);
+            let bias = noise.gaussian_f32(out);
+            (
+                Dense::new(&weight, &bias, n),
+                noise.gaussian_f32(batch * n),
+                vec![0.0f32; batch * out],
+            )
+        })
+        .collect();
+    let network_flops: f64 = shapes
+        .iter()
+        .map(|&(n, out)| 2.0 * (batch * n * out) as f64)
+        .sum();
+    let mut layers = layers;
+    let network_calls = 20;
+
+    let mut figures: Vec<Vec<f64>> = vec![Vec::new(); loops.len() + 1];
+    for round in 0..=rounds {
+        for (i, tile) in loops.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..calls {
+                // SAFETY: `tile_loops` hands out only loops whose instructions this CPU has;
+                // `x`, `w` and `y` hold what a tile of 12 rows reads and writes.
+                unsafe { (tile.run)(x.as_ptr(), w.as_ptr(), y.as_mut_ptr()) };
+                std::hint::black_box(&mut y);
+            }
+            let flops = 2.0 * (calls * tile.rows * PANEL * DEPTH) as f64;
+            if round > 0 {
+                figures[i].push(rate(flops, start.elapsed().as_secs_f64()));
+            }
+        }
+        let start = Instant::now();
+        for _ in 0..network_calls {
+            for (layer, input, output) in layers.iter_mut() {
+                layer.forward(input, output);
+                std::hint::black_box(&mut *output);
+            }
+        }
+        if round > 0 {
+            figures[loops.len()].push(rate(
+                network_flops * network_calls as f64,
+                start.elapsed().as_secs_f64(),
+            ));
+        }
+    }
+
+    println!(
+        "one thread, {rounds} interleaved rounds after a warm-up, medians; the CPU path's kernel here: {}",
+        kernel()
+    );
+    if loops.is_empty() {
+        println!("(no AVX2+FMA or AVX-512F on this CPU: the tile loops are not measured)");
+    }
+    println!();
+    println!("| contender | GFLOP/s |");
+    println!("|---|---:|");
+    let mut medians = Vec::new();
+    for (i, tile) in loops.iter().enumerate() {
+        let value = median(&mut figures[i]);
+        medians.push(value);
+        println!("| {} | {value:.1} |", tile.name);
+    }
+    let network = median(&mut figures[loops.len()]);
+    println!(
+        "| the CPU path's dense layers, MLP shapes at batch 64 ({} kernel) | {network:.1} |",
+        kernel()
+    );
+    if let [rounded, fused] = medians[..] {
+        println!();
+        println!(
+            "fused / rounded-then-added: {:.2}× (what the same kernel would gain with FMA here); the dense layers reach {:.0}% of the rounded-then-added loop",
+            fused / rounded,
+            100.0 * network / rounded
+        );
+    }
+    Ok(())
+}
