@@ -32,10 +32,11 @@
 //! them): AVX-512F (12 rows × 1 vector of 16, the inputs broadcast from memory into the
 //! multiplications: half the instructions of AVX2 for the same work) where the CPU has it, AVX2
 //! (6 rows × 2 vectors of 8: 12 accumulators of the 16 `ymm` registers) where it has that,
-//! SSE2 (3 rows × 4 vectors of 4) on other x86-64, wasm `simd128` (2 rows × 4 vectors of 4: 8
-//! accumulators, so that with the 4 weights and 2 inputs they fit the 16 registers a browser's
-//! compiler has on x86-64; 3 rows were 25–30% slower in Chromium; the build enables the
-//! feature: `.cargo/config.toml`), and plain arrays elsewhere.
+//! SSE2 (2 rows × 4 vectors of 4: with 3 rows, 12 accumulators, 4 weights and an input are 17
+//! values for the 16 `xmm` registers; 2 rows were 8% faster on an AMD EPYC (Zen 1)) on other
+//! x86-64, wasm `simd128` (the same 2 rows × 4, for the same 16 registers a browser's compiler
+//! has on x86-64; 3 rows were 25–30% slower in Chromium; the build enables the feature:
+//! `.cargo/config.toml`), and plain arrays elsewhere.
 //!
 //! # API
 //!
@@ -521,7 +522,7 @@ mod sse2 {
     }
 
     pub(super) fn run(layer: Layer<'_>) {
-        run_tiles::<Sse2, 3, 4>(layer)
+        run_tiles::<Sse2, 2, 4>(layer)
     }
 }
 
