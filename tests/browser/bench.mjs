@@ -44,11 +44,17 @@ function setting(args) {
   const solver = manifest.solvers.find((s) => s.kind === 'bns' && s.nfe === 8);
   if (!solver) usage(`${join(dir, 'manifest.json')} lists no BNS solver at NFE 8`);
   const scratch = mkdtempSync(join(tmpdir(), 'bns-bench-site-'));
-  cpSync(WWW, scratch, { recursive: true, dereference: true });
-  cpSync(dir, join(scratch, 'models', manifest.name), { recursive: true, dereference: true });
-  const index = JSON.parse(readFileSync(join(WWW, 'models/index.json'), 'utf8'));
-  writeFileSync(join(scratch, 'models/index.json'),
-    JSON.stringify([manifest.name, ...index.filter((n) => n !== manifest.name)]));
+  try {
+    cpSync(WWW, scratch, { recursive: true, dereference: true });
+    cpSync(dir, join(scratch, 'models', manifest.name), { recursive: true, dereference: true });
+    const index = JSON.parse(readFileSync(join(WWW, 'models/index.json'), 'utf8'));
+    writeFileSync(join(scratch, 'models/index.json'),
+      JSON.stringify([manifest.name, ...index.filter((n) => n !== manifest.name)]));
+  } catch (e) {
+    // No half-built copy of the site left behind.
+    rmSync(scratch, { recursive: true, force: true });
+    usage(`copying the site and ${dir} into a scratch folder: ${e.message}`);
+  }
   return {
     site: scratch, scratch, model: manifest.name, solver: solver.file, batches: [16, 64],
     runs: { cpu: 3, webgpu: 1 }, bytes: manifest.model_bytes, from: basename(dir),
@@ -114,14 +120,15 @@ async function bench(label, webgpu, url) {
   return version;
 }
 
-const server = await startServer({ root: SETTING.site });
-const url = `http://127.0.0.1:${server.address().port}/`;
+let server;
 try {
+  server = await startServer({ root: SETTING.site });
+  const url = `http://127.0.0.1:${server.address().port}/`;
   const cpuVersion = await bench('wasm CPU path in the worker (Chromium without WebGPU)', false, url);
   await bench('WebGPU (SwiftShader, --enable-unsafe-webgpu)', true, url);
   console.log(`Chromium ${cpuVersion}, headless; model ${SETTING.model}` +
     `${SETTING.bytes ? ` (${SETTING.bytes} bytes, from ${SETTING.from})` : ''}, solver ${SETTING.solver}, seed 1.`);
 } finally {
-  server.close();
+  server?.close();
   if (SETTING.scratch) rmSync(SETTING.scratch, { recursive: true, force: true });
 }
