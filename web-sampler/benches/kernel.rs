@@ -49,42 +49,27 @@ mod tiles {
     use super::{DEPTH, PANEL};
     use std::arch::x86_64::*;
 
-    /// 6 rows × 2 `ymm`: products rounded, then added.
+    /// 6 rows × 2 `ymm`: products rounded then added, or fused multiply-add when `FUSED`.
     ///
     /// # Safety
-    /// AVX2 present; `x` holds `DEPTH · 6` values, `w` `DEPTH · PANEL`, `y` `6 · PANEL`.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2_mul_add(x: *const f32, w: *const f32, y: *mut f32) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; 6];
-        for k in 0..DEPTH {
-            let w0 = _mm256_loadu_ps(w.add(k * PANEL));
-            let w1 = _mm256_loadu_ps(w.add(k * PANEL + 8));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let xv = _mm256_set1_ps(*x.add(k * 6 + r));
-                row[0] = _mm256_add_ps(row[0], _mm256_mul_ps(xv, w0));
-                row[1] = _mm256_add_ps(row[1], _mm256_mul_ps(xv, w1));
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            _mm256_storeu_ps(y.add(r * PANEL), row[0]);
-            _mm256_storeu_ps(y.add(r * PANEL + 8), row[1]);
-        }
-    }
-
-    /// 6 rows × 2 `ymm` with fused multiply-add.
-    ///
-    /// # Safety
-    /// AVX2 and FMA present; operands as [`avx2_mul_add`].
+    /// AVX2 and FMA present; `x` holds `DEPTH · 6` values, `w` `DEPTH · PANEL`, `y` `6 · PANEL`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2_fma(x: *const f32, w: *const f32, y: *mut f32) {
+    pub unsafe fn avx2<const FUSED: bool>(x: *const f32, w: *const f32, y: *mut f32) {
         let mut acc = [[_mm256_setzero_ps(); 2]; 6];
         for k in 0..DEPTH {
-            let w0 = _mm256_loadu_ps(w.add(k * PANEL));
-            let w1 = _mm256_loadu_ps(w.add(k * PANEL + 8));
+            let wv = [
+                _mm256_loadu_ps(w.add(k * PANEL)),
+                _mm256_loadu_ps(w.add(k * PANEL + 8)),
+            ];
             for (r, row) in acc.iter_mut().enumerate() {
                 let xv = _mm256_set1_ps(*x.add(k * 6 + r));
-                row[0] = _mm256_fmadd_ps(xv, w0, row[0]);
-                row[1] = _mm256_fmadd_ps(xv, w1, row[1]);
+                for (sum, &wv) in row.iter_mut().zip(&wv) {
+                    *sum = if FUSED {
+                        _mm256_fmadd_ps(xv, wv, *sum)
+                    } else {
+                        _mm256_add_ps(*sum, _mm256_mul_ps(xv, wv))
+                    };
+                }
             }
         }
         for (r, row) in acc.iter().enumerate() {
@@ -93,37 +78,22 @@ mod tiles {
         }
     }
 
-    /// 12 rows × 1 `zmm`: products rounded, then added.
+    /// 12 rows × 1 `zmm`: products rounded then added, or fused multiply-add when `FUSED`.
     ///
     /// # Safety
     /// AVX-512F present; `x` holds `DEPTH · 12` values, `w` `DEPTH · PANEL`, `y` `12 · PANEL`.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn avx512_mul_add(x: *const f32, w: *const f32, y: *mut f32) {
+    pub unsafe fn avx512<const FUSED: bool>(x: *const f32, w: *const f32, y: *mut f32) {
         let mut acc = [_mm512_setzero_ps(); 12];
         for k in 0..DEPTH {
             let wv = _mm512_loadu_ps(w.add(k * PANEL));
             for (r, sum) in acc.iter_mut().enumerate() {
                 let xv = _mm512_set1_ps(*x.add(k * 12 + r));
-                *sum = _mm512_add_ps(*sum, _mm512_mul_ps(xv, wv));
-            }
-        }
-        for (r, sum) in acc.iter().enumerate() {
-            _mm512_storeu_ps(y.add(r * PANEL), *sum);
-        }
-    }
-
-    /// 12 rows × 1 `zmm` with fused multiply-add.
-    ///
-    /// # Safety
-    /// AVX-512F present; operands as [`avx512_mul_add`].
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn avx512_fma(x: *const f32, w: *const f32, y: *mut f32) {
-        let mut acc = [_mm512_setzero_ps(); 12];
-        for k in 0..DEPTH {
-            let wv = _mm512_loadu_ps(w.add(k * PANEL));
-            for (r, sum) in acc.iter_mut().enumerate() {
-                let xv = _mm512_set1_ps(*x.add(k * 12 + r));
-                *sum = _mm512_fmadd_ps(xv, wv, *sum);
+                *sum = if FUSED {
+                    _mm512_fmadd_ps(xv, wv, *sum)
+                } else {
+                    _mm512_add_ps(*sum, _mm512_mul_ps(xv, wv))
+                };
             }
         }
         for (r, sum) in acc.iter().enumerate() {
@@ -144,12 +114,12 @@ fn tile_loops() -> Vec<TileLoop> {
                 TileLoop {
                     name: label("products rounded then added", 12, "zmm"),
                     rows: 12,
-                    run: tiles::avx512_mul_add,
+                    run: tiles::avx512::<false>,
                 },
                 TileLoop {
                     name: label("fused multiply-add", 12, "zmm"),
                     rows: 12,
-                    run: tiles::avx512_fma,
+                    run: tiles::avx512::<true>,
                 },
             ];
         }
@@ -158,12 +128,12 @@ fn tile_loops() -> Vec<TileLoop> {
                 TileLoop {
                     name: label("products rounded then added", 6, "2 ymm"),
                     rows: 6,
-                    run: tiles::avx2_mul_add,
+                    run: tiles::avx2::<false>,
                 },
                 TileLoop {
                     name: label("fused multiply-add", 6, "2 ymm"),
                     rows: 6,
-                    run: tiles::avx2_fma,
+                    run: tiles::avx2::<true>,
                 },
             ];
         }
