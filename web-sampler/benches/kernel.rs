@@ -39,7 +39,7 @@ const DEPTH: usize = 256;
 /// Outputs per tile (the kernel's panel).
 const PANEL: usize = 16;
 
-/// A register-tile loop: `rows` rows × [`PANEL`] outputs over [`DEPTH`] inputs.
+/// A register-tile loop: `rows` rows × `outputs` over `depth` inputs.
 struct TileLoop {
     name: String,
     rows: usize,
@@ -47,7 +47,34 @@ struct TileLoop {
     outputs: usize,
     /// Inputs per call (the weights must stay in the L1 cache).
     depth: usize,
+    /// Whether each product is fused into its addition (otherwise rounded, then added).
+    fused: bool,
     run: unsafe fn(x: *const f32, w: *const f32, y: *mut f32),
+}
+
+impl TileLoop {
+    /// A loop of the kernel's own tile: `rows` rows × [`PANEL`] outputs over [`DEPTH`] inputs.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn kernel_tile(
+        rows: usize,
+        vectors: &str,
+        fused: bool,
+        run: unsafe fn(*const f32, *const f32, *mut f32),
+    ) -> TileLoop {
+        let what = if fused {
+            "fused multiply-add"
+        } else {
+            "products rounded then added"
+        };
+        TileLoop {
+            name: format!("tile loop {rows} rows × {PANEL}, {vectors}, {what}"),
+            rows,
+            outputs: PANEL,
+            depth: DEPTH,
+            fused,
+            run,
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -170,48 +197,22 @@ mod tiles {
 fn tile_loops() -> Vec<TileLoop> {
     #[cfg(target_arch = "x86_64")]
     {
-        let label = |what: &str, rows: usize, vectors: &str| {
-            format!("tile loop {rows} rows × 16, {vectors}, {what}")
-        };
         if std::is_x86_feature_detected!("avx512f") {
             return vec![
-                TileLoop {
-                    name: label("products rounded then added", 12, "zmm"),
-                    rows: 12,
-                    outputs: PANEL,
-                    depth: DEPTH,
-                    run: tiles::avx512::<false>,
-                },
-                TileLoop {
-                    name: label("fused multiply-add", 12, "zmm"),
-                    rows: 12,
-                    outputs: PANEL,
-                    depth: DEPTH,
-                    run: tiles::avx512::<true>,
-                },
+                TileLoop::kernel_tile(12, "zmm", false, tiles::avx512::<false>),
+                TileLoop::kernel_tile(12, "zmm", true, tiles::avx512::<true>),
             ];
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             return vec![
-                TileLoop {
-                    name: label("products rounded then added", 6, "2 ymm"),
-                    rows: 6,
-                    outputs: PANEL,
-                    depth: DEPTH,
-                    run: tiles::avx2::<false>,
-                },
-                TileLoop {
-                    name: label("fused multiply-add", 6, "2 ymm"),
-                    rows: 6,
-                    outputs: PANEL,
-                    depth: DEPTH,
-                    run: tiles::avx2::<true>,
-                },
+                TileLoop::kernel_tile(6, "2 ymm", false, tiles::avx2::<false>),
+                TileLoop::kernel_tile(6, "2 ymm", true, tiles::avx2::<true>),
                 TileLoop {
                     name: "probe: tile loop 2 rows × 48 (6 ymm), weights read by the multiplications, products rounded then added".into(),
                     rows: 2,
                     outputs: 48,
                     depth: tiles::FOLDED_DEPTH,
+                    fused: false,
                     run: tiles::folded,
                 },
             ];
@@ -267,13 +268,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for tile in &loops {
         // SAFETY: as in the timed calls below.
         unsafe { (tile.run)(x.as_ptr(), w.as_ptr(), y.as_mut_ptr()) };
-        let fused = tile.name.contains("fused");
         for r in 0..tile.rows {
             for o in 0..tile.outputs {
                 let mut sum = 0.0f32;
                 for k in 0..tile.depth {
                     let (a, b) = (x[k * tile.rows + r], w[k * tile.outputs + o]);
-                    sum = if fused {
+                    sum = if tile.fused {
                         a.mul_add(b, sum)
                     } else {
                         sum + a * b
