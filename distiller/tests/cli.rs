@@ -293,6 +293,46 @@ fn errors_name_the_file_and_the_problem() {
 }
 
 #[test]
+fn a_diverging_solve_names_the_solver_file() {
+    let dir = Scratch::new("cli", "diverged");
+    let model = small_model(&dir, "m.safetensors", "1");
+    // Euler at NFE 2 with a first step 1e308 times too long.
+    let file = dir.path("huge.json");
+    let o = bns(&[
+        "solver", "new", "--method", "euler", "--nfe", "2", "-o", &file,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    json["b"][0][0] = 1e308.into();
+    std::fs::write(&file, json.to_string()).unwrap();
+    let png = dir.path("x.png");
+    let o = bns(&[
+        "sample",
+        "--model",
+        &model,
+        "--solver",
+        &file,
+        "--guidance",
+        "0",
+        "-o",
+        &png,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).starts_with(&format!("error: {file}: the solve diverged: ")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("the solver's coefficients or the guidance scale (w = 0)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new(&png).exists());
+}
+
+#[test]
 fn text_from_files_reaches_the_terminal_escaped() {
     // A solver file whose name and kind carry an ANSI escape sequence and other controls.
     let dir = Scratch::new("cli", "escape");

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
+use crate::error::number_in_message;
 use crate::gpu::{self, Gpu};
 use crate::grid::Grid;
 use crate::model::Model;
@@ -75,8 +76,10 @@ pub enum SamplerError {
     /// A classical solver that cannot be built, e.g. an NFE that is not a multiple of its stages.
     Classical(String),
     /// The solve diverged: `count` of the samples' values are NaN or infinite, the first in
-    /// sample `first` (a solver's coefficients or a guidance scale too large for f32).
+    /// sample `first` (a solver's coefficients or a guidance scale too large for f32); `solver`
+    /// names the solver as it was loaded (its file, or the classical solver's name).
     NotFinite {
+        solver: String,
         count: usize,
         first: usize,
         guidance: f64,
@@ -97,23 +100,17 @@ impl fmt::Display for SamplerError {
             SamplerError::NoGpu(note) => write!(f, "no GPU: {note}"),
             SamplerError::Classical(problem) => f.write_str(problem),
             SamplerError::NotFinite {
+                solver,
                 count,
                 first,
                 guidance,
-            } => {
-                // 1e308, not its 309 digits.
-                let w = if guidance.abs() >= 1e6 {
-                    format!("{guidance:e}")
-                } else {
-                    guidance.to_string()
-                };
-                write!(
-                    f,
-                    "the solve diverged: {count} values are NaN or infinite, the first in sample \
-                     {first}; the solver's coefficients or the guidance scale (w = {w}) are too \
-                     large for this model"
-                )
-            }
+            } => write!(
+                f,
+                "{solver}: the solve diverged: {count} values are NaN or infinite, the first in \
+                 sample {first}; the solver's coefficients or the guidance scale (w = {}) are too \
+                 large for this model",
+                number_in_message(*guidance)
+            ),
             SamplerError::Runtime(e) => e.fmt(f),
         }
     }
@@ -136,10 +133,12 @@ enum ActiveBackend {
     },
 }
 
-/// The solver in use: its file (as loaded or built) and its table.
+/// The solver in use: its file (as loaded or built), its table, and what errors call it (the
+/// origin it was loaded from, or the classical solver's name).
 struct LoadedSolver {
     file: SolverFile,
     table: Rc<NsTable>,
+    origin: String,
 }
 
 /// The last `generate`'s samples and, when the GPU drew it, their picture in `columns` columns.
@@ -314,7 +313,11 @@ impl Sampler {
             file.check_model(model, origin)?;
         }
         let table = Rc::new(file.table());
-        *self.solver.borrow_mut() = Some(LoadedSolver { file, table });
+        *self.solver.borrow_mut() = Some(LoadedSolver {
+            file,
+            table,
+            origin: origin.to_string(),
+        });
         Ok(())
     }
 
@@ -327,10 +330,11 @@ impl Sampler {
     ) -> Result<(), SamplerError> {
         let table = method.build(nfe, grid).map_err(SamplerError::Classical)?;
         let name = format!("{}-{}-{nfe}", method.name(), grid.name());
-        let file = SolverFile::new(name, method.name(), 0.0, table.clone());
+        let file = SolverFile::new(name.clone(), method.name(), 0.0, table.clone());
         *self.solver.borrow_mut() = Some(LoadedSolver {
             file,
             table: Rc::new(table),
+            origin: name,
         });
         Ok(())
     }
@@ -340,12 +344,12 @@ impl Sampler {
         self.solver.borrow().as_ref().map(|s| s.file.clone())
     }
 
-    /// The model and solver table in use.
-    fn loaded(&self) -> Result<(Rc<Model>, Rc<NsTable>), SamplerError> {
+    /// The model and solver table in use, and what errors call the solver.
+    fn loaded(&self) -> Result<(Rc<Model>, Rc<NsTable>, String), SamplerError> {
         let model = self.model().ok_or(SamplerError::NoModel)?;
         let solver = self.solver.borrow();
         let solver = solver.as_ref().ok_or(SamplerError::NoSolver)?;
-        Ok((model, Rc::clone(&solver.table)))
+        Ok((model, Rc::clone(&solver.table), solver.origin.clone()))
     }
 
     /// Generates the samples of `request` `[B, C, H, W]` (images in [−1, 1]) on the path
@@ -371,7 +375,7 @@ impl Sampler {
         choice: BackendChoice,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Samples, SamplerError> {
-        let (model, table) = self.loaded()?;
+        let (model, table, origin) = self.loaded()?;
         check_request(&model, request)?;
         let total = table.steps();
         let gpu = match choice {
@@ -412,6 +416,7 @@ impl Sampler {
         if let Some(first) = samples.values.iter().position(|v| !v.is_finite()) {
             let dim = (samples.values.len() / samples.shape[0].max(1)).max(1);
             return Err(SamplerError::NotFinite {
+                solver: origin,
                 count: samples.values[first..]
                     .iter()
                     .filter(|v| !v.is_finite())
@@ -431,7 +436,7 @@ impl Sampler {
     /// The states x_0, …, x_n of a solve of `request` on the CPU path, each `[B, D]` (for
     /// drawing the trajectories of 2-D models).
     pub fn trajectories(&self, request: &SampleRequest) -> Result<Vec<Vec<f32>>, SamplerError> {
-        let (model, table) = self.loaded()?;
+        let (model, table, _) = self.loaded()?;
         Ok(trajectories(&model, &table, request)?)
     }
 
@@ -488,6 +493,12 @@ mod tests {
         };
         let error = block_on(sampler.generate(&huge_guidance, 3, BackendChoice::Cpu)).unwrap_err();
         assert!(matches!(error, SamplerError::NotFinite { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("euler-uniform-4: the solve diverged: "),
+            "{error}"
+        );
         assert!(error.to_string().contains("w = 1e308"), "{error}");
         assert_eq!(
             sampler.last_picture(3).unwrap_err(),
@@ -503,7 +514,13 @@ mod tests {
             ..request()
         };
         let error = block_on(sampler.generate(&unguided, 3, BackendChoice::Cpu)).unwrap_err();
-        assert!(error.to_string().contains("the solve diverged"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("huge.json: the solve diverged: "),
+            "{error}"
+        );
+        assert!(error.to_string().contains("(w = 0)"), "{error}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::rc::Rc;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
+use crate::error::number_in_message;
 use crate::grid::Grid;
 use crate::model::Model;
 use crate::sample::{SampleRequest, MAX_BATCH};
@@ -71,7 +72,7 @@ pub fn classical_methods() -> Vec<String> {
 /// PSNR in dB of each sample of `x` against `reference` (both `[N, dim]`, values in [−1, 1]).
 #[wasm_bindgen]
 pub fn psnr(x: &[f32], reference: &[f32], dim: usize) -> Result<Vec<f64>, JsError> {
-    if dim == 0 || x.len() != reference.len() || x.len() % dim != 0 {
+    if dim == 0 || x.len() != reference.len() || !x.len().is_multiple_of(dim) {
         return Err(JsError::new(&format!(
             "psnr: {} and {} values are not both whole samples of {dim}",
             x.len(),
@@ -121,7 +122,8 @@ fn whole(name: &str, value: f64, min: f64, max: f64) -> Result<f64, JsError> {
         Ok(value)
     } else {
         Err(JsError::new(&format!(
-            "{name} must be a whole number from {min} to {max}, got {value}"
+            "{name} must be a whole number from {min} to {max}, got {}",
+            number_in_message(value)
         )))
     }
 }
@@ -145,7 +147,7 @@ impl GenerateOptions {
         if !(raw.guidance.is_finite() && raw.guidance >= 0.0) {
             return Err(JsError::new(&format!(
                 "guidance must be a finite number ≥ 0, got {}",
-                raw.guidance
+                number_in_message(raw.guidance)
             )));
         }
         let columns = match raw.columns {
