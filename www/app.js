@@ -1,8 +1,10 @@
 // The sampler page: the wasm runtime on WebGPU (or the CPU path) in the sampler's worker, the
 // published models and their solvers, a grid of samples for a seed, and the compare view. The
 // form's state is mirrored in the address (?model=…&solver=…&seed=…&batch=…&class=…&guidance=…
-// &backend=cpu|webgpu), so a link reproduces a picture. `window.bnsPage` exposes the page's state
-// and actions to the browser tests.
+// &backend=cpu|webgpu), so a link reproduces a picture; a value there that the form refuses falls
+// back to the form's own, with a note. A failed generation or compare run says so in its status
+// line and leaves the previous picture and the controls ready for the next try. `window.bnsPage`
+// exposes the page's state and actions to the browser tests.
 
 import { openSampler } from './lib/sampler-client.js';
 import { fetchModel, fetchOk } from './lib/weights.js';
@@ -12,6 +14,7 @@ import {
 import { drawRgba, drawScatter, isPoints } from './lib/draw.js';
 import { markStale, showComparison } from './compare.js';
 import { showAbout } from './about.js';
+import { quoted, shortReason } from './lib/messages.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -21,6 +24,8 @@ const PATHS = 24;
 const COMPARE_BATCH = { images: 4, points: 200 };
 
 const page = {
+  /** Whether the page has a model and its first action is over: Generate works from here on,
+   * whether or not that first picture could be drawn. */
   ready: false,
   error: null,
   generated: 0,
@@ -38,6 +43,8 @@ const page = {
   where: null,
   /** The progress reports of the last generation: [{ done, total }]. */
   progress: [],
+  /** Resolves when the actions queued so far (a click of Generate, say) are over. */
+  settled: () => queue,
   loadSolverText: (text, name) => act(() => loadSolverText(text, name)),
   compare: () => act(compare),
   loseDevice: () => sampler.call('loseDevice'),
@@ -81,12 +88,45 @@ function setBusy(busy) {
   $('class').disabled = off || model.spec.num_classes === 0;
 }
 
-/** The form's value of `field` as its input checks it (min, max, step): the same words for a
- * typed value and for one from the address. */
-function checkedValue(field) {
+/**
+ * `text` as the value of the form's number input `field`, checked as the input checks what is
+ * typed (a number within its min, max and step), in the browser's words: `{ value }`, or
+ * `{ why, previous }` with the input's previous value kept. The one check for a typed value and
+ * for one from the address.
+ */
+function checkField(field, text) {
   const input = $(field);
-  if (!input.checkValidity()) throw new Error(`${fieldLabel(field)} ${input.value}: ${input.validationMessage}`);
-  return Number(input.value);
+  const previous = input.value;
+  if (input.value !== text) input.value = text;
+  // The input empties itself when given something other than a number ("abc", "0x10").
+  const taken = input.value !== '' && Number.isFinite(Number(input.value));
+  const why = !taken ? 'Not a number.' : input.checkValidity() ? null : input.validationMessage;
+  if (why === null) return { value: Number(input.value) };
+  if (input.value !== previous) input.value = previous;
+  return { why, previous };
+}
+
+/** The form's value of `field` (checkField), or an error naming the field and the problem. */
+function checkedValue(field) {
+  const text = $(field).value;
+  const checked = checkField(field, text);
+  if (checked.why) throw new Error(`${fieldLabel(field)}${text ? ` ${quoted(text)}` : ''}: ${checked.why}`);
+  return checked.value;
+}
+
+/** The note for a value from the address that the form does not take: "Seed 1e308 (from the
+ * address): Value must be less than or equal to 9007199254740991. Using 1 instead." */
+const addressNote = (label, text, why, used) => `${label} ${quoted(text)} (from the address): ${why} Using ${used} instead.`;
+
+/** Chooses the option `text` of the form's select `field` from the address; without such an
+ * option the select keeps its choice and the note says so (`why`: what the value is not). */
+function selectFromAddress(field, text, why) {
+  const select = $(field);
+  if ([...select.options].some((o) => o.value === text)) {
+    select.value = text;
+    return [];
+  }
+  return [addressNote(fieldLabel(field), text, why, select.selectedOptions[0]?.textContent ?? select.value)];
 }
 
 /** The form's label of the input `field` ("Batch"). */
@@ -103,6 +143,7 @@ function act(action) {
       showError(messageOf(e));
     } finally {
       setBusy(false);
+      if (started && model) page.ready = true;
     }
   });
   return queue;
@@ -167,24 +208,22 @@ async function loadModel(name, wanted = new URLSearchParams()) {
     `model id ${loaded.modelId.slice(0, 12)}…`;
   const published = defaultPublished(manifest, spec);
   showAbout($('about'), { manifest, base, spec }).catch(() => {});
-  const requested = solverValueOf(wanted.get('solver'));
-  await useSolver(requested ?? (published ? `published:${published.file}` : $('solver').value));
   // Values from the address go through the form's own checks; a refused one is named and the
   // form's value kept.
-  const refused = [];
+  const notes = [];
+  const wantedSolver = wanted.get('solver');
+  const requested = solverValueOf(wantedSolver);
+  await useSolver(requested ?? (published ? `published:${published.file}` : $('solver').value));
+  if (wantedSolver && !requested) notes.push(addressNote('Solver', wantedSolver, `Not a solver of ${name}.`, solver.name));
   for (const field of ['seed', 'batch', 'guidance']) {
     const text = wanted.get(field)?.trim();
     if (!text) continue;
-    const previous = $(field).value;
-    $(field).value = text;
-    const why = !Number.isFinite(Number(text)) ? 'Not a number.' : $(field).checkValidity() ? null : $(field).validationMessage;
-    if (why) {
-      $(field).value = previous;
-      refused.push(`${fieldLabel(field)} ${text} (from the address): ${why} Using ${previous} instead.`);
-    }
+    const checked = checkField(field, text);
+    if (checked.why) notes.push(addressNote(fieldLabel(field), text, checked.why, checked.previous));
   }
-  if ([...$('class').options].some((o) => o.value === wanted.get('class'))) $('class').value = wanted.get('class');
-  return refused;
+  const wantedClass = wanted.get('class');
+  if (wantedClass) notes.push(...selectFromAddress('class', wantedClass, `Not a class of ${name}.`));
+  return notes;
 }
 
 /** The option value for a solver named in the address: a published file or a classical spec. */
@@ -296,7 +335,19 @@ function showProgress(report, { gpu = false, stage = '' } = {}) {
     `${what ? `${what}: ` : ''}${gpu && done < total ? `${total} evaluations on WebGPU…` : `evaluation ${done} of ${total}`}`;
 }
 
+/** Generates and draws the form's request; a failure leaves the picture as it was and says so
+ * in the status line under it (the whole message goes to the error box). */
 async function generate() {
+  try {
+    await draw();
+  } catch (e) {
+    $('timing').textContent = `Generation failed: ${shortReason(messageOf(e))}` +
+      ($('canvas').classList.contains('drawn') ? ' (the picture is the previous one)' : '');
+    throw e;
+  }
+}
+
+async function draw() {
   const request = readRequest();
   const points = isPoints(model.spec);
   request.columns = Math.ceil(Math.sqrt(request.batch));
@@ -321,6 +372,7 @@ async function generate() {
   } else {
     drawRgba($('canvas'), out.rgba, out.width);
   }
+  $('canvas').classList.add('drawn');
   page.lastMs = ms;
   page.firstImageAt ??= performance.now();
   const path = page.backend === 'webgpu' ? 'WebGPU' : 'CPU';
@@ -352,14 +404,29 @@ function rememberInAddress(request) {
 /** What the compare view's results depend on besides the solver: they are stale when it changes. */
 const COMPARE_INPUTS = ['model', 'solver', 'class', 'guidance', 'seed'];
 
+/** Runs the compare view; a failure leaves the previous results (if any) and says so in the
+ * view's status line. */
 async function compare() {
+  const status = $('compare-status');
+  status.hidden = false;
+  status.classList.remove('failed');
+  status.textContent = 'Computing…';
+  try {
+    await compareRun();
+    status.hidden = true;
+  } catch (e) {
+    const previous = $('compare-results').querySelector('.compare-grid') ? ' (the results below are the previous ones)' : '';
+    status.textContent = `Compare failed: ${shortReason(messageOf(e))}${previous}`;
+    status.classList.add('failed');
+    throw e;
+  }
+}
+
+async function compareRun() {
   const points = isPoints(model.spec);
   const request = readRequest();
   request.batch = points ? COMPARE_BATCH.points : COMPARE_BATCH.images;
   const [c, h, w] = model.spec.data_shape;
-  $('compare-results').textContent = 'Computing…';
-  $('compare-results').classList.remove('stale');
-  page.compareStale = false;
   const shape = [request.batch, c, h, w];
   try {
     const { rows, rk4 } = await sampler.call('compare', { request, dim: c * h * w, points }, (report) => showCompareProgress(report));
@@ -368,9 +435,7 @@ async function compare() {
       (model.spec.num_classes > 0 ? `${classLabel} · w = ${request.guidance}` : 'unconditional');
     page.lastCompare = rows.map(({ label, nfe, psnr, ms, skipped }) => ({ label, nfe, psnr, ms, skipped }));
     page.lastCompareConclusion = showComparison($('compare-results'), { rows, rk4 }, { points, shape, about });
-  } catch (e) {
-    $('compare-results').textContent = '';
-    throw e;
+    page.compareStale = false;
   } finally {
     $('compare-progress').hidden = true;
   }
@@ -435,29 +500,36 @@ async function start() {
   backendInfo = await sampler.call('info');
   $('version').textContent = `runtime ${backendInfo.version}`;
   const wanted = new URLSearchParams(location.search);
-  if (['cpu', 'webgpu'].includes(wanted.get('backend'))) $('run-on').value = wanted.get('backend');
+  // The notes on values from the address that the form refused, shown once the page runs.
+  const notes = [];
+  const backend = wanted.get('backend');
+  if (backend) notes.push(...selectFromAddress('run-on', backend, 'Not one of auto, cpu, webgpu.'));
   showBackend();
   const models = await (await fetchOk('models/index.json', 'the model list')).json();
   if (!Array.isArray(models) || models.length === 0) {
     throw new Error('models/index.json: no models are published (run `bns publish`)');
   }
   $('model').replaceChildren(...models.map((m) => new Option(m, m)));
-  const name = models.includes(wanted.get('model')) ? wanted.get('model') : models[0];
-  $('model').value = name;
+  const wantedModel = wanted.get('model');
+  if (wantedModel) notes.push(...selectFromAddress('model', wantedModel, 'Not a published model.'));
+  const name = $('model').value;
   // From here on the page runs: a model that fails to load, a refused value from the address or
   // a failed first picture is an error on the page, with the controls (at least the model list)
   // usable.
   wire();
   started = true;
-  let refused;
   try {
-    refused = await loadModel(name, wanted);
+    notes.push(...await loadModel(name, wanted));
   } catch (e) {
-    throw new Error(`The model “${name}” could not be loaded: ${messageOf(e)}. Choose another model.`);
+    notes.push(`The model “${name}” could not be loaded: ${messageOf(e)}. Choose another model.`);
+    throw new Error(notes.join('\n'));
   }
-  await generate();
-  page.ready = true;
-  if (refused.length > 0) throw new Error(refused.join(' '));
+  try {
+    await generate();
+  } catch (e) {
+    notes.push(messageOf(e));
+  }
+  if (notes.length > 0) throw new Error(notes.join('\n'));
 }
 
 /** Whether the page got as far as its controls (after that, failures are errors on the page). */

@@ -99,13 +99,11 @@ export async function openPage(target, url, query = '', { prepare = null, mayFai
   return { page, errors };
 }
 
-/** Clicks Generate and waits for the page to finish: resolves to the page's state afterwards. */
+/** Clicks Generate and waits for the page to finish, drawn or failed (an earlier failure's
+ * message does not count): resolves to the page's state afterwards. */
 export async function clickGenerate(page) {
-  const before = await page.evaluate(() => window.bnsPage.generated);
   await page.click('#generate');
-  await page.waitForFunction(
-    (n) => window.bnsPage.generated > n || window.bnsPage.error, before, { timeout: 120_000 },
-  );
+  await page.evaluate(() => window.bnsPage.settled());
   return pageState(page);
 }
 

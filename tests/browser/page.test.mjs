@@ -2,7 +2,10 @@
 // CPU path and says so; its numbers equal the native CPU path's (`bns sample`) bit for bit;
 // generation runs in the worker, with progress and no long task on the main thread; bad solver
 // files are reported and leave the page working; the compare view (error maps, conclusion,
-// stale marking), the 2-D scatter plot with paths, and the weights cache.
+// stale marking), the 2-D scatter plot with paths, and the weights cache; values in the address
+// that the form refuses fall back with a note, and a failed generation or compare run says so,
+// keeps the previous picture (or an empty frame) and leaves Generate ready, with no message
+// running out of its box at 1280 and 390 px.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -269,6 +272,21 @@ test('the compare view scores BNS, Euler and midpoint against an RK4 reference, 
   assert.equal(await page.locator('.compare-stale').isVisible(), true);
   assert.equal(await page.evaluate(() => window.bnsPage.compareStale), true);
   await page.fill('#guidance', String(BNS8.guidance));
+  // A compare run that fails says so under the button and leaves the results it had.
+  await page.fill('#guidance', '1e308');
+  await page.click('#compare');
+  await page.evaluate(() => window.bnsPage.settled());
+  assert.match(await page.evaluate(() => window.bnsPage.error), new RegExp(`^${BNS8.file.replaceAll('.', '\\.')}: the solve diverged: .*w = 1e308`));
+  assert.equal(await page.locator('#compare-status').isVisible(), true);
+  assert.match(await page.textContent('#compare-status'),
+    /^Compare failed: .*the solve diverged.* \(the results below are the previous ones\)$/);
+  assert.equal(await page.locator('.compare-row').count(), 4);
+  assert.equal(await page.locator('#compare-progress').isHidden(), true);
+  assert.equal(await page.isDisabled('#generate'), false);
+  assert.equal(await page.isDisabled('#compare'), false);
+  await assertFitsAt(page, 'page-compare-failed');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.fill('#guidance', String(BNS8.guidance));
   // The page's own solver is back: Generate gives what it gave before.
   const after = await clickGenerate(page);
   assert.deepEqual(after.values, before.values);
@@ -359,5 +377,162 @@ test('values in the address are checked like the form\'s, in words, and the page
   await page.fill('#batch', '5000');
   const typed = await page.evaluate(() => document.querySelector('#batch').validationMessage);
   assert.ok(typed && error.includes(typed), `${error} / ${typed}`);
+  await page.close();
+});
+
+/** The page at a viewport `width` px wide: which of the boxes `selectors` (shown ones) hold text
+ * wider than themselves (scrollWidth > clientWidth), and whether the page scrolls sideways; a
+ * full-page screenshot goes to ARTIFACTS as `<tag>-<width>.png`. */
+async function layoutAt(page, width, tag, selectors = ['#error', '#timing', '#compare-status']) {
+  await page.setViewportSize({ width, height: 900 });
+  await page.screenshot({ path: join(ARTIFACTS, `${tag}-${width}.png`), fullPage: true });
+  return page.evaluate((selectors) => ({
+    overflowing: selectors.filter((s) => {
+      const box = document.querySelector(s);
+      return box && !box.hidden && box.scrollWidth > box.clientWidth;
+    }),
+    sideways: document.documentElement.scrollWidth > document.documentElement.clientWidth,
+  }), selectors);
+}
+
+const assertFitsAt = async (page, tag) => {
+  for (const width of [1280, 390]) {
+    assert.deepEqual(await layoutAt(page, width, tag), { overflowing: [], sideways: false }, `${tag} at ${width} px`);
+  }
+};
+
+/** Whether the main canvas shows a picture, and its background (an empty frame before one). */
+const canvasState = (page) => page.evaluate(() => {
+  const canvas = document.querySelector('#canvas');
+  return { drawn: canvas.classList.contains('drawn'), background: getComputedStyle(canvas).backgroundColor };
+});
+
+test('a seed out of range in the address falls back with a note like the others, quoting at most 40 characters; nothing overflows at 1280 and 390 px', async () => {
+  const { page, errors } = await openUntilSettled('?seed=1e308&backend=cpu');
+  await page.waitForFunction(() => window.bnsPage.ready);
+  const error = await page.evaluate(() => window.bnsPage.error);
+  assert.match(error, /^Seed 1e308 \(from the address\): .*less than or equal to 9007199254740991\. Using 1 instead\.$/);
+  assert.equal(await page.inputValue('#seed'), '1');
+  assert.equal(await page.evaluate(() => window.bnsPage.generated), 1);
+  assert.match(await page.textContent('#timing'), /· seed 1 · 16 images in \d+ ms/);
+  assert.equal((await canvasState(page)).drawn, true);
+  assert.equal(await page.isDisabled('#generate'), false);
+  await assertFitsAt(page, 'page-seed-1e308');
+  assert.deepEqual(errors, []);
+  await page.close();
+
+  // The same number written out: 309 digits in the address, 40 characters in the note.
+  const digits = `1${'0'.repeat(308)}`;
+  const long = await openUntilSettled(`?seed=${digits}&backend=cpu`);
+  await long.page.waitForFunction(() => window.bnsPage.ready);
+  const note = await long.page.evaluate(() => window.bnsPage.error);
+  assert.ok(note.startsWith(`Seed ${digits.slice(0, 39)}… (from the address): `), note);
+  assert.doesNotMatch(note, /\d{41}/);
+  assert.match(note, /Using 1 instead\.$/);
+  await assertFitsAt(long.page, 'page-seed-309-digits');
+  assert.deepEqual(long.errors, []);
+  await long.page.close();
+});
+
+test('a model, solver, class or backend in the address that the form does not offer falls back with a note', async () => {
+  const junk = 'x'.repeat(200);
+  const { page, errors } = await openUntilSettled(`?model=nope&solver=${junk}&class=99&backend=gpu&batch=4`);
+  await page.waitForFunction(() => window.bnsPage.ready);
+  const notes = (await page.evaluate(() => window.bnsPage.error)).split('\n');
+  const defaultSolver = BNS8.name;
+  assert.deepEqual(notes.map((n) => n.replace(/\(from the address\): .*/, '').trim()), [
+    'Run on gpu', 'Model nope', `Solver ${'x'.repeat(39)}…`, 'Class 99',
+  ]);
+  assert.match(notes[0], /Not one of auto, cpu, webgpu\. Using Auto .* instead\.$/);
+  assert.match(notes[1], new RegExp(`Not a published model\\. Using ${DEFAULT_MODEL} instead\\.$`));
+  assert.match(notes[2], new RegExp(`Not a solver of ${DEFAULT_MODEL}\\. Using ${defaultSolver.replaceAll('.', '\\.')} instead\\.$`));
+  assert.match(notes[3], /Not a class of .*\. Using all \(cycle\) instead\.$/);
+  assert.equal(await page.evaluate(() => window.bnsPage.generated), 1);
+  assert.equal(await page.inputValue('#solver'), `published:${BNS8.file}`);
+  await assertFitsAt(page, 'page-address-notes');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a guidance in the address that makes the solve diverge: the page names the solver, says the generation failed, shows an empty frame and is ready', async () => {
+  const { page, errors } = await openUntilSettled('?guidance=1e308&backend=cpu');
+  await page.waitForFunction(() => window.bnsPage.ready);
+  const error = await page.evaluate(() => window.bnsPage.error);
+  assert.match(error, new RegExp(`^${BNS8.file.replaceAll('.', '\\.')}: the solve diverged: \\d+ values are NaN or infinite.*\\(w = 1e308\\)`));
+  const timing = await page.textContent('#timing');
+  assert.match(timing, new RegExp(`^Generation failed: ${BNS8.file.replaceAll('.', '\\.')}: the solve diverged: [^(]*$`));
+  assert.ok(timing.length < 120, timing);
+  assert.equal(await page.locator('#progress').isHidden(), true);
+  assert.equal(await page.evaluate(() => window.bnsPage.generated), 0);
+  // No picture yet: an empty frame, not a black square.
+  const canvas = await canvasState(page);
+  assert.equal(canvas.drawn, false);
+  assert.notEqual(canvas.background, 'rgb(0, 0, 0)');
+  assert.equal(await page.isDisabled('#generate'), false);
+  await assertFitsAt(page, 'page-guidance-1e308');
+  // Corrected, Generate draws.
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.fill('#guidance', String(BNS8.guidance));
+  const result = await clickGenerate(page);
+  assert.equal(result.error, null);
+  assert.equal(result.generated, 1);
+  assert.match(result.timing, /16 images in \d+ ms/);
+  assert.equal((await canvasState(page)).drawn, true);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a later generation that fails keeps the previous picture, says why under it, and Generate works again', async () => {
+  const { page, errors } = await openPage(site.browser, site.url, '?batch=4&backend=cpu');
+  const before = await pageState(page);
+  const picture = await canvasColours(page, '#canvas');
+  const fail = async (field, value) => {
+    await page.fill(field, value);
+    const state = await clickGenerate(page);
+    assert.ok(state.error, `${field} = ${value} was not refused`);
+    assert.equal(state.generated, before.generated);
+    assert.deepEqual(state.values, before.values);
+    assert.deepEqual(await canvasColours(page, '#canvas'), picture);
+    assert.equal(await page.isDisabled('#generate'), false);
+    assert.equal(await page.evaluate(() => window.bnsPage.ready), true);
+    return state;
+  };
+  // The solve diverges.
+  const diverged = await fail('#guidance', '1e308');
+  assert.match(diverged.error, /the solve diverged/);
+  assert.match(diverged.timing, /^Generation failed: .*the solve diverged.* \(the picture is the previous one\)$/);
+  await assertFitsAt(page, 'page-later-failure');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  // Pressed again, the same failure is reported again.
+  const again = await fail('#guidance', '1e308');
+  assert.equal(again.error, diverged.error);
+  // Corrected, the same picture as before.
+  await page.fill('#guidance', String(BNS8.guidance));
+  const after = await clickGenerate(page);
+  assert.equal(after.error, null);
+  assert.deepEqual(after.values, before.values);
+  assert.match(after.timing, /4 images in \d+ ms/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('WebGPU asked for in the address of a browser without it: the first generation fails, said under an empty frame, and the CPU path draws after', async () => {
+  const { page, errors } = await openUntilSettled('?backend=webgpu&batch=4');
+  await page.waitForFunction(() => window.bnsPage.ready);
+  const state = await pageState(page);
+  assert.match(state.error, /^no GPU: WebGPU is not available/);
+  assert.match(state.timing, /^Generation failed: no GPU: WebGPU is not available/);
+  assert.ok(state.timing.length < 120, state.timing);
+  assert.equal(state.generated, 0);
+  assert.equal((await canvasState(page)).drawn, false);
+  assert.equal(await page.isDisabled('#generate'), false);
+  await assertFitsAt(page, 'page-webgpu-unavailable');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.selectOption('#run-on', 'cpu');
+  const result = await clickGenerate(page);
+  assert.equal(result.error, null);
+  assert.match(result.timing, /4 images in \d+ ms, [\d.]+ ms per image · CPU$/);
+  assert.equal((await canvasState(page)).drawn, true);
+  assert.deepEqual(errors, []);
   await page.close();
 });

@@ -2,7 +2,7 @@
 // is a software renderer, slower than the CPU path, so "auto" takes the CPU path and says why,
 // naming the adapter; WebGPU chosen under "Run on" still runs the GPU path, whose samples agree
 // with the native CPU path (`bns sample`) to rounding and whose picture is drawn; when its device
-// is lost the page says so and the CPU path still works.
+// is lost the page says so under the picture it had, and the CPU path still works.
 //
 // SwiftShader runs WebGPU on the CPU and is slow (seconds per batch), so these use batch 4.
 
@@ -66,13 +66,20 @@ for (const c of CASES) {
   });
 }
 
-test('after the GPU device is lost, WebGPU chosen is an error on the page, and the CPU path still works', async () => {
+test('after the GPU device is lost, WebGPU chosen is an error on the page, said under the picture it had, and the CPU path still works', async () => {
   const { page, errors } = await openPage(site.browser, site.url, '?batch=4&seed=1&backend=webgpu');
-  assert.equal((await pageState(page)).backend, 'webgpu');
+  const before = await pageState(page);
+  assert.equal(before.backend, 'webgpu');
+  const picture = await canvasColours(page, '#canvas');
   await page.evaluate(() => window.bnsPage.loseDevice());
   const failed = await clickGenerate(page);
   assert.match(failed.error, /lost/);
+  assert.match(failed.timing, /^Generation failed: .*lost.* \(the picture is the previous one\)$/);
+  assert.deepEqual(failed.values, before.values);
+  assert.deepEqual(await canvasColours(page, '#canvas'), picture);
+  assert.equal(await page.locator('#progress').isHidden(), true);
   assert.equal(await page.isDisabled('#generate'), false);
+  await page.screenshot({ path: join(ARTIFACTS, 'page-webgpu-lost-failed.png'), fullPage: true });
   await page.selectOption('#run-on', 'auto');
   const result = await clickGenerate(page);
   assert.equal(result.error, null);

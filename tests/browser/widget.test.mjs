@@ -4,7 +4,9 @@
 // `worker-src blob: <the sampler's origin>`). The widgets render from their worker, nothing is blocked, nothing is
 // requested beyond the widget's files and its attributes' URLs, no global is added, and errors
 // show inside the widget. Under the same CSP without that `worker-src` the browser refuses the
-// worker and the widgets still render, on the main thread, saying so.
+// worker and the widgets still render, on the main thread, saying so. A generation that fails
+// (a seed out of range, a solve that diverges), first or later, says so in the widget's status,
+// keeps its picture or an empty frame, and leaves the button ready.
 //
 // The first test runs twice: in a Chromium without WebGPU (the CPU path) and with WebGPU
 // (SwiftShader, chosen with backend="webgpu"), where the widgets run the WGSL kernels in the
@@ -17,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../../www/serve.mjs';
 import { launch } from './chromium.mjs';
-import { ARTIFACTS, SITE, canvasColours, checkPrerequisites } from './harness.mjs';
+import { ARTIFACTS, DEFAULT_MODEL, SITE, canvasColours, checkPrerequisites } from './harness.mjs';
 
 let site;
 let host;
@@ -203,5 +205,76 @@ test('a widget whose model cannot be loaded shows the error inside itself and se
   // The other widgets are unaffected.
   await page.locator('bns-sampler:nth-of-type(1) button').click();
   await waitFor(() => log.events.filter((e) => e.type === 'bns-generated').length >= 3, 'the first widget to draw again');
+  await page.close();
+});
+
+test('a widget whose generation fails says so in its status, keeps its picture or an empty frame, and draws again once corrected', async () => {
+  const { page, log } = await hostPage();
+  await page.setViewportSize({ width: 390, height: 800 });
+  await page.goto(`${hostOrigin}/bare.html`);
+  // The test's own script runs through the DevTools protocol, which the page's CSP does not govern.
+  await page.evaluate(async ({ module, model }) => {
+    await import(module);
+    for (const [id, attribute, value] of [['seed', 'seed', '1e308'], ['guidance', 'guidance', '1e308']]) {
+      const widget = document.createElement('bns-sampler');
+      widget.id = id;
+      for (const [name, v] of [['model', model], ['batch', '4'], ['backend', 'cpu'], ['autoplay', ''], ['controls', ''], [attribute, value]]) {
+        widget.setAttribute(name, v);
+      }
+      document.body.append(widget);
+    }
+  }, { module: `${siteOrigin}/widget/bns-sampler.js`, model: `${siteOrigin}/models/${DEFAULT_MODEL}/` });
+  const failures = () => log.events.filter((e) => e.type === 'bns-error');
+  await waitFor(() => failures().length >= 2, 'both widgets to fail');
+  /** A widget's status, error box, whether its error box holds text wider than itself, its canvas and button. */
+  const state = (id) => page.evaluate((id) => {
+    const root = document.getElementById(id).shadowRoot;
+    const error = root.querySelector('.error');
+    const canvas = root.querySelector('canvas');
+    return {
+      status: root.querySelector('.status').textContent,
+      error: error.hidden ? null : error.textContent,
+      overflowing: error.scrollWidth > error.clientWidth,
+      drawn: canvas.classList.contains('drawn'),
+      background: getComputedStyle(canvas).backgroundColor,
+      disabled: root.querySelector('button').disabled,
+    };
+  }, id);
+
+  const seed = await state('seed');
+  assert.equal(seed.error, 'seed must be a whole number from 0 to 9007199254740991, got 1e308');
+  assert.equal(seed.status, `Generation failed: ${seed.error}`);
+  const guidance = await state('guidance');
+  assert.match(guidance.error, new RegExp(`^${siteOrigin}/models/${DEFAULT_MODEL}/bns-8-w\\d+\\.json: the solve diverged: .*\\(w = 1e308\\)`));
+  assert.match(guidance.status, /^Generation failed: .*bns-8-w\d+\.json: the solve diverged/);
+  for (const widget of [seed, guidance]) {
+    assert.equal(widget.overflowing, false);
+    assert.equal(widget.drawn, false);
+    assert.notEqual(widget.background, 'rgb(0, 0, 0)', 'an empty frame, not a black square');
+    assert.equal(widget.disabled, false);
+  }
+  await page.screenshot({ path: join(ARTIFACTS, 'widget-failed-390.png'), fullPage: true });
+
+  // Corrected, the button draws (the next seed after the attribute's).
+  const drawn = () => log.events.filter((e) => e.type === 'bns-generated');
+  await page.evaluate(() => document.getElementById('seed').setAttribute('seed', '1'));
+  await page.locator('#seed button').click();
+  await waitFor(() => drawn().length >= 1, 'the seed widget to draw');
+  assert.equal(drawn()[0].seed, 2);
+  const picture = await canvasColours(page, 'canvas', '#seed');
+  assert.ok(picture.colours > 8, `the widget looks blank (${picture.colours} colours)`);
+  assert.match((await state('seed')).status, / · seed 2 · \d+ ms · CPU$/);
+
+  // A later failure keeps the picture.
+  await page.evaluate(() => document.getElementById('seed').setAttribute('guidance', '1e308'));
+  await waitFor(() => failures().length >= 3, 'the later failure');
+  const later = await state('seed');
+  assert.match(later.status, /^Generation failed: .*the solve diverged/);
+  assert.equal(later.drawn, true);
+  assert.equal(later.overflowing, false);
+  assert.equal(later.disabled, false);
+  assert.deepEqual(await canvasColours(page, 'canvas', '#seed'), picture);
+  await page.screenshot({ path: join(ARTIFACTS, 'widget-later-failure-390.png'), fullPage: true });
+  assert.deepEqual(log.errors, []);
   await page.close();
 });

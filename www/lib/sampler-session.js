@@ -17,6 +17,8 @@ const RK4_LADDER = [8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160];
 
 export class SamplerSession {
   #sampler;
+  /** The name the solver in use was loaded under (what the runtime's errors call it). */
+  #solverName = null;
 
   constructor(sampler) {
     this.#sampler = sampler;
@@ -49,12 +51,14 @@ export class SamplerSession {
   /** Loads a solver file's text; resolves to the solver file (JSON). */
   loadSolver({ text, name }) {
     this.#sampler.loadSolver(text, name);
+    this.#solverName = name;
     return this.solver();
   }
 
   /** Uses a classical solver built by the runtime; resolves to its solver file (JSON). */
   useClassical({ method, grid, nfe }) {
     this.#sampler.useClassical(method, grid, nfe);
+    this.#solverName = null;
     return this.solver();
   }
 
@@ -95,6 +99,7 @@ export class SamplerSession {
   async compare({ request, dim, points }, progress = () => {}) {
     const chosen = this.solver();
     const chosenText = this.#sampler.solverJson();
+    const chosenName = this.#solverName ?? chosen.name;
     const nfe = chosen.nfe;
     const options = { ...request, columns: Math.ceil(Math.sqrt(request.batch)), backend: 'cpu' };
     const run = async (label) => {
@@ -137,7 +142,7 @@ export class SamplerSession {
       }
       return { rows, rk4: rk4 ?? { nfe: null, psnr: null, below } };
     } finally {
-      this.#sampler.loadSolver(chosenText, chosen.name);
+      this.loadSolver({ text: chosenText, name: chosenName });
     }
   }
 

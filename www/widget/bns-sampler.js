@@ -22,6 +22,7 @@ import { openSampler } from '../lib/sampler-client.js';
 import { fetchModel, fetchOk } from '../lib/weights.js';
 import { defaultPublished, parseClassical } from '../lib/solvers.js';
 import { drawRgba, drawScatter, isPoints } from '../lib/draw.js';
+import { quoted, shortReason } from '../lib/messages.js';
 
 /** The sampler's worker, beside this module. */
 const WORKER = new URL('../lib/sampler-worker.js', import.meta.url);
@@ -38,6 +39,7 @@ canvas { display: block; width: 100%; height: auto; aspect-ratio: 1; image-rende
   background: #000; border-radius: 3px; }
 canvas.points { background: #fff; }
 canvas.drawn { aspect-ratio: auto; }
+canvas:not(.drawn) { background: #f5f6f8; border: 1px dashed #b8bec6; box-sizing: border-box; }
 .bar { display: flex; align-items: center; gap: 8px; margin-top: 6px; min-height: 26px; }
 button { font: inherit; font-weight: 600; padding: 3px 12px; border: 0; border-radius: 4px;
   background: #1f5ca0; color: #fff; cursor: pointer; }
@@ -132,7 +134,7 @@ class BnsSampler extends HTMLElement {
 
   /** Draws samples for the current seed; resolves to the values `[B, C, H, W]`. */
   generate() {
-    return this.#run(async () => {
+    return this.#run('Generation', async () => {
       if (!this.#loaded) throw new Error('the sampler has not loaded a model');
       const { spec } = this.#loaded;
       const points = isPoints(spec);
@@ -169,8 +171,9 @@ class BnsSampler extends HTMLElement {
     });
   }
 
-  /** Runs one action at a time; a failure is shown in the element and sent as bns-error. */
-  #run(action) {
+  /** Runs one action at a time; a failure is shown in the element (the status line says `what`
+   * failed; the picture stays) and sent as bns-error. */
+  #run(what, action) {
     const result = this.#queue.then(async () => {
       this.#parts.button.disabled = true;
       this.#parts.error.hidden = true;
@@ -180,7 +183,7 @@ class BnsSampler extends HTMLElement {
         const message = e?.message ?? String(e);
         this.#parts.error.textContent = message;
         this.#parts.error.hidden = false;
-        this.#parts.status.textContent = '';
+        this.#parts.status.textContent = `${what} failed: ${shortReason(message)}`;
         this.#emit('bns-error', { message });
         throw e;
       } finally {
@@ -203,7 +206,7 @@ class BnsSampler extends HTMLElement {
   }
 
   async #reload() {
-    await this.#run(async () => {
+    await this.#run('Loading', async () => {
       this.#loaded = null;
       this.#parts.status.textContent = 'Loading…';
       const modelAttribute = this.getAttribute('model');
@@ -266,7 +269,7 @@ class BnsSampler extends HTMLElement {
     const text = this.getAttribute(name);
     if (text === null || text.trim() === '') return fallback;
     const value = Number(text);
-    if (!Number.isFinite(value)) throw new Error(`<bns-sampler>: ${name}="${text}" is not a number`);
+    if (!Number.isFinite(value)) throw new Error(`<bns-sampler>: ${name}="${quoted(text)}" is not a number`);
     return value;
   }
 
