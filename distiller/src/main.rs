@@ -54,6 +54,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    distiller::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Solver(c) => commands::solver::run(c),

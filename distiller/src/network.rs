@@ -9,6 +9,10 @@
 //! Architectures: the MLP, `u(x, t, c) = L_depth ∘ (SiLU ∘ L_i)… (concat(x, e(t), E[c]))`, and
 //! the U-Net (`network/unet.rs`, the runtime's `UnetLayout`).
 
+mod conv2d;
+mod group_norm;
+#[cfg(test)]
+mod op_check;
 mod unet;
 
 use std::collections::HashMap;

@@ -172,7 +172,7 @@ pub fn train(
     let checkpoint = checkpoint_path(&args.output);
     let shapes = spec.tensor_shapes();
 
-    let (mut adam, mut ema, mut seconds) = if args.resume {
+    let (mut trainer, mut seconds) = if args.resume {
         let (adam, ema, meta) = load_checkpoint(&checkpoint, &run, device)?;
         if show_progress {
             println!(
@@ -181,27 +181,14 @@ pub fn train(
                 meta.step
             );
         }
-        (adam, ema, meta.seconds)
+        (Trainer::from_state(&spec, adam, ema, device)?, meta.seconds)
     } else {
-        let init = Model::random(spec.clone(), args.seed)?;
-        let mut vars = Vec::new();
-        for (name, shape) in &shapes {
-            let values = init.tensor(name).context("initial weights")?;
-            let tensor = Tensor::from_slice(values, shape.as_slice(), device)?;
-            vars.push(Var::from_tensor(&tensor)?);
-        }
-        let ema = vars.iter().map(|v| v.as_detached_tensor()).collect();
-        (AdamW::new(vars, args.weight_decay)?, ema, 0.0)
+        (
+            Trainer::new(&spec, args.seed, args.weight_decay, device)?,
+            0.0,
+        )
     };
-    let mut step = adam.steps;
-    let vars: Vec<Var> = adam.params.iter().map(|p| p.var.clone()).collect();
-    // The optimiser's parameters are in tensor_shapes order: that list names them.
-    let named: Vec<(String, Var)> = shapes
-        .iter()
-        .map(|(name, _)| name.clone())
-        .zip(vars.iter().cloned())
-        .collect();
-    let network = CandleNetwork::from_vars(spec.clone(), &named, device)?;
+    let mut step = trainer.adam.steps;
 
     let mut progress = Progress::new("train", args.steps, "steps", show_progress);
 
@@ -210,18 +197,12 @@ pub fn train(
     while step < args.steps {
         let (x1, labels) = draw_batch(dataset, args, step);
         let mut noise = Noise::new(step_seed(args.seed, step, 1));
-        let loss = flow_matching_loss(&network, x1, labels, &mut noise, device)?;
-        let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        let lr = learning_rate(args.lr, step + 1, args.steps);
+        let loss_value = trainer.step(x1, labels, &mut noise, lr, args.ema, device)?;
         if !loss_value.is_finite() {
             bail!("training diverged at step {step} (loss {loss_value}); try a lower --lr");
         }
-        let grads = loss.backward()?;
         step += 1;
-        let lr = learning_rate(args.lr, step, args.steps);
-        adam.step(&grads, lr)?;
-        for (average, var) in ema.iter_mut().zip(&vars) {
-            *average = ((&*average * args.ema)? + (var.as_detached_tensor() * (1.0 - args.ema))?)?;
-        }
         losses.push(loss_value);
         if step % 20 == 0 || step == args.steps {
             let recent = &losses[losses.len().saturating_sub(100)..];
@@ -236,7 +217,7 @@ pub fn train(
                 seconds: seconds + started.elapsed().as_secs_f64(),
                 last_loss: loss_value,
             };
-            save_checkpoint(&checkpoint, &adam, &ema, &shapes, &meta)?;
+            save_checkpoint(&checkpoint, &trainer.adam, &trainer.ema, &shapes, &meta)?;
         }
         #[cfg(test)]
         if STOP_AFTER.with(|s| s.get()) == Some(step) {
@@ -249,7 +230,7 @@ pub fn train(
     let mut final_spec = spec;
     final_spec.training_steps = step;
     let mut tensors = Vec::new();
-    for ((name, _), average) in shapes.iter().zip(&ema) {
+    for ((name, _), average) in shapes.iter().zip(&trainer.ema) {
         tensors.push((name.clone(), average.flatten_all()?.to_vec1::<f32>()?));
     }
     let model = Model::from_tensors(final_spec, tensors)?;
@@ -292,6 +273,71 @@ pub fn run_identity(args: &TrainArgs, dataset: &Dataset) -> Result<RunIdentity> 
         seed: args.seed,
         spec,
     })
+}
+
+/// The weights under training: AdamW's state, the EMA of the weights that gets written, and the
+/// network built on the weights.
+pub struct Trainer {
+    pub adam: AdamW,
+    pub ema: Vec<Tensor>,
+    network: CandleNetwork,
+}
+
+impl Trainer {
+    /// Fresh weights (the runtime's initialisation, [`Model::random`] with `seed`).
+    pub fn new(spec: &ModelSpec, seed: u64, weight_decay: f64, device: &Device) -> Result<Trainer> {
+        let init = Model::random(spec.clone(), seed)?;
+        let mut vars = Vec::new();
+        for (name, shape) in spec.tensor_shapes() {
+            let values = init.tensor(&name).context("initial weights")?;
+            let tensor = Tensor::from_slice(values, shape.as_slice(), device)?;
+            vars.push(Var::from_tensor(&tensor)?);
+        }
+        let ema = vars.iter().map(|v| v.as_detached_tensor()).collect();
+        Trainer::from_state(spec, AdamW::new(vars, weight_decay)?, ema, device)
+    }
+
+    /// The weights of `adam` (in [`ModelSpec::tensor_shapes`] order) with their EMA.
+    fn from_state(
+        spec: &ModelSpec,
+        adam: AdamW,
+        ema: Vec<Tensor>,
+        device: &Device,
+    ) -> Result<Trainer> {
+        // The optimiser's parameters are in tensor_shapes order: that list names them.
+        let named: Vec<(String, Var)> = spec
+            .tensor_shapes()
+            .into_iter()
+            .map(|(name, _)| name)
+            .zip(adam.params.iter().map(|p| p.var.clone()))
+            .collect();
+        let network = CandleNetwork::from_vars(spec.clone(), &named, device)?;
+        Ok(Trainer { adam, ema, network })
+    }
+
+    /// One step on data `x1` with `labels` (noise and times drawn from `noise`): the
+    /// flow-matching loss, its gradient, AdamW with learning rate `lr`, then the EMA with decay
+    /// `ema`. Returns the loss; a loss that is not finite is returned without updating anything.
+    pub fn step(
+        &mut self,
+        x1: Vec<f32>,
+        labels: Vec<u32>,
+        noise: &mut Noise,
+        lr: f64,
+        ema: f64,
+        device: &Device,
+    ) -> Result<f64> {
+        let loss = flow_matching_loss(&self.network, x1, labels, noise, device)?;
+        let value = f64::from(loss.to_scalar::<f32>()?);
+        if !value.is_finite() {
+            return Ok(value);
+        }
+        self.adam.step(&loss.backward()?, lr)?;
+        for (average, p) in self.ema.iter_mut().zip(&self.adam.params) {
+            *average = ((&*average * ema)? + (p.var.as_detached_tensor() * (1.0 - ema))?)?;
+        }
+        Ok(value)
+    }
 }
 
 /// The conditional flow-matching loss `mean ‖u(x_t, t, c) − (x1 − x0)‖²` of a batch `x1` with

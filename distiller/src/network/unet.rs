@@ -1,14 +1,16 @@
 //! The U-Net in candle: the runtime's [`UnetLayout`], every layer's weights found by name, and a
-//! differentiable forward on `[B, C, H, W]` (candle's `conv2d`; group norm, nearest ×2 and the
-//! softmax from basic operations, whose gradients candle computes correctly: its
-//! `softmax_last_dim` has no backward and `upsample_nearest2d`'s backward overwrites instead of
-//! accumulating, so neither is used).
+//! differentiable forward on `[B, C, H, W]`. Convolutions and GroupNorm (+ SiLU) are the ops of
+//! `conv2d.rs` and `group_norm.rs`, whose forward and backward are matrix products and single
+//! passes on the CPU (candle's own on CUDA); nearest ×2 and the softmax are basic operations,
+//! whose gradients candle computes correctly: its `softmax_last_dim` has no backward and
+//! `upsample_nearest2d`'s backward overwrites instead of accumulating, so neither is used.
 
 use anyhow::Result;
 use candle_core::{Tensor, D};
-use web_sampler::model::{
-    ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel, GROUP_NORM_EPSILON,
-};
+use web_sampler::model::{ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel};
+
+use super::conv2d::conv2d;
+use super::group_norm::group_norm;
 
 /// A dense layer: `weight` `[out, in]`, `bias` `[out]`.
 pub(super) struct Dense {
@@ -90,9 +92,13 @@ impl Conv {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
-        let channels = self.bias.dim(0)?;
-        Ok(y.broadcast_add(&self.bias.reshape((1, channels, 1, 1))?)?)
+        conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
+    }
+
+    /// The convolution with `shift` `[B, O]` added to the bias of each image.
+    fn forward_shifted(&self, x: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        let bias = shift.broadcast_add(&self.bias)?;
+        conv2d(x, &self.weight, &bias, self.stride, self.padding)
     }
 }
 
@@ -109,17 +115,9 @@ impl Norm {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
-        let grouped = x.reshape((b, self.groups, (c / self.groups) * h * w))?;
-        let mean = grouped.mean_keepdim(2)?;
-        let centered = grouped.broadcast_sub(&mean)?;
-        let variance = centered.sqr()?.mean_keepdim(2)?;
-        let normal = centered.broadcast_div(&(variance + GROUP_NORM_EPSILON)?.sqrt()?)?;
-        Ok(normal
-            .reshape((b, c, h, w))?
-            .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
-            .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?)
+    /// GroupNorm of `x` `[B, C, H, W]`, then SiLU when `silu`.
+    fn forward(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
+        group_norm(x, &self.weight, &self.bias, self.groups, silu)
     }
 }
 
@@ -144,11 +142,11 @@ impl Block {
 
     /// `x` `[B, in, H, W]`, `embedding` `SiLU(emb)` `[B, E]` → `[B, out, H, W]`.
     fn forward(&self, x: &Tensor, embedding: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
         let shift = self.embedding.forward(embedding)?;
-        let (b, c) = shift.dims2()?;
-        let h = h.broadcast_add(&shift.reshape((b, c, 1, 1))?)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self
+            .conv1
+            .forward_shifted(&self.norm1.forward(x, true)?, &shift)?;
+        let h = self.conv2.forward(&self.norm2.forward(&h, true)?)?;
         let residual = match &self.skip {
             Some(skip) => skip.forward(x)?,
             None => x.clone(),
@@ -163,7 +161,7 @@ impl Attention {
         let n = h * w;
         let qkv = self
             .qkv
-            .forward(&self.norm.forward(x)?)?
+            .forward(&self.norm.forward(x, false)?)?
             .reshape((b, 3 * c, n))?;
         let queries = qkv.narrow(1, 0, c)?;
         let keys = qkv.narrow(1, c, c)?;
@@ -295,7 +293,7 @@ impl CandleUnet {
                 h = up.forward(&upsample(&h)?)?;
             }
         }
-        let out = self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)?;
+        let out = self.out_conv.forward(&self.out_norm.forward(&h, true)?)?;
         Ok(out.reshape((rows, channels * height * width))?)
     }
 }
