@@ -6,8 +6,9 @@
 //!     cargo bench -p distiller --bench training -- --python /path/to/venv/bin/python
 //!         [--rounds 5 --per-round 2 --threads 1,2 --batch 64 --distill-batch 16 --nfe 8]
 //!
-//! Each thread count runs in a process of its own (candle sizes its CPU thread pool once per
-//! process, from `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS`, which the benchmark sets).
+//! Each thread count runs in a process of its own (rayon sizes its pool once per process, from
+//! `RAYON_NUM_THREADS`, which the benchmark sets; candle's element-wise operations stay on the
+//! calling thread, as in `bns`).
 //! `--python` (default `python3`) must have `torch` and `numpy`. The benchmark writes a random
 //! model file of the default U-Net and drives `benches/torch/peer.py`, a second process that
 //! builds the same network in PyTorch from that file: the two processes take turns on the same
@@ -123,6 +124,8 @@ fn main() -> Result<(), Failure> {
     distiller::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--one-thread-count") {
+        // As `bns` does (`ComputeArgs::open`).
+        distiller::compute::candle_elementwise_on_the_calling_thread();
         let threads: usize = option(&args, "--threads", "1").parse()?;
         let (header, rows) = measure(&args, threads)?;
         for line in header {
@@ -146,7 +149,6 @@ fn main() -> Result<(), Failure> {
             .args(["--threads", n, "--one-thread-count"])
             .args(args.iter().skip(1))
             .env("RAYON_NUM_THREADS", n)
-            .env("CANDLE_NUM_THREADS", n)
             .stderr(Stdio::inherit());
         let output = command.output()?;
         if !output.status.success() {

@@ -169,7 +169,7 @@ unsafe fn silu_avx2(values: &mut [f32]) {
 /// `r`, times `2^k`). Below −87.33 it is 0 and above 88.37 infinite (where `2^k` would leave
 /// the normal range); NaN stays NaN.
 #[inline(always)]
-fn exp(a: f32) -> f32 {
+pub fn exp(a: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     const LN2_HIGH: f32 = 0.693_359_4;
     const LN2_LOW: f32 = -2.121_944_4e-4;

@@ -44,7 +44,7 @@ use unet::Unet;
 pub use embedding::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
 pub(crate) use file::f16_le_bytes;
 pub use file::WeightDtype;
-pub use mlp::MlpSpec;
+pub use mlp::{exp, MlpSpec};
 pub use network::VelocityNetwork;
 pub use spec::Prediction;
 pub use spec::{
