@@ -24,6 +24,20 @@ use web_sampler::path::DATA_PREDICTION_MIN_REMAINING;
 
 use unet::CandleUnet;
 
+/// A contiguous f32 CPU tensor's values, for the CPU ops of `conv2d.rs` and `group_norm.rs`
+/// (`op`), which name `what` in the error.
+fn contiguous_f32<'a>(
+    op: &str,
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: the {what} must be contiguous");
+    };
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
 /// A runtime model's network as candle tensors.
 pub struct CandleNetwork {
     spec: ModelSpec,

@@ -23,6 +23,8 @@ use anyhow::{bail, Result};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::contiguous_f32;
+
 /// Images whose weight gradients are summed together before the partial sums are added in order.
 const WEIGHT_GRADIENT_CHUNK: usize = 4;
 
@@ -225,18 +227,6 @@ fn matmul(
     }
 }
 
-/// A contiguous f32 tensor's values.
-fn values<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("conv2d: the {what} must be contiguous");
-    };
-    Ok(&storage.as_slice::<f32>()?[start..end])
-}
-
 /// The shapes of a convolution of a batch: every op of this module is one of these.
 #[derive(Clone, Copy)]
 struct Conv2dShape {
@@ -262,9 +252,9 @@ impl CustomOp3 for Conv2d {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let Conv2dShape { geometry: g, batch } = self.0;
-        let x = values(s1, l1, "input")?;
-        let weight = values(s2, l2, "weight")?;
-        let bias = values(s3, l3, "bias")?;
+        let x = contiguous_f32("conv2d", s1, l1, "input")?;
+        let weight = contiguous_f32("conv2d", s2, l2, "weight")?;
+        let bias = contiguous_f32("conv2d", s3, l3, "bias")?;
         let per_image = bias.len() != g.filters;
         let mut y = vec![0f32; batch * g.output_len()];
         let (n, k) = (g.positions(), g.rows());
@@ -352,8 +342,8 @@ impl CustomOp2 for Conv2dInputGradient {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let Conv2dShape { geometry: g, batch } = self.0;
-        let dy = values(s1, l1, "output gradient")?;
-        let weight = values(s2, l2, "weight")?;
+        let dy = contiguous_f32("conv2d", s1, l1, "output gradient")?;
+        let weight = contiguous_f32("conv2d", s2, l2, "weight")?;
         let (n, k) = (g.positions(), g.rows());
         let mut dx = vec![0f32; batch * g.image_len()];
         dx.par_chunks_mut(g.image_len())
@@ -393,8 +383,8 @@ impl CustomOp2 for Conv2dWeightGradient {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let Conv2dShape { geometry: g, batch } = self.forward;
-        let dy = values(s1, l1, "output gradient")?;
-        let x = values(s2, l2, "input")?;
+        let dy = contiguous_f32("conv2d", s1, l1, "output gradient")?;
+        let x = contiguous_f32("conv2d", s2, l2, "input")?;
         let (n, k, o) = (g.positions(), g.rows(), g.filters);
         // Per chunk of images: the chunk's weight gradient, then its bias sums.
         let partials: Vec<Vec<f32>> = dy

@@ -18,6 +18,8 @@
 use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::contiguous_f32;
 use web_sampler::model::{exp, GROUP_NORM_EPSILON};
 
 /// The shapes of a normalised batch and whether SiLU follows.
@@ -242,18 +244,6 @@ fn has_avx2() -> bool {
     false
 }
 
-/// A contiguous f32 tensor's values.
-fn values<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("group_norm: the {what} must be contiguous");
-    };
-    Ok(&storage.as_slice::<f32>()?[start..end])
-}
-
 /// `(x [B, C, H, W], affine [2, C] = (γ, β)) → y [B, C, H, W]`.
 struct GroupNorm(GroupNormShape);
 
@@ -270,8 +260,9 @@ impl CustomOp2 for GroupNorm {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let shape = self.0;
-        let x = values(s1, l1, "input")?;
-        let (gamma, beta) = values(s2, l2, "affine")?.split_at(shape.channels);
+        let x = contiguous_f32("group_norm", s1, l1, "input")?;
+        let (gamma, beta) =
+            contiguous_f32("group_norm", s2, l2, "affine")?.split_at(shape.channels);
         let mut y = vec![0f32; x.len()];
         let avx2 = has_avx2();
         y.par_chunks_mut(shape.image_len())
@@ -327,9 +318,10 @@ impl CustomOp3 for GroupNormGradient {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let shape = self.0;
-        let x = values(s1, l1, "input")?;
-        let (gamma, beta) = values(s2, l2, "affine")?.split_at(shape.channels);
-        let dy = values(s3, l3, "output gradient")?;
+        let x = contiguous_f32("group_norm", s1, l1, "input")?;
+        let (gamma, beta) =
+            contiguous_f32("group_norm", s2, l2, "affine")?.split_at(shape.channels);
+        let dy = contiguous_f32("group_norm", s3, l3, "output gradient")?;
         let mut out = vec![0f32; x.len() + 2 * shape.channels];
         let (dx, _) = out.split_at_mut(x.len());
         let avx2 = has_avx2();
