@@ -29,12 +29,15 @@ use super::contiguous_f32;
 const WEIGHT_GRADIENT_CHUNK: usize = 4;
 
 /// The shapes of one convolution: input `[C, H, W]` per image, `O` filters of `k × k`, stride
-/// `s`, zero padding `p` on every side; output `[O, H', W']`.
+/// `s`, zero padding `p` on every side; output `[O, H', W']`. When `upsampled`, the input the
+/// convolution sees is the nearest ×2 of the stored image `[C, H/2, W/2]`, read in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Geometry {
     channels: usize,
+    /// The height and width the convolution sees.
     height: usize,
     width: usize,
+    upsampled: bool,
     filters: usize,
     kernel: usize,
     stride: usize,
@@ -44,13 +47,17 @@ pub(super) struct Geometry {
 }
 
 impl Geometry {
+    /// A convolution of stored images `[C, H, W]`, or of their nearest ×2 when `upsampled`.
     fn new(
-        (channels, height, width): (usize, usize, usize),
+        (channels, stored_height, stored_width): (usize, usize, usize),
+        upsampled: bool,
         filters: usize,
         kernel: usize,
         stride: usize,
         padding: usize,
     ) -> Result<Geometry> {
+        let scale = if upsampled { 2 } else { 1 };
+        let (height, width) = (scale * stored_height, scale * stored_width);
         if stride == 0
             || kernel == 0
             || height + 2 * padding < kernel
@@ -65,6 +72,7 @@ impl Geometry {
             channels,
             height,
             width,
+            upsampled,
             filters,
             kernel,
             stride,
@@ -84,8 +92,27 @@ impl Geometry {
         self.out_height * self.out_width
     }
 
+    /// The height and width of a stored image (half the convolution's when upsampled).
+    fn stored(&self) -> (usize, usize) {
+        if self.upsampled {
+            (self.height / 2, self.width / 2)
+        } else {
+            (self.height, self.width)
+        }
+    }
+
+    /// The stored row or column of the convolution's input row or column `i`.
+    fn stored_index(&self, i: usize) -> usize {
+        if self.upsampled {
+            i / 2
+        } else {
+            i
+        }
+    }
+
     fn image_len(&self) -> usize {
-        self.channels * self.height * self.width
+        let (h, w) = self.stored();
+        self.channels * h * w
     }
 
     fn output_len(&self) -> usize {
@@ -94,7 +121,7 @@ impl Geometry {
 
     /// A 1×1 convolution with stride 1 and no padding: the image is its own columns.
     fn is_pointwise(&self) -> bool {
-        self.kernel == 1 && self.stride == 1 && self.padding == 0
+        self.kernel == 1 && self.stride == 1 && self.padding == 0 && !self.upsampled
     }
 
     /// For kernel offset `offset` along an axis of `size` input pixels and `out` outputs: the
@@ -117,9 +144,10 @@ impl Geometry {
     fn im2col(&self, image: &[f32], cols: &mut [f32]) {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (h, w, oh, ow) = (self.height, self.width, self.out_height, self.out_width);
+        let (sh, sw) = self.stored();
         let n = self.positions();
         for c in 0..self.channels {
-            let plane = &image[c * h * w..][..h * w];
+            let plane = &image[c * sh * sw..][..sh * sw];
             for ky in 0..k {
                 let (y0, y1) = self.valid(ky, h, oh);
                 for kx in 0..k {
@@ -128,11 +156,15 @@ impl Geometry {
                     row[..y0 * ow].fill(0.0);
                     row[y1 * ow..].fill(0.0);
                     for oy in y0..y1 {
-                        let source = &plane[(oy * s + ky - p) * w..][..w];
+                        let source = &plane[self.stored_index(oy * s + ky - p) * sw..][..sw];
                         let out = &mut row[oy * ow..][..ow];
                         out[..x0].fill(0.0);
                         out[x1..].fill(0.0);
-                        if s == 1 {
+                        if self.upsampled {
+                            for (ox, value) in out[x0..x1].iter_mut().enumerate() {
+                                *value = source[((x0 + ox) * s + kx - p) / 2];
+                            }
+                        } else if s == 1 {
                             out[x0..x1].copy_from_slice(&source[x0 + kx - p..x1 + kx - p]);
                         } else {
                             for (ox, value) in out[x0..x1].iter_mut().enumerate() {
@@ -150,19 +182,24 @@ impl Geometry {
     fn col2im(&self, cols: &[f32], image: &mut [f32]) {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (h, w, oh, ow) = (self.height, self.width, self.out_height, self.out_width);
+        let (sh, sw) = self.stored();
         let n = self.positions();
         image.fill(0.0);
         for c in 0..self.channels {
-            let plane = &mut image[c * h * w..][..h * w];
+            let plane = &mut image[c * sh * sw..][..sh * sw];
             for ky in 0..k {
                 let (y0, y1) = self.valid(ky, h, oh);
                 for kx in 0..k {
                     let (x0, x1) = self.valid(kx, w, ow);
                     let row = &cols[((c * k + ky) * k + kx) * n..][..n];
                     for oy in y0..y1 {
-                        let target = &mut plane[(oy * s + ky - p) * w..][..w];
+                        let target = &mut plane[self.stored_index(oy * s + ky - p) * sw..][..sw];
                         let column = &row[oy * ow..][..ow];
-                        if s == 1 {
+                        if self.upsampled {
+                            for ox in x0..x1 {
+                                target[(ox * s + kx - p) / 2] += column[ox];
+                            }
+                        } else if s == 1 {
                             let target = &mut target[x0 + kx - p..x1 + kx - p];
                             for (t, v) in target.iter_mut().zip(&column[x0..x1]) {
                                 *t += v;
@@ -358,7 +395,8 @@ impl CustomOp2 for Conv2dInputGradient {
                     g.col2im(cols, dx);
                 }
             });
-        let shape = (batch, g.channels, g.height, g.width);
+        let (height, width) = g.stored();
+        let shape = (batch, g.channels, height, width);
         Ok((CpuStorage::F32(dx), shape.into()))
     }
 }
@@ -457,12 +495,48 @@ pub(super) fn conv2d(
     if !x.device().is_cpu() {
         return candle_conv2d(x, weight, bias, stride, padding);
     }
+    conv2d_op(x, false, weight, bias, stride, padding)
+}
+
+/// [`conv2d`] of the nearest ×2 of `x` (`[B, C, 2H, 2W]`, never built on the CPU: im2col reads
+/// each stored pixel twice in each direction, col2im adds the four back).
+pub(super) fn upsampled_conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    padding: usize,
+) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        return candle_conv2d(&upsample(x)?, weight, bias, 1, padding);
+    }
+    conv2d_op(x, true, weight, bias, 1, padding)
+}
+
+fn conv2d_op(
+    x: &Tensor,
+    upsampled: bool,
+    weight: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
     let (batch, channels, height, width) = x.dims4()?;
     let (filters, _, kernel, _) = weight.dims4()?;
-    let geometry = Geometry::new((channels, height, width), filters, kernel, stride, padding)?;
+    let stored = (channels, height, width);
+    let geometry = Geometry::new(stored, upsampled, filters, kernel, stride, padding)?;
     let op = Conv2d(Conv2dShape { geometry, batch });
     Ok(x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?)
+}
+
+/// Nearest-neighbour ×2 of `[B, C, H, W]` as a reshape and a broadcast (differentiable): the
+/// input of [`upsampled_conv2d`] off the CPU, and its reference in the tests.
+fn upsample(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    Ok(x.reshape((b, c, h, 1, w, 1))?
+        .broadcast_as((b, c, h, 2, w, 2))?
+        .contiguous()?
+        .reshape((b, c, 2 * h, 2 * w))?)
 }
 
 /// [`conv2d`] in candle's operations: what runs on CUDA, and the reference of the tests.
@@ -513,6 +587,35 @@ mod tests {
                 &inputs,
                 |t| conv2d(&t[0], &t[1], &t[2], s, p).unwrap(),
                 |t| candle_conv2d(&t[0], &t[1], &t[2], s, p).unwrap(),
+                1e-5,
+            );
+        }
+    }
+
+    #[test]
+    fn upsampled_convolutions_match_candle_on_the_upsampled_input() {
+        // (batch, channels, stored height, stored width, filters, kernel, bias per image)
+        for (seed, &(b, c, h, w, o, k, per_image)) in [
+            (2, 3, 3, 5, 4, 3, false),
+            (3, 2, 4, 4, 2, 3, true),
+            (2, 4, 2, 3, 3, 1, false),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let seed = 100 + 10 * seed as u64;
+            let bias: &[usize] = if per_image { &[b, o] } else { &[o] };
+            let inputs = [
+                random(seed, &[b, c, h, w], 0.0, 1.0),
+                random(seed + 1, &[o, c, k, k], 0.0, 0.5),
+                random(seed + 2, bias, 0.0, 1.0),
+            ];
+            let p = k / 2;
+            check(
+                &format!("{k}×{k} of the nearest ×2 of {b}×{c}×{h}×{w}"),
+                &inputs,
+                |t| upsampled_conv2d(&t[0], &t[1], &t[2], p).unwrap(),
+                |t| candle_conv2d(&upsample(&t[0]).unwrap(), &t[1], &t[2], 1, p).unwrap(),
                 1e-5,
             );
         }

@@ -1,15 +1,16 @@
 //! The U-Net in candle: the runtime's [`UnetLayout`], every layer's weights found by name, and a
 //! differentiable forward on `[B, C, H, W]`. Convolutions and GroupNorm (+ SiLU) are the ops of
 //! `conv2d.rs` and `group_norm.rs`, whose forward and backward are matrix products and single
-//! passes on the CPU (candle's own on CUDA); nearest ×2 and the softmax are basic operations,
-//! whose gradients candle computes correctly: its `softmax_last_dim` has no backward and
-//! `upsample_nearest2d`'s backward overwrites instead of accumulating, so neither is used.
+//! passes on the CPU (candle's own on CUDA); the nearest ×2 is read in place by the next
+//! convolution's im2col on the CPU. The softmax (and, on CUDA, the nearest ×2) are basic
+//! operations, whose gradients candle computes correctly: its `softmax_last_dim` has no backward
+//! and `upsample_nearest2d`'s backward overwrites instead of accumulating, so neither is used.
 
 use anyhow::Result;
 use candle_core::{Tensor, D};
 use web_sampler::model::{ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel};
 
-use super::conv2d::conv2d;
+use super::conv2d::{conv2d, upsampled_conv2d};
 use super::group_norm::group_norm;
 
 /// A dense layer: `weight` `[out, in]`, `bias` `[out]`.
@@ -93,6 +94,11 @@ impl Conv {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         conv2d(x, &self.weight, &self.bias, self.stride, self.padding)
+    }
+
+    /// The convolution of the nearest ×2 of `x`.
+    fn forward_upsampled(&self, x: &Tensor) -> Result<Tensor> {
+        upsampled_conv2d(x, &self.weight, &self.bias, self.padding)
     }
 
     /// The convolution with `shift` `[B, O]` added to the bias of each image.
@@ -196,15 +202,6 @@ impl Level {
     }
 }
 
-/// Nearest-neighbour ×2 of `[B, C, H, W]` as a reshape and a broadcast (differentiable).
-fn upsample(x: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    Ok(x.reshape((b, c, h, 1, w, 1))?
-        .broadcast_as((b, c, h, 2, w, 2))?
-        .contiguous()?
-        .reshape((b, c, 2 * h, 2 * w))?)
-}
-
 impl CandleUnet {
     /// The U-Net of `layout`, its tensors taken by name.
     pub(super) fn new(
@@ -290,7 +287,7 @@ impl CandleUnet {
                 h = block.forward(&Tensor::cat(&[&h, &skip], 1)?, &embedding)?;
             }
             if let Some(up) = &level.resample {
-                h = up.forward(&upsample(&h)?)?;
+                h = up.forward_upsampled(&h)?;
             }
         }
         let out = self.out_conv.forward(&self.out_norm.forward(&h, true)?)?;
