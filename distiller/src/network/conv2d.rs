@@ -16,8 +16,10 @@
 //! (the image already is its columns).
 //!
 //! The bias is `[O]`, or `[B, O]` for a bias per image: a residual block adds its time/class
-//! embedding's projection to its first convolution that way, in the same pass. Off the CPU
-//! [`conv2d`] is candle's own convolution (cuDNN or im2col on CUDA).
+//! embedding's projection to its first convolution that way, in the same pass.
+//! [`upsampled_conv2d`] convolves the nearest ×2 of its input without building it: im2col reads
+//! each stored pixel for the four it stands for, and col2im adds the four gradients back. Off the
+//! CPU both are candle's own convolution (cuDNN or im2col on CUDA).
 
 use anyhow::{bail, Result};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
@@ -32,7 +34,7 @@ const WEIGHT_GRADIENT_CHUNK: usize = 4;
 /// `s`, zero padding `p` on every side; output `[O, H', W']`. When `upsampled`, the input the
 /// convolution sees is the nearest ×2 of the stored image `[C, H/2, W/2]`, read in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Geometry {
+struct Geometry {
     channels: usize,
     /// The height and width the convolution sees.
     height: usize,
