@@ -179,6 +179,17 @@ impl Geometry {
         }
     }
 
+    /// The columns of `image`: the image itself for a pointwise convolution, else its im2col in
+    /// `scratch`.
+    fn columns<'a>(&self, image: &'a [f32], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        if self.is_pointwise() {
+            return image;
+        }
+        scratch.resize(self.rows() * self.positions(), 0.0);
+        self.im2col(image, scratch);
+        scratch
+    }
+
     /// The adjoint of [`Geometry::im2col`]: adds every column entry back to the pixel it was
     /// read from; `image` `[C, H, W]` is overwritten.
     fn col2im(&self, cols: &[f32], image: &mut [f32]) {
@@ -301,13 +312,7 @@ impl CustomOp3 for Conv2d {
             .zip(x.par_chunks(g.image_len()))
             .enumerate()
             .for_each_init(Vec::new, |cols, (b, (y, image))| {
-                let columns = if g.is_pointwise() {
-                    image
-                } else {
-                    cols.resize(k * n, 0.0);
-                    g.im2col(image, cols);
-                    cols.as_slice()
-                };
+                let columns = g.columns(image, cols);
                 let bias = if per_image {
                     &bias[b * g.filters..][..g.filters]
                 } else {
@@ -441,13 +446,7 @@ impl CustomOp2 for Conv2dWeightGradient {
                     .zip(x.chunks(g.image_len()))
                     .enumerate()
                 {
-                    let columns = if g.is_pointwise() {
-                        image
-                    } else {
-                        cols.resize(k * n, 0.0);
-                        g.im2col(image, &mut cols);
-                        cols.as_slice()
-                    };
+                    let columns = g.columns(image, &mut cols);
                     // colsᵀ: element (j, l) at columns[l·n + j].
                     matmul((o, k, n), dw, i > 0, dy, (n, 1), columns, (1, n));
                     let db = if self.per_image {
