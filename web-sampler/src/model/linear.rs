@@ -72,9 +72,9 @@ pub(crate) struct PackedLinear {
     /// Outputs per row.
     out: usize,
     /// `⌈out / PANEL⌉` panels of `n · PANEL` weights.
-    panels: Vec<f32>,
+    pub(in crate::model) panels: Vec<f32>,
     /// `⌈out / PANEL⌉ · PANEL` biases.
-    bias: Vec<f32>,
+    pub(in crate::model) bias: Vec<f32>,
 }
 
 impl PackedLinear {
@@ -253,7 +253,7 @@ struct Layer<'a> {
 /// # Safety
 /// The pointer functions read or write `WIDTH` floats; the caller keeps them in bounds, and
 /// only calls a type's functions where the CPU has its instructions.
-trait Lanes: Copy {
+pub(in crate::model) trait Lanes: Copy {
     const WIDTH: usize;
     unsafe fn splat(v: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;
@@ -266,7 +266,7 @@ trait Lanes: Copy {
 /// Inputs per pass: a pass runs every tile over `KC` inputs (`i`), so that a panel's slice
 /// (`KC · PANEL` floats, 16 KiB) stays in the L1 cache. Between passes the running sums wait
 /// in `y`, exactly as `f32`, so passes do not change the order.
-const KC: usize = 256;
+pub(in crate::model) const KC: usize = 256;
 
 /// For each pass over `KC` inputs: the rows' slices packed block by block (`[k][MR]`, so a
 /// tile reads its inputs as one stream, free of the cache conflicts of rows a power of two
@@ -408,17 +408,7 @@ impl Tile {
     /// (stride `y_stride`) has `columns` writable values; `V`'s instructions exist here.
     #[inline(always)]
     unsafe fn run<V: Lanes, const R: usize, const NV: usize>(&self) {
-        let mut acc = [[V::splat(0.0); NV]; R];
-        if self.resume {
-            for (r, row) in acc.iter_mut().enumerate() {
-                let mut values = [0.0f32; PANEL];
-                let source = self.y.add(r * self.y_stride);
-                std::ptr::copy_nonoverlapping(source, values.as_mut_ptr(), self.columns);
-                for (v, sum) in row.iter_mut().enumerate() {
-                    *sum = V::load(values.as_ptr().add(v * V::WIDTH));
-                }
-            }
-        }
+        let mut acc = start_sums::<V, R, NV>(self.resume, self.y, self.y_stride, self.columns);
         let (mut w, mut x) = (self.panel, self.x);
         for _ in 0..self.depth {
             let wv: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::WIDTH)));
@@ -431,37 +421,85 @@ impl Tile {
             w = w.add(PANEL);
             x = x.add(R);
         }
-        if self.finish {
-            let bias: [V; NV] = std::array::from_fn(|v| V::load(self.bias.add(v * V::WIDTH)));
-            for row in acc.iter_mut() {
-                for (sum, &b) in row.iter_mut().zip(&bias) {
-                    *sum = V::add(*sum, b);
-                }
+        store_sums(
+            acc,
+            self.finish.then_some(self.bias),
+            self.y,
+            self.y_stride,
+            self.columns,
+        );
+    }
+}
+
+/// A register tile's running sums at the start of a pass: zeros, or (when the tile `resume`s an
+/// earlier pass) the first `columns` values of `R` rows of `y` (stride `y_stride`).
+///
+/// # Safety
+/// When `resume`, `y` row `r` has `columns` readable values; `V`'s instructions exist here.
+#[inline(always)]
+pub(super) unsafe fn start_sums<V: Lanes, const R: usize, const NV: usize>(
+    resume: bool,
+    y: *const f32,
+    y_stride: usize,
+    columns: usize,
+) -> [[V; NV]; R] {
+    let mut acc = [[V::splat(0.0); NV]; R];
+    if resume {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let mut values = [0.0f32; PANEL];
+            std::ptr::copy_nonoverlapping(y.add(r * y_stride), values.as_mut_ptr(), columns);
+            for (v, sum) in row.iter_mut().enumerate() {
+                *sum = V::load(values.as_ptr().add(v * V::WIDTH));
             }
         }
-        for (r, row) in acc.iter().enumerate() {
-            let target = self.y.add(r * self.y_stride);
-            if self.columns == PANEL {
-                for (v, &sum) in row.iter().enumerate() {
-                    sum.store(target.add(v * V::WIDTH));
-                }
-            } else {
-                let mut values = [0.0f32; PANEL];
-                for (v, &sum) in row.iter().enumerate() {
-                    sum.store(values.as_mut_ptr().add(v * V::WIDTH));
-                }
-                std::ptr::copy_nonoverlapping(values.as_ptr(), target, self.columns);
+    }
+    acc
+}
+
+/// Stores a register tile's sums into the first `columns` values of `R` rows of `y` (stride
+/// `y_stride`), after adding the `PANEL` biases when the pass is the last (`bias` given).
+///
+/// # Safety
+/// `y` row `r` has `columns` writable values, `bias` `PANEL` readable ones; `V`'s
+/// instructions exist here.
+#[inline(always)]
+pub(super) unsafe fn store_sums<V: Lanes, const R: usize, const NV: usize>(
+    mut acc: [[V; NV]; R],
+    bias: Option<*const f32>,
+    y: *mut f32,
+    y_stride: usize,
+    columns: usize,
+) {
+    if let Some(bias) = bias {
+        let bias: [V; NV] = std::array::from_fn(|v| V::load(bias.add(v * V::WIDTH)));
+        for row in acc.iter_mut() {
+            for (sum, &b) in row.iter_mut().zip(&bias) {
+                *sum = V::add(*sum, b);
             }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let target = y.add(r * y_stride);
+        if columns == PANEL {
+            for (v, &sum) in row.iter().enumerate() {
+                sum.store(target.add(v * V::WIDTH));
+            }
+        } else {
+            let mut values = [0.0f32; PANEL];
+            for (v, &sum) in row.iter().enumerate() {
+                sum.store(values.as_mut_ptr().add(v * V::WIDTH));
+            }
+            std::ptr::copy_nonoverlapping(values.as_ptr(), target, columns);
         }
     }
 }
 
 /// The kernel on plain arrays of four lanes (the compiler vectorizes what it can).
-mod portable {
+pub(in crate::model) mod portable {
     use super::Lanes;
 
     #[derive(Clone, Copy)]
-    pub(super) struct Lanes4([f32; 4]);
+    pub(in crate::model) struct Lanes4([f32; 4]);
 
     impl Lanes for Lanes4 {
         const WIDTH: usize = 4;
@@ -490,12 +528,12 @@ mod portable {
 
 /// The kernel with 128-bit SSE2 (part of every x86-64 CPU).
 #[cfg(target_arch = "x86_64")]
-mod sse2 {
+pub(in crate::model) mod sse2 {
     use super::{run_tiles, Lanes, Layer};
     use std::arch::x86_64::*;
 
     #[derive(Clone, Copy)]
-    struct Sse2(__m128);
+    pub(in crate::model) struct Sse2(__m128);
 
     impl Lanes for Sse2 {
         const WIDTH: usize = 4;
@@ -528,12 +566,12 @@ mod sse2 {
 
 /// The kernel with 256-bit AVX2 (checked at run time).
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(in crate::model) mod avx2 {
     use super::{run_tiles, Lanes, Layer};
     use std::arch::x86_64::*;
 
     #[derive(Clone, Copy)]
-    struct Avx2(__m256);
+    pub(in crate::model) struct Avx2(__m256);
 
     impl Lanes for Avx2 {
         const WIDTH: usize = 8;
@@ -569,12 +607,12 @@ mod avx2 {
 
 /// The kernel with 512-bit AVX-512F (checked at run time): one vector per panel.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(in crate::model) mod avx512 {
     use super::{run_tiles, Lanes, Layer};
     use std::arch::x86_64::*;
 
     #[derive(Clone, Copy)]
-    struct Avx512(__m512);
+    pub(in crate::model) struct Avx512(__m512);
 
     impl Lanes for Avx512 {
         const WIDTH: usize = 16;
@@ -615,12 +653,12 @@ mod avx512 {
 
 /// The kernel with wasm's 128-bit SIMD.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod simd128 {
+pub(in crate::model) mod simd128 {
     use super::{run_tiles, Lanes, Layer};
     use std::arch::wasm32::*;
 
     #[derive(Clone, Copy)]
-    struct Simd128(v128);
+    pub(in crate::model) struct Simd128(v128);
 
     impl Lanes for Simd128 {
         const WIDTH: usize = 4;

@@ -15,12 +15,14 @@
 //! # Determinism
 //!
 //! The forward uses no BLAS and no platform maths: the dense layers (and the U-Net's
-//! convolutions, as im2col) sum in a fixed order (see `linear.rs`), SiLU's exponential is plain
+//! convolutions, in im2col's order: `conv2d.rs`) sum in a fixed order (see `linear.rs`), the
+//! U-Net's group norm in a fixed order of `f64` sums, SiLU's exponential is plain
 //! `f32` arithmetic (`mlp.rs`), and the time embedding and the U-Net's group norm and softmax use
 //! the `libm` crate, so the same model and inputs give bit-identical `f32` outputs natively and in
 //! wasm, for any batch size and any number of threads ([`Model::set_threads`] splits a batch's
 //! rows, which are independent).
 
+mod conv2d;
 mod embedding;
 mod file;
 mod linear;

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use super::{
     ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLevel, UnetSpec, GROUP_NORM_EPSILON,
 };
+use crate::model::conv2d::PackedConv;
 use crate::model::embedding::write_time_embedding;
-use crate::model::linear::linear;
-use crate::model::mlp::silu;
+use crate::model::linear::{linear, PackedLinear};
+use crate::model::mlp::{silu, silu_in_place};
 use crate::model::network::VelocityNetwork;
 use crate::model::spec::{ModelSpec, CLASS_TABLE};
 
@@ -23,13 +24,11 @@ struct Weights {
     bias: usize,
 }
 
+/// A convolution, packed for the kernel at load.
 #[derive(Clone, Debug)]
 struct CpuConv {
-    at: Weights,
+    packed: PackedConv,
     inputs: usize,
-    outputs: usize,
-    kernel: usize,
-    stride: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -38,10 +37,10 @@ struct CpuNorm {
     channels: usize,
 }
 
+/// A dense layer, packed for the kernel at load.
 #[derive(Clone, Debug)]
 struct CpuDense {
-    at: Weights,
-    inputs: usize,
+    packed: PackedLinear,
 }
 
 #[derive(Clone, Debug)]
@@ -106,12 +105,16 @@ impl Index<'_> {
     }
 
     fn conv(&self, layer: &ConvLayer) -> Option<CpuConv> {
+        let at = self.pair(&layer.name, layer.outputs * layer.fan_in(), layer.outputs)?;
         Some(CpuConv {
-            at: self.pair(&layer.name, layer.outputs * layer.fan_in(), layer.outputs)?,
+            packed: PackedConv::new(
+                &self.tensors[at.weight],
+                &self.tensors[at.bias],
+                layer.inputs,
+                layer.kernel,
+                layer.stride,
+            ),
             inputs: layer.inputs,
-            outputs: layer.outputs,
-            kernel: layer.kernel,
-            stride: layer.stride,
         })
     }
 
@@ -123,9 +126,13 @@ impl Index<'_> {
     }
 
     fn dense(&self, layer: &DenseLayer) -> Option<CpuDense> {
+        let at = self.pair(&layer.name, layer.outputs * layer.inputs, layer.outputs)?;
         Some(CpuDense {
-            at: self.pair(&layer.name, layer.outputs * layer.inputs, layer.outputs)?,
-            inputs: layer.inputs,
+            packed: PackedLinear::new(
+                &self.tensors[at.weight],
+                &self.tensors[at.bias],
+                layer.inputs,
+            ),
         })
     }
 
@@ -168,8 +175,8 @@ struct Scratch {
     a: Vec<f32>,
     b: Vec<f32>,
     c: Vec<f32>,
-    /// im2col rows.
-    columns: Vec<f32>,
+    /// A convolution's zero-padded input.
+    padded: Vec<f32>,
     /// The embedding after SiLU `[E]` and one block's projection of it.
     embedding: Vec<f32>,
     shift: Vec<f32>,
@@ -278,17 +285,10 @@ impl Unet {
         layer: &CpuConv,
         x: &[f32],
         size: (usize, usize),
-        columns: &mut Vec<f32>,
+        padded: &mut Vec<f32>,
         out: &mut Vec<f32>,
     ) -> (usize, usize) {
-        let (weight, bias) = self.weight(&layer.at);
-        let shape = ConvShape {
-            inputs: layer.inputs,
-            outputs: layer.outputs,
-            kernel: layer.kernel,
-            stride: layer.stride,
-        };
-        conv2d(&shape, weight, bias, x, size, columns, out)
+        layer.packed.forward(x, size, padded, out)
     }
 
     /// GroupNorm of `x` `[positions, channels]` into `out`, then SiLU when `activate`.
@@ -306,27 +306,20 @@ impl Unet {
             true,
             &mut s.a,
         );
-        self.conv(&block.conv1, &s.a, size, &mut s.columns, &mut s.b);
-        let (weight, bias) = self.weight(&block.embedding.at);
+        self.conv(&block.conv1, &s.a, size, &mut s.padded, &mut s.b);
         s.shift.clear();
-        s.shift.resize(bias.len(), 0.0);
-        linear(
-            &s.embedding,
-            weight,
-            bias,
-            block.embedding.inputs,
-            &mut s.shift,
-        );
+        s.shift.resize(block.embedding.packed.fan_out(), 0.0);
+        block.embedding.packed.forward(&s.embedding, &mut s.shift);
         for row in s.b.chunks_exact_mut(s.shift.len()) {
             for (v, shift) in row.iter_mut().zip(&s.shift) {
                 *v += shift;
             }
         }
         self.group_norm(&block.norm2, &s.b, true, &mut s.a);
-        self.conv(&block.conv2, &s.a, size, &mut s.columns, &mut s.c);
+        self.conv(&block.conv2, &s.a, size, &mut s.padded, &mut s.c);
         match &block.skip {
             Some(skip) => {
-                self.conv(skip, &s.h, size, &mut s.columns, &mut s.b);
+                self.conv(skip, &s.h, size, &mut s.padded, &mut s.b);
                 for (v, residual) in s.c.iter_mut().zip(&s.b) {
                     *v += residual;
                 }
@@ -348,7 +341,7 @@ impl Unet {
             &attention.qkv,
             &s.a,
             (positions, 1),
-            &mut s.columns,
+            &mut s.padded,
             &mut s.b,
         );
         self::attention(&s.b, positions, c, &mut s.attention, &mut s.c);
@@ -356,7 +349,7 @@ impl Unet {
             &attention.proj,
             &s.c,
             (positions, 1),
-            &mut s.columns,
+            &mut s.padded,
             &mut s.a,
         );
         for (v, update) in s.h.iter_mut().zip(&s.a) {
@@ -377,15 +370,13 @@ impl Unet {
         let e = self.embedding_width;
         s.b.clear();
         s.b.resize(e, 0.0);
-        let (weight, bias) = self.weight(&self.time[0].at);
-        linear(&s.a, weight, bias, self.time[0].inputs, &mut s.b);
+        self.time[0].packed.forward(&s.a, &mut s.b);
         for v in s.b.iter_mut() {
             *v = silu(*v);
         }
         s.embedding.clear();
         s.embedding.resize(e, 0.0);
-        let (weight, bias) = self.weight(&self.time[1].at);
-        linear(&s.b, weight, bias, e, &mut s.embedding);
+        self.time[1].packed.forward(&s.b, &mut s.embedding);
         if let (Some(table), Some(class)) = (self.class_table, class) {
             let row = &self.tensors[table][class as usize * e..(class as usize + 1) * e];
             for (v, c) in s.embedding.iter_mut().zip(row) {
@@ -405,7 +396,7 @@ impl Unet {
             }
         }
         let a = std::mem::take(&mut s.a);
-        self.conv(&self.input, &a, self.size, &mut s.columns, &mut s.h);
+        self.conv(&self.input, &a, self.size, &mut s.padded, &mut s.h);
         s.a = a;
 
         let mut skips = std::mem::take(&mut s.skips);
@@ -422,7 +413,7 @@ impl Unet {
             }
             if let Some(down) = &level.resample {
                 let h_in = std::mem::take(&mut s.h);
-                self.conv(down, &h_in, level.size, &mut s.columns, &mut s.h);
+                self.conv(down, &h_in, level.size, &mut s.padded, &mut s.h);
                 s.a = h_in;
             }
         }
@@ -460,7 +451,7 @@ impl Unet {
                     }
                 }
                 let a = std::mem::take(&mut s.a);
-                self.conv(upsample, &a, (2 * lh, 2 * lw), &mut s.columns, &mut s.h);
+                self.conv(upsample, &a, (2 * lh, 2 * lw), &mut s.padded, &mut s.h);
                 s.a = a;
             }
         }
@@ -470,7 +461,7 @@ impl Unet {
         self.group_norm(&self.out_norm, &h_final, true, &mut s.a);
         s.h = h_final;
         let a = std::mem::take(&mut s.a);
-        self.conv(&self.out_conv, &a, self.size, &mut s.columns, &mut s.c);
+        self.conv(&self.out_conv, &a, self.size, &mut s.padded, &mut s.c);
         s.a = a;
         for c in 0..channels {
             for p in 0..positions {
@@ -482,6 +473,7 @@ impl Unet {
 
 /// The sizes of a convolution: `[outputs, inputs, kernel, kernel]` weights, padding
 /// `kernel / 2`.
+#[cfg(test)]
 pub(crate) struct ConvShape {
     pub inputs: usize,
     pub outputs: usize,
@@ -489,52 +481,31 @@ pub(crate) struct ConvShape {
     pub stride: usize,
 }
 
-/// `out` `[positions', outputs]` = the convolution of `x` `[h·w, inputs]` (im2col rows in
-/// `columns`, then the fixed-order dense layer); returns the output size. The CPU reference of
+/// `out` `[positions', outputs]` = the convolution of `x` `[h·w, inputs]` (`padded`: working
+/// memory), packing the weights on each call; returns the output size. The CPU reference of
 /// the GPU's `conv2d`.
+#[cfg(test)]
 pub(crate) fn conv2d(
     layer: &ConvShape,
     weight: &[f32],
     bias: &[f32],
     x: &[f32],
-    (h, w): (usize, usize),
-    columns: &mut Vec<f32>,
+    size: (usize, usize),
+    padded: &mut Vec<f32>,
     out: &mut Vec<f32>,
 ) -> (usize, usize) {
-    let (oh, ow) = (h.div_ceil(layer.stride), w.div_ceil(layer.stride));
-    out.clear();
-    out.resize(oh * ow * layer.outputs, 0.0);
-    let x = &x[..h * w * layer.inputs];
-    if layer.kernel == 1 && layer.stride == 1 {
-        linear(x, weight, bias, layer.inputs, out);
-        return (oh, ow);
-    }
-    let k = layer.kernel;
-    let pad = k / 2;
-    let fan_in = layer.inputs * k * k;
-    columns.clear();
-    columns.resize(oh * ow * fan_in, 0.0);
-    for (p, row) in columns.chunks_exact_mut(fan_in).enumerate() {
-        let (oy, ox) = (p / ow, p % ow);
-        for c in 0..layer.inputs {
-            for ky in 0..k {
-                let iy = (oy * layer.stride + ky).wrapping_sub(pad);
-                for kx in 0..k {
-                    let ix = (ox * layer.stride + kx).wrapping_sub(pad);
-                    if iy < h && ix < w {
-                        row[(c * k + ky) * k + kx] = x[(iy * w + ix) * layer.inputs + c];
-                    }
-                }
-            }
-        }
-    }
-    linear(columns, weight, bias, fan_in, out);
-    (oh, ow)
+    assert_eq!(bias.len(), layer.outputs, "conv2d: bias is not [outputs]");
+    PackedConv::new(weight, bias, layer.inputs, layer.kernel, layer.stride)
+        .forward(x, size, padded, out)
 }
 
 /// GroupNorm (`groups` groups, per-channel `weight` and `bias`) of `x` `[positions, channels]`
-/// into `out`, then SiLU when `activate`; sums in f64 in a fixed order. The CPU reference of
-/// the GPU's `group_norm`.
+/// into `out`, then SiLU when `activate`. The CPU reference of the GPU's `group_norm`.
+///
+/// The order (FORMATS.md §1.3): each channel's sum over the positions in increasing order, in
+/// `f64`; a group's sum is its channels' sums in increasing channel order; the same for the
+/// squared deviations from the group's mean. Per-channel sums are independent chains, so the
+/// loops run over channels in SIMD lanes (a vector's width changes the speed, not the bits).
 pub(crate) fn group_norm(
     weight: &[f32],
     bias: &[f32],
@@ -545,34 +516,96 @@ pub(crate) fn group_norm(
     out: &mut Vec<f32>,
 ) {
     let x = &x[..x.len() / c * c];
+    out.clear();
+    out.resize(x.len(), 0.0);
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        unsafe { group_norm_avx2(weight, bias, c, groups, x, out) };
+    } else {
+        normalize(weight, bias, c, groups, x, out);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    normalize(weight, bias, c, groups, x, out);
+    if activate {
+        silu_in_place(out);
+    }
+}
+
+/// [`normalize`] compiled for AVX2 (four `f64` lanes instead of SSE2's two).
+///
+/// # Safety
+/// Only where the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn group_norm_avx2(
+    weight: &[f32],
+    bias: &[f32],
+    c: usize,
+    groups: usize,
+    x: &[f32],
+    out: &mut [f32],
+) {
+    normalize(weight, bias, c, groups, x, out)
+}
+
+/// GroupNorm's statistics and affine part (see [`group_norm`]) of `x` into `out`, both
+/// `[positions, c]`.
+#[inline(always)]
+fn normalize(weight: &[f32], bias: &[f32], c: usize, groups: usize, x: &[f32], out: &mut [f32]) {
     let positions = x.len() / c;
     let per_group = c / groups;
     let count = (positions * per_group) as f64;
-    out.clear();
-    out.resize(x.len(), 0.0);
-    for g in 0..groups {
-        let channels = g * per_group..(g + 1) * per_group;
-        let mut sum = 0.0f64;
-        for row in x.chunks_exact(c) {
-            for &v in &row[channels.clone()] {
-                sum += f64::from(v);
-            }
+    let (weight, bias) = (&weight[..c], &bias[..c]);
+    // Per channel: the sums, then the group's mean, then the squared deviations, then the
+    // group's 1/√(σ² + ε).
+    let mut sums = vec![0.0f64; c];
+    for row in x.chunks_exact(c) {
+        for (sum, &v) in sums.iter_mut().zip(row) {
+            *sum += f64::from(v);
         }
-        let mean = sum / count;
-        let mut squares = 0.0f64;
-        for row in x.chunks_exact(c) {
-            for &v in &row[channels.clone()] {
-                let d = f64::from(v) - mean;
-                squares += d * d;
-            }
+    }
+    let mut means = vec![0.0f64; c];
+    for (group, means) in sums
+        .chunks_exact(per_group)
+        .zip(means.chunks_exact_mut(per_group))
+    {
+        let mut total = 0.0f64;
+        for &sum in group {
+            total += sum;
         }
-        let inverse = 1.0 / libm::sqrt(squares / count + GROUP_NORM_EPSILON);
-        for (row, target) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
-            for j in channels.clone() {
-                let normal = ((f64::from(row[j]) - mean) * inverse) as f32;
-                let v = normal * weight[j] + bias[j];
-                target[j] = if activate { silu(v) } else { v };
-            }
+        means.fill(total / count);
+    }
+    let squares = &mut sums;
+    squares.fill(0.0);
+    for row in x.chunks_exact(c) {
+        for ((square, &v), &mean) in squares.iter_mut().zip(row).zip(&means) {
+            let d = f64::from(v) - mean;
+            *square += d * d;
+        }
+    }
+    let mut inverses = vec![0.0f64; c];
+    for (group, inverses) in squares
+        .chunks_exact(per_group)
+        .zip(inverses.chunks_exact_mut(per_group))
+    {
+        let mut total = 0.0f64;
+        for &square in group {
+            total += square;
+        }
+        inverses.fill(1.0 / libm::sqrt(total / count + GROUP_NORM_EPSILON));
+    }
+    for (row, target) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+        for (((((y, &v), &mean), &inverse), &w), &b) in target
+            .iter_mut()
+            .zip(row)
+            .zip(&means)
+            .zip(&inverses)
+            .zip(weight)
+            .zip(bias)
+        {
+            let normal = ((f64::from(v) - mean) * inverse) as f32;
+            *y = normal * w + b;
         }
     }
 }

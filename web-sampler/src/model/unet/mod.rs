@@ -41,7 +41,9 @@ use super::spec::ModelSpec;
 use crate::noise::Noise;
 pub(crate) use forward::Unet;
 #[cfg(test)]
-pub(crate) use forward::{attention, conv2d, group_norm, AttentionScratch, ConvShape};
+pub(crate) use forward::{attention, group_norm, AttentionScratch};
+#[cfg(test)]
+pub(crate) use forward::{conv2d, ConvShape};
 
 /// Largest number of data channels a U-Net takes.
 pub const MAX_UNET_CHANNELS_IN: usize = 4;
