@@ -153,7 +153,7 @@ fn show(path: &Path) -> Result<()> {
         spec.time_scale,
         spec.prediction.name()
     );
-    println!("path        {}", printable(&spec.path));
+    println!("path        {}", spec.path.name());
     println!(
         "dataset     {} ({} training steps)",
         printable(&spec.dataset),
