@@ -3,8 +3,8 @@
 // (sampler-worker.js, the usual place) or, where no worker can start, on the page's main thread
 // (sampler-client.js chooses). Long operations take `progress({ done, total, stage })`.
 
-import init, { Sampler, psnr, version } from '../pkg/web_sampler.js';
-import { fitsNfe } from './solvers.js';
+import init, { Sampler, classicalMethods, psnr, version } from '../pkg/web_sampler.js';
+import { fitsNfe, useClassicalMethods } from './solvers.js';
 
 /** The runtime, compiled and initialised once per thread. */
 let runtime = null;
@@ -27,7 +27,13 @@ export class SamplerSession {
   /** A session on WebGPU when the browser offers an adapter and `gpu` is not false. */
   static async create({ gpu = true } = {}) {
     await (runtime ??= init());
+    useClassicalMethods(classicalMethods());
     return new SamplerSession(await Sampler.create({ gpu }));
+  }
+
+  /** The classical methods the runtime builds: [{ name, stages, grids }]. */
+  classicalMethods() {
+    return classicalMethods();
   }
 
   /** Which path runs "auto" and why: { version, backend, note, adapter, software }. */
@@ -69,18 +75,18 @@ export class SamplerSession {
 
   /**
    * Generates `request` (Sampler.generate's options). Resolves to { values, rgba, width (the
-   * picture, for images), paths (the states of the first `paths` samples after each step, for
-   * 2-D points), ms, backend (the path that ran), info }.
+   * picture, for images, unless `picture` is false), paths (the states of the first `paths`
+   * samples after each step, for 2-D points), ms, backend (the path that ran), info }.
    */
   async generate({ request, paths = 0, picture = true }, progress = () => {}) {
     const started = performance.now();
-    const values = await this.#sampler.generate(request, (done, total) => progress({ done, total }));
+    const generated = await this.#sampler.generate(request, (done, total) => progress({ done, total }));
     const ms = performance.now() - started;
-    const backend = request.backend === 'cpu' ? 'cpu' : request.backend === 'webgpu' ? 'webgpu' : this.#sampler.backend();
+    const { values, backend } = generated;
     const out = { values, ms, backend, rgba: null, width: 0, paths: null, info: this.info() };
-    if (picture) {
-      out.rgba = this.#sampler.pictureRgba(request.columns);
-      out.width = this.#sampler.pictureWidth(request.columns);
+    if (picture && generated.picture) {
+      out.rgba = generated.picture.rgba;
+      out.width = generated.picture.width;
     }
     if (paths > 0) {
       out.paths = new Float32Array(this.#sampler.trajectories({ ...request, batch: Math.min(paths, request.batch), backend: 'cpu' }));
@@ -104,10 +110,10 @@ export class SamplerSession {
     const options = { ...request, columns: Math.ceil(Math.sqrt(request.batch)), backend: 'cpu' };
     const run = async (label) => {
       const started = performance.now();
-      const values = await this.#sampler.generate(options, (done, total) => progress({ stage: label, done, total }));
+      const generated = await this.#sampler.generate(options, (done, total) => progress({ stage: label, done, total }));
       const ms = performance.now() - started;
-      const picture = points ? {} : { rgba: this.#sampler.pictureRgba(options.columns), width: this.#sampler.pictureWidth(options.columns) };
-      return { values, ms, ...picture };
+      const picture = points ? {} : { rgba: generated.picture.rgba, width: generated.picture.width };
+      return { values: generated.values, ms, ...picture };
     };
     const score = (values, reference) => {
       const db = psnr(values, reference, dim);
