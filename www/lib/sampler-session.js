@@ -6,6 +6,41 @@
 import init, { Sampler, classicalMethods, psnr, version } from '../pkg/web_sampler.js';
 import { fitsNfe, useClassicalMethods } from './solvers.js';
 
+/**
+ * A model's spec as `loadModel` gives it to the page: the model file's `bns.model` object as the
+ * runtime writes it (FORMATS.md §1.1; tests/browser/model-spec.test.mjs holds this list to that
+ * table and to a published model). The page reads `data_shape`, `num_classes` and `class_names`.
+ * @typedef {object} ModelSpec
+ * @property {number} format_version `1`
+ * @property {'mlp' | 'unet'} architecture the network
+ * @property {number[]} data_shape `[C, H, W]`; 2-D points are `[2, 1, 1]`
+ * @property {number} [hidden_width] the MLP's hidden width
+ * @property {number} [depth] the MLP's number of hidden layers
+ * @property {UnetSizes} [unet] the U-Net's sizes
+ * @property {number} time_embedding width of the sinusoidal time embedding
+ * @property {number} time_scale the time's scale inside the embedding
+ * @property {'velocity' | 'data'} [prediction] what the network outputs; absent: "velocity"
+ * @property {number} class_embedding width of the class embedding, 0 when unconditional
+ * @property {number} num_classes real classes (the null class not counted), 0 = unconditional
+ * @property {'silu'} [activation] the MLP's activation
+ * @property {'cond-ot'} path the probability path
+ * @property {string} dataset the training data's name
+ * @property {number} training_steps optimiser steps trained
+ * @property {string[]} [class_names] the classes' names in label order; absent when unnamed
+ * @property {string} [rounded_from] the id of the model whose weights these are, rounded to f16
+ */
+
+/**
+ * The U-Net's sizes (FORMATS.md §1.2).
+ * @typedef {object} UnetSizes
+ * @property {number} base_channels channels of the first level
+ * @property {number[]} channel_multipliers each level's channels as multiples of base_channels
+ * @property {number} residual_blocks residual blocks per level
+ * @property {number} groups GroupNorm groups
+ * @property {boolean} attention self-attention at the lowest resolution
+ * @property {number} embedding_width width of the time-embedding MLP
+ */
+
 /** The runtime, compiled and initialised once per thread. */
 let runtime = null;
 
@@ -48,7 +83,10 @@ export class SamplerSession {
     };
   }
 
-  /** Loads a model file: { spec, summary, modelId, info }. */
+  /**
+   * Loads a model file: { spec, summary, modelId, info }.
+   * @returns {{ spec: ModelSpec, summary: string, modelId: string, info: object }}
+   */
   loadModel({ bytes, name }) {
     const spec = JSON.parse(this.#sampler.loadModel(bytes, name));
     return { spec, summary: this.#sampler.modelSummary(), modelId: this.#sampler.modelId(), info: this.info() };
