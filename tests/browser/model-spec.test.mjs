@@ -3,7 +3,7 @@
 // writes holds only those properties with those types, and the page reads no other.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ARTIFACTS, BNS, ROOT, SITE } from './harness.mjs';
@@ -111,6 +111,7 @@ test('the specs the runtime writes are ModelSpecs', () => {
   assert.ok(files.length > 0, 'no published model');
   // A U-Net too (every published model is an MLP), written by the same runtime.
   if (existsSync(BNS)) {
+    mkdirSync(ARTIFACTS, { recursive: true });
     const unet = join(ARTIFACTS, 'model-spec-unet.safetensors');
     execFileSync(BNS, ['model', 'init', '--arch', 'unet', '--shape', '1,8,8', '--base-channels', '4',
       '--channel-multipliers', '1,2', '--groups', '2', '--embedding-width', '8', '-o', unet]);
