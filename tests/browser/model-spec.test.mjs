@@ -110,13 +110,12 @@ test('the specs the runtime writes are ModelSpecs', () => {
   }
   assert.ok(files.length > 0, 'no published model');
   // A U-Net too (every published model is an MLP), written by the same runtime.
-  if (existsSync(BNS)) {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    const unet = join(ARTIFACTS, 'model-spec-unet.safetensors');
-    execFileSync(BNS, ['model', 'init', '--arch', 'unet', '--shape', '1,8,8', '--base-channels', '4',
-      '--channel-multipliers', '1,2', '--groups', '2', '--embedding-width', '8', '-o', unet]);
-    files.push(unet);
-  }
+  assert.ok(existsSync(BNS), `${BNS} not found: build it with 'cargo build -p distiller'`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const unet = join(ARTIFACTS, 'model-spec-unet.safetensors');
+  execFileSync(BNS, ['model', 'init', '--arch', 'unet', '--shape', '1,8,8', '--base-channels', '4',
+    '--channel-multipliers', '1,2', '--groups', '2', '--embedding-width', '8', '-o', unet]);
+  files.push(unet);
   for (const file of files) {
     assert.deepEqual(matches(specOf(file), DEFS.ModelSpec, DEFS), [], file);
   }
