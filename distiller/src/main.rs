@@ -40,7 +40,7 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// From a dataset to a published model in one command: train, truth, distill, eval, publish
     /// (resumable; the settings suit the data's kind)
-    Pipeline(commands::pipeline::PipelineArgs),
+    Pipeline(Box<commands::pipeline::PipelineArgs>),
     /// Publish a model and its distilled solvers on the site, after verifying them on the runtime
     Publish(commands::publish::PublishArgs),
     /// Generate samples with a model and a solver and save them as a PNG grid
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         Command::Distill(a) => commands::distill::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Publish(a) => commands::publish::run(a),
-        Command::Pipeline(a) => commands::pipeline::run(a),
+        Command::Pipeline(a) => commands::pipeline::run(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -404,3 +404,41 @@ fn pipeline_refuses_guidance_for_an_unconditional_dataset() {
     );
     assert!(!dir.0.join("runs").exists());
 }
+
+#[test]
+fn a_flag_of_the_other_architecture_is_refused() {
+    let dir = Scratch::new("cli", "other-architecture");
+    let model = dir.path("m.safetensors");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "train",
+                "--dataset",
+                "moons",
+                "--arch",
+                "unet",
+                "--width",
+                "64",
+            ],
+            "--width is a flag of --arch mlp, not of --arch unet",
+        ),
+        (
+            &["model", "init", "--groups", "4"],
+            "--groups is a flag of --arch unet, not of --arch mlp",
+        ),
+        (
+            &["model", "init", "--arch", "unet", "--class-embedding", "8"],
+            "--class-embedding is a flag of --arch mlp, not of --arch unet",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut argv = args.to_vec();
+        argv.extend(["-o", model.as_str()]);
+        let o = bns(&argv);
+        assert!(!o.status.success(), "{argv:?}");
+        let message = stderr(&o);
+        assert!(message.starts_with("error: "), "{message}");
+        assert!(message.contains(expected), "{argv:?}: {message}");
+        assert!(!Path::new(&model).exists());
+    }
+}

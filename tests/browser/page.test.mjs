@@ -162,7 +162,7 @@ for (const c of UNET_CASES) {
       const sampler = new Sampler();
       const spec = JSON.parse(sampler.loadModel(new Uint8Array(modelBytes), 'unet.safetensors'));
       sampler.loadSolver(solverJson, 'heun-uniform-4.json');
-      const values = await sampler.generate({ seed: 1, batch: 3, guidance, backend: 'cpu' });
+      const { values } = await sampler.generate({ seed: 1, batch: 3, guidance, backend: 'cpu' });
       return { architecture: spec.architecture, summary: sampler.modelSummary(), values: Array.from(values) };
     }, { modelBytes: Array.from(readFileSync(model)), solverJson: readFileSync(solver, 'utf8'), guidance: c.guidance });
     assert.equal(result.architecture, 'unet');
@@ -175,6 +175,62 @@ for (const c of UNET_CASES) {
     await page.close();
   });
 }
+
+test('the runtime lists its classical methods with their stages and grids, and each generate answers with the path that ran and its own picture', async () => {
+  const { page, errors } = await openPage(site.browser, site.url);
+  const result = await page.evaluate(async (name) => {
+    const { default: init, Sampler, classicalMethods } = await import('./pkg/web_sampler.js');
+    await init();
+    const methods = classicalMethods();
+    const sampler = new Sampler();
+    const manifest = await (await fetch(`models/${name}/manifest.json`)).json();
+    const bytes = new Uint8Array(await (await fetch(`models/${name}/${manifest.model}`)).arrayBuffer());
+    const shape = JSON.parse(sampler.loadModel(bytes, 'model.safetensors')).data_shape;
+    // Each method builds at its stages on every grid it lists, and refuses one more evaluation
+    // where that is not a multiple of its stages.
+    const builds = methods.map(({ name: method, stages, grids }) => ({
+      method,
+      built: grids.every((grid) => {
+        sampler.useClassical(method, grid, stages);
+        return sampler.solverJson() !== undefined;
+      }),
+      refused: stages === 1 || (() => {
+        try {
+          sampler.useClassical(method, grids[0], stages + 1);
+          return false;
+        } catch (e) {
+          return e.message.includes(`multiple of ${stages}`);
+        }
+      })(),
+    }));
+    sampler.useClassical('euler', 'uniform', 4);
+    const first = await sampler.generate({ seed: 1, batch: 4, columns: 2, backend: 'cpu' });
+    const firstRgba = Array.from(first.picture.rgba);
+    const second = await sampler.generate({ seed: 2, batch: 9, backend: 'cpu' });
+    return {
+      methods, builds, shape,
+      first: { backend: first.backend, width: first.picture.width, height: first.picture.height, values: first.values.length },
+      second: { backend: second.backend, width: second.picture.width },
+      firstKept: Array.from(first.picture.rgba).every((v, i) => v === firstRgba[i]),
+      differ: firstRgba.length !== second.picture.rgba.length,
+    };
+  }, DEFAULT_MODEL);
+  assert.deepEqual(result.methods.map((m) => m.name), ['euler', 'midpoint', 'heun', 'rk4', 'ab2', 'ab3', 'dpmpp2m']);
+  for (const m of result.methods) assert.deepEqual(m.grids, ['uniform', 'edm'], m.name);
+  for (const b of result.builds) assert.ok(b.built && b.refused, JSON.stringify(b));
+  const [c, h, w] = result.shape;
+  assert.equal(result.first.backend, 'cpu');
+  assert.equal(result.second.backend, 'cpu');
+  assert.equal(result.first.values, 4 * c * h * w);
+  // Tiles with gaps between them: 2 per row as asked for 4 samples, 3 per row by default for 9.
+  const between = (size, tiles, tile) => size > tiles * tile && size < (tiles + 1) * tile;
+  assert.ok(between(result.first.width, 2, w) && between(result.first.height, 2, h), JSON.stringify(result.first));
+  assert.ok(between(result.second.width, 3, w), JSON.stringify(result.second));
+  // The second call left the first one's picture as it was.
+  assert.ok(result.firstKept && result.differ);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
 
 test('a corrupt solver file and a solver of another model are reported, and the page keeps working', async () => {
   const { page, errors } = await openPage(site.browser, site.url, '?batch=4');

@@ -122,7 +122,7 @@ async function runInPage({ rounds, agreement }) {
   const classTensor = new ort.Tensor('int64', classes, [rows]);
 
   const contenders = {
-    project: () => sampler.generate({ seed: 1, batch: rows, guidance: 0, backend: 'cpu' }),
+    project: async () => (await sampler.generate({ seed: 1, batch: rows, guidance: 0, backend: 'cpu' })).values,
     async loop() {
       const xs = [x0];
       const us = [];

@@ -40,7 +40,7 @@ for (const c of CASES) {
       const sampler = await Sampler.create();
       const spec = JSON.parse(sampler.loadModel(new Uint8Array(modelBytes), 'unet.safetensors'));
       sampler.loadSolver(solverJson, 'heun-uniform-4.json');
-      const values = await sampler.generate({ seed: 1, batch: 3, guidance, backend: 'webgpu' });
+      const { values } = await sampler.generate({ seed: 1, batch: 3, guidance, backend: 'webgpu' });
       return { architecture: spec.architecture, adapter: sampler.adapter(), software: sampler.softwareRenderer(), values: Array.from(values) };
     }, { modelBytes: Array.from(readFileSync(model)), solverJson: readFileSync(solver, 'utf8'), guidance: c.guidance });
     assert.equal(result.architecture, 'unet');

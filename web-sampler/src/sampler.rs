@@ -1,5 +1,6 @@
 //! The sampler the browser and `bns sample` share: a model and a solver, run on the GPU when
-//! there is one and on the CPU path otherwise, and the last samples with their picture. When the
+//! there is one and on the CPU path otherwise; each `generate` answers with its samples, the path
+//! that ran them and their picture ([`Generated`]). When the
 //! GPU fails or its device is lost, the sampler moves to the CPU path for good and says why
 //! ([`Sampler::backend_note`]).
 //!
@@ -17,8 +18,8 @@ use crate::gpu::{self, Gpu};
 use crate::grid::Grid;
 use crate::model::Model;
 use crate::sample::{
-    check_request, grid_picture, grid_size, sample_with_progress, trajectories, Picture,
-    SampleRequest, Samples,
+    check_request, grid_picture, sample_with_progress, trajectories, Picture, SampleRequest,
+    Samples,
 };
 use crate::solver::{Method, NsTable, SolverFile};
 
@@ -67,8 +68,6 @@ pub enum SamplerError {
     NoModel,
     /// `generate` or `trajectories` before a solver was loaded.
     NoSolver,
-    /// A picture of the last samples before any were generated.
-    NothingGenerated,
     /// A `generate` on the GPU while the previous one is still running.
     Busy,
     /// [`BackendChoice::Gpu`] on a sampler on the CPU path; holds the note saying why.
@@ -93,7 +92,6 @@ impl fmt::Display for SamplerError {
         match self {
             SamplerError::NoModel => f.write_str("no model loaded"),
             SamplerError::NoSolver => f.write_str("no solver loaded"),
-            SamplerError::NothingGenerated => f.write_str("nothing generated yet"),
             SamplerError::Busy => {
                 f.write_str("the sampler is still generating: wait for the previous call to finish")
             }
@@ -141,11 +139,28 @@ struct LoadedSolver {
     origin: String,
 }
 
-/// The last `generate`'s samples and, when the GPU drew it, their picture in `columns` columns.
-struct LastSamples {
-    samples: Samples,
-    picture: Option<Picture>,
+/// What a `generate` call made: the samples, the path that ran them, and their picture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    /// `[B, C, H, W]` (images in [−1, 1]).
+    pub samples: Samples,
+    /// The path that ran: the GPU, or the CPU path (asked for, chosen, or fallen back to after a
+    /// GPU failure during this call).
+    pub backend: Backend,
+    /// The picture the GPU drew, in `columns` tiles per row.
+    gpu_picture: Option<Picture>,
     columns: usize,
+}
+
+impl Generated {
+    /// The samples (images) as a grid with `columns` tiles per row: the GPU's picture when it
+    /// drew one in these columns, else drawn now.
+    pub fn picture(&self, columns: usize) -> Result<Picture, SamplerError> {
+        match &self.gpu_picture {
+            Some(picture) if self.columns == columns => Ok(picture.clone()),
+            _ => Ok(grid_picture(&self.samples, columns)?),
+        }
+    }
 }
 
 /// A model and a solver, ready to generate on the GPU or the CPU path.
@@ -156,7 +171,6 @@ pub struct Sampler {
     /// Whether [`BackendChoice::Auto`] uses a software renderer's adapter too (for tests of the
     /// GPU fallback on lavapipe).
     auto_on_software: bool,
-    last: RefCell<Option<LastSamples>>,
 }
 
 impl Default for Sampler {
@@ -210,7 +224,6 @@ impl Sampler {
             solver: RefCell::new(None),
             backend: RefCell::new(backend),
             auto_on_software: false,
-            last: RefCell::new(None),
         }
     }
 
@@ -288,8 +301,7 @@ impl Sampler {
         }
     }
 
-    /// Uses `model` from now on: a solver distilled for another model is dropped, and the last
-    /// samples are forgotten.
+    /// Uses `model` from now on: a solver distilled for another model is dropped.
     pub fn set_model(&self, model: Model) {
         let mut solver = self.solver.borrow_mut();
         if let Some(loaded) = &*solver {
@@ -298,7 +310,6 @@ impl Sampler {
             }
         }
         *self.model.borrow_mut() = Some(Rc::new(model));
-        *self.last.borrow_mut() = None;
     }
 
     /// The model in use.
@@ -353,14 +364,14 @@ impl Sampler {
     }
 
     /// Generates the samples of `request` `[B, C, H, W]` (images in [−1, 1]) on the path
-    /// `choice` allows, and keeps them for [`Sampler::last_picture`]. On the GPU the picture
-    /// with `columns` tiles per row is drawn there too.
+    /// `choice` allows, and says which ran. On the GPU the picture with `columns` tiles per row
+    /// is drawn there too.
     pub async fn generate(
         &self,
         request: &SampleRequest,
         columns: usize,
         choice: BackendChoice,
-    ) -> Result<Samples, SamplerError> {
+    ) -> Result<Generated, SamplerError> {
         self.generate_with_progress(request, columns, choice, &mut |_, _| {})
             .await
     }
@@ -374,7 +385,7 @@ impl Sampler {
         columns: usize,
         choice: BackendChoice,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Samples, SamplerError> {
+    ) -> Result<Generated, SamplerError> {
         let (model, table, origin) = self.loaded()?;
         check_request(&model, request)?;
         let total = table.steps();
@@ -405,11 +416,12 @@ impl Sampler {
                 }
             }
         }
-        let (samples, picture) = match result {
-            Some(out) => out,
+        let (samples, gpu_picture, backend) = match result {
+            Some((samples, picture)) => (samples, picture, Backend::Gpu),
             None => (
                 sample_with_progress(&model, &table, request, |done| progress(done, total))?,
                 None,
+                Backend::Cpu,
             ),
         };
         // Never a picture of NaNs presented as a result.
@@ -425,12 +437,12 @@ impl Sampler {
                 guidance: request.guidance,
             });
         }
-        *self.last.borrow_mut() = Some(LastSamples {
-            samples: samples.clone(),
-            picture,
+        Ok(Generated {
+            samples,
+            backend,
+            gpu_picture,
             columns,
-        });
-        Ok(samples)
+        })
     }
 
     /// The states x_0, …, x_n of a solve of `request` on the CPU path, each `[B, D]` (for
@@ -439,24 +451,6 @@ impl Sampler {
         let (model, table, _) = self.loaded()?;
         Ok(trajectories(&model, &table, request)?)
     }
-
-    /// The last generated samples as a grid with `columns` tiles per row: the GPU's picture
-    /// when it drew one in these columns, else drawn now.
-    pub fn last_picture(&self, columns: usize) -> Result<Picture, SamplerError> {
-        let last = self.last.borrow();
-        let last = last.as_ref().ok_or(SamplerError::NothingGenerated)?;
-        match &last.picture {
-            Some(picture) if last.columns == columns => Ok(picture.clone()),
-            _ => Ok(grid_picture(&last.samples, columns)?),
-        }
-    }
-
-    /// Width and height in pixels of [`Sampler::last_picture`]`(columns)`.
-    pub fn last_picture_size(&self, columns: usize) -> Result<(usize, usize), SamplerError> {
-        let last = self.last.borrow();
-        let last = last.as_ref().ok_or(SamplerError::NothingGenerated)?;
-        Ok(grid_size(last.samples.shape, columns))
-    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -464,7 +458,7 @@ mod tests {
     use super::*;
     use crate::gpu::block_on;
     use crate::model::{spec_for_tests, unet_spec_for_tests, WeightDtype};
-    use crate::sample::sample;
+    use crate::sample::{grid_size, sample};
 
     fn request() -> SampleRequest {
         SampleRequest {
@@ -500,10 +494,6 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("w = 1e308"), "{error}");
-        assert_eq!(
-            sampler.last_picture(3).unwrap_err(),
-            SamplerError::NothingGenerated
-        );
         // A solver with a coefficient of 1e308.
         let mut table = Method::Euler.build(4, Grid::Uniform).unwrap();
         table.b[2][2] = 1e308;
@@ -531,10 +521,6 @@ mod tests {
         assert_eq!(sampler.adapter(), None);
         let generate = |choice| block_on(sampler.generate(&request(), 3, choice));
         assert_eq!(generate(BackendChoice::Auto), Err(SamplerError::NoModel));
-        assert_eq!(
-            sampler.last_picture(3).unwrap_err().to_string(),
-            "nothing generated yet"
-        );
         sampler.set_model(Model::random(spec_for_tests(), 1).unwrap());
         assert_eq!(
             generate(BackendChoice::Auto).unwrap_err().to_string(),
@@ -564,19 +550,29 @@ mod tests {
         let model = sampler.model().unwrap();
         let table = Method::Euler.build(4, Grid::Uniform).unwrap();
         let expected = sample(&model, &table, &request()).unwrap();
-        let samples = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
-        assert_eq!(samples, expected);
+        let generated = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
+        assert_eq!(generated.samples, expected);
+        assert_eq!(generated.backend, Backend::Cpu);
         assert_eq!(sampler.solver_file().unwrap().name, "euler-uniform-4");
         for columns in [1, 3, 5] {
+            let picture = generated.picture(columns).unwrap();
+            assert_eq!(picture, grid_picture(&expected, columns).unwrap());
             assert_eq!(
-                sampler.last_picture(columns).unwrap(),
-                grid_picture(&expected, columns).unwrap()
-            );
-            assert_eq!(
-                sampler.last_picture_size(columns).unwrap(),
+                (picture.width, picture.height),
                 grid_size(expected.shape, columns)
             );
         }
+        // Each call's picture is its own: a later call leaves an earlier one's as it was.
+        let other = SampleRequest {
+            seed: 4,
+            ..request()
+        };
+        let later = block_on(sampler.generate(&other, 3, BackendChoice::Cpu)).unwrap();
+        assert_ne!(later.picture(3).unwrap(), generated.picture(3).unwrap());
+        assert_eq!(
+            generated.picture(3).unwrap(),
+            grid_picture(&expected, 3).unwrap()
+        );
         let states = sampler.trajectories(&request()).unwrap();
         assert_eq!(states, trajectories(&model, &table, &request()).unwrap());
     }
@@ -604,13 +600,9 @@ mod tests {
             .unwrap();
         sampler.set_model(rounded);
         assert_eq!(sampler.solver_file().unwrap().name, "euler-uniform-4");
-        // Another model: the bound solver and the last samples go.
+        // Another model: the bound solver goes.
         sampler.set_model(Model::random(spec_for_tests(), 2).unwrap());
         assert_eq!(sampler.solver_file(), None);
-        assert_eq!(
-            sampler.last_picture(3).unwrap_err(),
-            SamplerError::NothingGenerated
-        );
     }
 
     /// The GPU, or None (the test is skipped) where there is none and CI does not require one.
@@ -661,7 +653,7 @@ mod tests {
             &mut |done, total| seen.push((done, total)),
         ))
         .unwrap();
-        assert_eq!(auto, cpu);
+        assert_eq!((auto.samples, auto.backend), (cpu.clone(), Backend::Cpu));
         assert_eq!(seen, (0..=4).map(|done| (done, 4)).collect::<Vec<_>>());
         let mut seen = Vec::new();
         let forced = block_on(sampler.generate_with_progress(
@@ -672,7 +664,9 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(seen, [(0, 4), (4, 4)]);
+        assert_eq!(forced.backend, Backend::Gpu);
         let worst = forced
+            .samples
             .values
             .iter()
             .zip(&cpu.values)
@@ -697,8 +691,10 @@ mod tests {
         let cpu = sample(&model, &table, &request()).unwrap();
 
         let on_gpu = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
-        assert_eq!(on_gpu.shape, cpu.shape);
+        assert_eq!(on_gpu.backend, Backend::Gpu);
+        assert_eq!(on_gpu.samples.shape, cpu.shape);
         let worst = on_gpu
+            .samples
             .values
             .iter()
             .zip(&cpu.values)
@@ -707,8 +703,8 @@ mod tests {
         assert!(worst < 1e-4, "GPU vs CPU: max |Δ| = {worst}");
         // The GPU drew the picture, the same as the CPU draws from the GPU's values.
         assert_eq!(
-            sampler.last_picture(3).unwrap(),
-            grid_picture(&on_gpu, 3).unwrap()
+            on_gpu.picture(3).unwrap(),
+            grid_picture(&on_gpu.samples, 3).unwrap()
         );
 
         sampler.lose_device();
@@ -716,7 +712,7 @@ mod tests {
         assert!(error.to_string().contains("lost"), "{error}");
         assert_eq!(sampler.backend(), Backend::Gpu);
         let after = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
-        assert_eq!(after, cpu);
+        assert_eq!((after.samples, after.backend), (cpu, Backend::Cpu));
         assert_eq!(sampler.backend(), Backend::Cpu);
         assert_eq!(sampler.adapter(), None);
         let note = sampler.backend_note();
@@ -743,13 +739,15 @@ mod tests {
         let cpu = sample(&model, &table, &request()).unwrap();
         let got = block_on(sampler.generate(&request(), 3, BackendChoice::Auto)).unwrap();
         if !has_gpu {
-            assert_eq!(got, cpu);
+            assert_eq!((got.samples, got.backend), (cpu, Backend::Cpu));
             eprintln!("no GPU: only the CPU path was checked");
             return;
         }
         assert_eq!(sampler.backend(), Backend::Gpu);
         assert_eq!(sampler.backend_note(), "");
+        assert_eq!(got.backend, Backend::Gpu);
         let worst = got
+            .samples
             .values
             .iter()
             .zip(&cpu.values)

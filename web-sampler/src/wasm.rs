@@ -8,8 +8,9 @@
 //! const s = await Sampler.create();           // WebGPU when the browser has it, else the CPU
 //! s.loadModel(bytes, "model.safetensors");
 //! s.loadSolver(jsonText, "bns-8.json");
-//! const values = await s.generate({ seed: 1, batch: 16 });  // Float32Array [B, C, H, W]
-//! s.backend();                                 // "webgpu" or "cpu"
+//! const { values, backend, picture } = await s.generate({ seed: 1, batch: 16 });
+//! // values: Float32Array [B, C, H, W]; backend: "webgpu" or "cpu", the path that ran;
+//! // picture: { rgba, width, height } of images, in `columns` tiles per row
 //! await s.generate({ seed: 1, batch: 16 }, (done, total) => bar.value = done / total);
 //! ```
 
@@ -21,7 +22,7 @@ use wasm_bindgen::prelude::*;
 use crate::error::number_in_message;
 use crate::grid::Grid;
 use crate::model::Model;
-use crate::sample::{SampleRequest, MAX_BATCH};
+use crate::sample::{is_image, SampleRequest, MAX_BATCH};
 use crate::sampler::{self, default_columns, Backend, BackendChoice};
 use crate::solver::{Method, SolverFile};
 
@@ -51,6 +52,25 @@ export interface GenerateOptions {
 }
 /** Which path runs `generate`. */
 export type Backend = "webgpu" | "cpu";
+/** What `Sampler.generate` made. */
+export interface Generated {
+  /** The samples [B, C, H, W] (images in [−1, 1]). */
+  values: Float32Array;
+  /** The path that ran them. */
+  backend: Backend;
+  /** Images: the samples as a grid of `columns` tiles per row (RGBA8, `width` × `height`);
+   * null for samples that are not images (2-D points). */
+  picture: { rgba: Uint8Array; width: number; height: number } | null;
+}
+/** A classical method the runtime builds (`Sampler.useClassical`). */
+export interface ClassicalMethod {
+  /** Its name, e.g. "rk4". */
+  name: string;
+  /** Network evaluations per grid step: an NFE must be a multiple of it. */
+  stages: number;
+  /** The grids it can be built on, e.g. ["uniform", "edm"]. */
+  grids: string[];
+}
 "#;
 
 fn js_error(e: impl std::fmt::Display) -> JsError {
@@ -63,10 +83,30 @@ pub fn version() -> String {
     crate::VERSION.to_string()
 }
 
-/// Names of the classical methods the runtime can build (`Sampler.useClassical`).
-#[wasm_bindgen(js_name = classicalMethods)]
-pub fn classical_methods() -> Vec<String> {
-    Method::ALL.iter().map(|m| m.name().to_string()).collect()
+/// The classical methods the runtime can build (`Sampler.useClassical`), in the order the UI
+/// lists them: `[{ name, stages, grids }]`.
+#[wasm_bindgen(js_name = classicalMethods, unchecked_return_type = "ClassicalMethod[]")]
+pub fn classical_methods() -> JsValue {
+    let methods = js_sys::Array::new();
+    for method in Method::ALL {
+        let grids: js_sys::Array = Grid::ALL.iter().map(|g| JsValue::from(g.name())).collect();
+        methods.push(&object(&[
+            ("name", method.name().into()),
+            ("stages", (method.stages() as f64).into()),
+            ("grids", grids.into()),
+        ]));
+    }
+    methods.into()
+}
+
+/// A plain JavaScript object with these fields.
+fn object(fields: &[(&str, JsValue)]) -> JsValue {
+    let object = js_sys::Object::new();
+    for (name, value) in fields {
+        // Setting a field of a new plain object cannot fail.
+        let _ = js_sys::Reflect::set(&object, &JsValue::from(*name), value);
+    }
+    object.into()
 }
 
 /// PSNR in dB of each sample of `x` against `reference` (both `[N, dim]`, values in [−1, 1]).
@@ -321,13 +361,14 @@ impl Sampler {
         self.sampler.solver_file().map(|f| f.to_json())
     }
 
-    /// Generates samples (see `GenerateOptions`); resolves to a Float32Array `[B, C, H, W]`
-    /// (images in [−1, 1]). On WebGPU the picture is drawn on the GPU too; if the GPU fails or
-    /// its device is lost, this call and the next ones run on the CPU path. `onProgress(done,
+    /// Generates samples (see `GenerateOptions`); resolves to `Generated`: the samples as a
+    /// Float32Array `[B, C, H, W]` (images in [−1, 1]), the path that ran them, and for images
+    /// their picture in `columns` tiles per row (on WebGPU drawn on the GPU too). If the GPU
+    /// fails or its device is lost, this call and the next ones run on the CPU path. `onProgress(done,
     /// total)`, if given, hears how many of the solver's evaluations are done: after each on
     /// the CPU path (called from inside this call, which the CPU path runs without yielding:
     /// run it in a worker to see them), at the start and the end on WebGPU.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Float32Array>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<Generated>")]
     pub fn generate(
         &self,
         #[wasm_bindgen(unchecked_param_type = "GenerateOptions")] options: JsValue,
@@ -348,16 +389,38 @@ impl Sampler {
                     );
                 }
             };
-            let samples = sampler
+            let columns = options.columns();
+            let generated = sampler
                 .generate_with_progress(
                     &options.request(),
-                    options.columns(),
+                    columns,
                     options.backend(),
                     &mut progress,
                 )
                 .await
                 .map_err(js_error)?;
-            Ok(js_sys::Float32Array::from(&samples.values[..]).into())
+            let picture = if is_image(&generated.samples.shape[1..]) {
+                let picture = generated.picture(columns).map_err(js_error)?;
+                object(&[
+                    ("rgba", js_sys::Uint8Array::from(&picture.rgba[..]).into()),
+                    ("width", (picture.width as f64).into()),
+                    ("height", (picture.height as f64).into()),
+                ])
+            } else {
+                JsValue::NULL
+            };
+            let backend = match generated.backend {
+                Backend::Gpu => "webgpu",
+                Backend::Cpu => "cpu",
+            };
+            Ok(object(&[
+                (
+                    "values",
+                    js_sys::Float32Array::from(&generated.samples.values[..]).into(),
+                ),
+                ("backend", backend.into()),
+                ("picture", picture),
+            ]))
         })
     }
 
@@ -373,20 +436,5 @@ impl Sampler {
             .trajectories(&options.request())
             .map_err(js_error)?;
         Ok(states.concat())
-    }
-
-    /// The last generated samples as an RGBA8 grid with `columns` tiles per row; the picture's
-    /// width is `pictureWidth(columns)`.
-    #[wasm_bindgen(js_name = pictureRgba)]
-    pub fn picture_rgba(&self, columns: usize) -> Result<Vec<u8>, JsError> {
-        let picture = self.sampler.last_picture(columns).map_err(js_error)?;
-        Ok(picture.rgba)
-    }
-
-    /// Width in pixels of `pictureRgba(columns)`.
-    #[wasm_bindgen(js_name = pictureWidth)]
-    pub fn picture_width(&self, columns: usize) -> Result<usize, JsError> {
-        let (width, _) = self.sampler.last_picture_size(columns).map_err(js_error)?;
-        Ok(width)
     }
 }

@@ -9,6 +9,8 @@
 // the modules a worker imports against worker-src too; README "Embed the sampler"). Where it does
 // not, the browser refuses the worker and the sampler runs on the main thread.
 
+import { useClassicalMethods } from './solvers.js';
+
 /** The workers by module URL: one per page, shared by the samplers opened on it. */
 const workers = new Map();
 let sessions = 0;
@@ -116,7 +118,8 @@ function channelFor(url) {
 
 /**
  * Opens a sampler (`gpu`: try WebGPU) in the worker of module `workerUrl` (a URL), or on the
- * main thread when that worker cannot start; `where` and `why` say which and why.
+ * main thread when that worker cannot start; `where` and `why` say which and why. The runtime's
+ * classical methods are then known to solvers.js on this thread too.
  */
 export async function openSampler({ gpu = true, workerUrl }) {
   let why;
@@ -124,7 +127,9 @@ export async function openSampler({ gpu = true, workerUrl }) {
     const channel = channelFor(workerUrl);
     const session = ++sessions;
     await channel.send({ session, method: 'create', args: { gpu } });
-    return new WorkerSampler(channel, session);
+    const sampler = new WorkerSampler(channel, session);
+    useClassicalMethods(await sampler.call('classicalMethods'));
+    return sampler;
   } catch (e) {
     // A failure of the sampler itself (not of the worker) would fail on the main thread too.
     if (!(e instanceof WorkerStartError) && !(e instanceof DOMException)) throw e;

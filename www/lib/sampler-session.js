@@ -3,8 +3,43 @@
 // (sampler-worker.js, the usual place) or, where no worker can start, on the page's main thread
 // (sampler-client.js chooses). Long operations take `progress({ done, total, stage })`.
 
-import init, { Sampler, psnr, version } from '../pkg/web_sampler.js';
-import { fitsNfe } from './solvers.js';
+import init, { Sampler, classicalMethods, psnr, version } from '../pkg/web_sampler.js';
+import { fitsNfe, useClassicalMethods } from './solvers.js';
+
+/**
+ * A model's spec as `loadModel` gives it to the page: the model file's `bns.model` object as the
+ * runtime writes it (FORMATS.md §1.1; tests/browser/model-spec.test.mjs holds this list to that
+ * table and to a published model). The page reads `data_shape`, `num_classes` and `class_names`.
+ * @typedef {object} ModelSpec
+ * @property {number} format_version `1`
+ * @property {'mlp' | 'unet'} architecture the network
+ * @property {number[]} data_shape `[C, H, W]`; 2-D points are `[2, 1, 1]`
+ * @property {number} [hidden_width] the MLP's hidden width
+ * @property {number} [depth] the MLP's number of hidden layers
+ * @property {UnetSizes} [unet] the U-Net's sizes
+ * @property {number} time_embedding width of the sinusoidal time embedding
+ * @property {number} time_scale the time's scale inside the embedding
+ * @property {'velocity' | 'data'} [prediction] what the network outputs; absent: "velocity"
+ * @property {number} class_embedding width of the class embedding, 0 when unconditional
+ * @property {number} num_classes real classes (the null class not counted), 0 = unconditional
+ * @property {'silu'} [activation] the MLP's activation
+ * @property {'cond-ot'} path the probability path
+ * @property {string} dataset the training data's name
+ * @property {number} training_steps optimiser steps trained
+ * @property {string[]} [class_names] the classes' names in label order; absent when unnamed
+ * @property {string} [rounded_from] the id of the model whose weights these are, rounded to f16
+ */
+
+/**
+ * The U-Net's sizes (FORMATS.md §1.2).
+ * @typedef {object} UnetSizes
+ * @property {number} base_channels channels of the first level
+ * @property {number[]} channel_multipliers each level's channels as multiples of base_channels
+ * @property {number} residual_blocks residual blocks per level
+ * @property {number} groups GroupNorm groups
+ * @property {boolean} attention self-attention at the lowest resolution
+ * @property {number} embedding_width width of the time-embedding MLP
+ */
 
 /** The runtime, compiled and initialised once per thread. */
 let runtime = null;
@@ -27,7 +62,13 @@ export class SamplerSession {
   /** A session on WebGPU when the browser offers an adapter and `gpu` is not false. */
   static async create({ gpu = true } = {}) {
     await (runtime ??= init());
+    useClassicalMethods(classicalMethods());
     return new SamplerSession(await Sampler.create({ gpu }));
+  }
+
+  /** The classical methods the runtime builds: [{ name, stages, grids }]. */
+  classicalMethods() {
+    return classicalMethods();
   }
 
   /** Which path runs "auto" and why: { version, backend, note, adapter, software }. */
@@ -42,7 +83,10 @@ export class SamplerSession {
     };
   }
 
-  /** Loads a model file: { spec, summary, modelId, info }. */
+  /**
+   * Loads a model file: { spec, summary, modelId, info }.
+   * @returns {{ spec: ModelSpec, summary: string, modelId: string, info: object }}
+   */
   loadModel({ bytes, name }) {
     const spec = JSON.parse(this.#sampler.loadModel(bytes, name));
     return { spec, summary: this.#sampler.modelSummary(), modelId: this.#sampler.modelId(), info: this.info() };
@@ -69,18 +113,18 @@ export class SamplerSession {
 
   /**
    * Generates `request` (Sampler.generate's options). Resolves to { values, rgba, width (the
-   * picture, for images), paths (the states of the first `paths` samples after each step, for
-   * 2-D points), ms, backend (the path that ran), info }.
+   * picture, for images, unless `picture` is false), paths (the states of the first `paths`
+   * samples after each step, for 2-D points), ms, backend (the path that ran), info }.
    */
   async generate({ request, paths = 0, picture = true }, progress = () => {}) {
     const started = performance.now();
-    const values = await this.#sampler.generate(request, (done, total) => progress({ done, total }));
+    const generated = await this.#sampler.generate(request, (done, total) => progress({ done, total }));
     const ms = performance.now() - started;
-    const backend = request.backend === 'cpu' ? 'cpu' : request.backend === 'webgpu' ? 'webgpu' : this.#sampler.backend();
+    const { values, backend } = generated;
     const out = { values, ms, backend, rgba: null, width: 0, paths: null, info: this.info() };
-    if (picture) {
-      out.rgba = this.#sampler.pictureRgba(request.columns);
-      out.width = this.#sampler.pictureWidth(request.columns);
+    if (picture && generated.picture) {
+      out.rgba = generated.picture.rgba;
+      out.width = generated.picture.width;
     }
     if (paths > 0) {
       out.paths = new Float32Array(this.#sampler.trajectories({ ...request, batch: Math.min(paths, request.batch), backend: 'cpu' }));
@@ -104,10 +148,10 @@ export class SamplerSession {
     const options = { ...request, columns: Math.ceil(Math.sqrt(request.batch)), backend: 'cpu' };
     const run = async (label) => {
       const started = performance.now();
-      const values = await this.#sampler.generate(options, (done, total) => progress({ stage: label, done, total }));
+      const generated = await this.#sampler.generate(options, (done, total) => progress({ stage: label, done, total }));
       const ms = performance.now() - started;
-      const picture = points ? {} : { rgba: this.#sampler.pictureRgba(options.columns), width: this.#sampler.pictureWidth(options.columns) };
-      return { values, ms, ...picture };
+      const picture = points ? {} : { rgba: generated.picture.rgba, width: generated.picture.width };
+      return { values: generated.values, ms, ...picture };
     };
     const score = (values, reference) => {
       const db = psnr(values, reference, dim);

@@ -1,5 +1,7 @@
 // Solver choices: the solvers published with a model, and the classical ones the runtime builds
-// itself (`Sampler.useClassical`), written "method:grid:nfe" (e.g. "dpmpp2m:edm:8").
+// itself (`Sampler.useClassical`), written "method:grid:nfe" (e.g. "dpmpp2m:edm:8"). What a
+// classical method is (its stages, the grids it takes) is the runtime's `classicalMethods()`,
+// recorded here when a sampler opens (sampler-client.js, sampler-session.js).
 
 /** Classical solvers offered beside the published ones, at the published NFEs. */
 const CLASSICAL = [
@@ -7,24 +9,38 @@ const CLASSICAL = [
   ['ab2', 'uniform'], ['ab3', 'uniform'], ['dpmpp2m', 'edm'], ['dpmpp2m', 'uniform'],
 ];
 
-/** Network evaluations per step: a method's NFE must be a multiple of it. */
-const STAGES = { euler: 1, midpoint: 2, heun: 2, rk4: 4, ab2: 1, ab3: 1, dpmpp2m: 1 };
+/** The runtime's classical methods by name: { name, stages, grids }. */
+let methods = null;
 
-/** `{ method, grid, nfe }` for "method:grid:nfe", or null when `text` is not such a spec. */
+/** Records the runtime's classical methods (`classicalMethods()`: [{ name, stages, grids }]). */
+export function useClassicalMethods(list) {
+  methods = new Map(list.map((method) => [method.name, method]));
+}
+
+/** The runtime's method `name`, or undefined when it has none of that name. */
+function methodNamed(name) {
+  if (!methods) throw new Error('the runtime\'s classical methods are not known yet: open a sampler first');
+  return methods.get(name);
+}
+
+/** `{ method, grid, nfe }` for "method:grid:nfe", or null when `text` is not such a spec of a
+ * method and grid the runtime has. */
 export function parseClassical(text) {
-  const match = /^([a-z0-9]+):(uniform|edm):(\d+)$/.exec(text.trim());
-  if (!match || !(match[1] in STAGES)) return null;
+  const match = /^([a-z0-9]+):([a-z0-9]+):(\d+)$/.exec(text.trim());
+  if (!match || !methodNamed(match[1])?.grids.includes(match[2])) return null;
   return { method: match[1], grid: match[2], nfe: Number(match[3]) };
 }
 
 /** Whether `method` can take exactly `nfe` evaluations. */
 export function fitsNfe(method, nfe) {
-  return nfe > 0 && nfe % STAGES[method] === 0;
+  const stages = methodNamed(method)?.stages;
+  return stages > 0 && nfe > 0 && nfe % stages === 0;
 }
 
 /** The classical solvers at `nfe`, as "method:grid:nfe" specs. */
 export function classicalAt(nfe) {
-  return CLASSICAL.filter(([method]) => fitsNfe(method, nfe)).map(([m, g]) => `${m}:${g}:${nfe}`);
+  return CLASSICAL.filter(([method, grid]) => methodNamed(method)?.grids.includes(grid) && fitsNfe(method, nfe))
+    .map(([m, g]) => `${m}:${g}:${nfe}`);
 }
 
 /** A classical spec for people: "dpmpp2m, EDM grid, NFE 8". */

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use web_sampler::model::{Model, WeightDtype};
 
 use super::printable;
-use crate::network_args::NetworkArgs;
+use crate::network_args::{NetworkArgs, NetworkFlags};
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
@@ -53,8 +53,7 @@ impl From<DtypeArg> for WeightDtype {
 }
 
 #[derive(Args)]
-// Untrained models are for tests and demos: narrower than trained ones by default.
-#[command(mut_arg("width", |a| a.default_value("256")))]
+#[command(mut_args(init_defaults().defaults_in_help(Vec::new())))]
 pub struct InitArgs {
     /// Data shape C,H,W: 1,28,28 for 28×28 grey images, 2,1,1 for 2-D points
     #[arg(long, value_delimiter = ',', default_value = "1,28,28")]
@@ -63,7 +62,7 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 10)]
     classes: usize,
     #[command(flatten)]
-    network: NetworkArgs,
+    network: NetworkFlags,
     /// Seed of the random weights
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -99,6 +98,14 @@ fn convert(args: &ConvertArgs) -> Result<()> {
     Ok(())
 }
 
+/// `bns train`'s network, narrower by default: untrained models are for tests and demos.
+fn init_defaults() -> NetworkArgs {
+    NetworkArgs {
+        width: 256,
+        ..NetworkArgs::default()
+    }
+}
+
 fn init(args: InitArgs) -> Result<()> {
     if args.shape.len() != 3 {
         bail!(
@@ -107,9 +114,11 @@ fn init(args: InitArgs) -> Result<()> {
             args.shape
         );
     }
-    let spec = args
+    let network = args
         .network
-        .spec(&args.shape, args.classes, "none (random weights)", &[])?;
+        .resolve(&init_defaults())
+        .map_err(anyhow::Error::msg)?;
+    let spec = network.spec(&args.shape, args.classes, "none (random weights)", &[])?;
     let model = Model::random(spec, args.seed)?;
     model.save(&args.output)?;
     println!(
@@ -153,7 +162,7 @@ fn show(path: &Path) -> Result<()> {
         spec.time_scale,
         spec.prediction.name()
     );
-    println!("path        {}", printable(&spec.path));
+    println!("path        {}", spec.path.name());
     println!(
         "dataset     {} ({} training steps)",
         printable(&spec.dataset),

@@ -85,13 +85,14 @@ pub fn run(args: SampleArgs) -> Result<()> {
     sampler.load_solver(solver, &args.solver.display().to_string())?;
     let columns = default_columns(args.batch);
     let started = std::time::Instant::now();
-    let samples = block_on(sampler.generate(&request, columns, choice))?;
+    let generated = block_on(sampler.generate(&request, columns, choice))?;
+    let samples = &generated.samples;
     let seconds = started.elapsed().as_secs_f64();
     let path = sampler
         .adapter()
         .unwrap_or_else(|| "the CPU path".to_string());
     let picture = if is_image(&data_shape) {
-        upscale(&sampler.last_picture(columns)?, usize::from(args.scale))
+        upscale(&generated.picture(columns)?, usize::from(args.scale))
     } else if samples.shape[1] == 2 {
         scatter_picture(&samples.values, 512)
     } else {

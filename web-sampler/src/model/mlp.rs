@@ -33,8 +33,39 @@ pub struct MlpSpec {
     pub hidden_width: usize,
     /// Number of hidden layers, ≥ 1 (there are `depth + 1` dense layers).
     pub depth: usize,
-    /// `"silu"`.
-    pub activation: String,
+    /// The hidden layers' activation (`"silu"` in the file).
+    pub activation: Activation,
+}
+
+/// The activation of an MLP's hidden layers. The file writes its name ([`Activation::name`]);
+/// a name this runtime does not know is refused when the spec is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `"silu"`: `x·σ(x)` ([`silu`]).
+    #[default]
+    Silu,
+}
+
+impl Activation {
+    /// The name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Silu => "silu",
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "silu" => Ok(Activation::Silu),
+            other => Err(format!(
+                "unknown activation {other:?} (this runtime supports \"silu\")"
+            )),
+        }
+    }
 }
 
 impl super::Architecture {
@@ -43,7 +74,7 @@ impl super::Architecture {
         super::Architecture::Mlp(MlpSpec {
             hidden_width,
             depth,
-            activation: "silu".into(),
+            activation: Activation::Silu,
         })
     }
 }
@@ -84,18 +115,14 @@ impl MlpSpec {
     pub fn summary(&self) -> String {
         format!(
             "depth {}, width {}, {}",
-            self.depth, self.hidden_width, self.activation
+            self.depth,
+            self.hidden_width,
+            self.activation.name()
         )
     }
 
     /// Checks the MLP's sizes; the message names the field.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.activation != "silu" {
-            return Err(format!(
-                "unknown activation {:?} (this runtime supports \"silu\")",
-                self.activation
-            ));
-        }
         if self.hidden_width == 0 || self.hidden_width > MAX_WIDTH {
             return Err(format!(
                 "hidden_width must be in 1..={MAX_WIDTH}, got {}",

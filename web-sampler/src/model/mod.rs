@@ -46,13 +46,13 @@ use unet::Unet;
 pub use embedding::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
 pub(crate) use file::f16_le_bytes;
 pub use file::WeightDtype;
-pub use mlp::{exp, MlpSpec};
+pub use mlp::{exp, Activation, MlpSpec};
 pub use network::VelocityNetwork;
-pub use spec::Prediction;
 pub use spec::{
     Architecture, ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS,
     MAX_TIME_SCALE, MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
+pub use spec::{Prediction, ProbabilityPath};
 /// The U-Net's CPU convolution, GroupNorm and attention, the references of the GPU kernels'
 /// tests.
 #[cfg(test)]

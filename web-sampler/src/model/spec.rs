@@ -55,8 +55,8 @@ pub struct ModelSpec {
     pub class_embedding: usize,
     /// Real classes, not counting the null class; 0 = unconditional.
     pub num_classes: usize,
-    /// The probability path the model was trained on: `"cond-ot"`.
-    pub path: String,
+    /// The probability path the model was trained on.
+    pub path: ProbabilityPath,
     /// Name of the training data (informational).
     pub dataset: String,
     /// Optimizer steps the model was trained for (informational).
@@ -158,7 +158,7 @@ impl From<ModelSpec> for SpecRecord {
             class_embedding: spec.class_embedding,
             num_classes: spec.num_classes,
             activation: None,
-            path: spec.path,
+            path: spec.path.name().to_string(),
             dataset: spec.dataset,
             training_steps: spec.training_steps,
             class_names: spec.class_names,
@@ -168,7 +168,7 @@ impl From<ModelSpec> for SpecRecord {
             Architecture::Mlp(mlp) => {
                 record.hidden_width = Some(mlp.hidden_width);
                 record.depth = Some(mlp.depth);
-                record.activation = Some(mlp.activation);
+                record.activation = Some(mlp.activation.name().to_string());
             }
             Architecture::Unet(unet) => record.unet = Some(unet),
         }
@@ -202,7 +202,7 @@ impl TryFrom<SpecRecord> for ModelSpec {
                 Architecture::Mlp(MlpSpec {
                     hidden_width: required(name, "hidden_width", record.hidden_width)?,
                     depth: required(name, "depth", record.depth)?,
-                    activation: required(name, "activation", record.activation)?,
+                    activation: required(name, "activation", record.activation)?.parse()?,
                 })
             }
             "unet" => {
@@ -226,12 +226,43 @@ impl TryFrom<SpecRecord> for ModelSpec {
             prediction: record.prediction,
             class_embedding: record.class_embedding,
             num_classes: record.num_classes,
-            path: record.path,
+            path: record.path.parse()?,
             dataset: record.dataset,
             training_steps: record.training_steps,
             class_names: record.class_names,
             rounded_from: record.rounded_from,
         })
+    }
+}
+
+/// The probability path a model was trained on, from noise `x_0` to data `x_1`. The file writes
+/// its name ([`ProbabilityPath::name`]); a name this runtime does not know is refused when the spec
+/// is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProbabilityPath {
+    /// `"cond-ot"`: the conditional-OT path `x_t = (1−t)·x_0 + t·x_1` ([`crate::path`]).
+    #[default]
+    CondOt,
+}
+
+impl ProbabilityPath {
+    /// The name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbabilityPath::CondOt => "cond-ot",
+        }
+    }
+}
+
+impl std::str::FromStr for ProbabilityPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cond-ot" => Ok(ProbabilityPath::CondOt),
+            other => Err(format!(
+                "unknown probability path {other:?} (this runtime supports \"cond-ot\")"
+            )),
+        }
     }
 }
 
@@ -302,7 +333,7 @@ impl ModelSpec {
             prediction: Prediction::Velocity,
             class_embedding: if num_classes > 0 { class_embedding } else { 0 },
             num_classes,
-            path: "cond-ot".into(),
+            path: ProbabilityPath::CondOt,
             dataset: String::new(),
             training_steps: 0,
             class_names: Vec::new(),
@@ -366,12 +397,6 @@ impl ModelSpec {
             return Err(format!(
                 "unknown model format version {} (this runtime reads version {MODEL_FORMAT_VERSION})",
                 self.format_version
-            ));
-        }
-        if self.path != "cond-ot" {
-            return Err(format!(
-                "unknown probability path {:?} (this runtime supports \"cond-ot\")",
-                self.path
             ));
         }
         if self.data_shape.len() != 3 || self.data_shape.contains(&0) {
@@ -480,7 +505,7 @@ pub(crate) mod tests {
             prediction: Default::default(),
             class_embedding: 5,
             num_classes: 3,
-            path: "cond-ot".into(),
+            path: ProbabilityPath::CondOt,
             dataset: "test".into(),
             training_steps: 7,
             class_names: Vec::new(),
@@ -489,13 +514,9 @@ pub(crate) mod tests {
     }
 
     /// `small_spec` with another MLP part.
-    fn with_mlp(hidden_width: usize, depth: usize, activation: &str) -> ModelSpec {
+    fn with_mlp(hidden_width: usize, depth: usize) -> ModelSpec {
         ModelSpec {
-            architecture: Architecture::Mlp(MlpSpec {
-                hidden_width,
-                depth,
-                activation: activation.into(),
-            }),
+            architecture: Architecture::mlp(hidden_width, depth),
             ..small_spec()
         }
     }
@@ -551,14 +572,6 @@ pub(crate) mod tests {
                 },
                 "unknown model format version 9 (this runtime reads version 1)",
             ),
-            (with_mlp(13, 2, "relu"), "activation"),
-            (
-                ModelSpec {
-                    path: "vp".into(),
-                    ..small_spec()
-                },
-                "path",
-            ),
             (
                 ModelSpec {
                     data_shape: vec![2, 1],
@@ -580,10 +593,10 @@ pub(crate) mod tests {
                 },
                 "too large",
             ),
-            (with_mlp(0, 2, "silu"), "hidden_width"),
-            (with_mlp(5000, 2, "silu"), "hidden_width"),
-            (with_mlp(13, 0, "silu"), "depth"),
-            (with_mlp(13, 17, "silu"), "depth"),
+            (with_mlp(0, 2), "hidden_width"),
+            (with_mlp(5000, 2), "hidden_width"),
+            (with_mlp(13, 0), "depth"),
+            (with_mlp(13, 17), "depth"),
             (
                 ModelSpec {
                     time_embedding: 7,
@@ -623,7 +636,7 @@ pub(crate) mod tests {
                 },
                 "num_classes",
             ),
-            (with_mlp(4096, 16, "silu"), "parameters"),
+            (with_mlp(4096, 16), "parameters"),
             (
                 ModelSpec {
                     time_scale: 0.0,
@@ -673,6 +686,30 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(problem.contains("missing field `depth`"), "{problem}");
+    }
+
+    #[test]
+    fn unknown_path_and_activation_are_refused_by_name() {
+        let cases = [
+            (
+                "path",
+                "vp",
+                "unknown probability path \"vp\" (this runtime supports \"cond-ot\")",
+            ),
+            (
+                "activation",
+                "relu",
+                "unknown activation \"relu\" (this runtime supports \"silu\")",
+            ),
+        ];
+        for (field, value, expected) in cases {
+            let mut json = serde_json::to_value(small_spec()).unwrap();
+            json[field] = value.into();
+            let problem = serde_json::from_value::<ModelSpec>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(problem.contains(expected), "{problem}");
+        }
     }
 
     #[test]

@@ -213,9 +213,9 @@ fn random_weights_follow_pytorch_init() {
     let error = Model::random(
         ModelSpec {
             architecture: Architecture::Mlp(MlpSpec {
-                hidden_width: 13,
+                hidden_width: 0,
                 depth: 2,
-                activation: "gelu".into(),
+                activation: Activation::Silu,
             }),
             ..small_spec()
         },

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, FromArgMatches, ValueEnum};
+use clap::{Args, FromArgMatches};
 use web_sampler::manifest::{self, Manifest};
 use web_sampler::model::{Model, Prediction};
 use web_sampler::sample::is_image;
@@ -23,7 +23,7 @@ use crate::checkpoint::checkpoint_path;
 use crate::commands::{distill, eval, publish, train, truth};
 use crate::compute::{ComputeArgs, DeviceKind};
 use crate::data::{self, DataSources, DatasetSource, ImageFolderOptions, DATASET_HELP};
-use crate::network_args::ArchitectureName;
+use crate::network_args::{ArchitectureName, NetworkArgs, NetworkFlags};
 
 /// The two kinds of data, which want different networks and budgets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,12 +35,10 @@ pub enum DataKind {
 }
 
 /// What the pipeline runs with unless a flag says otherwise, per [`DataKind`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct KindDefaults {
-    /// What the network outputs (`bns train --prediction`).
-    pub prediction: Prediction,
-    pub width: usize,
-    pub depth: usize,
+    /// The network (`bns train`'s network flags).
+    pub network: NetworkArgs,
     /// Training batch and steps.
     pub batch: usize,
     pub steps: u64,
@@ -58,9 +56,12 @@ impl KindDefaults {
     pub fn of(kind: DataKind) -> KindDefaults {
         match kind {
             DataKind::Points => KindDefaults {
-                prediction: Prediction::Velocity,
-                width: 256,
-                depth: 3,
+                network: NetworkArgs {
+                    prediction: Prediction::Velocity,
+                    width: 256,
+                    depth: 3,
+                    ..NetworkArgs::default()
+                },
                 batch: 512,
                 steps: 10_000,
                 truth_count: 1152,
@@ -69,9 +70,12 @@ impl KindDefaults {
                 iterations: 600,
             },
             DataKind::Images => KindDefaults {
-                prediction: Prediction::Data,
-                width: 512,
-                depth: 3,
+                network: NetworkArgs {
+                    prediction: Prediction::Data,
+                    width: 512,
+                    depth: 3,
+                    ..NetworkArgs::default()
+                },
                 batch: 128,
                 steps: 10_000,
                 truth_count: 1152,
@@ -92,15 +96,39 @@ const TRUTH_TOLERANCE: &str = "1e-5";
 /// The guidance scales distilled for a class-conditional model when `--guidance` is not given.
 const CONDITIONAL_GUIDANCE: [f64; 2] = [0.0, 2.0];
 
-#[derive(Args, Clone, Debug)]
-#[command(after_help = "\
-Defaults by the data's kind (those of the published models, docs/RESULTS.md):
-  2-D points: --prediction velocity --width 256 --depth 3 --batch 512 --steps 10000,
-              1152 ground-truth pairs (128 for validation, 512 for testing), 600 iterations
-              per solver
-  images:     --prediction data --width 512 --depth 3 --batch 128 --steps 10000,
-              1152 ground-truth pairs (128 for validation, 512 for testing), 600 iterations
-              per solver
+/// The kinds of data, in the order `--help` lists their defaults, with their names there.
+const KINDS: [(DataKind, &str); 2] = [
+    (DataKind::Points, "2-D points"),
+    (DataKind::Images, "images"),
+];
+
+/// `--help`'s text after the flags: the defaults of each kind, from [`KindDefaults`].
+fn after_help() -> String {
+    let mut text = String::from(
+        "Defaults by the data's kind (those of the published models, docs/RESULTS.md):\n",
+    );
+    for (kind, name) in KINDS {
+        let d = KindDefaults::of(kind);
+        let network = &d.network;
+        text += &format!(
+            "  {:<12}--prediction {} (MLP: --width {} --depth {}) --batch {} --steps {},\n\
+             {:14}{} ground-truth pairs ({} for validation, {} for testing), {} iterations\n\
+             {:14}per solver\n",
+            format!("{name}:"),
+            network.prediction.name(),
+            network.width,
+            network.depth,
+            d.batch,
+            d.steps,
+            "",
+            d.truth_count,
+            d.truth_validation,
+            d.truth_test,
+            d.iterations,
+            "",
+        );
+    }
+    text + "\
 At every NFE and guidance the time-only baseline (Euler's times learned, half the iterations) is
 distilled first, and the BNS solver records its test PSNR beside its own (--no-time-only skips
 it).
@@ -108,7 +136,36 @@ it).
 Work files go to --out (default runs/<name>): model.safetensors, pairs-w<W>.safetensors,
 bns-<NFE>-w<W>.json, timeonly-<NFE>-w<W>.json, eval-w<W>/ and times.log. Run the same command again to continue after an
 interruption: finished stages are skipped, training and distillation resume from their
-checkpoints, ground truth from its partial file.")]
+checkpoints, ground truth from its partial file."
+}
+
+/// `help` with the default of `value` by the data's kind: "(default: 512 for 2-D points, 128
+/// for images)", or one value when the kinds agree.
+fn by_kind<T: ToString + PartialEq>(help: &str, value: fn(&KindDefaults) -> T) -> String {
+    let values = KINDS.map(|(kind, name)| (value(&KindDefaults::of(kind)), name));
+    if values.iter().all(|(v, _)| *v == values[0].0) {
+        return format!("{help} (default: {})", values[0].0.to_string());
+    }
+    let each: Vec<String> = values
+        .iter()
+        .map(|(v, name)| format!("{} for {name}", v.to_string()))
+        .collect();
+    format!("{help} (default: {})", each.join(", "))
+}
+
+/// The network flags whose default depends on the data's kind.
+fn network_flags_by_kind() -> Vec<&'static str> {
+    let [(first, _), (second, _)] = KINDS;
+    KindDefaults::of(first)
+        .network
+        .differing_flags(&KindDefaults::of(second).network)
+}
+
+#[derive(Args, Clone, Debug)]
+#[command(
+    after_help = after_help(),
+    mut_args(NetworkArgs::default().defaults_in_help(network_flags_by_kind()))
+)]
 pub struct PipelineArgs {
     /// Training data (as `bns train --dataset`)
     #[arg(long, help = DATASET_HELP, value_name = "NAME|images:DIR")]
@@ -131,37 +188,20 @@ pub struct PipelineArgs {
     /// Work folder (default: runs/<name>)
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Training steps (default: 10000)
-    #[arg(long)]
+    #[arg(long, help = by_kind("Training steps", |d| d.steps))]
     pub steps: Option<u64>,
-    /// Training batch (default: 512 for 2-D points, 128 for images)
-    #[arg(long)]
+    #[arg(long, help = by_kind("Training batch", |d| d.batch))]
     pub batch: Option<usize>,
-    /// The network: mlp or unet (default: mlp)
-    #[arg(long = "arch", value_enum, default_value_t = ArchitectureName::Mlp)]
-    pub architecture: ArchitectureName,
-    /// Width of the MLP's hidden layers (default: 256 for 2-D points, 512 for images)
-    #[arg(long)]
-    pub width: Option<usize>,
-    /// Number of the MLP's hidden layers (default: 3)
-    #[arg(long)]
-    pub depth: Option<usize>,
-    /// What the network outputs: data or velocity (default: velocity for 2-D points, data for
-    /// images)
-    #[arg(long)]
-    pub prediction: Option<Prediction>,
-    /// Ground-truth pairs per guidance, the three splits together (default: 1152)
-    #[arg(long)]
+    // The network: `bns train`'s flags, with the defaults of the data's kind.
+    #[command(flatten)]
+    pub network: NetworkFlags,
+    #[arg(long, help = by_kind("Ground-truth pairs per guidance, the three splits together", |d| d.truth_count))]
     pub truth_count: Option<usize>,
-    /// Ground-truth pairs held out for validation, which choose each solver's kept parameters
-    /// (default: 128)
-    #[arg(long)]
+    #[arg(long, help = by_kind("Ground-truth pairs held out for validation, which choose each solver's kept parameters", |d| d.truth_validation))]
     pub truth_validation: Option<usize>,
-    /// Ground-truth pairs held out for testing, on which every figure is measured (default: 512)
-    #[arg(long)]
+    #[arg(long, help = by_kind("Ground-truth pairs held out for testing, on which every figure is measured", |d| d.truth_test))]
     pub truth_test: Option<usize>,
-    /// Distillation iterations per BNS solver (default: 600)
-    #[arg(long)]
+    #[arg(long, help = by_kind("Distillation iterations per BNS solver", |d| d.iterations))]
     pub iterations: Option<usize>,
     /// Classical solver the BNS solvers start from (as `bns distill --init`)
     #[arg(long, default_value = "midpoint")]
@@ -189,11 +229,13 @@ pub struct PipelineArgs {
 }
 
 /// The settings of one pipeline run, resolved from the flags and the data.
-struct Plan {
+struct Settings {
     out: PathBuf,
     kind: DataKind,
     classes: usize,
     defaults: KindDefaults,
+    /// The network trained: the network flags with the kind's defaults.
+    network: NetworkArgs,
     guidance: Vec<f64>,
 }
 
@@ -205,36 +247,74 @@ struct StageTime {
 
 pub fn run(args: PipelineArgs) -> Result<()> {
     let started = Instant::now();
-    let plan = plan(&args)?;
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("{}: cannot create the work folder", plan.out.display()))?;
+    let settings = settings(&args)?;
+    std::fs::create_dir_all(&settings.out)
+        .with_context(|| format!("{}: cannot create the work folder", settings.out.display()))?;
     println!(
         "pipeline {}: {} ({}, {}), NFE {}, guidance {}, work folder {}",
         args.name,
         dataset_argument(&args.dataset),
-        match plan.kind {
+        match settings.kind {
             DataKind::Points => "2-D points",
             DataKind::Images => "images",
         },
-        conditioning(plan.classes),
+        conditioning(settings.classes),
         list(&args.nfe),
-        list(&plan.guidance),
-        plan.out.display()
+        list(&settings.guidance),
+        settings.out.display()
     );
     let mut stages = Stages {
-        log: plan.out.join("times.log"),
+        log: settings.out.join("times.log"),
         times: Vec::new(),
     };
-    let model = plan.out.join("model.safetensors");
-    train_stage(&args, &plan, &model, &mut stages)?;
-    truth_stages(&args, &plan, &model, &mut stages)?;
-    let published = distill_stages(&args, &plan, &model, &mut stages)?;
-    eval_stages(&args, &plan, &model, &mut stages)?;
-    let manifest_path = publish_stage(&args, &plan, &model, &published, &mut stages)?;
+    let model = settings.out.join("model.safetensors");
+    stages.unless_exists(
+        "train",
+        &model,
+        "train",
+        &train_command(&args, &settings, &model),
+        train::run,
+    )?;
+    for &w in &settings.guidance {
+        let argv = truth_command(&args, &settings, &model, w);
+        let pairs = pairs_path(&settings.out, w);
+        stages.unless_exists(&format!("truth w={w}"), &pairs, "truth", &argv, truth::run)?;
+    }
+    let mut published = Vec::new();
+    for &w in &settings.guidance {
+        for solver in distilled_solvers(&args, &settings, w) {
+            let argv = distill_command(&args, &settings, &model, &solver);
+            let name = format!("distill {} nfe={} w={w}", solver.prefix, solver.nfe);
+            stages.unless_exists(&name, &solver.output, "distill", &argv, distill::run)?;
+            if solver.prefix == "bns" {
+                published.push(solver.output);
+            }
+        }
+    }
+    for &w in &settings.guidance {
+        let argv = eval_command(&args, &settings, &model, w);
+        let results = eval_folder(&settings.out, w).join("results.md");
+        stages.unless_exists(&format!("eval w={w}"), &results, "eval", &argv, eval::run)?;
+    }
+    let manifest_path = args
+        .site
+        .join("models")
+        .join(&args.name)
+        .join("manifest.json");
+    if is_published(&manifest_path, &model, &published)? {
+        println!(
+            "skip publish ({} exists with this model and these solvers)",
+            manifest_path.display()
+        );
+        stages.skipped("publish");
+    } else {
+        let argv = publish_command(&args, &settings, &model, &published);
+        stages.run("publish", "publish", &argv, publish::run)?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     print_summary(
         &args,
-        &plan,
+        &settings,
         &model,
         &published,
         &manifest_path,
@@ -244,196 +324,187 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     Ok(())
 }
 
-/// Trains the model (resuming from its checkpoint) unless it exists.
-fn train_stage(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
-    let mut train_argv = vec![
+/// `bns train`'s arguments: the model, resuming from its checkpoint when there is one.
+fn train_command(args: &PipelineArgs, settings: &Settings, model: &Path) -> Vec<String> {
+    let mut argv = vec![
         "--dataset".into(),
         dataset_argument(&args.dataset),
         "--steps".into(),
-        args.steps.unwrap_or(plan.defaults.steps).to_string(),
+        args.steps.unwrap_or(settings.defaults.steps).to_string(),
         "--batch".into(),
-        args.batch.unwrap_or(plan.defaults.batch).to_string(),
-        "--arch".into(),
-        value_name(args.architecture),
-        "--width".into(),
-        args.width.unwrap_or(plan.defaults.width).to_string(),
-        "--depth".into(),
-        args.depth.unwrap_or(plan.defaults.depth).to_string(),
-        "--prediction".into(),
-        args.prediction
-            .unwrap_or(plan.defaults.prediction)
-            .name()
-            .into(),
-        "--seed".into(),
-        TRAIN_SEED.to_string(),
+        args.batch.unwrap_or(settings.defaults.batch).to_string(),
     ];
-    train_argv.extend(image_folder_arguments(&args.images, true));
+    argv.extend(settings.network.command_line());
+    argv.extend(["--seed".into(), TRAIN_SEED.to_string()]);
+    argv.extend(image_folder_arguments(&args.images, true));
     if checkpoint_path(model).exists() {
-        train_argv.push("--resume".into());
+        argv.push("--resume".into());
     }
-    train_argv.extend(output_argument(model));
-    train_argv.extend(compute_arguments(&args.compute));
-    stages.unless_exists("train", model, "train", &train_argv, train::run)?;
-
-    Ok(())
+    argv.extend(output_argument(model));
+    argv.extend(compute_arguments(&args.compute));
+    argv
 }
 
-/// The ground truth of every guidance scale (continuing a partial file).
-fn truth_stages(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
-    for &w in &plan.guidance {
-        let pairs = pairs_path(&plan.out, w);
-        let mut argv = vec!["--model".into(), path_argument(model)];
-        argv.extend([
-            "--count".into(),
-            args.truth_count
-                .unwrap_or(plan.defaults.truth_count)
-                .to_string(),
-            "--validation".into(),
-            args.truth_validation
-                .unwrap_or(plan.defaults.truth_validation)
-                .to_string(),
-            "--test".into(),
-            args.truth_test
-                .unwrap_or(plan.defaults.truth_test)
-                .to_string(),
-            "--seed".into(),
-            TRUTH_SEED.to_string(),
-            "--guidance".into(),
-            w.to_string(),
-            "--rtol".into(),
-            TRUTH_TOLERANCE.into(),
-            "--atol".into(),
-            TRUTH_TOLERANCE.into(),
-        ]);
-        argv.extend(output_argument(&pairs));
-        argv.extend(compute_arguments(&args.compute));
-        stages.unless_exists(&format!("truth w={w}"), &pairs, "truth", &argv, truth::run)?;
-    }
-
-    Ok(())
+/// `bns truth`'s arguments: the ground truth of guidance scale `w` (continuing a partial file).
+fn truth_command(args: &PipelineArgs, settings: &Settings, model: &Path, w: f64) -> Vec<String> {
+    let defaults = &settings.defaults;
+    let mut argv = vec![
+        "--model".into(),
+        path_argument(model),
+        "--count".into(),
+        args.truth_count.unwrap_or(defaults.truth_count).to_string(),
+        "--validation".into(),
+        args.truth_validation
+            .unwrap_or(defaults.truth_validation)
+            .to_string(),
+        "--test".into(),
+        args.truth_test.unwrap_or(defaults.truth_test).to_string(),
+        "--seed".into(),
+        TRUTH_SEED.to_string(),
+        "--guidance".into(),
+        w.to_string(),
+        "--rtol".into(),
+        TRUTH_TOLERANCE.into(),
+        "--atol".into(),
+        TRUTH_TOLERANCE.into(),
+    ];
+    argv.extend(output_argument(&pairs_path(&settings.out, w)));
+    argv.extend(compute_arguments(&args.compute));
+    argv
 }
 
-/// The BNS solvers of every NFE and guidance, and the time-only baselines; returns the BNS
-/// solver files (those published).
-fn distill_stages(
+/// One solver the pipeline distills: a BNS solver (`prefix` "bns", published) or a time-only
+/// baseline ("timeonly").
+struct DistilledSolver {
+    prefix: &'static str,
+    nfe: usize,
+    guidance: f64,
+    output: PathBuf,
+}
+
+/// The solvers of guidance `w`, in the order they are distilled: at each NFE the time-only
+/// baseline first (unless `--no-time-only`), then the BNS solver measured against it.
+fn distilled_solvers(args: &PipelineArgs, settings: &Settings, w: f64) -> Vec<DistilledSolver> {
+    let mut solvers = Vec::new();
+    for &nfe in &args.nfe {
+        let prefixes: &[&'static str] = if args.no_time_only {
+            &["bns"]
+        } else {
+            &["timeonly", "bns"]
+        };
+        for &prefix in prefixes {
+            solvers.push(DistilledSolver {
+                prefix,
+                nfe,
+                guidance: w,
+                output: settings.out.join(format!("{prefix}-{nfe}-w{w}.json")),
+            });
+        }
+    }
+    solvers
+}
+
+/// `bns distill`'s arguments for `solver` (resuming from its checkpoint when there is one).
+fn distill_command(
     args: &PipelineArgs,
-    plan: &Plan,
+    settings: &Settings,
     model: &Path,
-    stages: &mut Stages,
-) -> Result<Vec<PathBuf>> {
-    let iterations = args.iterations.unwrap_or(plan.defaults.iterations);
-    let mut published = Vec::new();
-    for &w in &plan.guidance {
-        // At each NFE: the time-only baseline first, then the BNS solver measured against it.
-        let mut solvers: Vec<(&str, usize, Vec<String>)> = Vec::new();
-        for &n in &args.nfe {
-            let time_only = plan.out.join(format!("timeonly-{n}-w{w}.json"));
-            if !args.no_time_only {
-                let extra = vec![
-                    "--init".into(),
-                    "euler".into(),
-                    "--time-only".into(),
-                    "--iterations".into(),
-                    (iterations / 2).max(1).to_string(),
-                ];
-                solvers.push(("timeonly", n, extra));
-            }
-            let mut extra = vec![
-                "--init".into(),
-                args.init.name().into(),
-                "--iterations".into(),
-                iterations.to_string(),
-            ];
-            if let Some(lr) = args.distill_lr {
-                extra.extend(["--lr".into(), lr.to_string()]);
-            }
-            if !args.no_time_only {
-                extra.extend(["--time-only-baseline".into(), path_argument(&time_only)]);
-            }
-            solvers.push(("bns", n, extra));
+    solver: &DistilledSolver,
+) -> Vec<String> {
+    let iterations = args.iterations.unwrap_or(settings.defaults.iterations);
+    let w = solver.guidance;
+    let mut argv = vec![
+        "--model".into(),
+        path_argument(model),
+        "--pairs".into(),
+        path_argument(&pairs_path(&settings.out, w)),
+        "--nfe".into(),
+        solver.nfe.to_string(),
+        "--grid".into(),
+        "uniform".into(),
+    ];
+    if solver.prefix == "timeonly" {
+        argv.extend([
+            "--init".into(),
+            "euler".into(),
+            "--time-only".into(),
+            "--iterations".into(),
+            (iterations / 2).max(1).to_string(),
+        ]);
+    } else {
+        argv.extend([
+            "--init".into(),
+            args.init.name().into(),
+            "--iterations".into(),
+            iterations.to_string(),
+        ]);
+        if let Some(lr) = args.distill_lr {
+            argv.extend(["--lr".into(), lr.to_string()]);
         }
-        for (prefix, n, extra) in solvers {
-            let output = plan.out.join(format!("{prefix}-{n}-w{w}.json"));
-            let mut argv = vec![
-                "--model".into(),
-                path_argument(model),
-                "--pairs".into(),
-                path_argument(&pairs_path(&plan.out, w)),
-                "--nfe".into(),
-                n.to_string(),
-                "--grid".into(),
-                "uniform".into(),
-            ];
-            argv.extend(extra);
-            if checkpoint_path(&output).exists() {
-                argv.push("--resume".into());
-            }
-            argv.extend(output_argument(&output));
-            argv.extend(compute_arguments(&args.compute));
-            let name = format!("distill {prefix} nfe={n} w={w}");
-            stages.unless_exists(&name, &output, "distill", &argv, distill::run)?;
-            if prefix == "bns" {
-                published.push(output);
-            }
+        if !args.no_time_only {
+            let time_only = settings
+                .out
+                .join(format!("timeonly-{}-w{w}.json", solver.nfe));
+            argv.extend(["--time-only-baseline".into(), path_argument(&time_only)]);
         }
     }
-
-    Ok(published)
+    if checkpoint_path(&solver.output).exists() {
+        argv.push("--resume".into());
+    }
+    argv.extend(output_argument(&solver.output));
+    argv.extend(compute_arguments(&args.compute));
+    argv
 }
 
-/// The evaluation of every guidance scale.
-fn eval_stages(args: &PipelineArgs, plan: &Plan, model: &Path, stages: &mut Stages) -> Result<()> {
+/// The evaluation's folder for guidance `w`.
+fn eval_folder(out: &Path, w: f64) -> PathBuf {
+    out.join(format!("eval-w{w}"))
+}
+
+/// `bns eval`'s arguments for guidance `w`.
+fn eval_command(args: &PipelineArgs, settings: &Settings, model: &Path, w: f64) -> Vec<String> {
     // The feature classifier of an image model is trained once (by the w = 0 evaluation, the
     // first) and reused.
-    let classifier = plan.out.join("eval-w0").join("classifier.safetensors");
-    for &w in &plan.guidance {
-        let folder = plan.out.join(format!("eval-w{w}"));
-        let mut argv = vec![
-            "--model".into(),
-            path_argument(model),
-            "--pairs".into(),
-            path_argument(&pairs_path(&plan.out, w)),
-            "--solvers".into(),
-            path_argument(&plan.out),
-        ];
-        if w != 0.0 && classifier.exists() {
-            argv.extend(["--classifier".into(), path_argument(&classifier)]);
-        }
-        // A folder model records only the folder's name: eval is told where its test images are
-        // (it reads them at the model's size and channels).
-        if matches!(args.dataset, DatasetSource::Images(_)) {
-            argv.extend(["--dataset".into(), dataset_argument(&args.dataset)]);
-            argv.extend(image_folder_arguments(&args.images, false));
-        }
-        if let Some(samples) = args.fd_samples {
-            argv.extend(["--fd-samples".into(), samples.to_string()]);
-        }
-        argv.extend(output_argument(&folder));
-        argv.extend(compute_arguments(&args.compute));
-        let results = folder.join("results.md");
-        stages.unless_exists(&format!("eval w={w}"), &results, "eval", &argv, eval::run)?;
+    let classifier = eval_folder(&settings.out, 0.0).join("classifier.safetensors");
+    let mut argv = vec![
+        "--model".into(),
+        path_argument(model),
+        "--pairs".into(),
+        path_argument(&pairs_path(&settings.out, w)),
+        "--solvers".into(),
+        path_argument(&settings.out),
+    ];
+    if w != 0.0 && classifier.exists() {
+        argv.extend(["--classifier".into(), path_argument(&classifier)]);
     }
-
-    Ok(())
+    // A folder model records only the folder's name: eval is told where its test images are
+    // (it reads them at the model's size and channels).
+    if matches!(args.dataset, DatasetSource::Images(_)) {
+        argv.extend(["--dataset".into(), dataset_argument(&args.dataset)]);
+        argv.extend(image_folder_arguments(&args.images, false));
+    }
+    if let Some(samples) = args.fd_samples {
+        argv.extend(["--fd-samples".into(), samples.to_string()]);
+    }
+    argv.extend(output_argument(&eval_folder(&settings.out, w)));
+    argv.extend(compute_arguments(&args.compute));
+    argv
 }
 
-/// Publishes the model and its BNS solvers unless the site has them; returns the manifest's
-/// path.
-fn publish_stage(
+/// `bns publish`'s arguments: the model and its BNS solvers.
+fn publish_command(
     args: &PipelineArgs,
-    plan: &Plan,
+    settings: &Settings,
     model: &Path,
     published: &[PathBuf],
-    stages: &mut Stages,
-) -> Result<PathBuf> {
-    let manifest_path = args
-        .site
-        .join("models")
-        .join(&args.name)
-        .join("manifest.json");
+) -> Vec<String> {
     let title = match &args.title {
         Some(title) => title.clone(),
-        None => default_title(&args.dataset, plan.classes, args.architecture),
+        None => default_title(
+            &args.dataset,
+            settings.classes,
+            settings.network.architecture,
+        ),
     };
     let mut argv = vec![
         "--name".into(),
@@ -447,31 +518,22 @@ fn publish_stage(
     argv.extend(published.iter().map(|p| path_argument(p)));
     argv.push("--pairs".into());
     argv.extend(
-        plan.guidance
+        settings
+            .guidance
             .iter()
-            .map(|&w| path_argument(&pairs_path(&plan.out, w))),
+            .map(|&w| path_argument(&pairs_path(&settings.out, w))),
     );
     argv.extend(["--site".into(), path_argument(&args.site)]);
     if args.default {
         argv.push("--default".into());
     }
-    if is_published(&manifest_path, model, published)? {
-        println!(
-            "skip publish ({} exists with this model and these solvers)",
-            manifest_path.display()
-        );
-        stages.skipped("publish");
-    } else {
-        stages.run("publish", "publish", &argv, publish::run)?;
-    }
-
-    Ok(manifest_path)
+    argv
 }
 
 /// What the run made and where, each stage's wall time, and how to see the model in the page.
 fn print_summary(
     args: &PipelineArgs,
-    plan: &Plan,
+    settings: &Settings,
     model: &Path,
     published: &[PathBuf],
     manifest_path: &Path,
@@ -493,21 +555,23 @@ fn print_summary(
     println!("  model         {}", model.display());
     println!(
         "  ground truth  {}",
-        plan.guidance
+        settings
+            .guidance
             .iter()
-            .map(|&w| pairs_path(&plan.out, w).display().to_string())
+            .map(|&w| pairs_path(&settings.out, w).display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     );
     println!(
         "  solvers       {} BNS solver files in {}",
         published.len(),
-        plan.out.display()
+        settings.out.display()
     );
-    for &w in &plan.guidance {
+    for &w in &settings.guidance {
         println!(
             "  evaluation    {}",
-            plan.out
+            settings
+                .out
                 .join(format!("eval-w{w}"))
                 .join("results.md")
                 .display()
@@ -526,7 +590,7 @@ fn print_summary(
 /// Checks the flags against the data and resolves the settings. The data's kind and classes come
 /// from the model file when it exists (so a finished training is not reloaded), else from the
 /// dataset.
-fn plan(args: &PipelineArgs) -> Result<Plan> {
+fn settings(args: &PipelineArgs) -> Result<Settings> {
     if manifest::check_name(&args.name).is_err() {
         bail!(
             "--name {:?}: use letters, digits, '-' and '_' only",
@@ -543,6 +607,11 @@ fn plan(args: &PipelineArgs) -> Result<Plan> {
             args.site.display()
         );
     }
+    // A flag of the other architecture is refused before the data is read (the defaults that
+    // depend on the data's kind are resolved below).
+    args.network
+        .resolve(&NetworkArgs::default())
+        .map_err(anyhow::Error::msg)?;
     let out = args
         .out
         .clone()
@@ -604,11 +673,17 @@ fn plan(args: &PipelineArgs) -> Result<Plan> {
             unique
         }
     };
-    Ok(Plan {
+    let defaults = KindDefaults::of(kind);
+    let network = args
+        .network
+        .resolve(&defaults.network)
+        .map_err(anyhow::Error::msg)?;
+    Ok(Settings {
         out,
         kind,
         classes,
-        defaults: KindDefaults::of(kind),
+        defaults,
+        network,
         guidance,
     })
 }
@@ -749,14 +824,6 @@ fn compute_arguments(compute: &ComputeArgs) -> Vec<String> {
 
 fn pairs_path(out: &Path, guidance: f64) -> PathBuf {
     out.join(format!("pairs-w{guidance}.safetensors"))
-}
-
-/// A value enum's command-line spelling.
-fn value_name(value: impl ValueEnum) -> String {
-    value
-        .to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default()
 }
 
 fn conditioning(classes: usize) -> String {
