@@ -87,6 +87,41 @@ pub(crate) struct Unet {
     up: Vec<CpuLevel>,
     out_norm: CpuNorm,
     out_conv: CpuConv,
+    /// Working buffers kept between calls (one per thread that ran a forward at once).
+    scratch: ScratchPool,
+}
+
+/// The [`Scratch`]es of earlier calls, reused so that a forward does not fault in fresh pages
+/// for its activations; a clone starts empty.
+#[derive(Default)]
+struct ScratchPool(std::sync::Mutex<Vec<Scratch>>);
+
+impl ScratchPool {
+    fn take(&self) -> Scratch {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut kept| kept.pop())
+            .unwrap_or_default()
+    }
+
+    fn keep(&self, scratch: Scratch) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.push(scratch);
+        }
+    }
+}
+
+impl Clone for ScratchPool {
+    fn clone(&self) -> ScratchPool {
+        ScratchPool::default()
+    }
+}
+
+impl std::fmt::Debug for ScratchPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScratchPool")
+    }
 }
 
 /// Tensor indices by name, with a check of each tensor's length.
@@ -271,6 +306,7 @@ impl Unet {
             up,
             out_norm,
             out_conv,
+            scratch: ScratchPool::default(),
         })
     }
 
@@ -664,10 +700,11 @@ impl VelocityNetwork for Unet {
 
     fn forward(&self, x: &[f32], t: &[f32], class: &[u32], out: &mut [f32]) {
         let d = self.channels * self.size.0 * self.size.1;
-        let mut scratch = Scratch::default();
+        let mut scratch = self.scratch.take();
         for (r, (&time, target)) in t.iter().zip(out.chunks_exact_mut(d)).enumerate() {
             let row = &x[r * d..(r + 1) * d];
             self.forward_one(row, time, class.get(r).copied(), target, &mut scratch);
         }
+        self.scratch.keep(scratch);
     }
 }

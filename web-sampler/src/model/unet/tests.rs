@@ -326,3 +326,80 @@ fn absurd_sizes_are_refused_without_a_panic() {
         "{problem}"
     );
 }
+
+/// GroupNorm written plainly in the order FORMATS.md §1.3 states: per channel over the positions,
+/// then per group over its channels, all in `f64`.
+fn group_norm_in_the_documented_order(
+    weight: &[f32],
+    bias: &[f32],
+    c: usize,
+    groups: usize,
+    x: &[f32],
+) -> Vec<f32> {
+    let positions = x.len() / c;
+    let per_group = c / groups;
+    let count = (positions * per_group) as f64;
+    let mut out = vec![0.0f32; x.len()];
+    for g in 0..groups {
+        let channels = g * per_group..(g + 1) * per_group;
+        let channel_sum = |j: usize, f: &dyn Fn(f32) -> f64| {
+            let mut sum = 0.0f64;
+            for p in 0..positions {
+                sum += f(x[p * c + j]);
+            }
+            sum
+        };
+        let mut total = 0.0f64;
+        for j in channels.clone() {
+            total += channel_sum(j, &|v| f64::from(v));
+        }
+        let mean = total / count;
+        let mut squares = 0.0f64;
+        for j in channels.clone() {
+            squares += channel_sum(j, &|v| (f64::from(v) - mean) * (f64::from(v) - mean));
+        }
+        let inverse = 1.0 / libm::sqrt(squares / count + crate::model::GROUP_NORM_EPSILON);
+        for p in 0..positions {
+            for j in channels.clone() {
+                let normal = ((f64::from(x[p * c + j]) - mean) * inverse) as f32;
+                out[p * c + j] = normal * weight[j] + bias[j];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn group_norm_sums_in_the_documented_order() {
+    use crate::model::unet::group_norm;
+    let mut noise = crate::noise::Noise::new(31);
+    // (channels, groups, positions): one group, one channel per group, odd counts, and values
+    // far from 0 so that the order of the sums shows in the bits.
+    for &(c, groups, positions) in &[(8, 1, 5), (6, 6, 3), (64, 8, 49), (96, 8, 784), (5, 1, 1)] {
+        let x: Vec<f32> = noise
+            .gaussian_f32(c * positions)
+            .iter()
+            .map(|v| 1000.0 + 37.0 * v)
+            .collect();
+        let weight = noise.gaussian_f32(c);
+        let bias = noise.gaussian_f32(c);
+        let expected = group_norm_in_the_documented_order(&weight, &bias, c, groups, &x);
+        let mut out = Vec::new();
+        group_norm(&weight, &bias, c, groups, &x, false, &mut out);
+        let same = out
+            .iter()
+            .zip(&expected)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same && out.len() == expected.len(),
+            "{c} channels, {groups} groups"
+        );
+        group_norm(&weight, &bias, c, groups, &x, true, &mut out);
+        let activated: Vec<u32> = expected
+            .iter()
+            .map(|&v| crate::model::cpu_silu(v).to_bits())
+            .collect();
+        let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, activated, "{c} channels, {groups} groups, with SiLU");
+    }
+}
