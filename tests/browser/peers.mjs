@@ -2,10 +2,12 @@
 // counterpart of `cargo bench -p web-sampler --bench peers`.
 //
 //   node tests/browser/peers.mjs [--python /path/to/venv/bin/python] [--rounds 7]
+//        [--models www/models --model fashion-mnist --solver bns-8-w0.json --batch 64]
 //
 // It needs `make wasm`, a Python with `onnxruntime`, `onnx` and `numpy` (for the export), and
 // installs onnxruntime-web (pinned, tests/browser/peers/package-lock.json) on first use. The
-// native benchmark exports the model (fashion-mnist, bns-8-w0, batch 64, seed 1) with `--export`:
+// native benchmark exports the model (default fashion-mnist, bns-8-w0, batch 64, seed 1; an MLP or
+// a U-Net, any w = 0 solver) with `--export`:
 // the noise, the classes and the NS table (problem.json), the network's graph and the whole
 // solve in one graph. In one headless Chromium page, on the main thread, one thread each, it
 // then times in turn, round after round:
@@ -24,8 +26,6 @@ import { launch } from './chromium.mjs';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const PEERS = join(ROOT, 'tests/browser/peers');
-const MODEL = join(ROOT, 'www/models/fashion-mnist');
-const SOLVER = 'bns-8-w0.json';
 const AGREEMENT = 1e-4;
 
 function option(name, fallback) {
@@ -40,6 +40,11 @@ function option(name, fallback) {
 }
 const python = option('--python', 'python3');
 const rounds = Math.max(1, Number.parseInt(option('--rounds', '7'), 10) || 0);
+const MODELS = option('--models', join(ROOT, 'www/models'));
+const NAME = option('--model', 'fashion-mnist');
+const MODEL = join(MODELS, NAME);
+const SOLVER = option('--solver', 'bns-8-w0.json');
+const BATCH = option('--batch', '64');
 
 if (!existsSync(join(ROOT, 'www/pkg/web_sampler.js'))) {
   console.error('peers.mjs: www/pkg is missing: run `make wasm` first');
@@ -55,7 +60,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'bns-browser-peers-'));
 try {
   const problemDir = join(scratch, 'problem');
   execFileSync('cargo', ['bench', '-q', '-p', 'web-sampler', '--bench', 'peers', '--',
-    '--python', python, '--export', problemDir, '--batch', '64', '--model', 'fashion-mnist',
+    '--python', python, '--export', problemDir, '--batch', BATCH, '--models', MODELS, '--model', NAME,
     '--solver', SOLVER], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   // The page's root: the runtime, the model and its solver, the ONNX files, onnxruntime-web.
   const site = join(scratch, 'site');
@@ -80,7 +85,7 @@ try {
     const project = median(result.times.project);
     console.log(`\nwasm CPU path against onnxruntime-web ${ortVersion} (wasm EP, SIMD, 1 thread), ` +
       `Chromium ${browser.version()} headless, main thread;`);
-    console.log(`fashion-mnist, ${SOLVER}, batch 64, seed 1, ${rounds} interleaved rounds after a warm-up; ` +
+    console.log(`${NAME}, ${SOLVER}, batch ${BATCH}, seed 1, ${rounds} interleaved rounds after a warm-up; ` +
       `agreement with the project: loop ${result.agree.loop.toExponential(1)}, graph ${result.agree.graph.toExponential(1)}\n`);
     console.log('| contender | threads | median ms | ONNX RT / project |');
     console.log('|---|---:|---:|---:|');
