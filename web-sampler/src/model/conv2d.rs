@@ -27,7 +27,7 @@
 //!
 //! A pointwise convolution with stride 1 is the dense layer itself (`PackedLinear::forward`).
 
-use super::linear::{store_sums, Kernel, Lanes, PackedLinear, KC, PANEL};
+use super::linear::{store_sums, with_len, Kernel, Lanes, PackedLinear, KC, PANEL};
 
 /// A convolution with its weights packed for the kernel.
 #[derive(Clone, Debug)]
@@ -96,8 +96,8 @@ impl PackedConv {
         let outputs = self.dense.fan_out();
         let c = self.inputs;
         let x = &x[..h * w * c];
-        out.clear();
-        out.resize(oh * ow * outputs, 0.0);
+        // Every output is written (the first pass does not read it).
+        let out = with_len(out, oh * ow * outputs);
         if self.kernel == 1 && self.stride == 1 {
             self.dense.forward_with(kernel, x, out);
             return (oh, ow);

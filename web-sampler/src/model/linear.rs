@@ -284,7 +284,9 @@ fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(layer: Layer<'_>) {
         panels,
         bias,
     } = layer;
-    let mut packed = reused(&PACKED_INPUTS, rows * KC.min(n));
+    // Every value a pass reads is written by its packing first: no need to clear old ones.
+    let mut packed = PACKED_INPUTS.take();
+    with_len(&mut packed, rows * KC.min(n));
     let mut k_start = 0;
     while k_start < n {
         let k_end = n.min(k_start + KC);
@@ -367,6 +369,17 @@ pub(crate) fn reused(
     let mut buffer = slot.take();
     buffer.clear();
     buffer.resize(len, 0.0);
+    buffer
+}
+
+/// Gives `buffer` `len` values without clearing those it keeps (for a caller that writes every
+/// value before reading it): a buffer reused between calls is not filled with zeros each time.
+pub(crate) fn with_len(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    } else {
+        buffer.truncate(len);
+    }
     buffer
 }
 
