@@ -1,7 +1,8 @@
 //! BNS distillation on the runtime (DESIGN §2, "BNS distillation"), so that the page can learn a
 //! solver in its worker and native tests can check it: the parametrisation ([`BnsParameters`]),
 //! the loss and its gradient through the n-step sampling loop ([`gradient`]), Adam ([`adam`]),
-//! and the procedure that ties them to ground-truth pairs ([`distillation`]).
+//! the procedure that ties them to ground-truth pairs ([`distillation`]), and a whole run from
+//! a model alone, ground truth included, in small pieces for the page's worker ([`job`]).
 //!
 //! The parametrisation is the distiller's (`distiller/src/bns.rs`, in candle): the solver in
 //! reduced form `x_{i+1} = α_i·x_0 + Σ_{j≤i} β_ij·u_j`, times `t_i = Σ_{k<i} softmax(θ)_k`
@@ -11,12 +12,14 @@
 pub mod adam;
 pub mod distillation;
 pub mod gradient;
+pub mod job;
 
 use crate::solver::NsTable;
 
 pub use adam::Adam;
 pub use distillation::{BatchOrder, Distillation, DistillationSettings, Iteration, TruthPairs};
 pub use gradient::{loss_and_gradient, LossAndGradient};
+pub use job::{Advance, DistillJob, JobSettings};
 
 /// Smallest step a classical table's time increment is raised to when it initialises θ (RK4's
 /// two middle stages share a time; `log 0` would be −∞). The distiller's value.
