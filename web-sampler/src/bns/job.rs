@@ -265,8 +265,8 @@ impl DistillJob {
     }
 
     /// The best solver so far as a solver file bound to the model (`None` before training):
-    /// kind `bns`, its validation PSNR (the runtime's measurement, the figure `bns solver
-    /// measure` checks) and the baselines' in `metrics`, how it was made in `provenance`.
+    /// kind `bns`, its validation PSNR in `metrics` (the runtime's measurement, the figure
+    /// `bns solver measure` checks), how it was made in `provenance` (FORMATS.md §2).
     pub fn solver_file(&self, seconds: f64) -> Option<SolverFile> {
         let Stage::Training(d) = &self.stage else {
             return None;
@@ -277,15 +277,7 @@ impl DistillJob {
         let name = format!("bns-{}-w{}", s.nfe, s.guidance);
         let mut file = SolverFile::new(name, "bns", s.guidance, table);
         file.model_id = Some(self.model.id().to_string());
-        let (_, init_psnr) = self.init()?;
-        let mut metrics = BTreeMap::from([
-            ("validation_psnr".to_string(), psnr),
-            ("init_validation_psnr".to_string(), init_psnr),
-        ]);
-        if let Some((_, best)) = self.baselines.first() {
-            metrics.insert("best_classical_validation_psnr".to_string(), *best);
-        }
-        file.metrics = metrics;
+        file.metrics = BTreeMap::from([("validation_psnr".to_string(), psnr)]);
         let settings = d.settings();
         file.provenance = BTreeMap::from([
             ("init".to_string(), json!(settings.init.name())),
