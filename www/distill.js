@@ -12,7 +12,7 @@ const LINES = ['euler-uniform', 'midpoint-uniform'];
 /** The defaults per kind of data: 2-D points train fast; images take longer per pair. */
 const DEFAULTS = {
   points: { train: 384, validation: 128, iterations: 1000 },
-  images: { train: 384, validation: 128, iterations: 400 },
+  images: { train: 256, validation: 128, iterations: 250 },
 };
 
 /**
@@ -74,7 +74,7 @@ export function setUpDistill({ current, addSolver, state }) {
         drawCurve();
       } else {
         state.train.push({ iteration: step.iteration, psnr: step.trainPsnr });
-        if (step.validationPsnr !== null) state.curve.push({ iteration: step.iteration, psnr: step.validationPsnr });
+        if (step.validationPsnr !== null) state.curve.push({ iteration: step.iteration, psnr: step.validationPsnr, seconds });
         $('distill-progress').value = step.iteration;
         status(`Iteration ${step.iteration} of ${run.iterations} · best validation PSNR ${step.bestPsnr.toFixed(2)} dB · ${seconds.toFixed(1)} s`);
         drawCurve();
