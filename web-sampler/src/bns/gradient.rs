@@ -161,21 +161,11 @@ pub fn loss_and_gradient(
     let trajectory = run(model, &times, &alpha, &beta, x0, classes, guidance)?;
 
     // The loss and ∂L/∂x_n.
-    let mut loss = 0.0;
+    let mses = row_mses(&trajectory.last, truth, d);
+    let loss = mean_log(&mses);
     let mut grad_last = vec![0.0f32; rows * d];
-    for r in 0..rows {
+    for (r, &mse) in mses.iter().enumerate() {
         let span = r * d..(r + 1) * d;
-        let mse = trajectory.last[span.clone()]
-            .iter()
-            .zip(&truth[span.clone()])
-            .map(|(&a, &b)| {
-                let e = f64::from(a) - f64::from(b);
-                e * e
-            })
-            .sum::<f64>()
-            / d as f64;
-        let mse = mse.max(MIN_MSE);
-        loss += libm::log(mse) / rows as f64;
         let scale = 2.0 / (rows as f64 * d as f64 * mse);
         for ((g, &a), &b) in grad_last[span.clone()]
             .iter_mut()
@@ -256,19 +246,28 @@ pub fn loss(
     let times = params.times();
     let (alpha, beta) = params.coefficients(&times);
     let trajectory = run(model, &times, &alpha, &beta, x0, classes, guidance)?;
-    let d = model.spec().data_dim();
-    let rows = classes.len();
-    Ok((0..rows)
-        .map(|r| {
-            let mse = trajectory.last[r * d..(r + 1) * d]
+    let mses = row_mses(&trajectory.last, truth, model.spec().data_dim());
+    Ok(mean_log(&mses))
+}
+
+/// Each row's MSE `(1/D)·Σ_d (x_d − y_d)²` (differences in f64), floored at [`MIN_MSE`].
+fn row_mses(x: &[f32], truth: &[f32], d: usize) -> Vec<f64> {
+    x.chunks_exact(d)
+        .zip(truth.chunks_exact(d))
+        .map(|(a, b)| {
+            let sum: f64 = a
                 .iter()
-                .zip(&truth[r * d..(r + 1) * d])
-                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                .sum::<f64>()
-                / d as f64;
-            libm::log(mse.max(MIN_MSE)) / rows as f64
+                .zip(b)
+                .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
+                .sum();
+            (sum / d as f64).max(MIN_MSE)
         })
-        .sum())
+        .collect()
+}
+
+/// `mean_b log(MSE_b)`.
+fn mean_log(mses: &[f64]) -> f64 {
+    mses.iter().map(|&m| libm::log(m)).sum::<f64>() / mses.len().max(1) as f64
 }
 
 #[cfg(test)]
