@@ -118,7 +118,8 @@ export function setUpDistill({ current, addSolver, state }) {
     }
   };
 
-  /** The validation PSNR per iteration, the classical solvers as horizontal lines. */
+  /** The validation PSNR per iteration (and the best so far, the solver kept), the classical
+   * solvers as horizontal lines. */
   function drawCurve() {
     const canvas = $('distill-curve');
     canvas.hidden = false;
@@ -172,10 +173,21 @@ export function setUpDistill({ current, addSolver, state }) {
     g.beginPath();
     state.curve.forEach((p, i) => (i === 0 ? g.moveTo(x(p.iteration), y(p.psnr)) : g.lineTo(x(p.iteration), y(p.psnr))));
     g.stroke();
+    // The best so far: the solver that is kept.
+    let best = -Infinity;
+    g.strokeStyle = '#0b3d1c';
+    g.lineWidth = 1;
+    g.beginPath();
+    state.curve.forEach((p, i) => {
+      best = Math.max(best, p.psnr);
+      if (i === 0) g.moveTo(x(p.iteration), y(best));
+      else g.lineTo(x(p.iteration), y(best));
+    });
+    g.stroke();
     const last = state.curve.at(-1);
     if (last) {
-      g.fillStyle = '#1a7f37';
-      g.fillText(`BNS ${last.psnr.toFixed(1)}`, Math.min(x(last.iteration) + 4, right - 60), y(last.psnr) - 4);
+      g.fillStyle = '#0b3d1c';
+      g.fillText(`BNS, best ${best.toFixed(1)}`, Math.min(x(last.iteration) + 4, right - 90), y(best) - 4);
     }
   }
 
