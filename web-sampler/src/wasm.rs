@@ -11,6 +11,11 @@
 //! const values = await s.generate({ seed: 1, batch: 16 });  // Float32Array [B, C, H, W]
 //! s.backend();                                 // "webgpu" or "cpu"
 //! await s.generate({ seed: 1, batch: 16 }, (done, total) => bar.value = done / total);
+//!
+//! // A BNS solver learned from the model alone (in a worker: each call is one small piece).
+//! const d = new Distiller(bytes, "model.safetensors", { nfe: 8, train: 256, validation: 128, iterations: 250 });
+//! while (!d.finished()) report(d.advance());   // ground truth, baselines, then iterations
+//! s.loadSolver(d.solverJson(seconds), "mine.json");
 //! ```
 
 use std::rc::Rc;
