@@ -118,8 +118,12 @@ test('while a distillation runs the sampler generates; Cancel stops it and adds 
 test('a malformed model file gets an error naming it and the problem; the page keeps working', async () => {
   const { page, errors } = await openPage(site.browser, site.url, `?model=${CHECKERBOARD}`);
   const bytes = readFileSync(MODEL_FILE);
-  // Cut short: the tensors' bytes are missing.
-  await page.setInputFiles('#model-file', { name: 'broken.safetensors', mimeType: 'application/octet-stream', buffer: bytes.subarray(0, bytes.length - 100) });
+  // Cut short (the tensors' bytes are missing), and dropped on the page.
+  await page.evaluate((cut) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([new Uint8Array(cut)], 'broken.safetensors'));
+    document.querySelector('canvas').dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }, [...bytes.subarray(0, bytes.length - 100)]);
   await page.evaluate(() => window.bnsPage.settled());
   const error = await page.evaluate(() => window.bnsPage.error);
   assert.match(error, /^Model not loaded: broken\.safetensors: /);
@@ -128,7 +132,7 @@ test('a malformed model file gets an error naming it and the problem; the page k
   assert.equal(await page.inputValue('#model'), CHECKERBOARD);
   const again = await clickGenerate(page);
   assert.equal(again.error, null);
-  // A good file, dropped in the same way, is the user's model with the classical solvers.
+  // A good file, chosen under "Your own model", is the user's model with the classical solvers.
   await page.setInputFiles('#model-file', { name: 'mine.safetensors', mimeType: 'application/octet-stream', buffer: bytes });
   await page.evaluate(() => window.bnsPage.settled());
   assert.equal(await page.evaluate(() => window.bnsPage.error), null);
