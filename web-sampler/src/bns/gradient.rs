@@ -383,7 +383,10 @@ pub(crate) mod tests {
             };
             assert!((exact.loss - at(&values)).abs() < 1e-12);
             let largest = exact.gradient.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-            let h = 1e-3;
+            // A step large enough that the f32 states' rounding (≈ 1e-7 relative) stays far below
+            // the difference, small enough for the O(h²) error: the worst value here is ~0.14%
+            // of the largest gradient.
+            let h = 3e-3;
             for k in 0..values.len() {
                 let mut up = values.clone();
                 up[k] += h;
@@ -392,7 +395,7 @@ pub(crate) mod tests {
                 let numeric = (at(&up) - at(&down)) / (2.0 * h);
                 let analytic = exact.gradient[k];
                 assert!(
-                    (numeric - analytic).abs() < 1e-2 * largest,
+                    (numeric - analytic).abs() < 5e-3 * largest,
                     "{prediction:?} w = {guidance} time_only {time_only}: ∂L/∂value[{k}] \
                      {numeric} vs {analytic} (largest {largest})"
                 );
