@@ -15,6 +15,7 @@ import { drawRgba, drawScatter, isPoints } from './lib/draw.js';
 import { markStale, showComparison } from './compare.js';
 import { showAbout } from './about.js';
 import { quoted, shortReason } from './lib/messages.js';
+import { setUpDistill } from './distill.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,6 +49,9 @@ const page = {
   loadSolverText: (text, name) => act(() => loadSolverText(text, name)),
   compare: () => act(compare),
   loseDevice: () => sampler.call('loseDevice'),
+  /** The "Distil a solver" panel's state: { status, curve, baselines, seconds, solverText, … }. */
+  distill: {},
+  loadModelFile: (bytes, name) => act(() => loadOwnModel(bytes, name)),
 };
 window.bnsPage = page;
 
@@ -64,6 +68,10 @@ const sources = new Map();
 /** The option value of the solver the sampler holds. */
 let solverValue = null;
 let filesLoaded = 0;
+/** Model list value ("file:<name>") → the bytes of a model file the user chose or dropped. */
+const ownModels = new Map();
+/** The "Distil a solver" panel (distill.js). */
+let distill = null;
 let queue = Promise.resolve();
 
 const messageOf = (e) => e?.message ?? String(e);
@@ -190,12 +198,14 @@ function showBackend() {
 }
 
 async function loadModel(name, wanted = new URLSearchParams()) {
+  if (ownModels.has(name)) return loadOwnModel(ownModels.get(name), name.slice('file:'.length));
   const base = new URL(`models/${name}/`, document.baseURI);
   const { manifest, url, bytes, cached, f16 } = await fetchModel(new URL('manifest.json', base).href);
   const loaded = await sampler.call('loadModel', { bytes, name: url });
   const { spec } = loaded;
   backendInfo = loaded.info;
-  model = { name, spec, manifest, base };
+  model = { name, spec, manifest, base, bytes, modelId: loaded.modelId, title: manifest.title ?? name };
+  distill?.modelChanged(model);
   page.model = { name, cached };
   fillSolvers(manifest, base);
   fillClasses(spec);
@@ -281,6 +291,61 @@ async function useSolver(value) {
   }
   solverValue = value;
   $('solver').value = value;
+}
+
+/**
+ * A model file the user chose or dropped (`bytes`, its file name): checked by the runtime as
+ * every loader checks a model; on success it joins the model list (as the user's) with the
+ * classical solvers, and a refusal names the file and the problem, the previous model staying.
+ */
+async function loadOwnModel(bytes, fileName) {
+  let loaded;
+  try {
+    loaded = await sampler.call('loadModel', { bytes, name: fileName });
+  } catch (e) {
+    throw new Error(`Model not loaded: ${messageOf(e)}. The previous model is still in use.`);
+  }
+  const { spec } = loaded;
+  backendInfo = loaded.info;
+  const value = `file:${fileName}`;
+  ownModels.set(value, bytes);
+  const title = `${fileName} (your file)`;
+  const manifest = { name: fileName, title, solvers: [] };
+  model = { name: value, spec, manifest, base: null, bytes, modelId: loaded.modelId, title };
+  page.model = { name: value, cached: false, own: true };
+  if (![...$('model').options].some((o) => o.value === value)) $('model').append(new Option(title, value));
+  $('model').value = value;
+  fillSolvers(manifest, null);
+  fillClasses(spec);
+  $('batch').value = isPoints(spec) ? '1000' : '16';
+  $('about-model').textContent =
+    `${title} (${loaded.summary}; data ${spec.data_shape.join('×')}); ` +
+    `${(bytes.length / 1e6).toFixed(1)} MB, read in this browser and sent nowhere; model id ${loaded.modelId.slice(0, 12)}…`;
+  showAbout($('about'), { manifest, base: null, spec }).catch(() => {});
+  await useSolver($('solver').value);
+  distill?.modelChanged(model);
+  return [];
+}
+
+/**
+ * A solver distilled on this page (`text`, the file name it downloads as): added to the solver
+ * list under "Distilled here (yours)" and used. The list forgets it when the model changes.
+ */
+async function addDistilledSolver(text, name) {
+  const file = await sampler.call('loadSolver', { text, name });
+  solver = file;
+  const value = `file:${++filesLoaded}`;
+  sources.set(value, { text, name });
+  let group = $('solver-distilled');
+  if (!group) {
+    group = document.createElement('optgroup');
+    group.label = 'Distilled here (yours)';
+    group.id = 'solver-distilled';
+    $('solver').prepend(group);
+  }
+  const psnr = file.metrics?.validation_psnr;
+  group.append(new Option(`yours · BNS · NFE ${file.nfe} · w = ${file.guidance}${Number.isFinite(psnr) ? ` · ${psnr.toFixed(1)} dB (validation)` : ''}`, value));
+  await useSolver(value);
 }
 
 /** A solver file's text (from the file input, or a test): added to the solver list and used. */
@@ -487,6 +552,33 @@ function wire() {
     if (file) act(async () => loadSolverText(await file.text(), file.name));
   });
   $('run-on').addEventListener('change', showBackend);
+  $('model-file').addEventListener('change', () => {
+    const file = $('model-file').files[0];
+    $('model-file').value = '';
+    if (file) act(async () => loadOwnModel(new Uint8Array(await file.arrayBuffer()), file.name));
+  });
+  // A model file dropped anywhere on the page.
+  document.addEventListener('dragover', (event) => {
+    if (![...(event.dataTransfer?.types ?? [])].includes('Files')) return;
+    event.preventDefault();
+    document.body.classList.add('drop-target');
+  });
+  document.addEventListener('dragleave', (event) => {
+    if (event.relatedTarget === null) document.body.classList.remove('drop-target');
+  });
+  document.addEventListener('drop', (event) => {
+    document.body.classList.remove('drop-target');
+    const file = event.dataTransfer?.files?.[0];
+    if (!file) return;
+    event.preventDefault();
+    act(async () => loadOwnModel(new Uint8Array(await file.arrayBuffer()), file.name));
+  });
+  distill = setUpDistill({
+    current: () => model,
+    addSolver: (text, name) => act(() => addDistilledSolver(text, name)),
+    state: page.distill,
+  });
+  if (model) distill.modelChanged(model);
   $('compare').addEventListener('click', () => act(compare));
   for (const id of COMPARE_INPUTS) {
     $(id).addEventListener('change', compareInputChanged);

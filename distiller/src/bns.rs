@@ -234,4 +234,96 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_runtime_gradient_equals_candles_on_the_same_model_and_pairs() {
+        use web_sampler::bns::{loss_and_gradient, BnsParameters as RuntimeParameters};
+        use web_sampler::model::Prediction;
+        for (prediction, guidance, time_only, method) in [
+            (Prediction::Velocity, 0.0, false, Method::Midpoint),
+            (Prediction::Data, 1.5, false, Method::Euler),
+            (Prediction::Velocity, 1.0, true, Method::Euler),
+        ] {
+            let mut spec = crate::network::tests::tiny_spec([1, 3, 3], 3);
+            spec.prediction = prediction;
+            spec.time_scale = 10.0;
+            let model = Model::random(spec, 5).unwrap();
+            let net = CandleNetwork::from_model(&model, &Device::Cpu).unwrap();
+            let (rows, dim) = (6, model.spec().data_dim());
+            let x0 = gaussian_batch(1, rows, dim);
+            let truth = gaussian_batch(2, rows, dim);
+            let labels = vec![0u32, 1, 2, 0, 1, 2];
+            let table = method.build(4, Grid::Uniform).unwrap();
+            // The runtime's parameters, moved off the classical values and rounded to f32 (as
+            // candle holds them); candle's set to the same values.
+            let mut runtime = RuntimeParameters::from_table(&table, time_only).unwrap();
+            let mut noise = web_sampler::noise::Noise::new(9);
+            let values: Vec<f64> = runtime
+                .values()
+                .iter()
+                .map(|v| f64::from((v + 0.05 * noise.gaussian()) as f32))
+                .collect();
+            runtime.set_values(&values);
+            let candle = BnsParameters::from_table(&table, time_only, &Device::Cpu).unwrap();
+            let as_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+            candle
+                .theta
+                .set(&Tensor::from_vec(as_f32(&runtime.theta), 4, &Device::Cpu).unwrap())
+                .unwrap();
+            candle
+                .alpha
+                .set(&Tensor::from_vec(as_f32(&runtime.alpha), 4, &Device::Cpu).unwrap())
+                .unwrap();
+            candle
+                .beta
+                .set(&Tensor::from_vec(as_f32(&runtime.beta), (4, 4), &Device::Cpu).unwrap())
+                .unwrap();
+
+            let expected =
+                loss_and_gradient(&model, &runtime, &x0, &truth, &labels, guidance).unwrap();
+            let xt = Tensor::from_slice(&x0, (rows, dim), &Device::Cpu).unwrap();
+            let yt = Tensor::from_slice(&truth, (rows, dim), &Device::Cpu).unwrap();
+            let ct = Tensor::from_slice(&labels, rows, &Device::Cpu).unwrap();
+            let loss = candle.loss(&net, &xt, &yt, &ct, guidance).unwrap();
+            let candle_loss = f64::from(loss.to_scalar::<f32>().unwrap());
+            assert!(
+                (candle_loss - expected.loss).abs() < 1e-4 * (1.0 + expected.loss.abs()),
+                "loss {candle_loss} vs {}",
+                expected.loss
+            );
+            let grads = loss.backward().unwrap();
+            let of = |var: &Var| -> Vec<f64> {
+                grads
+                    .get(var.as_tensor())
+                    .map(|g| {
+                        g.flatten_all()
+                            .unwrap()
+                            .to_vec1::<f32>()
+                            .unwrap()
+                            .into_iter()
+                            .map(f64::from)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            // Candle's gradients in the runtime's layout: θ, then α and β's lower triangle.
+            let mut got = of(&candle.theta);
+            if !time_only {
+                got.extend(of(&candle.alpha));
+                let beta = of(&candle.beta);
+                for i in 0..4 {
+                    got.extend(&beta[i * 4..i * 4 + i + 1]);
+                }
+            }
+            assert_eq!(got.len(), expected.gradient.len());
+            let largest = expected.gradient.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+            for (k, (g, e)) in got.iter().zip(&expected.gradient).enumerate() {
+                assert!(
+                    (g - e).abs() < 1e-4 * largest,
+                    "{prediction:?} w = {guidance} time_only {time_only}: value {k}: candle {g} \
+                     vs runtime {e} (largest {largest})"
+                );
+            }
+        }
+    }
 }

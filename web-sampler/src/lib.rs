@@ -10,6 +10,9 @@
 //! * [`solver`]: the NS table (general and reduced forms), the solver file, classical constructors.
 //! * [`model`]: the model file and the MLP velocity network (CPU forward).
 //! * [`noise`]: the seeded Gaussian generator shared by every platform.
+//! * [`dopri5`]: adaptive Dormand–Prince 5(4), and [`truth`]: ground-truth pairs with it.
+//! * [`bns`]: BNS distillation — the parametrisation, the loss and its gradient through the
+//!   sampling loop (the MLP's vector–Jacobian product), Adam.
 //! * [`sample`]: guided sampling with an NS table on the CPU, and image conversion.
 //! * [`gpu`]: the same sampling in WGSL compute shaders through wgpu (Vulkan natively, WebGPU in
 //!   browsers).
@@ -24,6 +27,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod atomic_write;
+pub mod bns;
+pub mod dopri5;
 pub mod error;
 pub mod gpu;
 pub mod grid;
@@ -42,6 +47,7 @@ pub mod sampler;
 pub mod scratch;
 pub mod solver;
 pub mod tensor_file;
+pub mod truth;
 pub mod versioned_json;
 
 #[cfg(target_arch = "wasm32")]

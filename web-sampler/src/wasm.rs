@@ -12,6 +12,11 @@
 //! // values: Float32Array [B, C, H, W]; backend: "webgpu" or "cpu", the path that ran;
 //! // picture: { rgba, width, height } of images, in `columns` tiles per row
 //! await s.generate({ seed: 1, batch: 16 }, (done, total) => bar.value = done / total);
+//!
+//! // A BNS solver learned from the model alone (in a worker: each call is one small piece).
+//! const d = new Distiller(bytes, "model.safetensors", { nfe: 8, train: 256, validation: 128, iterations: 250 });
+//! while (!d.finished()) report(d.advance());   // ground truth, baselines, then iterations
+//! s.loadSolver(d.solverJson(seconds), "mine.json");
 //! ```
 
 use std::rc::Rc;
@@ -436,5 +441,174 @@ impl Sampler {
             .trajectories(&options.request())
             .map_err(js_error)?;
         Ok(states.concat())
+    }
+}
+
+/// `Distiller`'s options as JavaScript gives them (every number a double, checked in words).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDistillOptions {
+    nfe: f64,
+    #[serde(default)]
+    guidance: f64,
+    train: f64,
+    validation: f64,
+    iterations: f64,
+    #[serde(default)]
+    batch: Option<f64>,
+    #[serde(default)]
+    lr: Option<f64>,
+    #[serde(default)]
+    validate_every: Option<f64>,
+    #[serde(default)]
+    seed: Option<f64>,
+}
+
+impl RawDistillOptions {
+    fn settings(self) -> Result<crate::bns::JobSettings, JsError> {
+        let defaults = crate::bns::DistillationSettings::new(1, 0.0);
+        let count = |name: &str, v: f64| -> Result<usize, JsError> {
+            Ok(whole(name, v, 1.0, crate::bns::job::MAX_PAIRS as f64)? as usize)
+        };
+        let lr = self.lr.unwrap_or(defaults.lr);
+        if !(lr.is_finite() && lr > 0.0 && lr <= 1.0) {
+            return Err(JsError::new(&format!(
+                "lr must be a number in (0, 1], got {}",
+                number_in_message(lr)
+            )));
+        }
+        Ok(crate::bns::JobSettings {
+            nfe: whole("nfe", self.nfe, 1.0, crate::solver::MAX_STEPS as f64)? as usize,
+            guidance: self.guidance,
+            train: count("train", self.train)?,
+            validation: count("validation", self.validation)?,
+            iterations: whole(
+                "iterations",
+                self.iterations,
+                1.0,
+                crate::bns::job::MAX_ITERATIONS as f64,
+            )? as usize,
+            batch: count("batch", self.batch.unwrap_or(defaults.batch as f64))?,
+            lr,
+            validate_every: count(
+                "validateEvery",
+                self.validate_every
+                    .unwrap_or(defaults.validate_every as f64),
+            )?,
+            seed: whole(
+                "seed",
+                self.seed.unwrap_or(0.0),
+                0.0,
+                9_007_199_254_740_991.0,
+            )? as u64,
+        })
+    }
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const DISTILL_TYPES: &str = r#"
+/** Options of `new Distiller`. */
+export interface DistillOptions {
+  /** Network evaluations of the solver. */
+  nfe: number;
+  /** Guidance scale w ≥ 0 (default 0). */
+  guidance?: number;
+  /** Training and validation pairs (together a multiple of 64). */
+  train: number;
+  validation: number;
+  /** Adam iterations. */
+  iterations: number;
+  /** Training pairs per iteration (default 40), peak learning rate (default 5e-3), validation
+   * every this many iterations (default 50), seed of the noise (default 0). */
+  batch?: number;
+  lr?: number;
+  validateEvery?: number;
+  seed?: number;
+}
+/** What one `Distiller.advance()` did. */
+export type DistillStep =
+  | { stage: "truth"; done: number; total: number; nfe: number }
+  | { stage: "baselines"; baselines: { label: string; psnr: number }[]; init: { label: string; psnr: number } }
+  | { stage: "iteration"; iteration: number; trainPsnr: number; validationPsnr: number | null; bestPsnr: number; done: boolean };
+"#;
+
+/// A BNS distillation for one model, advanced a piece at a time by its caller (the page's
+/// worker), which can report each piece and stop between them (`crate::bns::job`).
+#[wasm_bindgen]
+pub struct Distiller {
+    job: crate::bns::DistillJob,
+}
+
+#[wasm_bindgen]
+impl Distiller {
+    /// Reads the model file (`name` names it in errors) and checks the options against it.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        bytes: &[u8],
+        name: &str,
+        #[wasm_bindgen(unchecked_param_type = "DistillOptions")] options: JsValue,
+    ) -> Result<Distiller, JsError> {
+        let model = Model::from_bytes(bytes, name).map_err(js_error)?;
+        let raw: RawDistillOptions = serde_wasm_bindgen::from_value(options).map_err(|e| {
+            JsError::new(&format!(
+                "distillation options must be {{nfe, guidance?, train, validation, iterations, \
+                 batch?, lr?, validateEvery?, seed?}}: {e}"
+            ))
+        })?;
+        let job = crate::bns::DistillJob::new(&model, raw.settings()?).map_err(js_error)?;
+        Ok(Distiller { job })
+    }
+
+    /// One piece of work: a batch of ground truth, the baselines, or one iteration.
+    #[wasm_bindgen(unchecked_return_type = "DistillStep")]
+    pub fn advance(&mut self) -> Result<JsValue, JsError> {
+        use crate::bns::Advance;
+        let value = match self.job.advance().map_err(js_error)? {
+            Advance::Truth { done, total, nfe } => serde_json::json!({
+                "stage": "truth", "done": done, "total": total, "nfe": nfe,
+            }),
+            Advance::Baselines => {
+                let baselines: Vec<_> = self
+                    .job
+                    .baselines()
+                    .iter()
+                    .map(|(label, psnr)| serde_json::json!({ "label": label, "psnr": psnr }))
+                    .collect();
+                let (label, psnr) = self.job.init().unwrap_or_default();
+                serde_json::json!({
+                    "stage": "baselines",
+                    "baselines": baselines,
+                    "init": { "label": label, "psnr": psnr },
+                })
+            }
+            Advance::Iteration(it) => serde_json::json!({
+                "stage": "iteration",
+                "iteration": it.iteration,
+                "trainPsnr": it.train_psnr,
+                "validationPsnr": it.validation_psnr,
+                "bestPsnr": it.best_validation_psnr,
+                "done": self.job.finished(),
+            }),
+        };
+        serde::Serialize::serialize(&value, &serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_error)
+    }
+
+    /// Whether every iteration is done.
+    pub fn finished(&self) -> bool {
+        self.job.finished()
+    }
+
+    /// The best solver so far as a solver file (JSON text) bound to the model, recording
+    /// `seconds` of work; `undefined` before training starts.
+    #[wasm_bindgen(js_name = solverJson)]
+    pub fn solver_json(&self, seconds: f64) -> Option<String> {
+        Some(self.job.solver_file(seconds)?.to_json())
+    }
+
+    /// The `bns truth` command whose pairs begin with this distillation's, with `test` more.
+    #[wasm_bindgen(js_name = truthCommand)]
+    pub fn truth_command(&self, test: usize) -> String {
+        self.job.settings().truth_command(test)
     }
 }

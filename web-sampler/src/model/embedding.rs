@@ -46,6 +46,25 @@ pub(crate) fn write_time_embedding(t: f32, scale: f64, out: &mut [f32]) {
     }
 }
 
+/// The derivative of [`time_embedding`] in `t`, written into `out` (`dim = out.len()`):
+/// `s·f_k·cos(s·t·f_k)` for the sines and `−s·f_k·sin(s·t·f_k)` for the cosines (0 for the odd
+/// last value), in f64 with libm; for the networks' vector–Jacobian products.
+pub(crate) fn write_time_embedding_derivative(t: f32, scale: f64, out: &mut [f64]) {
+    let half = out.len() / 2;
+    let scaled = scale * f64::from(t);
+    let frequencies = time_frequencies(out.len());
+    let (sines, rest) = out.split_at_mut(half);
+    let cosines = &mut rest[..half];
+    for ((sine, cosine), frequency) in sines.iter_mut().zip(cosines.iter_mut()).zip(frequencies) {
+        let angle = scaled * frequency;
+        *sine = scale * frequency * libm::cos(angle);
+        *cosine = -scale * frequency * libm::sin(angle);
+    }
+    if let Some(last) = rest.get_mut(half) {
+        *last = 0.0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +93,29 @@ mod tests {
         // The first frequency is exactly 1.
         assert_eq!(e[0], libm::sin(tt) as f32);
         assert_eq!(e[3], libm::cos(tt) as f32);
+    }
+
+    #[test]
+    fn the_derivative_matches_central_differences() {
+        let (dim, scale, t) = (10, 10.0, 0.37f32);
+        let mut derivative = vec![0.0; dim];
+        write_time_embedding_derivative(t, scale, &mut derivative);
+        // The embedding in f64 at t ± h, from the same formula.
+        let at = |t: f64| -> Vec<f64> {
+            let f = time_frequencies(dim);
+            let mut e: Vec<f64> = f.iter().map(|f| (scale * t * f).sin()).collect();
+            e.extend(f.iter().map(|f| (scale * t * f).cos()));
+            e
+        };
+        let h = 1e-6;
+        let (up, down) = (at(f64::from(t) + h), at(f64::from(t) - h));
+        for k in 0..dim {
+            let numeric = (up[k] - down[k]) / (2.0 * h);
+            assert!(
+                (numeric - derivative[k]).abs() < 1e-6 * (1.0 + numeric.abs()),
+                "{k}: {numeric} vs {}",
+                derivative[k]
+            );
+        }
     }
 }

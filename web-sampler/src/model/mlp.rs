@@ -13,11 +13,13 @@
 //! * `layers.{L}`: Linear(`W → D`), no activation: the network's output (the velocity, or `x̂1`
 //!   for data-predicting models).
 
+mod vjp;
+
 use serde::{Deserialize, Serialize};
 
 use super::embedding::write_time_embedding;
 use super::linear::{self, PackedLinear};
-use super::network::VelocityNetwork;
+use super::network::{Tape, VelocityNetwork};
 use super::spec::{ModelSpec, MAX_DEPTH, MAX_WIDTH};
 use crate::noise::Noise;
 
@@ -258,6 +260,9 @@ pub(crate) struct Mlp {
     class_width: usize,
     /// `depth + 1` dense layers.
     layers: Vec<Layer>,
+    /// Each layer's transpose `W` `[in, out]` packed, with zero bias (made on the first
+    /// vector–Jacobian product: `∂L/∂input = ∂L/∂output · W`).
+    transposed: std::sync::OnceLock<Vec<PackedLinear>>,
 }
 
 impl Mlp {
@@ -298,6 +303,7 @@ impl Mlp {
             class_embedding,
             class_width: spec.class_embedding,
             layers,
+            transposed: std::sync::OnceLock::new(),
         })
     }
 }
@@ -362,6 +368,20 @@ impl VelocityNetwork for Mlp {
         linear::keep(&INPUT, input);
         linear::keep(&FRONT, front);
         linear::keep(&BACK, back);
+    }
+
+    fn forward_recorded(
+        &self,
+        x: &[f32],
+        t: &[f32],
+        class: &[u32],
+        out: &mut [f32],
+    ) -> Option<Tape> {
+        Some(vjp::forward_recorded(self, x, t, class, out))
+    }
+
+    fn input_vjp(&self, tape: &Tape, grad_out: &[f32], grad_x: &mut [f32], grad_t: &mut [f32]) {
+        vjp::input_vjp(self, tape, grad_out, grad_x, grad_t);
     }
 }
 

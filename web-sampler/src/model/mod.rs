@@ -47,7 +47,7 @@ pub use embedding::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
 pub(crate) use file::f16_le_bytes;
 pub use file::WeightDtype;
 pub use mlp::{exp, Activation, MlpSpec};
-pub use network::VelocityNetwork;
+pub use network::{Tape, VelocityNetwork};
 pub use spec::{
     Architecture, ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS,
     MAX_TIME_SCALE, MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
@@ -288,47 +288,107 @@ impl Model {
     /// entries, a class above [`ModelSpec::null_class`]. Row `i` of the result depends only on
     /// row `i` of the inputs, bit for bit.
     pub fn velocity(&self, x: &[f32], t: &[f32], class: &[u32]) -> Result<Vec<f32>> {
-        let rows = t.len();
-        let d = self.spec.data_dim();
-        let fail = |problem: String| Error::new(&self.origin, problem);
-        let expected = rows
-            .checked_mul(d)
-            .ok_or_else(|| fail(format!("velocity: a batch of {rows} rows is too large")))?;
-        if x.len() != expected {
-            return Err(fail(format!(
-                "velocity: x has {} values, expected {rows} rows × {d} = {expected} (one row per time)",
-                x.len()
-            )));
-        }
-        let classes: &[u32] = if self.spec.is_conditional() {
-            if class.len() != rows {
-                return Err(fail(format!(
-                    "velocity: {} class labels for {rows} rows",
-                    class.len()
-                )));
-            }
-            let null = self.spec.null_class();
-            if let Some(bad) = class.iter().find(|&&c| c > null) {
-                return Err(fail(format!(
-                    "velocity: class {bad} is out of range (classes 0..{null}, {null} = null class)"
-                )));
-            }
-            class
-        } else {
-            if !class.is_empty() && class.len() != rows {
-                return Err(fail(format!(
-                    "velocity: {} class labels for {rows} rows",
-                    class.len()
-                )));
-            }
-            &[]
-        };
-        let mut out = vec![0.0; expected];
+        let classes = self.checked_classes(x, t, class)?;
+        let mut out = vec![0.0; x.len()];
         self.forward_on_threads(x, t, classes, &mut out);
         if self.spec.prediction == Prediction::Data {
             crate::path::velocity_from_data(&mut out, x, t);
         }
         Ok(out)
+    }
+
+    /// [`velocity`](Self::velocity) (the same values), recording what
+    /// [`velocity_vjp`](Self::velocity_vjp) needs. Errors as `velocity` does, and for an
+    /// architecture without a vector–Jacobian product (the U-Net's is not written).
+    pub fn velocity_recorded(
+        &self,
+        x: &[f32],
+        t: &[f32],
+        class: &[u32],
+    ) -> Result<(Vec<f32>, VelocityTape)> {
+        let classes = self.checked_classes(x, t, class)?;
+        let mut out = vec![0.0; x.len()];
+        let tape = self
+            .network
+            .forward_recorded(x, t, classes, &mut out)
+            .ok_or_else(|| {
+                Error::new(
+                    &self.origin,
+                    format!(
+                        "the {} network has no vector–Jacobian product in this runtime (only \
+                         the MLP's is written), so no solver can be distilled for it here",
+                        self.spec.architecture.name()
+                    ),
+                )
+            })?;
+        // A data-predicting network's output x̂1 − x, kept for the time derivative of the
+        // conversion to a velocity.
+        let mut data_minus_x = Vec::new();
+        if self.spec.prediction == Prediction::Data {
+            data_minus_x = out.iter().zip(x).map(|(o, x)| o - x).collect();
+            crate::path::velocity_from_data(&mut out, x, t);
+        }
+        Ok((out, VelocityTape { tape, data_minus_x }))
+    }
+
+    /// The vector–Jacobian product of the velocity recorded in `tape` with respect to `x` and
+    /// `t`: for `grad_u` `[rows, D]` (∂L/∂u) returns `(∂L/∂x [rows, D], ∂L/∂t [rows])`. For a
+    /// data-predicting model `u = (x̂1 − x)·c(t)`, `c(t) = 1/max(1 − t, 0.05)`, so
+    /// `∂L/∂x̂1 = c·∂L/∂u`, `∂L/∂x = Jᵀ(c·∂L/∂u) − c·∂L/∂u` and `∂L/∂t` gains
+    /// `c′(t)·⟨∂L/∂u, x̂1 − x⟩` with `c′ = c²` where `1 − t > 0.05` (0 where the floor holds).
+    pub fn velocity_vjp(
+        &self,
+        tape: &VelocityTape,
+        grad_u: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let rows = tape.tape.t.len();
+        let d = self.spec.data_dim();
+        if grad_u.len() != rows * d {
+            return Err(Error::new(
+                &self.origin,
+                format!(
+                    "velocity_vjp: {} gradient values for {rows} rows × {d}",
+                    grad_u.len()
+                ),
+            ));
+        }
+        let mut grad_x = vec![0.0; rows * d];
+        let mut grad_t = vec![0.0; rows];
+        if self.spec.prediction != Prediction::Data {
+            self.network
+                .input_vjp(&tape.tape, grad_u, &mut grad_x, &mut grad_t);
+            return Ok((grad_x, grad_t));
+        }
+        let mut grad_data = grad_u.to_vec();
+        let mut extra_t = vec![0.0f32; rows];
+        for (r, &t) in tape.tape.t.iter().enumerate() {
+            let c = crate::path::data_to_velocity_factor(t);
+            let c_prime = if 1.0 - t > crate::path::DATA_PREDICTION_MIN_REMAINING {
+                c * c
+            } else {
+                0.0
+            };
+            let span = r * d..(r + 1) * d;
+            let dot: f64 = grad_u[span.clone()]
+                .iter()
+                .zip(&tape.data_minus_x[span.clone()])
+                .map(|(&g, &v)| f64::from(g) * f64::from(v))
+                .sum();
+            extra_t[r] = (f64::from(c_prime) * dot) as f32;
+            grad_data[span].iter_mut().for_each(|g| *g *= c);
+        }
+        self.network
+            .input_vjp(&tape.tape, &grad_data, &mut grad_x, &mut grad_t);
+        for (r, (gt, extra)) in grad_t.iter_mut().zip(extra_t).enumerate() {
+            *gt += extra;
+            for (gx, g) in grad_x[r * d..(r + 1) * d]
+                .iter_mut()
+                .zip(&grad_data[r * d..(r + 1) * d])
+            {
+                *gx -= g;
+            }
+        }
+        Ok((grad_x, grad_t))
     }
 
     /// Sets the threads [`velocity`](Self::velocity) splits a batch's rows across (natively;
@@ -341,6 +401,46 @@ impl Model {
     /// The threads set by [`set_threads`](Self::set_threads) (1 unless set).
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The checks of [`velocity`](Self::velocity): `x` is `t.len()` rows, the classes fit;
+    /// returns the classes the network reads (none for an unconditional model).
+    fn checked_classes<'a>(&self, x: &[f32], t: &[f32], class: &'a [u32]) -> Result<&'a [u32]> {
+        let rows = t.len();
+        let d = self.spec.data_dim();
+        let fail = |problem: String| Error::new(&self.origin, problem);
+        let expected = rows
+            .checked_mul(d)
+            .ok_or_else(|| fail(format!("velocity: a batch of {rows} rows is too large")))?;
+        if x.len() != expected {
+            return Err(fail(format!(
+                "velocity: x has {} values, expected {rows} rows × {d} = {expected} (one row per time)",
+                x.len()
+            )));
+        }
+        if self.spec.is_conditional() {
+            if class.len() != rows {
+                return Err(fail(format!(
+                    "velocity: {} class labels for {rows} rows",
+                    class.len()
+                )));
+            }
+            let null = self.spec.null_class();
+            if let Some(bad) = class.iter().find(|&&c| c > null) {
+                return Err(fail(format!(
+                    "velocity: class {bad} is out of range (classes 0..{null}, {null} = null class)"
+                )));
+            }
+            Ok(class)
+        } else {
+            if !class.is_empty() && class.len() != rows {
+                return Err(fail(format!(
+                    "velocity: {} class labels for {rows} rows",
+                    class.len()
+                )));
+            }
+            Ok(&[])
+        }
     }
 
     /// The network's forward over `rows = t.len()` rows, split into contiguous runs of rows,
@@ -461,6 +561,14 @@ impl Model {
             threads: 1,
         })
     }
+}
+
+/// What [`Model::velocity_recorded`] keeps for [`Model::velocity_vjp`].
+#[derive(Clone, Debug)]
+pub struct VelocityTape {
+    tape: Tape,
+    /// `x̂1 − x` of a data-predicting model (empty otherwise).
+    data_minus_x: Vec<f32>,
 }
 
 /// Lowercase hexadecimal of `bytes`.

@@ -22,9 +22,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
 use serde_json::json;
+use web_sampler::bns::distillation::loss_to_psnr;
+use web_sampler::bns::BatchOrder;
 use web_sampler::grid::Grid;
 use web_sampler::model::Model;
-use web_sampler::noise::Noise;
 use web_sampler::solver::{Method, SolverFile};
 
 use crate::bns::BnsParameters;
@@ -134,12 +135,6 @@ pub fn run(args: DistillArgs) -> Result<()> {
         outcome.solver.provenance["best_iteration"],
     );
     Ok(())
-}
-
-/// Multiplier from `loss = mean log MSE` (MSE on [−1, 1]) to PSNR on [0, 1]: `PSNR = −10/ln 10 ·
-/// loss + 10·log10 4`.
-fn loss_to_psnr(loss: f64) -> f64 {
-    -10.0 / std::f64::consts::LN_10 * loss + 10.0 * 4f64.log10()
 }
 
 pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Result<DistillOutcome> {
@@ -403,46 +398,6 @@ fn gather(pairs: &PairsView, rows: &[usize], device: &Device) -> Result<(Tensor,
 thread_local! {
     /// Tests stop a run after this iteration, as an interruption would.
     pub(crate) static STOP_AFTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// The training rows of each iteration: epochs of fresh shuffles of `0..len` from one seeded
-/// stream, so iteration `i`'s rows depend only on the seed and `i`.
-struct BatchOrder {
-    noise: Noise,
-    order: Vec<usize>,
-    cursor: usize,
-}
-
-impl BatchOrder {
-    fn new(len: usize, seed: u64) -> BatchOrder {
-        BatchOrder {
-            noise: Noise::new(seed),
-            order: (0..len).collect(),
-            cursor: len,
-        }
-    }
-
-    /// The next `batch` rows.
-    fn next_rows(&mut self, batch: usize) -> Vec<usize> {
-        let mut rows = Vec::with_capacity(batch);
-        while rows.len() < batch {
-            if self.cursor == self.order.len() {
-                shuffle(&mut self.order, &mut self.noise);
-                self.cursor = 0;
-            }
-            rows.push(self.order[self.cursor]);
-            self.cursor += 1;
-        }
-        rows
-    }
-}
-
-/// Fisher–Yates shuffle.
-fn shuffle(order: &mut [usize], noise: &mut Noise) {
-    for i in (1..order.len()).rev() {
-        let j = ((noise.uniform() * (i + 1) as f64) as usize).min(i);
-        order.swap(i, j);
-    }
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, from the system clock (civil-from-days, H. Hinnant).

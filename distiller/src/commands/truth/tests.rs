@@ -702,3 +702,43 @@ mod gpu {
         check_device_against_the_runtime(Device::new_cuda(0).unwrap());
     }
 }
+
+/// The page's distillation makes its pairs with the runtime (`web_sampler::truth`, batches of
+/// `web_sampler::bns::job::TRUTH_BATCH`): they are `bns truth`'s first pairs, bit for bit, so
+/// `bns solver measure` finds the page's validation figure on a pairs file of `bns truth`.
+#[test]
+fn the_runtimes_pairs_are_bns_truths_first_pairs() {
+    use web_sampler::bns::job::TRUTH_BATCH;
+    use web_sampler::truth::{pair_inputs, solve_rows, DEFAULT_TOLERANCE};
+    let model = smooth(&image_model());
+    let options = TruthOptions {
+        count: 2 * TRUTH_BATCH + 5,
+        validation: 10,
+        test: 5,
+        guidance: 1.5,
+        batch: TRUTH_BATCH,
+        ..options()
+    };
+    let pairs = compute_pairs(&model, &options, &mut |_| {}).unwrap();
+    let count = 2 * TRUTH_BATCH;
+    let (noise, labels) = pair_inputs(&model, options.seed, count);
+    let dim = model.spec().data_dim();
+    assert_eq!(noise, pairs.noise[..count * dim]);
+    assert_eq!(labels, pairs.labels[..count]);
+    for start in (0..count).step_by(TRUTH_BATCH) {
+        let rows = start..start + TRUTH_BATCH;
+        let (truth, _) = solve_rows(
+            &model,
+            &noise[rows.start * dim..rows.end * dim],
+            &labels[rows.clone()],
+            1.5,
+            DEFAULT_TOLERANCE,
+        )
+        .unwrap();
+        assert_eq!(truth, pairs.truth[rows.start * dim..rows.end * dim]);
+    }
+    assert_eq!(
+        (DEFAULT_TOLERANCE.rtol, DEFAULT_TOLERANCE.atol),
+        (options.rtol, options.atol)
+    );
+}
