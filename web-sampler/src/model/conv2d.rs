@@ -27,7 +27,9 @@
 //!
 //! A pointwise convolution with stride 1 is the dense layer itself (`PackedLinear::forward`).
 
-use super::linear::{store_sums, with_len, Kernel, Lanes, PackedLinear, KC, PANEL};
+use super::linear::{
+    run_rows, store_sums, with_len, Kernel, Lanes, PackedLinear, RowTile, KC, PANEL,
+};
 
 /// A convolution with its weights packed for the kernel.
 #[derive(Clone, Debug)]
@@ -250,21 +252,7 @@ fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(operands: Operands<'_>)
                         y_stride: outputs,
                         columns,
                     };
-                    match tile_rows {
-                        1 => tile.run::<V, 1, NV>(),
-                        2 if MR >= 2 => tile.run::<V, 2, NV>(),
-                        3 if MR >= 3 => tile.run::<V, 3, NV>(),
-                        4 if MR >= 4 => tile.run::<V, 4, NV>(),
-                        5 if MR >= 5 => tile.run::<V, 5, NV>(),
-                        6 if MR >= 6 => tile.run::<V, 6, NV>(),
-                        7 if MR >= 7 => tile.run::<V, 7, NV>(),
-                        8 if MR >= 8 => tile.run::<V, 8, NV>(),
-                        9 if MR >= 9 => tile.run::<V, 9, NV>(),
-                        10 if MR >= 10 => tile.run::<V, 10, NV>(),
-                        11 if MR >= 11 => tile.run::<V, 11, NV>(),
-                        12 if MR >= 12 => tile.run::<V, 12, NV>(),
-                        _ => unreachable!("tile of {tile_rows} rows with MR = {MR}"),
-                    }
+                    run_rows::<_, V, MR, NV>(&tile, tile_rows);
                 }
                 r += tile_rows;
             }
@@ -292,7 +280,7 @@ struct Tile<'a, const MR: usize> {
     columns: usize,
 }
 
-impl<const MR: usize> Tile<'_, MR> {
+impl<const MR: usize> RowTile for Tile<'_, MR> {
     /// # Safety
     /// Each of the first `R` windows plus any offset plus `channels − 1` is inside `x`;
     /// `panel` holds `channels · taps · PANEL` values, `bias` `PANEL`; `y` row `r` (stride

@@ -330,21 +330,7 @@ fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(layer: Layer<'_>) {
                         y_stride: out,
                         columns,
                     };
-                    match tile_rows {
-                        1 => tile.run::<V, 1, NV>(),
-                        2 if MR >= 2 => tile.run::<V, 2, NV>(),
-                        3 if MR >= 3 => tile.run::<V, 3, NV>(),
-                        4 if MR >= 4 => tile.run::<V, 4, NV>(),
-                        5 if MR >= 5 => tile.run::<V, 5, NV>(),
-                        6 if MR >= 6 => tile.run::<V, 6, NV>(),
-                        7 if MR >= 7 => tile.run::<V, 7, NV>(),
-                        8 if MR >= 8 => tile.run::<V, 8, NV>(),
-                        9 if MR >= 9 => tile.run::<V, 9, NV>(),
-                        10 if MR >= 10 => tile.run::<V, 10, NV>(),
-                        11 if MR >= 11 => tile.run::<V, 11, NV>(),
-                        12 if MR >= 12 => tile.run::<V, 12, NV>(),
-                        _ => unreachable!("tile of {tile_rows} rows with MR = {MR}"),
-                    }
+                    run_rows::<_, V, MR, NV>(&tile, tile_rows);
                 }
                 r += tile_rows;
             }
@@ -415,7 +401,7 @@ struct Tile {
     columns: usize,
 }
 
-impl Tile {
+impl RowTile for Tile {
     /// # Safety
     /// `x` holds `depth · R` values, `panel` `depth · PANEL`, `bias` `PANEL`; `y` row `r`
     /// (stride `y_stride`) has `columns` writable values; `V`'s instructions exist here.
@@ -441,6 +427,40 @@ impl Tile {
             self.y_stride,
             self.columns,
         );
+    }
+}
+
+/// A register tile run with `R` rows, a constant, so that its accumulators live in registers.
+pub(in crate::model) trait RowTile {
+    /// # Safety
+    /// As the implementation states (its operands in bounds for `R` rows; `V`'s instructions
+    /// exist here).
+    unsafe fn run<V: Lanes, const R: usize, const NV: usize>(&self);
+}
+
+/// Runs `tile` with `rows` rows (1 ..= `MR` ≤ 12), the constant chosen here.
+///
+/// # Safety
+/// `tile.run::<V, rows, NV>()` is safe to call.
+#[inline(always)]
+pub(in crate::model) unsafe fn run_rows<T: RowTile, V: Lanes, const MR: usize, const NV: usize>(
+    tile: &T,
+    rows: usize,
+) {
+    match rows {
+        1 => tile.run::<V, 1, NV>(),
+        2 if MR >= 2 => tile.run::<V, 2, NV>(),
+        3 if MR >= 3 => tile.run::<V, 3, NV>(),
+        4 if MR >= 4 => tile.run::<V, 4, NV>(),
+        5 if MR >= 5 => tile.run::<V, 5, NV>(),
+        6 if MR >= 6 => tile.run::<V, 6, NV>(),
+        7 if MR >= 7 => tile.run::<V, 7, NV>(),
+        8 if MR >= 8 => tile.run::<V, 8, NV>(),
+        9 if MR >= 9 => tile.run::<V, 9, NV>(),
+        10 if MR >= 10 => tile.run::<V, 10, NV>(),
+        11 if MR >= 11 => tile.run::<V, 11, NV>(),
+        12 if MR >= 12 => tile.run::<V, 12, NV>(),
+        _ => unreachable!("tile of {rows} rows with MR = {MR}"),
     }
 }
 
