@@ -77,7 +77,7 @@ export function setUpDistill({ current, addSolver, state }) {
         if (step.validationPsnr !== null) state.curve.push({ iteration: step.iteration, psnr: step.validationPsnr, seconds });
         $('distill-progress').value = step.iteration;
         status(`Iteration ${step.iteration} of ${run.iterations} · best validation PSNR ${step.bestPsnr.toFixed(2)} dB · ${seconds.toFixed(1)} s`);
-        drawCurve();
+        drawSoon();
       }
     } else if (data.type === 'done') {
       const solver = JSON.parse(data.solver);
@@ -117,6 +117,18 @@ export function setUpDistill({ current, addSolver, state }) {
       finish();
     }
   };
+
+  /** Draws the curve at the next frame, once however many iterations arrive before it (they
+   * come faster than frames: the main thread stays free). */
+  let drawPending = false;
+  function drawSoon() {
+    if (drawPending) return;
+    drawPending = true;
+    requestAnimationFrame(() => {
+      drawPending = false;
+      drawCurve();
+    });
+  }
 
   /** The validation PSNR per iteration (and the best so far, the solver kept), the classical
    * solvers as horizontal lines. */
