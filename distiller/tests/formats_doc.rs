@@ -3,8 +3,10 @@
 //! key tables (after `<!-- keys: NAME -->`) are those the code writes, in the order it writes
 //! them, and its `required` and `default when absent` columns are what the loaders do; its
 //! formulas (time embedding, data → velocity, guidance, the NS update, the reduced form, PSNR,
-//! the seeded noise, the MLP and U-Net forwards) are recomputed here from the text and compared
-//! with the runtime; its table of limits equals the code's constants. Any drift fails a test.
+//! the seeded noise, SiLU's `exp`, the MLP and U-Net forwards, a sample request) are recomputed
+//! here from the text alone and compared with the runtime, to the bit wherever the text says how
+//! the runtime rounds and sums; its table of limits equals the code's constants, and the
+//! operation count behind one of them is recounted from the text. Any drift fails a test.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -382,10 +384,10 @@ fn the_model_tables_say_which_keys_are_required_and_their_defaults() {
 /// §1.4, as written.
 fn documented_time_embedding(t: f32, width: usize, s: f64) -> Vec<f32> {
     let half = width / 2;
-    let f = |k: usize| (-(10000f64.ln()) * k as f64 / half as f64).exp();
+    let f = |k: usize| libm::exp(-libm::log(10000.0) * k as f64 / half as f64);
     let st = s * f64::from(t);
-    let mut e: Vec<f32> = (0..half).map(|k| (st * f(k)).sin() as f32).collect();
-    e.extend((0..half).map(|k| (st * f(k)).cos() as f32));
+    let mut e: Vec<f32> = (0..half).map(|k| libm::sin(st * f(k)) as f32).collect();
+    e.extend((0..half).map(|k| libm::cos(st * f(k)) as f32));
     if width % 2 == 1 {
         e.push(0.0);
     }
@@ -407,8 +409,9 @@ fn the_time_embedding_is_the_documented_formula() {
         let documented = documented_time_embedding(t, width, s);
         assert_eq!(runtime.len(), documented.len());
         for (k, (a, b)) in runtime.iter().zip(&documented).enumerate() {
-            assert!(
-                (a - b).abs() <= f32::EPSILON,
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
                 "e({t})[{k}] of width {width}, s = {s}: runtime {a}, FORMATS.md {b}"
             );
         }
@@ -462,10 +465,9 @@ fn documented_mlp_output(model: &Model, x: &[f32], t: f32, class: u32) -> Vec<f3
             .iter()
             .enumerate()
             .map(|(o, b)| {
-                let s: f32 = (0..h.len()).map(|j| h[j] * weight[o * h.len() + j]).sum();
-                let y = s + b;
+                let y = documented_dense_sum(&h, &weight[o * h.len()..(o + 1) * h.len()]) + b;
                 if i < mlp.depth {
-                    y / (1.0 + (-y).exp())
+                    silu(y)
                 } else {
                     y
                 }
@@ -493,8 +495,9 @@ fn the_mlp_forward_and_the_guidance_are_the_documented_ones() {
             let documented = documented_mlp_output(&model, &x, t, class);
             let runtime = model.velocity(&x, &[t], &[class]).unwrap();
             for (a, b) in runtime.iter().zip(&documented) {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
                     "u(x, {t}, {class}): runtime {a}, FORMATS.md {b}"
                 );
             }
@@ -526,14 +529,92 @@ impl Activation {
     }
 }
 
+/// §1.3's `exp`, as written (Cephes' `expf` in plain `f32` steps).
+fn documented_exp(a: f32) -> f32 {
+    let clamped = a.clamp(-87.336_55, 88.376_26);
+    let k = (clamped * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = (clamped - k * 0.693_359_4) - k * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let p = (p * (r * r) + r) + 1.0;
+    let two_to_k = f32::from_bits(((k as i32 + 127) as u32 & 0xff) << 23);
+    if a.is_nan() {
+        a
+    } else if a > 88.376_26 {
+        f32::INFINITY
+    } else if a < -87.336_55 {
+        0.0
+    } else {
+        p * two_to_k
+    }
+}
+
+/// §1.3's SiLU.
 fn silu(v: f32) -> f32 {
-    v / (1.0 + (-v).exp())
+    v / (1.0 + documented_exp(-v))
+}
+
+/// §1.3's dense sum: `s = 0; s = s + x_i·w_i` for increasing `i`, each product rounded.
+fn documented_dense_sum(x: &[f32], w: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for (x, w) in x.iter().zip(w) {
+        s += x * w;
+    }
+    s
+}
+
+#[test]
+fn silu_s_exp_is_the_documented_one() {
+    let mut values = vec![
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.0,
+        88.376_26,
+        88.376_27,
+        88.3,
+        -87.336_55,
+        -87.336_56,
+        -87.2,
+        100.0,
+        -100.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+    ];
+    // A sweep of [−90, 90] and every exponent of the small values.
+    values.extend((0..=180_000).map(|i| i as f32 * 0.001 - 90.0));
+    values.extend((-126..0).map(|e| 2f32.powi(e) * 1.3));
+    for a in values {
+        let (runtime, documented) = (model::exp(a), documented_exp(a));
+        assert_eq!(
+            runtime.to_bits(),
+            documented.to_bits(),
+            "exp({a}): runtime {runtime}, FORMATS.md {documented}"
+        );
+        // Within the documented range; outside it, 0 and +∞ by definition.
+        let truth = f64::from(a).exp();
+        if (-87.336_55..=88.376_26).contains(&a) {
+            let error = (f64::from(documented) - truth).abs() / truth;
+            assert!(
+                error <= 2.0 * f64::from(f32::EPSILON),
+                "exp({a}) = {documented}: relative error {error:e} above 2 ulp"
+            );
+        }
+    }
+    assert!(documented_exp(f32::NAN).is_nan() && model::exp(f32::NAN).is_nan());
 }
 
 /// §1.3's U-Net, from the text, over the tensors of `model`.
 struct DocumentedUnet<'m> {
     model: &'m Model,
     groups: usize,
+    /// Multiply-adds of the layers §1.2 counts, added up as the forward runs.
+    multiply_adds: std::cell::Cell<usize>,
 }
 
 impl DocumentedUnet<'_> {
@@ -546,15 +627,16 @@ impl DocumentedUnet<'_> {
     fn dense(&self, name: &str, x: &[f32]) -> Vec<f32> {
         let weight = self.tensor(&format!("{name}.weight"));
         let bias = self.tensor(&format!("{name}.bias"));
+        self.count(x.len() * bias.len());
         bias.iter()
             .enumerate()
-            .map(|(o, b)| {
-                (0..x.len())
-                    .map(|i| x[i] * weight[o * x.len() + i])
-                    .sum::<f32>()
-                    + b
-            })
+            .map(|(o, b)| documented_dense_sum(x, &weight[o * x.len()..(o + 1) * x.len()]) + b)
             .collect()
+    }
+
+    fn count(&self, multiply_adds: usize) {
+        self.multiply_adds
+            .set(self.multiply_adds.get() + multiply_adds);
     }
 
     /// PyTorch's `Conv2d`: zero padding `k/2`, output `⌈h/stride⌉ × ⌈w/stride⌉`.
@@ -565,6 +647,7 @@ impl DocumentedUnet<'_> {
         let k = ((weight.len() / outputs / x.c) as f64).sqrt() as usize;
         let pad = (k / 2) as isize;
         let (oh, ow) = (x.h.div_ceil(stride), x.w.div_ceil(stride));
+        self.count(oh * ow * outputs * x.c * k * k);
         let mut v = Vec::with_capacity(outputs * oh * ow);
         for o in 0..outputs {
             for oy in 0..oh {
@@ -575,12 +658,15 @@ impl DocumentedUnet<'_> {
                             for kx in 0..k {
                                 let iy = (oy * stride + ky) as isize - pad;
                                 let ix = (ox * stride + kx) as isize - pad;
-                                if (0..x.h as isize).contains(&iy)
+                                // The padding's zeros are products like any other input.
+                                let input = if (0..x.h as isize).contains(&iy)
                                     && (0..x.w as isize).contains(&ix)
                                 {
-                                    s += x.at(i, iy as usize, ix as usize)
-                                        * weight[((o * x.c + i) * k + ky) * k + kx];
-                                }
+                                    x.at(i, iy as usize, ix as usize)
+                                } else {
+                                    0.0
+                                };
+                                s += input * weight[((o * x.c + i) * k + ky) * k + kx];
                             }
                         }
                     }
@@ -602,19 +688,27 @@ impl DocumentedUnet<'_> {
         let per_group = x.c / self.groups;
         let plane = x.h * x.w;
         let mut out = x.clone();
+        // Each channel's sum over its positions in order, then the group's channels in order.
+        let group_sum = |g: usize, term: &dyn Fn(f32) -> f64| {
+            let mut total = 0.0f64;
+            for c in g * per_group..(g + 1) * per_group {
+                let mut channel = 0.0f64;
+                for &v in &x.v[c * plane..(c + 1) * plane] {
+                    channel += term(v);
+                }
+                total += channel;
+            }
+            total
+        };
         for g in 0..self.groups {
             let range = g * per_group * plane..(g + 1) * per_group * plane;
-            let values = &x.v[range.clone()];
-            let count = values.len() as f64;
-            let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / count;
-            let variance = values
-                .iter()
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum::<f64>()
-                / count;
+            let count = (per_group * plane) as f64;
+            let mean = group_sum(g, &|v| f64::from(v)) / count;
+            let variance = group_sum(g, &|v| (f64::from(v) - mean) * (f64::from(v) - mean)) / count;
+            let r = 1.0 / (variance + 1e-5).sqrt();
             for (index, target) in range.zip(&mut out.v[g * per_group * plane..]) {
                 let c = index / plane;
-                let normal = ((f64::from(x.v[index]) - mean) / (variance + 1e-5).sqrt()) as f32;
+                let normal = ((f64::from(x.v[index]) - mean) * r) as f32;
                 let y = normal * weight[c] + bias[c];
                 *target = if then_silu { silu(y) } else { y };
             }
@@ -655,24 +749,27 @@ impl DocumentedUnet<'_> {
         let qkv = self.conv("middle.attention.qkv", &a, 1);
         let (c, p) = (h.c, h.h * h.w);
         let get = |part: usize, i: usize, position: usize| qkv.v[(part * c + i) * p + position];
-        let scale = 1.0 / (c as f32).sqrt();
+        self.count(2 * p * p * c);
+        let scale = (1.0 / (c as f64).sqrt()) as f32;
         let mut mixed = vec![0.0f32; c * p];
         for query in 0..p {
+            let q: Vec<f32> = (0..c).map(|i| get(0, i, query)).collect();
             let scores: Vec<f32> = (0..p)
                 .map(|key| {
-                    (0..c)
-                        .map(|i| get(0, i, query) * get(1, i, key))
-                        .sum::<f32>()
-                        * scale
+                    let k: Vec<f32> = (0..c).map(|i| get(1, i, key)).collect();
+                    (documented_dense_sum(&q, &k) + 0.0) * scale
                 })
                 .collect();
             let largest = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let exps: Vec<f32> = scores.iter().map(|s| (s - largest).exp()).collect();
-            let total: f32 = exps.iter().sum();
+            let exps: Vec<f32> = scores.iter().map(|s| libm::expf(s - largest)).collect();
+            let mut total = 0.0f32;
+            for e in &exps {
+                total += e;
+            }
+            let weights: Vec<f32> = exps.iter().map(|e| e / total).collect();
             for i in 0..c {
-                mixed[i * p + query] = (0..p)
-                    .map(|key| exps[key] / total * get(2, i, key))
-                    .sum::<f32>();
+                let v: Vec<f32> = (0..p).map(|key| get(2, i, key)).collect();
+                mixed[i * p + query] = documented_dense_sum(&weights, &v) + 0.0;
             }
         }
         let mixed = Activation {
@@ -785,19 +882,28 @@ fn the_unet_forward_is_the_documented_one() {
     let documented = DocumentedUnet {
         model: &model,
         groups,
+        multiply_adds: std::cell::Cell::new(0),
     };
     let dim = spec.data_dim();
     for (row, &t) in [0.0f32, 0.35, 0.97].iter().enumerate() {
         let x: Vec<f32> = weights(dim, 100 + row).iter().map(|v| 2.0 * v).collect();
         for class in 0..=spec.null_class() {
+            documented.multiply_adds.set(0);
             let expected = documented.output(&x, t, class);
             let runtime = model.velocity(&x, &[t], &[class]).unwrap();
             for (k, (a, b)) in runtime.iter().zip(&expected).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
                     "U-Net u(x, {t}, {class})[{k}]: runtime {a}, FORMATS.md {b}"
                 );
             }
+            // §1.2: what the limit of operations per sample per evaluation counts.
+            assert_eq!(
+                2 * documented.multiply_adds.get(),
+                2 * sizes.layout(&spec).multiply_adds(),
+                "operations of one evaluation"
+            );
         }
     }
 }
@@ -1090,10 +1196,10 @@ fn documented_gaussian_batch(seed: u64, count: usize) -> Vec<f32> {
     while out.len() < count {
         let u1 = 1.0 - uniform();
         let u2 = uniform();
-        let r = (-2.0 * u1.ln()).sqrt();
+        let r = libm::sqrt(-2.0 * libm::log(u1));
         let angle = 2.0 * std::f64::consts::PI * u2;
-        out.push((r * angle.cos()) as f32);
-        out.push((r * angle.sin()) as f32);
+        out.push((r * libm::cos(angle)) as f32);
+        out.push((r * libm::sin(angle)) as f32);
     }
     out.truncate(count);
     out
@@ -1102,14 +1208,65 @@ fn documented_gaussian_batch(seed: u64, count: usize) -> Vec<f32> {
 #[test]
 fn the_seeded_noise_is_the_documented_generator() {
     for seed in [0u64, 7, u64::MAX] {
-        let runtime = web_sampler::noise::gaussian_batch(seed, 25, 4);
-        let documented = documented_gaussian_batch(seed, 100);
-        for (i, (a, b)) in runtime.iter().zip(&documented).enumerate() {
-            assert!(
-                (a - b).abs() <= 4.0 * f32::EPSILON * (1.0 + b.abs()),
-                "seed {seed}, value {i}: runtime {a}, FORMATS.md {b}"
-            );
+        // An even and an odd count (the last pair's second normal dropped).
+        for (batch, dim) in [(25, 4), (3, 5)] {
+            let runtime = web_sampler::noise::gaussian_batch(seed, batch, dim);
+            let documented = documented_gaussian_batch(seed, batch * dim);
+            assert_eq!(runtime.len(), documented.len());
+            for (i, (a, b)) in runtime.iter().zip(&documented).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "seed {seed}, value {i}: runtime {a}, FORMATS.md {b}"
+                );
+            }
         }
+    }
+}
+
+#[test]
+fn a_sample_request_is_the_documented_one() {
+    // §6: seeded noise, the default class `i mod K`, the solver's table, and an image model's
+    // output clamped to [−1, 1].
+    let spec: ModelSpec = serde_json::from_str(block("json unet-spec")).unwrap();
+    let tensors: Vec<(String, Vec<f32>)> = spec
+        .tensor_shapes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| (name, weights(shape.iter().product(), 7 * i)))
+        .collect();
+    let model = Model::from_tensors(spec.clone(), tensors).unwrap();
+    let table = web_sampler::solver::classical::euler(&[0.0, 0.5, 1.0]);
+    let (seed, batch, w) = (3u64, 5usize, 0.7f64);
+    let request = web_sampler::sample::SampleRequest {
+        seed,
+        batch,
+        class: None,
+        guidance: w,
+    };
+    let k = spec.num_classes as u32;
+    let classes: Vec<u32> = (0..batch as u32).map(|i| i % k).collect();
+    assert_eq!(
+        web_sampler::sample::class_labels(&model, &request).unwrap(),
+        classes
+    );
+    let x0 = documented_gaussian_batch(seed, batch * spec.data_dim());
+    let unclamped = web_sampler::sample::integrate(&model, &table, x0, &classes, w).unwrap();
+    assert!(
+        unclamped.iter().any(|v| v.abs() > 1.0),
+        "the test needs values outside [−1, 1]"
+    );
+    let samples = web_sampler::sample::sample(&model, &table, &request).unwrap();
+    assert_eq!(samples.shape, [batch, 1, 4, 4]);
+    let clamped: Vec<u32> = unclamped
+        .iter()
+        .map(|v| v.clamp(-1.0, 1.0).to_bits())
+        .collect();
+    let got: Vec<u32> = samples.values.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(got, clamped);
+    for v in [-1.5f32, -1.0, -0.3, 0.0, 0.999, 1.0, 2.0] {
+        let documented = ((v.clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0).round() as u8;
+        assert_eq!(web_sampler::sample::to_byte(v), documented, "pixel of {v}");
     }
 }
 

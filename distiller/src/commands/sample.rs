@@ -38,7 +38,8 @@ pub struct SampleArgs {
     /// Enlarge image grids this many times (nearest neighbour)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
     scale: u8,
-    /// Also write the raw values [B, C, H, W] as JSON (shape and values)
+    /// Also write the samples' values [B, C, H, W] as JSON (shape and values): an image model's
+    /// are clamped to [-1, 1], as drawn in the PNG (FORMATS.md §6)
     #[arg(long)]
     values: Option<PathBuf>,
     /// Where to run: the CPU path (bit-identical to the browser's CPU path) or the WGSL kernels
