@@ -1,4 +1,4 @@
-// One step of a non-stationary solver in its reduced form (DESIGN §2):
+// One step of a non-stationary solver in its reduced form (`docs/MATH.md` §4):
 // x_{i+1} = α_i·x_0 + Σ_{j≤i} β_ij·u_j, the coefficients read from a buffer.
 //
 // Dispatched by `Plan::ns_update` (`web-sampler/src/gpu/kernels.rs`), one invocation per value

@@ -1,5 +1,4 @@
-//! The BNS solver's parameters and its differentiable sampling loop (DESIGN §2, "BNS
-//! distillation").
+//! The BNS solver's parameters and its differentiable sampling loop (`docs/MATH.md` §7).
 //!
 //! The solver is kept in reduced form, `x_{i+1} = α_i·x_0 + Σ_{j≤i} β_ij·u_j`, which is also a
 //! general NS table (`a_i0 = α_i`, the other `a_ij = 0`, `b = β`). The times are

@@ -1,5 +1,5 @@
 //! The small image classifier whose features `bns eval` compares generated and real images with
-//! (DESIGN §2, "Metrics"): an MLP `D → 256 → 128 → K` with SiLU, trained with AdamW on the
+//! (`docs/MATH.md` §8): an MLP `D → 256 → 128 → K` with SiLU, trained with AdamW on the
 //! train split of the model's dataset. The features are the 128 activations of the second hidden
 //! layer (after SiLU). A Fréchet distance on these features is *not* Inception FID: it is only
 //! comparable with itself, on the same classifier file. A dataset without classes (a folder of

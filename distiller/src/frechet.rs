@@ -1,5 +1,5 @@
 //! Distances between two sets of samples, for `bns eval`'s quality-and-diversity figures
-//! (DESIGN §2, "Metrics"):
+//! (`docs/MATH.md` §8):
 //!
 //! * the **Fréchet distance** between Gaussians fitted to two sets of feature vectors,
 //!   `|μ1−μ2|² + Tr(Σ1 + Σ2 − 2(Σ1^{1/2} Σ2 Σ1^{1/2})^{1/2})` — the formula of FID, here applied

@@ -1,4 +1,4 @@
-//! How close a solver gets to the ground truth: PSNR per sample (DESIGN §2, "Metrics"), run on
+//! How close a solver gets to the ground truth: PSNR per sample (`docs/MATH.md` §8), run on
 //! the runtime's CPU path so that the figures are those of the solver as the browser runs it.
 
 use anyhow::{bail, Result};
@@ -68,9 +68,9 @@ pub fn classical_label(method: Method, grid: Grid) -> String {
 }
 
 /// A distilled solver's figures on the test split of its pairs, with its baselines' at the same
-/// NFE and guidance on the same pairs (DESIGN §3): the classical solver it started from, the best
-/// classical solver (every method on every grid that has a table at this NFE) and, when given,
-/// the time-only baseline. What [`record`](Self::record) writes into the solver file.
+/// NFE and guidance on the same pairs (`FORMATS.md` §2): the classical solver it started from,
+/// the best classical solver (every method on every grid that has a table at this NFE) and, when
+/// given, the time-only baseline. What [`record`](Self::record) writes into the solver file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TestFigures {
     /// Test pairs measured on.

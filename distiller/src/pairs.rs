@@ -1,6 +1,6 @@
 //! The ground-truth pairs file: noise `x_0` and the DOPRI5 solution `x_1` it leads to, for one
-//! model (and guidance scale), split into training, validation and test rows (DESIGN §2 "Ground
-//! truth"). `bns truth` writes it; distillation and evaluation read it. Distillation learns on
+//! model (and guidance scale), split into training, validation and test rows (`docs/MATH.md`
+//! §6). `bns truth` writes it; distillation and evaluation read it. Distillation learns on
 //! the training rows and keeps the parameters that do best on the validation rows; the test rows
 //! are used for nothing but the figures that are reported.
 //!

@@ -1,4 +1,7 @@
-// Launching Debian's Chromium for the browser tests (flags from DESIGN §6).
+// Launching Debian's Chromium for the browser tests: headless (the new headless mode), without
+// Chromium's sandbox, with its background traffic and first-run work turned off (QUIC,
+// component updates, sync, background networking), and, when WebGPU is wanted,
+// --enable-unsafe-webgpu, which gives WebGPU on SwiftShader.
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';

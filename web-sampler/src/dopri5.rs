@@ -1,5 +1,5 @@
 //! Adaptive Dormand–Prince 5(4) (DOPRI5): the reference ODE solver that makes the ground truth
-//! `x(1)` of the flow ODE `dx/dt = u_t(x)` from seeded noise `x(0)` (DESIGN §2 "Ground truth").
+//! `x(1)` of the flow ODE `dx/dt = u_t(x)` from seeded noise `x(0)` (`docs/MATH.md` §6).
 //!
 //! Generic over the right-hand side `f(x, t)`, which may fail, and over where the state lives
 //! ([`State`]): a host `Vec<f64>` ([`integrate_rows`], the reference, which `bns truth` and the

@@ -1,5 +1,6 @@
-//! Time grids `0 = τ_0 < τ_1 < … < τ_k = 1` on which the classical solvers step (DESIGN §2):
-//! the uniform grid and the EDM/Karras grid (ρ = 7) mapped to flow time by `t = 1/(1+σ)`.
+//! Time grids `0 = τ_0 < τ_1 < … < τ_k = 1` on which the classical solvers step
+//! (`docs/MATH.md` §5.1): the uniform grid and the EDM/Karras grid (ρ = 7) mapped to flow time
+//! by `t = 1/(1+σ)`.
 
 use crate::path;
 use std::fmt;

@@ -4,7 +4,7 @@
 //! non-stationary solver table. The CPU path here is plain Rust so that it gives the same numbers
 //! natively and in wasm; it is the fallback in browsers without WebGPU and the test oracle.
 //!
-//! Modules follow the math of `DESIGN.md` §2:
+//! Modules follow the math of `docs/MATH.md`:
 //! * [`path`]: the conditional-OT probability path (α_t, σ_t, λ_t, data prediction).
 //! * [`grid`]: time grids (uniform, EDM/Karras mapped to flow time).
 //! * [`solver`]: the NS table (general and reduced forms), the solver file, classical constructors.

@@ -1,4 +1,4 @@
-//! How close samples are to a reference: PSNR per sample (DESIGN §2, "Metrics"). The distiller
+//! How close samples are to a reference: PSNR per sample (`docs/MATH.md` §8). The distiller
 //! scores solvers with it, and the page's compare view shows it. What it means for images and
 //! for 2-D points: `FORMATS.md` §2.
 

@@ -1,4 +1,4 @@
-//! The conditional-OT probability path `x_t = (1−t)·x0 + t·x1` (DESIGN §2).
+//! The conditional-OT probability path `x_t = (1−t)·x0 + t·x1` (`docs/MATH.md` §1).
 //!
 //! Time runs from noise (t = 0) to data (t = 1). The scheduler is `α_t = t`, `σ_t = 1 − t`,
 //! the log signal-to-noise ratio is `λ_t = log(α_t/σ_t)`, and a velocity `u` at `(x, t)` gives

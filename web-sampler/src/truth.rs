@@ -1,4 +1,4 @@
-//! Ground truth on the CPU path (DESIGN §2, "Ground truth"): the flow ODE `dx/dt = ũ_t(x)`
+//! Ground truth on the CPU path (`docs/MATH.md` §6): the flow ODE `dx/dt = ũ_t(x)`
 //! solved from seeded noise to t = 1 by the adaptive Dormand–Prince 5(4) of [`crate::dopri5`],
 //! the state in f64 and the guided velocity evaluated in f32 on the runtime's network, a batch
 //! of rows stepped together. `bns truth` (its default, CPU, field) and the page's distillation

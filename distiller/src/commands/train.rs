@@ -1,4 +1,4 @@
-//! `bns train`: flow matching on the conditional-OT path (DESIGN §2).
+//! `bns train`: flow matching on the conditional-OT path (`docs/MATH.md` §2).
 //!
 //! Each step draws data `x1` with labels (dropped to the null class with probability
 //! `--label-dropout`), noise `x0 ~ N(0, I)` and `t ~ U[0, 1]`, and minimises

@@ -1,4 +1,4 @@
-//! BNS distillation on the runtime (DESIGN §2, "BNS distillation"), so that the page can learn a
+//! BNS distillation on the runtime (`docs/MATH.md` §7), so that the page can learn a
 //! solver in its worker and native tests can check it: the parametrisation ([`BnsParameters`]),
 //! the loss and its gradient through the n-step sampling loop ([`gradient`]), Adam ([`adam`]),
 //! the procedure that ties them to ground-truth pairs ([`distillation`]), and a whole run from

@@ -1,4 +1,4 @@
-//! Classical ODE solvers written as NS tables (DESIGN §2): Euler, midpoint, Heun, RK4,
+//! Classical ODE solvers written as NS tables (`docs/MATH.md` §5): Euler, midpoint, Heun, RK4,
 //! variable-step Adams–Bashforth 2 and 3, and DPM-Solver++(2M) for the conditional-OT path.
 //! They are the baselines a BNS solver is compared with and the initialisations it is distilled
 //! from. Each constructor takes grid points `τ_0 < … < τ_k` (normally `0` to `1`, from
@@ -159,7 +159,7 @@ impl Rows {
 }
 
 /// Forward Euler: `x_{m+1} = x_m + h_m·u_{τ_m}(x_m)`, i.e. `t_i = τ_i`, `a_ii = 1`,
-/// `b_ii = τ_{i+1} − τ_i` (DESIGN §2). On this path DDIM is the same method.
+/// `b_ii = τ_{i+1} − τ_i` (`docs/MATH.md` §5.2). On this path DDIM is the same method.
 pub fn euler(grid: &[f64]) -> NsTable {
     let mut rows = Rows::new();
     for (m, w) in grid.windows(2).enumerate() {
@@ -171,7 +171,7 @@ pub fn euler(grid: &[f64]) -> NsTable {
 /// Explicit midpoint (RK2; Hairer, Nørsett & Wanner, *Solving ODEs I*, §II.1): each grid step
 /// is two NS steps, `x_{2m+1} = x_{2m} + (h/2)·u_{2m}` with `u_{2m}` at `τ_m`, then
 /// `x_{2m+2} = x_{2m} + h·u_{2m+1}` with `u_{2m+1}` at `τ_m + h/2` (a coefficient on `x_{2m}`,
-/// not on `x_{2m+1}`; DESIGN §2).
+/// not on `x_{2m+1}`; `docs/MATH.md` §5.2).
 pub fn midpoint(grid: &[f64]) -> NsTable {
     let mut rows = Rows::new();
     for (m, w) in grid.windows(2).enumerate() {
@@ -295,7 +295,7 @@ pub fn ab3(grid: &[f64]) -> NsTable {
 
 /// DPM-Solver++(2M) (Lu et al., "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
 /// Probabilistic Models", 2022, Algorithm 2) in data-prediction form on the conditional-OT path
-/// (`α = t`, `σ = 1 − t`, `λ = log(α/σ)`; DESIGN §2):
+/// (`α = t`, `σ = 1 − t`, `λ = log(α/σ)`; `docs/MATH.md` §1, §5.2):
 /// `h_i = λ_{i+1} − λ_i`, `r_i = h_{i−1}/h_i`,
 /// `D_i = (1 + 1/(2r_i))·x̂1_i − (1/(2r_i))·x̂1_{i−1}` (first step `D_0 = x̂1_0`),
 /// `x_{i+1} = (σ_{i+1}/σ_i)·x_i − α_{i+1}·(e^{−h_i} − 1)·D_i`, with the data prediction

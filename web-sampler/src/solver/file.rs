@@ -1,4 +1,4 @@
-//! The solver file (DESIGN §3): one JSON document holding an NS table in general form with its
+//! The solver file: one JSON document holding an NS table in general form with its
 //! name, kind, NFE, guidance, the model it was distilled for, metrics and provenance. Loading
 //! always validates; saving writes a temporary file and renames it over the target. Every field,
 //! the update it describes, its limits and its metrics: `FORMATS.md` §2.

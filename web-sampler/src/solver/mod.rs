@@ -1,6 +1,7 @@
-//! Non-stationary (NS) solvers (DESIGN §2): the general table `x_{i+1} = Σ_{j≤i} a_ij·x_j +
-//! Σ_{j≤i} b_ij·u_j`, its reduced form `x_{i+1} = α_i·x_0 + Σ_{j≤i} β_ij·u_j`, the solver file
-//! (DESIGN §3, [`SolverFile`]) and the classical solvers written as NS tables ([`classical`]).
+//! Non-stationary (NS) solvers (`docs/MATH.md` §4): the general table
+//! `x_{i+1} = Σ_{j≤i} a_ij·x_j + Σ_{j≤i} b_ij·u_j`, its reduced form
+//! `x_{i+1} = α_i·x_0 + Σ_{j≤i} β_ij·u_j`, the solver file (`FORMATS.md` §2, [`SolverFile`]) and
+//! the classical solvers written as NS tables ([`classical`]).
 
 pub mod classical;
 pub mod file;

@@ -1,5 +1,5 @@
 //! `bns distill`: learn a BNS solver for one model, one NFE and one guidance scale from
-//! ground-truth pairs (DESIGN §2, "BNS distillation").
+//! ground-truth pairs (`docs/MATH.md` §7).
 //!
 //! The network is frozen; Adam updates only the solver's times and coefficients, with gradients
 //! through the whole n-step sampling loop, on the training split of the pairs. The validation

@@ -1,5 +1,5 @@
 //! `bns eval`: every classical and distilled solver of one model, side by side, against the
-//! ground truth (DESIGN §2, "Metrics").
+//! ground truth (`docs/MATH.md` §8).
 //!
 //! * **PSNR** (mean ± std over the test pairs of a pairs file, at the pairs' guidance),
 //!   measured by the runtime's CPU path ([`metrics::solver_psnr`]): every classical method on

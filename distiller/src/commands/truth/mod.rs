@@ -1,6 +1,7 @@
 //! `bns truth`: the ground truth for distillation — solve the model's (guided) flow ODE from
 //! seeded noise at t = 0 to t = 1 with adaptive Dormand–Prince 5(4) at tight tolerances, and
-//! save the (noise, truth) pairs, split into training, validation and test rows (DESIGN §2).
+//! save the (noise, truth) pairs, split into training, validation and test rows
+//! (`docs/MATH.md` §6).
 //!
 //! Pair `i` starts from row `i` of `gaussian_batch(seed, count, D)`, so a pair's noise depends
 //! only on the seed and `i`. Rows are solved in batches of `--batch` that step together (one NFE
