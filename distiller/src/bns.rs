@@ -30,8 +30,11 @@ pub struct BnsParameters {
 }
 
 impl BnsParameters {
-    /// Parameters equal to a classical table (its reduced form and times). For `time_only` the
-    /// table must be Euler's (the coefficients are then derived from the times).
+    /// Parameters of a classical table: its reduced form, and its times as softmax logits. A time
+    /// step shorter than `MIN_INCREMENT` (10⁻⁴; Heun's and RK4's repeated times, the EDM grid's
+    /// first steps beyond ~500 NFE) is raised to it and the increments renormalised, so such a
+    /// table's times move by about 10⁻⁴; others (Euler, midpoint on either grid) are exact. For
+    /// `time_only` the table must be Euler's (the coefficients are then derived from the times).
     pub fn from_table(table: &NsTable, time_only: bool, device: &Device) -> Result<Self> {
         let n = table.steps();
         if table.times[0] != 0.0 {

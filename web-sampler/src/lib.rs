@@ -8,7 +8,7 @@
 //! * [`path`]: the conditional-OT probability path (α_t, σ_t, λ_t, data prediction).
 //! * [`grid`]: time grids (uniform, EDM/Karras mapped to flow time).
 //! * [`solver`]: the NS table (general and reduced forms), the solver file, classical constructors.
-//! * [`model`]: the model file and the MLP velocity network (CPU forward).
+//! * [`model`]: the model file and the velocity networks' CPU forwards (the MLP and the U-Net).
 //! * [`noise`]: the seeded Gaussian generator shared by every platform.
 //! * [`dopri5`]: adaptive Dormand–Prince 5(4), and [`truth`]: ground-truth pairs with it.
 //! * [`bns`]: BNS distillation — the parametrisation, the loss and its gradient through the

@@ -1,8 +1,10 @@
 //! `bns train`: flow matching on the conditional-OT path (`docs/MATH.md` §2).
 //!
 //! Each step draws data `x1` with labels (dropped to the null class with probability
-//! `--label-dropout`), noise `x0 ~ N(0, I)` and `t ~ U[0, 1]`, and minimises
-//! `‖u(x_t, t, c) − (x1 − x0)‖²` at `x_t = (1−t)·x0 + t·x1` with AdamW (Loshchilov & Hutter 2019),
+//! `--label-dropout`), noise `x0 ~ N(0, I)` and `t` uniform in [0, 1) rounded to `f32` (so it
+//! may be exactly 1), and minimises the mean over the batch's values of
+//! `(u(x_t, t, c) − (x1 − x0))²` at `x_t = (1−t)·x0 + t·x1` (for a data-predicting network, `u`
+//! is the velocity derived from `x̂1`) with AdamW (Loshchilov & Hutter 2019),
 //! a linear warm-up and a cosine decay of the learning rate. An exponential moving average (EMA)
 //! of the weights is what gets written. Every random draw of step `k` comes from a generator seeded
 //! by `(seed, k)`, so a run resumed from a checkpoint is the same run, bit for bit.

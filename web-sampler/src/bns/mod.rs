@@ -39,8 +39,10 @@ pub struct BnsParameters {
 }
 
 impl BnsParameters {
-    /// Parameters equal to a classical table (its reduced form and times), as the distiller
-    /// initialises them. For `time_only` the table should be Euler's (the coefficients are then
+    /// Parameters of a classical table (its reduced form, its times as softmax logits), as the
+    /// distiller initialises them: a time step shorter than `MIN_INCREMENT` (Heun's and RK4's
+    /// repeated times) is raised to it and the increments renormalised, so such a table's times
+    /// move by about 10⁻⁴. For `time_only` the table should be Euler's (the coefficients are then
     /// derived from the times). Errors if the table does not start at t = 0.
     pub fn from_table(table: &NsTable, time_only: bool) -> Result<BnsParameters, String> {
         let n = table.steps();

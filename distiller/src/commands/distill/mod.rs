@@ -97,8 +97,11 @@ pub struct DistillArgs {
 pub struct DistillOutcome {
     pub solver: SolverFile,
     pub validation_psnr: f64,
-    /// The init's validation PSNR: the kept parameters' is never below it, as the init is the
-    /// first candidate.
+    /// The init's validation PSNR (the classical table itself, on the runtime). The first
+    /// candidate is the init's parameters, so the kept parameters' figure is below it only when
+    /// those parameters differ from the table (a step raised to `MIN_INCREMENT`, see
+    /// [`BnsParameters::from_table`](crate::bns::BnsParameters::from_table)) or candle's
+    /// validation PSNR, which chooses, differs from the runtime's in the last digits.
     pub init_validation_psnr: f64,
     /// The solver's and its baselines' figures on the test split.
     pub test: TestFigures,

@@ -226,7 +226,7 @@ fn classifier_path(args: &EvalArgs) -> PathBuf {
 /// The real data the samples are compared with: for images, the classifier (loaded from
 /// `--classifier` or `<output>/classifier.safetensors`, else trained and saved there) and the
 /// Gaussian fit of the test split's features; for 2-D points, the test split itself. The floor
-/// is the distance of the first `--fd-samples` rows of the train split.
+/// is the distance of `--fd-samples` rows of the train split, spread evenly over it.
 pub fn prepare_test_reference(
     args: &EvalArgs,
     dataset: Dataset,
