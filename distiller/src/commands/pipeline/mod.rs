@@ -192,6 +192,9 @@ pub struct PipelineArgs {
     pub steps: Option<u64>,
     #[arg(long, help = by_kind("Training batch", |d| d.batch))]
     pub batch: Option<usize>,
+    /// Peak learning rate of the training (default: `bns train`'s)
+    #[arg(long)]
+    pub train_lr: Option<f64>,
     // The network: `bns train`'s flags, with the defaults of the data's kind.
     #[command(flatten)]
     pub network: NetworkFlags,
@@ -209,6 +212,10 @@ pub struct PipelineArgs {
     /// Peak learning rate of the distillation (default: `bns distill`'s)
     #[arg(long)]
     pub distill_lr: Option<f64>,
+    /// Pairs per distillation iteration, for the BNS solvers and the time-only baselines
+    /// (default: `bns distill`'s)
+    #[arg(long)]
+    pub distill_batch: Option<usize>,
     /// Distill no time-only baseline (by default one is distilled, with half the iterations, at
     /// every NFE and guidance before the BNS solver, which records its test PSNR; the baselines
     /// are in the evaluation's tables, not published)
@@ -334,6 +341,9 @@ fn train_command(args: &PipelineArgs, settings: &Settings, model: &Path) -> Vec<
         "--batch".into(),
         args.batch.unwrap_or(settings.defaults.batch).to_string(),
     ];
+    if let Some(lr) = args.train_lr {
+        argv.extend(["--lr".into(), lr.to_string()]);
+    }
     argv.extend(settings.network.command_line());
     argv.extend(["--seed".into(), TRAIN_SEED.to_string()]);
     argv.extend(image_folder_arguments(&args.images, true));
@@ -447,6 +457,9 @@ fn distill_command(
                 .join(format!("timeonly-{}-w{w}.json", solver.nfe));
             argv.extend(["--time-only-baseline".into(), path_argument(&time_only)]);
         }
+    }
+    if let Some(batch) = args.distill_batch {
+        argv.extend(["--batch".into(), batch.to_string()]);
     }
     if checkpoint_path(&solver.output).exists() {
         argv.push("--resume".into());

@@ -232,6 +232,10 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
         "rk4",
         "--distill-lr",
         "0.001",
+        "--distill-batch",
+        "12",
+        "--train-lr",
+        "0.0005",
         "--fd-samples",
         "10",
         "--site",
@@ -279,6 +283,9 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
         assert_eq!(train.compute.device, args.compute.device);
         assert_eq!(train.compute.threads, args.compute.threads);
         assert_eq!((train.seed, &train.output), (TRAIN_SEED, &model));
+        if let Some(lr) = args.train_lr {
+            assert_eq!(train.lr, lr);
+        }
 
         for &w in &settings.guidance {
             // (`bns truth`'s flags are private to it: its command line is checked by parsing.)
@@ -298,6 +305,9 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
                 assert_eq!(distill.pairs, pairs_path(dir, w));
                 assert_eq!(distill.output, solver.output);
                 assert_eq!(distill.time_only, solver.prefix == "timeonly");
+                if let Some(batch) = args.distill_batch {
+                    assert_eq!(distill.batch, batch);
+                }
                 if distill.time_only {
                     assert_eq!(distill.iterations, (iterations / 2).max(1));
                 } else {
