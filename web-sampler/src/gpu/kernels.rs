@@ -17,9 +17,12 @@
 //! (`shared_constants!`) are declared once, here, and appended to each kernel's source when it
 //! is compiled, as the variants are spliced.
 
+// First, for its `uniform!`, which the ops below and in `spatial` use.
+#[macro_use]
+mod uniforms;
+
 mod spatial;
 mod tensor;
-mod uniforms;
 mod weights;
 
 use std::sync::OnceLock;
@@ -469,12 +472,7 @@ impl Plan {
         check_shape(y, &[rows, outputs], "linear y")?;
         let tile = LINEAR_BLOCK as usize;
         let groups = self.tile_groups(outputs.div_ceil(tile), rows.div_ceil(tile), "linear")?;
-        let params = LinearParams {
-            rows: u32_of(rows, "rows")?,
-            inner: u32_of(inner, "inner")?,
-            outputs: u32_of(outputs, "outputs")?,
-            activation: activation(silu),
-        };
+        let params = uniform!(LinearParams { rows, inner, outputs; activation: activation(silu) });
         self.dispatch_weighted(&params, &[x, weight, bias, y], Some(1), groups)
     }
 
@@ -510,16 +508,9 @@ impl Plan {
                 "embed: rows must be a multiple of samples",
             ));
         }
-        let params = EmbedParams {
-            rows: u32_of(rows, "rows")?,
-            samples: u32_of(samples, "samples")?,
-            data: u32_of(data, "data")?,
-            time_width: u32_of(time_width, "time width")?,
-            class_width: u32_of(class_width, "class width")?,
-            time_row: u32_of(time_row, "time row")?,
-            _pad0: 0,
-            _pad1: 0,
-        };
+        let params = uniform!(EmbedParams {
+            rows, samples, data, time_width, class_width, time_row; _pad0: 0, _pad1: 0
+        });
         let groups = self.element_groups(rows * width)?;
         let bindings = [x, time_embedding, classes, class_embedding, input];
         self.dispatch(&params, &bindings, groups)
@@ -553,8 +544,8 @@ impl Plan {
             ));
         }
         let count = samples * data;
-        let params = GuidanceParams {
-            count: u32_of(count, "values")?,
+        let params = uniform!(GuidanceParams {
+            count;
             guided: u32::from(guided),
             data_prediction: u32::from(guidance.data_prediction.is_some()),
             slot_offset: u32_of(guidance.step * count, "velocity offset")?,
@@ -562,7 +553,7 @@ impl Plan {
             unconditional_weight: guidance.scale as f32,
             inverse_remaining: guidance.data_prediction.unwrap_or(1.0),
             _pad: 0,
-        };
+        });
         let groups = self.element_groups(count)?;
         self.dispatch(&params, &[network, x, velocities], groups)
     }
@@ -591,12 +582,11 @@ impl Plan {
             ));
         }
         let count = samples * data;
-        let params = NsUpdateParams {
-            count: u32_of(count, "values")?,
-            step: u32_of(step, "step")?,
+        let params = uniform!(NsUpdateParams {
+            count, step;
             stride: u32_of(steps + 1, "steps")?,
             clamp_unit: u32::from(clamp_unit),
-        };
+        });
         let groups = self.element_groups(count)?;
         let bindings = [coefficients, x0, velocities, x];
         self.dispatch(&params, &bindings, groups)
@@ -613,29 +603,23 @@ impl Plan {
         columns: usize,
     ) -> Result<(usize, usize)> {
         let shape = dims(x, "pack x")?;
-        let [b, c, h, w] = shape;
-        if c != 1 && c != 3 {
+        let [samples, channels, height, width] = shape;
+        if channels != 1 && channels != 3 {
             return Err(Error::new(
                 ORIGIN,
-                format!("a picture needs 1 or 3 channels, got {c}"),
+                format!("a picture needs 1 or 3 channels, got {channels}"),
             ));
         }
-        let columns = columns.clamp(1, b.max(1));
-        let (width, height) = crate::sample::grid_size(shape, columns);
-        check_shape(rgba, &[height, width], "pack rgba")?;
-        let params = PackRgbaParams {
-            samples: u32_of(b, "samples")?,
-            channels: u32_of(c, "channels")?,
-            height: u32_of(h, "height")?,
-            width: u32_of(w, "width")?,
-            columns: u32_of(columns, "columns")?,
-            picture_width: u32_of(width, "picture width")?,
-            picture_height: u32_of(height, "picture height")?,
+        let columns = columns.clamp(1, samples.max(1));
+        let (picture_width, picture_height) = crate::sample::grid_size(shape, columns);
+        check_shape(rgba, &[picture_height, picture_width], "pack rgba")?;
+        let params = uniform!(PackRgbaParams {
+            samples, channels, height, width, columns, picture_width, picture_height;
             gap: crate::sample::GRID_GAP as u32,
-        };
-        let groups = self.element_groups(width * height)?;
+        });
+        let groups = self.element_groups(picture_width * picture_height)?;
         self.dispatch(&params, &[x, rgba], groups)?;
-        Ok((width, height))
+        Ok((picture_width, picture_height))
     }
 
     /// Copies `from` into `to` (the same number of values; the shapes may differ).

@@ -44,20 +44,10 @@ impl Plan {
             (rows * out_positions).div_ceil(tile),
             "conv2d",
         )?;
-        let params = Conv2dParams {
-            rows: u32_of(rows, "rows")?,
-            inputs: u32_of(inputs, "inputs")?,
-            outputs: u32_of(outputs, "outputs")?,
-            height: u32_of(height, "height")?,
-            width: u32_of(width, "width")?,
-            out_height: u32_of(out_height, "height")?,
-            out_width: u32_of(out_width, "width")?,
-            kernel: kernel as u32,
-            stride: stride as u32,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
-        };
+        let params = uniform!(Conv2dParams {
+            rows, inputs, outputs, height, width, out_height, out_width, kernel, stride;
+            _pad0: 0, _pad1: 0, _pad2: 0,
+        });
         self.dispatch_weighted(&params, &[x, weight, bias, y], Some(1), groups)
     }
 
@@ -85,16 +75,10 @@ impl Plan {
                 format!("group norm: {groups} groups do not divide {channels} channels"),
             ));
         }
-        let params = GroupNormParams {
-            rows: u32_of(rows, "rows")?,
-            positions: u32_of(positions, "positions")?,
-            channels: u32_of(channels, "channels")?,
-            groups: u32_of(groups, "groups")?,
-            activation: activation(silu),
-            epsilon,
-            _pad0: 0,
-            _pad1: 0,
-        };
+        let params = uniform!(GroupNormParams {
+            rows, positions, channels, groups;
+            activation: activation(silu), epsilon, _pad0: 0, _pad1: 0,
+        });
         // One workgroup per (row, group): element_groups counts invocations of WORKGROUP each.
         let workgroups = self.element_groups(rows * groups * super::WORKGROUP as usize)?;
         self.dispatch(&params, &[x, weight, bias, y], workgroups)
@@ -109,12 +93,7 @@ impl Plan {
         let x_positions = if x_positions == 1 { 1 } else { positions };
         check_shape(x, &[rows, x_positions, channels], "add x")?;
         let count = rows * positions * channels;
-        let params = AddParams {
-            count: u32_of(count, "values")?,
-            positions: u32_of(positions, "size")?,
-            channels: u32_of(channels, "size")?,
-            x_positions: u32_of(x_positions, "size")?,
-        };
+        let params = uniform!(AddParams { count, positions, channels, x_positions; });
         let groups = self.element_groups(count)?;
         self.dispatch(&params, &[x, y], groups)
     }
@@ -127,12 +106,7 @@ impl Plan {
         check_shape(b, &[rows, positions, b_channels], "concat b")?;
         check_shape(y, &[rows, positions, a_channels + b_channels], "concat y")?;
         let count = y.len();
-        let params = ConcatParams {
-            count: u32_of(count, "values")?,
-            a_channels: u32_of(a_channels, "size")?,
-            b_channels: u32_of(b_channels, "size")?,
-            _pad: 0,
-        };
+        let params = uniform!(ConcatParams { count, a_channels, b_channels; _pad: 0 });
         let groups = self.element_groups(count)?;
         self.dispatch(&params, &[a, b, y], groups)
     }
@@ -145,12 +119,7 @@ impl Plan {
         check_shape(x, &[rows, height * width, channels], "upsample x")?;
         check_shape(y, &[rows, 4 * height * width, channels], "upsample y")?;
         let count = y.len();
-        let params = UpsampleParams {
-            count: u32_of(count, "values")?,
-            height: u32_of(height, "size")?,
-            width: u32_of(width, "size")?,
-            channels: u32_of(channels, "size")?,
-        };
+        let params = uniform!(UpsampleParams { count, height, width, channels; });
         let groups = self.element_groups(count)?;
         self.dispatch(&params, &[x, y], groups)
     }
@@ -168,12 +137,7 @@ impl Plan {
             ));
         }
         let count = y.len();
-        let params = TransposeParams {
-            count: u32_of(count, "values")?,
-            samples: u32_of(samples, "size")?,
-            a: u32_of(a, "size")?,
-            b: u32_of(b, "size")?,
-        };
+        let params = uniform!(TransposeParams { count, samples, a, b; });
         let groups = self.element_groups(count)?;
         self.dispatch(&params, &[x, y], groups)
     }
@@ -197,12 +161,9 @@ impl Plan {
         }
         check_shape(y, &[rows, width], "condition y")?;
         let count = rows * width;
-        let params = ConditionParams {
-            count: u32_of(count, "values")?,
-            width: u32_of(width, "size")?,
-            conditional: u32::from(class_table.is_some()),
-            _pad: 0,
-        };
+        let params = uniform!(ConditionParams {
+            count, width; conditional: u32::from(class_table.is_some()), _pad: 0
+        });
         let groups = self.element_groups(count)?;
         let table = class_table.unwrap_or(time);
         self.dispatch(&params, &[time, classes, table, y], groups)
@@ -216,12 +177,9 @@ impl Plan {
         let channels = three_channels / 3;
         check_shape(qkv, &[rows, positions, 3 * channels], "attention qkv")?;
         check_shape(weights, &[rows, positions, positions], "attention weights")?;
-        let params = AttentionWeightsParams {
-            rows: u32_of(rows, "rows")?,
-            positions: u32_of(positions, "positions")?,
-            channels: u32_of(channels, "channels")?,
-            scale: (1.0 / libm::sqrt(channels as f64)) as f32,
-        };
+        let params = uniform!(AttentionWeightsParams {
+            rows, positions, channels; scale: (1.0 / libm::sqrt(channels as f64)) as f32
+        });
         let groups = self.element_groups(rows * positions)?;
         self.dispatch(&params, &[qkv, weights], groups)
     }
@@ -238,12 +196,7 @@ impl Plan {
         let [rows, positions, channels] = dims(y, "attention y")?;
         check_shape(weights, &[rows, positions, positions], "attention weights")?;
         check_shape(qkv, &[rows, positions, 3 * channels], "attention qkv")?;
-        let params = AttentionValuesParams {
-            rows: u32_of(rows, "rows")?,
-            positions: u32_of(positions, "positions")?,
-            channels: u32_of(channels, "channels")?,
-            _pad: 0,
-        };
+        let params = uniform!(AttentionValuesParams { rows, positions, channels; _pad: 0 });
         let groups = self.element_groups(y.len())?;
         self.dispatch(&params, &[weights, qkv, y], groups)
     }

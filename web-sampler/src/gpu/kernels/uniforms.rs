@@ -1,7 +1,11 @@
 //! The uniform parameters of every kernel: one Rust struct per kernel, named like the WGSL
 //! struct of the kernel's `var<uniform> params` (`{Kernel}Params`) with the same members in the
 //! same order. The kernel table (`kernel_table!` in `kernels.rs`) pairs each kernel with its
-//! struct, and `Plan::dispatch` runs the kernel of the parameters it is given.
+//! struct (`Uniform::KERNEL`: a struct named twice would not compile), and `Plan::dispatch` runs
+//! the kernel of the parameters it is given.
+//!
+//! The ops fill them with [`uniform!`]: the sizes from the `usize` variables of the members'
+//! names, the other members given.
 //!
 //! Each struct's layout — member names, WGSL types and byte offsets, and its size — is
 //! described from the struct itself (`uniforms!`), and a test parses every shader with naga and
@@ -72,6 +76,19 @@ macro_rules! uniforms {
             };
         }
     )+};
+}
+
+/// `Params { a, b, …; c: value, … }`: the uniform parameters `Params` with the members `a`, `b`,
+/// … taken from the `usize` variables of their names (an error that names the member past
+/// `u32::MAX`) and the members `c`, … given, if any, as in a struct expression (every member is
+/// named: padding too).
+macro_rules! uniform {
+    ($params:ident { $($size:ident),+; $($member:ident $(: $value:expr)?),* $(,)? }) => {
+        $params {
+            $($size: u32_of($size, stringify!($size))?,)+
+            $($member $(: $value)?,)*
+        }
+    };
 }
 
 uniforms! {
