@@ -5,17 +5,16 @@
 // Dispatch: one invocation per value of `y`, in groups of WORKGROUP, spilling into y past the
 // device's workgroups per dimension.
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct AddParams {
     count: u32,
     positions: u32,
     channels: u32,
     x_positions: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: AddParams;
 // x: [rows, x_positions, channels] (x_positions = positions or 1)
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // y: [rows, positions, channels]

@@ -5,17 +5,16 @@
 // Dispatch: one invocation per value of `y`, in groups of WORKGROUP, spilling into y past the
 // device's workgroups per dimension.
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct AttentionValuesParams {
     rows: u32,
     positions: u32,
     channels: u32,
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: AttentionValuesParams;
 // weights: [rows, positions, positions]
 @group(0) @binding(1) var<storage, read> weights: array<f32>;
 // qkv: [rows, positions, 3 · channels]

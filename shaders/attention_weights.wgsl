@@ -7,17 +7,16 @@
 // Dispatch: one invocation per (row, query), in groups of WORKGROUP, spilling into y past the
 // device's workgroups per dimension.
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct AttentionWeightsParams {
     rows: u32,
     positions: u32,
     channels: u32,
     scale: f32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: AttentionWeightsParams;
 // qkv: [rows, positions, 3 · channels]
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 // weights: [rows, positions, positions]

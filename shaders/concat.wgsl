@@ -5,17 +5,16 @@
 // Dispatch: one invocation per value of `y`, in groups of WORKGROUP, spilling into y past the
 // device's workgroups per dimension.
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct ConcatParams {
     count: u32,
     a_channels: u32,
     b_channels: u32,
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: ConcatParams;
 // a: [rows, positions, a_channels]
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 // b: [rows, positions, b_channels]

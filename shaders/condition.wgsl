@@ -5,19 +5,17 @@
 // Dispatch: one invocation per value of `y`, in groups of WORKGROUP, spilling into y past the
 // device's workgroups per dimension.
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
-/// SiLU's exponent is clamped here so that e^{−v} stays finite (as in `linear.wgsl`).
-const MAX_EXPONENT: f32 = 80.0;
+// WORKGROUP and MAX_EXPONENT are shared constants, appended when the kernel is compiled
+// (shaders/README.md).
 
-struct Params {
+struct ConditionParams {
     count: u32,
     width: u32,
     conditional: u32,
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: ConditionParams;
 // time: [1, width] (the time-embedding MLP's output)
 @group(0) @binding(1) var<storage, read> time: array<f32>;
 // classes: [rows] (u32 labels; the null class is the last row of class_table)

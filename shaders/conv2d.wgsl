@@ -18,7 +18,7 @@ const PER_THREAD: u32 = 4u;
 /// Positions and outputs per workgroup: THREADS · PER_THREAD.
 const BLOCK: u32 = 32u;
 
-struct Params {
+struct Conv2dParams {
     rows: u32,
     inputs: u32,
     outputs: u32,
@@ -33,7 +33,7 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: Conv2dParams;
 // x: [rows, height · width, inputs]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // The weights, read only through weight_at: for a model stored in half precision,

@@ -8,10 +8,9 @@
 // Dispatch: one invocation per value of `input`, in groups of WORKGROUP, spilling into y past
 // the device's workgroups per dimension (65535 by default).
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct EmbedParams {
     rows: u32,
     samples: u32,
     data: u32,
@@ -22,7 +21,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: EmbedParams;
 // x: [samples, data]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // time_embedding: [steps, time_width]

@@ -9,14 +9,10 @@
 // Dispatch: one workgroup per (row, group), X · Y ≥ rows · groups (the index is
 // group.y · X + group.x: beyond the device's limit per dimension, they spill into y).
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
-/// `Params.activation`: SiLU v·σ(v) after the affine part.
-const ACTIVATION_SILU: u32 = 1u;
-/// SiLU's exponent is clamped here so that e^{−v} stays finite (as in `linear.wgsl`).
-const MAX_EXPONENT: f32 = 80.0;
+// WORKGROUP, ACTIVATION_SILU and MAX_EXPONENT are shared constants, appended when the kernel is
+// compiled (shaders/README.md).
 
-struct Params {
+struct GroupNormParams {
     rows: u32,
     positions: u32,
     channels: u32,
@@ -27,7 +23,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: GroupNormParams;
 // x: [rows, positions, channels]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // weight: [channels]

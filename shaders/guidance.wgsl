@@ -6,10 +6,9 @@
 // Dispatched by `Plan::guidance` (`web-sampler/src/gpu/kernels.rs`), one invocation per value
 // of `[samples, data]` (groups spill into y past 65535).
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct GuidanceParams {
     /// samples × data: the values of one pass.
     count: u32,
     /// 1 when the network ran the doubled batch (conditional rows, then unconditional ones).
@@ -27,7 +26,7 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: GuidanceParams;
 // network: [passes · samples, data], passes = 2 when guided, else 1
 @group(0) @binding(1) var<storage, read> network: array<f32>;
 // x: [samples, data], the state the network was evaluated at

@@ -17,21 +17,17 @@ const THREADS: u32 = 8u;
 const PER_THREAD: u32 = 4u;
 /// Rows and outputs per workgroup: THREADS · PER_THREAD.
 const BLOCK: u32 = 32u;
-/// `Params.activation`: no activation.
-const ACTIVATION_NONE: u32 = 0u;
-/// `Params.activation`: SiLU v·σ(v).
-const ACTIVATION_SILU: u32 = 1u;
-/// SiLU's exponent is clamped here so that e^{−v} stays finite (v / (1 + e^80) is −0 in f32 anyway).
-const MAX_EXPONENT: f32 = 80.0;
+// ACTIVATION_SILU and MAX_EXPONENT are shared constants, appended when the kernel is
+// compiled (shaders/README.md).
 
-struct Params {
+struct LinearParams {
     rows: u32,
     inner: u32,
     outputs: u32,
     activation: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: LinearParams;
 // x: [rows, inner]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // The weights, read only through weight_at: for a model stored in half precision,

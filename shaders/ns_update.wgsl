@@ -5,10 +5,9 @@
 // of `[samples, data]` (groups spill into y past 65535). Zero coefficients are skipped, as on
 // the CPU path.
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct NsUpdateParams {
     /// samples × data.
     count: u32,
     /// The step i.
@@ -19,7 +18,7 @@ struct Params {
     clamp_unit: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: NsUpdateParams;
 // coefficients: [steps, steps + 1], row i = α_i, β_i0, …, β_ii, then zeros
 @group(0) @binding(1) var<storage, read> coefficients: array<f32>;
 // x0: [samples, data]

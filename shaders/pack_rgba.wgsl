@@ -5,10 +5,9 @@
 // Dispatched by `Plan::pack_rgba` (`web-sampler/src/gpu/kernels.rs`), one invocation per pixel
 // (groups spill into y past 65535).
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct PackRgbaParams {
     samples: u32,
     channels: u32,
     height: u32,
@@ -19,7 +18,7 @@ struct Params {
     gap: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: PackRgbaParams;
 // x: [samples, channels, height, width]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // rgba: [picture_height, picture_width], one pixel per u32 (R in the lowest byte)

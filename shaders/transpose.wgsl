@@ -6,17 +6,16 @@
 // Dispatch: one invocation per value of `y`, in groups of WORKGROUP, spilling into y past the
 // device's workgroups per dimension.
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct TransposeParams {
     count: u32,
     samples: u32,
     a: u32,
     b: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: TransposeParams;
 // x: [samples, a, b]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // y: [rows, b, a]

@@ -5,17 +5,16 @@
 // Dispatch: one invocation per value of `y`, in groups of WORKGROUP, spilling into y past the
 // device's workgroups per dimension.
 
-/// Invocations per workgroup.
-const WORKGROUP: u32 = 64u;
+// WORKGROUP is a shared constant, appended when the kernel is compiled (shaders/README.md).
 
-struct Params {
+struct UpsampleParams {
     count: u32,
     height: u32,
     width: u32,
     channels: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: UpsampleParams;
 // x: [rows, height · width, channels]
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // y: [rows, 2 · height · 2 · width, channels]

@@ -11,6 +11,15 @@
 //! Kernels that read a weight matrix (`linear`, `conv2d`) have variants, one per [`Encoding`]
 //! of the weights (`weights.rs`): a dispatch runs the variant of its weight tensor's encoding,
 //! which the device chose when the model was uploaded (`Gpu::half_weights`).
+//!
+//! Every kernel's uniform parameters are a Rust struct named like its WGSL struct
+//! (`uniforms.rs`; a test compares the two layouts), and the constants several kernels use
+//! (`shared_constants!`) are declared once, here, and appended to each kernel's source when it
+//! is compiled, as the variants are spliced.
+
+// First, for its `uniform!`, which the ops below and in `spatial` use.
+#[macro_use]
+mod uniforms;
 
 mod spatial;
 mod tensor;
@@ -24,10 +33,78 @@ pub use weights::{Encoding, ENCODINGS};
 
 use super::{Gpu, ORIGIN};
 use crate::{Error, Result};
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Pod;
+use uniforms::*;
 
-/// Invocations per workgroup of the element-wise kernels (`WORKGROUP` in their WGSL).
-pub const WORKGROUP: u32 = 64;
+/// `$vis NAME: type = value;` declares the Rust constant and adds `const NAME: type = value;`
+/// to [`shared_constants`], the WGSL appended to every kernel's source.
+macro_rules! shared_constants {
+    ($($(#[doc = $doc:literal])* $vis:vis $name:ident: $ty:ident = $value:expr;)+) => {
+        $($(#[doc = $doc])* $vis const $name: $ty = $value;)+
+
+        /// The names of the shared constants.
+        #[cfg(test)]
+        const SHARED_NAMES: &[&str] = &[$(stringify!($name)),+];
+
+        /// The WGSL declarations of the shared constants (their values as WGSL literals).
+        fn shared_constants() -> String {
+            let mut wgsl = String::from("\n// Shared constants (web-sampler/src/gpu/kernels.rs).\n");
+            $(wgsl.push_str(&format!(
+                "const {}: {} = {};\n",
+                stringify!($name),
+                stringify!($ty),
+                $name.wgsl_literal()
+            ));)+
+            wgsl
+        }
+    };
+}
+
+/// A Rust value written as a WGSL literal of its type.
+trait WgslLiteral {
+    fn wgsl_literal(self) -> String;
+}
+
+impl WgslLiteral for u32 {
+    fn wgsl_literal(self) -> String {
+        format!("{self}u")
+    }
+}
+
+impl WgslLiteral for f32 {
+    fn wgsl_literal(self) -> String {
+        // `{:?}` is the shortest form that reads back as the same f32, with a `.` or exponent.
+        format!("{self:?}f")
+    }
+}
+
+shared_constants! {
+    /// Invocations per workgroup of the element-wise kernels and of `group_norm.wgsl`.
+    pub WORKGROUP: u32 = 64;
+    /// `activation` of `linear.wgsl` and `group_norm.wgsl`: none.
+    ACTIVATION_NONE: u32 = 0;
+    /// `activation` of `linear.wgsl` and `group_norm.wgsl`: SiLU v·σ(v).
+    ACTIVATION_SILU: u32 = 1;
+    /// SiLU's exponent is clamped here in the kernels so that e^{−v} stays finite
+    /// (v / (1 + e^80) is −0 in f32 anyway).
+    MAX_EXPONENT: f32 = 80.0;
+}
+
+/// The `activation` member of `linear.wgsl`'s and `group_norm.wgsl`'s parameters.
+fn activation(silu: bool) -> u32 {
+    if silu {
+        ACTIVATION_SILU
+    } else {
+        ACTIVATION_NONE
+    }
+}
+
+/// `source` as it is compiled: with the [`shared_constants`] appended (after the file, so that
+/// the line numbers of compiler messages are the file's).
+fn with_shared_constants(source: &str) -> String {
+    format!("{source}{}", shared_constants())
+}
+
 /// Block size of `linear.wgsl` (`BLOCK`): a workgroup computes BLOCK rows × BLOCK outputs.
 pub const LINEAR_BLOCK: u32 = 32;
 /// Block size of `conv2d.wgsl` (`BLOCK`): a workgroup computes BLOCK output positions × BLOCK
@@ -45,16 +122,34 @@ enum Access {
 struct KernelSource {
     /// The [`Plan`] op that dispatches it; the shader is `shaders/{op}.wgsl`.
     op: &'static str,
-    /// The WGSL source.
+    /// The WGSL source, as the file is.
     source: &'static str,
+    /// The layout of its uniform parameters (binding 0), the Rust struct's.
+    #[cfg(test)]
+    uniform: uniforms::Layout,
     /// Its storage bindings in binding order.
     storage: &'static [Access],
 }
 
-/// The one list of kernels: `Id => "op": [storage access…]` makes the [`KernelId`] variant and
-/// the [`KERNELS`] entry (the WGSL included from `shaders/{op}.wgsl`) side by side.
+impl KernelSource {
+    /// The source of the kernel's `encoding` form as it is compiled: the weights block spliced
+    /// (`weights.rs`; the `f32` form is the file), then the shared constants appended.
+    fn wgsl(&self, encoding: Encoding) -> std::result::Result<String, String> {
+        weights::splice(self.source, encoding).map(|source| with_shared_constants(&source))
+    }
+}
+
+/// A kernel's uniform parameters: the struct that the table pairs with the kernel.
+trait Uniform: Pod {
+    /// The kernel that reads this struct.
+    const KERNEL: KernelId;
+}
+
+/// The one list of kernels: `Id => "op": Params [storage access…]` makes the [`KernelId`]
+/// variant, the [`KERNELS`] entry (the WGSL included from `shaders/{op}.wgsl`) and the kernel of
+/// the uniform struct `Params` (`uniforms.rs`) side by side.
 macro_rules! kernel_table {
-    ($($id:ident => $op:literal: [$($access:ident),+];)+) => {
+    ($($id:ident => $op:literal: $params:ident [$($access:ident),+];)+) => {
         /// Which kernel a dispatch runs: its index in [`KERNELS`].
         #[derive(Clone, Copy, Debug)]
         enum KernelId {
@@ -65,26 +160,32 @@ macro_rules! kernel_table {
         const KERNELS: &[KernelSource] = &[$(KernelSource {
             op: $op,
             source: include_str!(concat!("../../../shaders/", $op, ".wgsl")),
+            #[cfg(test)]
+            uniform: $params::LAYOUT,
             storage: &[$(Access::$access),+],
         }),+];
+
+        $(impl Uniform for $params {
+            const KERNEL: KernelId = KernelId::$id;
+        })+
     };
 }
 
 kernel_table! {
-    Linear => "linear": [Read, Read, Read, ReadWrite];
-    Embed => "embed": [Read, Read, Read, Read, ReadWrite];
-    Guidance => "guidance": [Read, Read, ReadWrite];
-    NsUpdate => "ns_update": [Read, Read, Read, ReadWrite];
-    PackRgba => "pack_rgba": [Read, ReadWrite];
-    Conv2d => "conv2d": [Read, Read, Read, ReadWrite];
-    GroupNorm => "group_norm": [Read, Read, Read, ReadWrite];
-    Add => "add": [Read, ReadWrite];
-    Concat => "concat": [Read, Read, ReadWrite];
-    Upsample => "upsample": [Read, ReadWrite];
-    Transpose => "transpose": [Read, ReadWrite];
-    Condition => "condition": [Read, Read, Read, ReadWrite];
-    AttentionWeights => "attention_weights": [Read, ReadWrite];
-    AttentionValues => "attention_values": [Read, Read, ReadWrite];
+    Linear => "linear": LinearParams [Read, Read, Read, ReadWrite];
+    Embed => "embed": EmbedParams [Read, Read, Read, Read, ReadWrite];
+    Guidance => "guidance": GuidanceParams [Read, Read, ReadWrite];
+    NsUpdate => "ns_update": NsUpdateParams [Read, Read, Read, ReadWrite];
+    PackRgba => "pack_rgba": PackRgbaParams [Read, ReadWrite];
+    Conv2d => "conv2d": Conv2dParams [Read, Read, Read, ReadWrite];
+    GroupNorm => "group_norm": GroupNormParams [Read, Read, Read, ReadWrite];
+    Add => "add": AddParams [Read, ReadWrite];
+    Concat => "concat": ConcatParams [Read, Read, ReadWrite];
+    Upsample => "upsample": UpsampleParams [Read, ReadWrite];
+    Transpose => "transpose": TransposeParams [Read, ReadWrite];
+    Condition => "condition": ConditionParams [Read, Read, Read, ReadWrite];
+    AttentionWeights => "attention_weights": AttentionWeightsParams [Read, ReadWrite];
+    AttentionValues => "attention_values": AttentionValuesParams [Read, Read, ReadWrite];
 }
 
 /// One compiled kernel: its pipeline and bind group layout.
@@ -160,7 +261,8 @@ impl Kernels {
             compiled: KERNELS
                 .iter()
                 .map(|kernel| {
-                    let own = OnceLock::from(Kernel::new(device, kernel, kernel.source));
+                    let source = with_shared_constants(kernel.source);
+                    let own = OnceLock::from(Kernel::new(device, kernel, &source));
                     [own, OnceLock::new(), OnceLock::new()]
                 })
                 .collect(),
@@ -185,7 +287,7 @@ impl Kernels {
                 ),
             ));
         }
-        let source = weights::splice(kernel.source, encoding).map_err(|problem| {
+        let source = kernel.wgsl(encoding).map_err(|problem| {
             Error::new(
                 ORIGIN,
                 format!("internal error: {}.wgsl: {problem}", kernel.op),
@@ -218,70 +320,6 @@ pub struct Plan {
     storage_alignment: u64,
     max_groups: u32,
     commands: Vec<Command>,
-}
-
-/// `linear.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct LinearParams {
-    rows: u32,
-    inner: u32,
-    outputs: u32,
-    activation: u32,
-}
-
-/// `linear.wgsl`'s `ACTIVATION_SILU`.
-const ACTIVATION_SILU: u32 = 1;
-
-/// `embed.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct EmbedParams {
-    rows: u32,
-    samples: u32,
-    data: u32,
-    time_width: u32,
-    class_width: u32,
-    time_row: u32,
-    pad: [u32; 2],
-}
-
-/// `guidance.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GuidanceParams {
-    count: u32,
-    guided: u32,
-    data_prediction: u32,
-    slot_offset: u32,
-    conditional_weight: f32,
-    unconditional_weight: f32,
-    inverse_remaining: f32,
-    pad: u32,
-}
-
-/// `ns_update.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct UpdateParams {
-    count: u32,
-    step: u32,
-    stride: u32,
-    clamp_unit: u32,
-}
-
-/// `pack_rgba.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct PackParams {
-    samples: u32,
-    channels: u32,
-    height: u32,
-    width: u32,
-    columns: u32,
-    picture_width: u32,
-    picture_height: u32,
-    gap: u32,
 }
 
 /// How [`Plan::guidance`] turns the network's output into the step's velocity.
@@ -359,27 +397,27 @@ impl Plan {
         Ok((columns.max(1) as u32, y as u32, z as u32))
     }
 
-    fn dispatch<P: Pod>(
+    /// Records a dispatch of the kernel that reads `params` ([`Uniform::KERNEL`]).
+    fn dispatch<P: Uniform>(
         &mut self,
-        kernel: KernelId,
         params: &P,
         bindings: &[&GpuTensor],
         groups: (u32, u32, u32),
     ) -> Result<()> {
-        self.dispatch_weighted(kernel, params, bindings, None, groups)
+        self.dispatch_weighted(params, bindings, None, groups)
     }
 
     /// [`dispatch`](Self::dispatch) of a kernel whose binding `weights` (an index into
     /// `bindings`) is its weight matrix: the variant for that tensor's encoding runs. Every
     /// other binding must hold 4-byte values.
-    fn dispatch_weighted<P: Pod>(
+    fn dispatch_weighted<P: Uniform>(
         &mut self,
-        kernel: KernelId,
         params: &P,
         bindings: &[&GpuTensor],
         weights: Option<usize>,
         groups: (u32, u32, u32),
     ) -> Result<()> {
+        let kernel = P::KERNEL;
         let op = KERNELS[kernel as usize].op;
         let encoding = weights.map_or(Encoding::F32, |at| bindings[at].encoding);
         if let Some(k) = (0..bindings.len())
@@ -434,19 +472,8 @@ impl Plan {
         check_shape(y, &[rows, outputs], "linear y")?;
         let tile = LINEAR_BLOCK as usize;
         let groups = self.tile_groups(outputs.div_ceil(tile), rows.div_ceil(tile), "linear")?;
-        let params = LinearParams {
-            rows: u32_of(rows, "rows")?,
-            inner: u32_of(inner, "inner")?,
-            outputs: u32_of(outputs, "outputs")?,
-            activation: if silu { ACTIVATION_SILU } else { 0 },
-        };
-        self.dispatch_weighted(
-            KernelId::Linear,
-            &params,
-            &[x, weight, bias, y],
-            Some(1),
-            groups,
-        )
+        let params = uniform!(LinearParams { rows, inner, outputs; activation: activation(silu) });
+        self.dispatch_weighted(&params, &[x, weight, bias, y], Some(1), groups)
     }
 
     /// The network input (`embed.wgsl`): `x` `[samples, data]`, `time_embedding`
@@ -481,18 +508,12 @@ impl Plan {
                 "embed: rows must be a multiple of samples",
             ));
         }
-        let params = EmbedParams {
-            rows: u32_of(rows, "rows")?,
-            samples: u32_of(samples, "samples")?,
-            data: u32_of(data, "data")?,
-            time_width: u32_of(time_width, "time width")?,
-            class_width: u32_of(class_width, "class width")?,
-            time_row: u32_of(time_row, "time row")?,
-            pad: [0; 2],
-        };
+        let params = uniform!(EmbedParams {
+            rows, samples, data, time_width, class_width, time_row; _pad0: 0, _pad1: 0
+        });
         let groups = self.element_groups(rows * width)?;
         let bindings = [x, time_embedding, classes, class_embedding, input];
-        self.dispatch(KernelId::Embed, &params, &bindings, groups)
+        self.dispatch(&params, &bindings, groups)
     }
 
     /// The step's guided velocity (`guidance.wgsl`): `network` `[passes·samples, data]`
@@ -523,23 +544,18 @@ impl Plan {
             ));
         }
         let count = samples * data;
-        let params = GuidanceParams {
-            count: u32_of(count, "values")?,
+        let params = uniform!(GuidanceParams {
+            count;
             guided: u32::from(guided),
             data_prediction: u32::from(guidance.data_prediction.is_some()),
             slot_offset: u32_of(guidance.step * count, "velocity offset")?,
             conditional_weight: (1.0 + guidance.scale) as f32,
             unconditional_weight: guidance.scale as f32,
             inverse_remaining: guidance.data_prediction.unwrap_or(1.0),
-            pad: 0,
-        };
+            _pad: 0,
+        });
         let groups = self.element_groups(count)?;
-        self.dispatch(
-            KernelId::Guidance,
-            &params,
-            &[network, x, velocities],
-            groups,
-        )
+        self.dispatch(&params, &[network, x, velocities], groups)
     }
 
     /// Step `step` of the reduced NS form (`ns_update.wgsl`): `coefficients` `[steps, steps + 1]`
@@ -566,15 +582,14 @@ impl Plan {
             ));
         }
         let count = samples * data;
-        let params = UpdateParams {
-            count: u32_of(count, "values")?,
-            step: u32_of(step, "step")?,
+        let params = uniform!(NsUpdateParams {
+            count, step;
             stride: u32_of(steps + 1, "steps")?,
             clamp_unit: u32::from(clamp_unit),
-        };
+        });
         let groups = self.element_groups(count)?;
         let bindings = [coefficients, x0, velocities, x];
-        self.dispatch(KernelId::NsUpdate, &params, &bindings, groups)
+        self.dispatch(&params, &bindings, groups)
     }
 
     /// Samples as a grid picture (`pack_rgba.wgsl`): `x` `[samples, channels, height, width]`,
@@ -588,29 +603,23 @@ impl Plan {
         columns: usize,
     ) -> Result<(usize, usize)> {
         let shape = dims(x, "pack x")?;
-        let [b, c, h, w] = shape;
-        if c != 1 && c != 3 {
+        let [samples, channels, height, width] = shape;
+        if channels != 1 && channels != 3 {
             return Err(Error::new(
                 ORIGIN,
-                format!("a picture needs 1 or 3 channels, got {c}"),
+                format!("a picture needs 1 or 3 channels, got {channels}"),
             ));
         }
-        let columns = columns.clamp(1, b.max(1));
-        let (width, height) = crate::sample::grid_size(shape, columns);
-        check_shape(rgba, &[height, width], "pack rgba")?;
-        let params = PackParams {
-            samples: u32_of(b, "samples")?,
-            channels: u32_of(c, "channels")?,
-            height: u32_of(h, "height")?,
-            width: u32_of(w, "width")?,
-            columns: u32_of(columns, "columns")?,
-            picture_width: u32_of(width, "picture width")?,
-            picture_height: u32_of(height, "picture height")?,
+        let columns = columns.clamp(1, samples.max(1));
+        let (picture_width, picture_height) = crate::sample::grid_size(shape, columns);
+        check_shape(rgba, &[picture_height, picture_width], "pack rgba")?;
+        let params = uniform!(PackRgbaParams {
+            samples, channels, height, width, columns, picture_width, picture_height;
             gap: crate::sample::GRID_GAP as u32,
-        };
-        let groups = self.element_groups(width * height)?;
-        self.dispatch(KernelId::PackRgba, &params, &[x, rgba], groups)?;
-        Ok((width, height))
+        });
+        let groups = self.element_groups(picture_width * picture_height)?;
+        self.dispatch(&params, &[x, rgba], groups)?;
+        Ok((picture_width, picture_height))
     }
 
     /// Copies `from` into `to` (the same number of values; the shapes may differ).
@@ -709,7 +718,8 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
-    use super::KERNELS;
+    use super::*;
+    use naga::common::wgsl::TypeContext;
 
     /// The `///` lines right above `pub fn {op}(` in this file or `kernels/spatial.rs`.
     fn op_doc(op: &str) -> String {
@@ -773,6 +783,131 @@ mod tests {
                 storage,
                 kernel.storage.len(),
                 "{file}: the kernel table lists another number of storage bindings"
+            );
+        }
+    }
+
+    /// The forms of `kernel` as they are compiled: the `f32` one, and the half-precision
+    /// variants of a kernel that has them.
+    fn compiled_forms(kernel: &KernelSource) -> Vec<(Encoding, String)> {
+        ENCODINGS
+            .into_iter()
+            .filter(|&e| e == Encoding::F32 || weights::has_variants(kernel.source))
+            .map(|e| {
+                let source = kernel
+                    .wgsl(e)
+                    .unwrap_or_else(|p| panic!("{}: {p}", kernel.op));
+                (e, source)
+            })
+            .collect()
+    }
+
+    /// `source` parsed and validated by naga (wgpu's WGSL front end and validator).
+    fn parse(source: &str, what: &str) -> naga::Module {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)));
+        let flags = naga::valid::ValidationFlags::all();
+        naga::valid::Validator::new(flags, naga::valid::Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)));
+        module
+    }
+
+    /// A uniform struct as the test compares it: its name, its members (name, WGSL type,
+    /// offset) and its size.
+    type Described = (String, Vec<(String, String, u32)>, u32);
+
+    /// `module`'s uniform struct, or what is wrong with its uniform binding.
+    fn wgsl_uniform(module: &naga::Module) -> std::result::Result<Described, String> {
+        let uniforms: Vec<_> = module
+            .global_variables
+            .iter()
+            .map(|(_, var)| var)
+            .filter(|var| var.space == naga::AddressSpace::Uniform)
+            .collect();
+        let [params] = uniforms[..] else {
+            return Err(format!("{} uniform bindings, not one", uniforms.len()));
+        };
+        let binding = params.binding.as_ref().map(|b| (b.group, b.binding));
+        if binding != Some((0, 0)) {
+            return Err(format!("the uniform is bound at {binding:?}, not (0, 0)"));
+        }
+        let ty = &module.types[params.ty];
+        let naga::TypeInner::Struct { members, span } = &ty.inner else {
+            return Err("the uniform is not a struct".into());
+        };
+        let members = members
+            .iter()
+            .map(|m| {
+                let name = m.name.clone().unwrap_or_default();
+                (name, module.types.type_to_string(m.ty), m.offset)
+            })
+            .collect();
+        Ok((ty.name.clone().unwrap_or_default(), members, *span))
+    }
+
+    #[test]
+    fn uniform_structs_match_the_shaders() {
+        let mut problems = Vec::new();
+        for kernel in KERNELS {
+            let rust = kernel.uniform;
+            let members: Vec<_> = rust
+                .members
+                .iter()
+                .map(|m| (m.name.to_string(), m.ty.to_string(), m.offset as u32))
+                .collect();
+            let wanted = (rust.name.to_string(), members, rust.size as u32);
+            for (encoding, source) in compiled_forms(kernel) {
+                let what = format!("{}.wgsl ({})", kernel.op, encoding.name());
+                match wgsl_uniform(&parse(&source, &what)) {
+                    Ok(found) if found == wanted => {}
+                    Ok(found) => problems.push(format!(
+                        "{what}: the uniform struct (name, [(member, type, offset)], size) is\n  \
+                         {found:?}\nbut the Rust struct is\n  {wanted:?}"
+                    )),
+                    Err(problem) => problems.push(format!("{what}: {problem}")),
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// The value of the WGSL `const name: u32` declared in `module`.
+    fn u32_constant(module: &naga::Module, name: &str) -> Option<u32> {
+        module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .map(|(_, c)| match module.global_expressions[c.init] {
+                naga::Expression::Literal(naga::Literal::U32(v)) => v,
+                ref other => panic!("{name} = {other:?}, not a u32 literal"),
+            })
+    }
+
+    #[test]
+    fn shared_constants_are_declared_once_and_tile_sizes_agree() {
+        for kernel in KERNELS {
+            for name in SHARED_NAMES {
+                assert!(
+                    !kernel.source.contains(&format!("const {name}:")),
+                    "{}.wgsl declares the shared constant {name}",
+                    kernel.op
+                );
+            }
+            let module = parse(&with_shared_constants(kernel.source), kernel.op);
+            assert_eq!(u32_constant(&module, "WORKGROUP"), Some(WORKGROUP));
+            assert_eq!(
+                u32_constant(&module, "ACTIVATION_SILU"),
+                Some(ACTIVATION_SILU)
+            );
+        }
+        for (op, block) in [("linear", LINEAR_BLOCK), ("conv2d", CONV_BLOCK)] {
+            let kernel = KERNELS.iter().find(|k| k.op == op).expect("in the table");
+            let module = parse(&with_shared_constants(kernel.source), op);
+            assert_eq!(
+                u32_constant(&module, "BLOCK"),
+                Some(block),
+                "{op}.wgsl's BLOCK"
             );
         }
     }

@@ -3,73 +3,10 @@
 //! convolution is [`Plan::linear`] over `[rows · positions, channels]`. Each op dispatches the
 //! kernel of its name (`shaders/{op}.wgsl`) and checks its tensors' shapes first.
 
-use super::{check_shape, dims, u32_of, KernelId, Plan, CONV_BLOCK};
+use super::uniforms::*;
+use super::{activation, check_shape, dims, u32_of, Plan, CONV_BLOCK};
 use super::{GpuTensor, ORIGIN};
 use crate::{Error, Result};
-use bytemuck::{Pod, Zeroable};
-
-/// `conv2d.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
-    rows: u32,
-    inputs: u32,
-    outputs: u32,
-    height: u32,
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    kernel: u32,
-    stride: u32,
-    pad: [u32; 3],
-}
-
-/// `group_norm.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct NormParams {
-    rows: u32,
-    positions: u32,
-    channels: u32,
-    groups: u32,
-    activation: u32,
-    epsilon: f32,
-    pad: [u32; 2],
-}
-
-/// The parameters of the element-wise kernels: the number of values written, then three sizes
-/// (`add`: positions, channels, x positions; `concat`: a and b channels; `upsample`: height,
-/// width, channels; `transpose`: samples, a, b; `condition`: width, conditional).
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ElementParams {
-    count: u32,
-    sizes: [u32; 3],
-}
-
-/// `attention_weights.wgsl`'s and `attention_values.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AttentionParams {
-    rows: u32,
-    positions: u32,
-    channels: u32,
-    scale: f32,
-}
-
-/// `group_norm.wgsl`'s `ACTIVATION_SILU`.
-const NORM_SILU: u32 = 1;
-
-fn element(count: usize, sizes: [usize; 3]) -> Result<ElementParams> {
-    Ok(ElementParams {
-        count: u32_of(count, "values")?,
-        sizes: [
-            u32_of(sizes[0], "size")?,
-            u32_of(sizes[1], "size")?,
-            u32_of(sizes[2], "size")?,
-        ],
-    })
-}
 
 impl Plan {
     /// A convolution with padding `kernel / 2` and the bias fused (`conv2d.wgsl`): `x`
@@ -107,25 +44,11 @@ impl Plan {
             (rows * out_positions).div_ceil(tile),
             "conv2d",
         )?;
-        let params = ConvParams {
-            rows: u32_of(rows, "rows")?,
-            inputs: u32_of(inputs, "inputs")?,
-            outputs: u32_of(outputs, "outputs")?,
-            height: u32_of(height, "height")?,
-            width: u32_of(width, "width")?,
-            out_height: u32_of(out_height, "height")?,
-            out_width: u32_of(out_width, "width")?,
-            kernel: kernel as u32,
-            stride: stride as u32,
-            pad: [0; 3],
-        };
-        self.dispatch_weighted(
-            KernelId::Conv2d,
-            &params,
-            &[x, weight, bias, y],
-            Some(1),
-            groups,
-        )
+        let params = uniform!(Conv2dParams {
+            rows, inputs, outputs, height, width, out_height, out_width, kernel, stride;
+            _pad0: 0, _pad1: 0, _pad2: 0,
+        });
+        self.dispatch_weighted(&params, &[x, weight, bias, y], Some(1), groups)
     }
 
     /// GroupNorm with `groups` groups and ε = `epsilon`, then SiLU when `silu`
@@ -152,23 +75,13 @@ impl Plan {
                 format!("group norm: {groups} groups do not divide {channels} channels"),
             ));
         }
-        let params = NormParams {
-            rows: u32_of(rows, "rows")?,
-            positions: u32_of(positions, "positions")?,
-            channels: u32_of(channels, "channels")?,
-            groups: u32_of(groups, "groups")?,
-            activation: if silu { NORM_SILU } else { 0 },
-            epsilon,
-            pad: [0; 2],
-        };
+        let params = uniform!(GroupNormParams {
+            rows, positions, channels, groups;
+            activation: activation(silu), epsilon, _pad0: 0, _pad1: 0,
+        });
         // One workgroup per (row, group): element_groups counts invocations of WORKGROUP each.
         let workgroups = self.element_groups(rows * groups * super::WORKGROUP as usize)?;
-        self.dispatch(
-            KernelId::GroupNorm,
-            &params,
-            &[x, weight, bias, y],
-            workgroups,
-        )
+        self.dispatch(&params, &[x, weight, bias, y], workgroups)
     }
 
     /// `y += x` (`add.wgsl`): `y` `[rows, positions, channels]`, `x`
@@ -180,9 +93,9 @@ impl Plan {
         let x_positions = if x_positions == 1 { 1 } else { positions };
         check_shape(x, &[rows, x_positions, channels], "add x")?;
         let count = rows * positions * channels;
-        let params = element(count, [positions, channels, x_positions])?;
+        let params = uniform!(AddParams { count, positions, channels, x_positions; });
         let groups = self.element_groups(count)?;
-        self.dispatch(KernelId::Add, &params, &[x, y], groups)
+        self.dispatch(&params, &[x, y], groups)
     }
 
     /// Concatenation along channels (`concat.wgsl`): `a` `[rows, positions, a_channels]`, `b`
@@ -193,9 +106,9 @@ impl Plan {
         check_shape(b, &[rows, positions, b_channels], "concat b")?;
         check_shape(y, &[rows, positions, a_channels + b_channels], "concat y")?;
         let count = y.len();
-        let params = element(count, [a_channels, b_channels, 0])?;
+        let params = uniform!(ConcatParams { count, a_channels, b_channels; _pad: 0 });
         let groups = self.element_groups(count)?;
-        self.dispatch(KernelId::Concat, &params, &[a, b, y], groups)
+        self.dispatch(&params, &[a, b, y], groups)
     }
 
     /// Nearest ×2 upsampling (`upsample.wgsl`): `x` `[rows, height·width, channels]` (`size` =
@@ -206,9 +119,9 @@ impl Plan {
         check_shape(x, &[rows, height * width, channels], "upsample x")?;
         check_shape(y, &[rows, 4 * height * width, channels], "upsample y")?;
         let count = y.len();
-        let params = element(count, [height, width, channels])?;
+        let params = uniform!(UpsampleParams { count, height, width, channels; });
         let groups = self.element_groups(count)?;
-        self.dispatch(KernelId::Upsample, &params, &[x, y], groups)
+        self.dispatch(&params, &[x, y], groups)
     }
 
     /// Per-row transposition (`transpose.wgsl`): `x` `[samples, a, b]`, `y` `[rows, b, a]`; row r
@@ -224,9 +137,9 @@ impl Plan {
             ));
         }
         let count = y.len();
-        let params = element(count, [samples, a, b])?;
+        let params = uniform!(TransposeParams { count, samples, a, b; });
         let groups = self.element_groups(count)?;
-        self.dispatch(KernelId::Transpose, &params, &[x, y], groups)
+        self.dispatch(&params, &[x, y], groups)
     }
 
     /// The conditioning vector SiLU(time + class_table[classes[r]]) (`condition.wgsl`): `time`
@@ -248,15 +161,12 @@ impl Plan {
         }
         check_shape(y, &[rows, width], "condition y")?;
         let count = rows * width;
-        let params = element(count, [width, usize::from(class_table.is_some()), 0])?;
+        let params = uniform!(ConditionParams {
+            count, width; conditional: u32::from(class_table.is_some()), _pad: 0
+        });
         let groups = self.element_groups(count)?;
         let table = class_table.unwrap_or(time);
-        self.dispatch(
-            KernelId::Condition,
-            &params,
-            &[time, classes, table, y],
-            groups,
-        )
+        self.dispatch(&params, &[time, classes, table, y], groups)
     }
 
     /// Single-head attention weights softmax(q·kᵀ / √channels) (`attention_weights.wgsl`):
@@ -267,14 +177,11 @@ impl Plan {
         let channels = three_channels / 3;
         check_shape(qkv, &[rows, positions, 3 * channels], "attention qkv")?;
         check_shape(weights, &[rows, positions, positions], "attention weights")?;
-        let params = AttentionParams {
-            rows: u32_of(rows, "rows")?,
-            positions: u32_of(positions, "positions")?,
-            channels: u32_of(channels, "channels")?,
-            scale: (1.0 / libm::sqrt(channels as f64)) as f32,
-        };
+        let params = uniform!(AttentionWeightsParams {
+            rows, positions, channels; scale: (1.0 / libm::sqrt(channels as f64)) as f32
+        });
         let groups = self.element_groups(rows * positions)?;
-        self.dispatch(KernelId::AttentionWeights, &params, &[qkv, weights], groups)
+        self.dispatch(&params, &[qkv, weights], groups)
     }
 
     /// Single-head attention's output, the weights times the values (`attention_values.wgsl`):
@@ -289,18 +196,8 @@ impl Plan {
         let [rows, positions, channels] = dims(y, "attention y")?;
         check_shape(weights, &[rows, positions, positions], "attention weights")?;
         check_shape(qkv, &[rows, positions, 3 * channels], "attention qkv")?;
-        let params = AttentionParams {
-            rows: u32_of(rows, "rows")?,
-            positions: u32_of(positions, "positions")?,
-            channels: u32_of(channels, "channels")?,
-            scale: 1.0,
-        };
+        let params = uniform!(AttentionValuesParams { rows, positions, channels; _pad: 0 });
         let groups = self.element_groups(y.len())?;
-        self.dispatch(
-            KernelId::AttentionValues,
-            &params,
-            &[weights, qkv, y],
-            groups,
-        )
+        self.dispatch(&params, &[weights, qkv, y], groups)
     }
 }
