@@ -440,7 +440,7 @@ async function draw() {
   $('canvas').classList.add('drawn');
   page.lastMs = ms;
   page.firstImageAt ??= performance.now();
-  const path = page.backend === 'webgpu' ? 'WebGPU' : 'CPU';
+  const path = page.backend === 'webgpu' ? 'WebGPU' : out.lanes === 2 ? 'CPU, 2 workers' : 'CPU';
   $('timing').textContent =
     `${solver.name} (NFE ${solver.nfe}) · seed ${request.seed} · ${request.batch} ` +
     `${points ? 'points' : 'images'} in ${ms.toFixed(0)} ms, ${(ms / request.batch).toFixed(2)} ms ` +

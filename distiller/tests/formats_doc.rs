@@ -1243,6 +1243,7 @@ fn a_sample_request_is_the_documented_one() {
         batch,
         class: None,
         guidance: w,
+        first_row: 0,
     };
     let k = spec.num_classes as u32;
     let classes: Vec<u32> = (0..batch as u32).map(|i| i % k).collect();

@@ -40,6 +40,9 @@ for (const c of CASES) {
     assert.match(result.backendText, /no GPU adapter/);
     assert.match(result.timing, /4 images in \d+ ms, [\d.]+ ms per image · CPU/);
     assert.equal(result.where, 'worker');
+    // With two cores or more the batch's halves run in two workers (the values below are still
+    // bns sample's, bit for bit).
+    if (await page.evaluate(() => navigator.hardwareConcurrency >= 2)) assert.match(result.timing, /· CPU, 2 workers/);
 
     const native = nativeSamples(c.tag, c.file(), 1, 4, c.guidance);
     assert.deepEqual(result.shape, native.shape);
@@ -179,7 +182,7 @@ for (const c of UNET_CASES) {
 test('the runtime lists its classical methods with their stages and grids, and each generate answers with the path that ran and its own picture', async () => {
   const { page, errors } = await openPage(site.browser, site.url);
   const result = await page.evaluate(async (name) => {
-    const { default: init, Sampler, classicalMethods } = await import('./pkg/web_sampler.js');
+    const { default: init, Sampler, classicalMethods, gridPicture } = await import('./pkg/web_sampler.js');
     await init();
     const methods = classicalMethods();
     const sampler = new Sampler();
@@ -207,8 +210,28 @@ test('the runtime lists its classical methods with their stages and grids, and e
     const first = await sampler.generate({ seed: 1, batch: 4, columns: 2, backend: 'cpu' });
     const firstRgba = Array.from(first.picture.rgba);
     const second = await sampler.generate({ seed: 2, batch: 9, backend: 'cpu' });
+    // Rows 1 and 2 of the first batch on their own, and the first batch's picture drawn again
+    // from its values: the same numbers and pixels.
+    const rows = await sampler.generate({ seed: 1, batch: 2, firstRow: 1, backend: 'cpu' });
+    const d = first.values.length / 4;
+    const redrawn = gridPicture(first.values, [4, ...shape], 2);
+    const refusals = [];
+    for (const call of [
+      () => sampler.generate({ seed: 1, batch: 2, firstRow: 1024 }),
+      () => gridPicture(first.values, [5, ...shape], 2),
+      () => gridPicture(first.values, shape, 2),
+    ]) {
+      try {
+        await call();
+        refusals.push(null);
+      } catch (e) {
+        refusals.push(e.message);
+      }
+    }
     return {
-      methods, builds, shape,
+      methods, builds, shape, refusals,
+      rowsEqual: rows.values.every((v, i) => Object.is(v, first.values[d + i])) && rows.values.length === 2 * d,
+      redrawnEqual: redrawn.width === first.picture.width && redrawn.rgba.every((v, i) => v === firstRgba[i]),
       first: { backend: first.backend, width: first.picture.width, height: first.picture.height, values: first.values.length },
       second: { backend: second.backend, width: second.picture.width },
       firstKept: Array.from(first.picture.rgba).every((v, i) => v === firstRgba[i]),
@@ -228,6 +251,11 @@ test('the runtime lists its classical methods with their stages and grids, and e
   assert.ok(between(result.second.width, 3, w), JSON.stringify(result.second));
   // The second call left the first one's picture as it was.
   assert.ok(result.firstKept && result.differ);
+  assert.ok(result.rowsEqual, 'rows 1–2 of a batch asked for on their own differ from the batch');
+  assert.ok(result.redrawnEqual, 'gridPicture differs from the picture generate drew');
+  assert.match(result.refusals[0], /firstRow must be a whole number from 0 to 1023, got 1024/);
+  assert.match(result.refusals[1], /gridPicture: \d+ values are not a batch of shape \[5, /);
+  assert.match(result.refusals[2], /gridPicture: the shape must be \[B, C, H, W\], got 3 numbers/);
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -587,7 +615,7 @@ test('WebGPU asked for in the address of a browser without it: the first generat
   await page.selectOption('#run-on', 'cpu');
   const result = await clickGenerate(page);
   assert.equal(result.error, null);
-  assert.match(result.timing, /4 images in \d+ ms, [\d.]+ ms per image · CPU$/);
+  assert.match(result.timing, /4 images in \d+ ms, [\d.]+ ms per image · CPU(, 2 workers)?$/);
   assert.equal((await canvasState(page)).drawn, true);
   assert.deepEqual(errors, []);
   await page.close();

@@ -4,7 +4,9 @@
 use web_sampler::grid::Grid;
 use web_sampler::model::{Architecture, Model, ModelSpec};
 use web_sampler::noise::gaussian_batch;
-use web_sampler::sample::{grid_picture, guided_velocity, sample, SampleRequest};
+use web_sampler::sample::{
+    class_labels, grid_picture, guided_velocity, sample, SampleRequest, MAX_ROW,
+};
 use web_sampler::solver::{Method, SolverFile};
 
 fn spec(shape: [usize; 3], classes: usize) -> ModelSpec {
@@ -52,6 +54,7 @@ fn sample_runs_the_table_from_the_seeded_noise() {
         batch: 5,
         class: None,
         guidance: 1.0,
+        first_row: 0,
     };
     let samples = sample(&model, &table, &request).unwrap();
     assert_eq!(samples.shape, [5, 1, 5, 3]);
@@ -81,6 +84,50 @@ fn sample_runs_the_table_from_the_seeded_noise() {
         ..request
     };
     assert_ne!(sample(&model, &table, &other).unwrap(), samples);
+}
+
+#[test]
+fn the_parts_of_a_batch_are_its_rows() {
+    // Rows `first_row …` of a seed's samples are those of the whole batch, bit for bit, with the
+    // classes of their rows (the page shares a CPU-path batch between two workers this way).
+    let model = image_model();
+    let table = Method::Heun.build(4, Grid::Uniform).unwrap();
+    let whole = SampleRequest {
+        seed: 4,
+        batch: 7,
+        class: None,
+        guidance: 1.5,
+        first_row: 0,
+    };
+    let all = sample(&model, &table, &whole).unwrap();
+    let d = 15;
+    for (first_row, batch) in [(0, 3), (3, 4), (5, 2), (6, 1)] {
+        let part = SampleRequest {
+            first_row,
+            batch,
+            ..whole.clone()
+        };
+        let got = sample(&model, &table, &part).unwrap();
+        assert_eq!(got.shape, [batch, 1, 5, 3]);
+        assert_eq!(
+            got.values,
+            all.values[first_row * d..(first_row + batch) * d],
+            "rows {first_row}.."
+        );
+        assert_eq!(
+            class_labels(&model, &part).unwrap(),
+            (first_row as u32..(first_row + batch) as u32)
+                .map(|i| i % 4)
+                .collect::<Vec<_>>()
+        );
+    }
+    // A first row past the largest batch is refused with a message.
+    let far = SampleRequest {
+        first_row: MAX_ROW + 1,
+        ..whole
+    };
+    let message = sample(&model, &table, &far).unwrap_err().to_string();
+    assert!(message.contains("first row"), "{message}");
 }
 
 #[test]
@@ -143,6 +190,7 @@ fn bad_requests_are_errors_not_panics() {
                 batch: 0,
                 class: None,
                 guidance: 0.0,
+                first_row: 0,
             },
             "batch",
         ),
@@ -152,6 +200,7 @@ fn bad_requests_are_errors_not_panics() {
                 batch: 2,
                 class: Some(9),
                 guidance: 0.0,
+                first_row: 0,
             },
             "class 9",
         ),
@@ -161,6 +210,7 @@ fn bad_requests_are_errors_not_panics() {
                 batch: 2,
                 class: None,
                 guidance: f64::NAN,
+                first_row: 0,
             },
             "guidance",
         ),
@@ -170,6 +220,7 @@ fn bad_requests_are_errors_not_panics() {
                 batch: 2,
                 class: None,
                 guidance: -1.0,
+                first_row: 0,
             },
             "guidance",
         ),
@@ -184,6 +235,7 @@ fn bad_requests_are_errors_not_panics() {
         batch: 2,
         class: None,
         guidance: 2.0,
+        first_row: 0,
     };
     let message = sample(&unconditional, &table, &request)
         .unwrap_err()
@@ -200,6 +252,7 @@ fn pictures_tile_the_batch() {
         batch: 5,
         class: Some(1),
         guidance: 0.0,
+        first_row: 0,
     };
     let samples = sample(&model, &table, &request).unwrap();
     let picture = grid_picture(&samples, 3).unwrap();

@@ -144,6 +144,7 @@ fn unet(runs: usize) -> Result<(), Box<dyn std::error::Error>> {
             batch,
             class: Some(3),
             guidance: 1.5,
+            first_row: 0,
         };
         time_paths(
             runs,

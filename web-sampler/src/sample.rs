@@ -12,9 +12,15 @@ use crate::{Error, Result};
 
 /// Largest batch one call may ask for (bounds memory in the browser).
 pub const MAX_BATCH: usize = 1024;
+/// Largest first row of a request (a part of a batch starts within the largest batch).
+pub const MAX_ROW: usize = MAX_BATCH - 1;
 
-/// What to generate.
-#[derive(Clone, Debug, PartialEq)]
+/// What to generate: rows `first_row … first_row + batch − 1` of the samples of a seed.
+///
+/// A row depends only on the seed, its index and its class (FORMATS.md §6), so a batch can be
+/// split into requests for its parts (the page runs the halves of a CPU-path batch in two
+/// workers) and gives the same values.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SampleRequest {
     /// Seed of the initial noise.
     pub seed: u64,
@@ -25,6 +31,17 @@ pub struct SampleRequest {
     pub class: Option<u32>,
     /// Guidance scale `w` (0 = unguided).
     pub guidance: f64,
+    /// The index of the first row (0 for a whole batch).
+    pub first_row: usize,
+}
+
+impl SampleRequest {
+    /// The request's rows of `gaussian_batch(seed, first_row + batch, dim)`: its `x_0`.
+    pub fn noise(&self, dim: usize) -> Vec<f32> {
+        let mut noise = gaussian_batch(self.seed, self.first_row + self.batch, dim);
+        noise.drain(..self.first_row * dim);
+        noise
+    }
 }
 
 /// Generated samples, `[B, C, H, W]` row-major.
@@ -56,7 +73,9 @@ pub fn class_labels(model: &Model, request: &SampleRequest) -> Result<Vec<u32>> 
             ),
         )),
         Some(c) => Ok(vec![c; request.batch]),
-        None => Ok((0..request.batch as u32).map(|i| i % classes).collect()),
+        None => Ok((request.first_row..request.first_row + request.batch)
+            .map(|i| (i % classes as usize) as u32)
+            .collect()),
     }
 }
 
@@ -91,6 +110,15 @@ pub fn guided_velocity(
 
 /// Checks a request against the model (batch size, guidance) and returns each row's class.
 pub fn check_request(model: &Model, request: &SampleRequest) -> Result<Vec<u32>> {
+    if request.first_row > MAX_ROW {
+        return Err(Error::new(
+            "sample request",
+            format!(
+                "the first row must be at most {MAX_ROW}, got {}",
+                request.first_row
+            ),
+        ));
+    }
     if request.batch == 0 || request.batch > MAX_BATCH {
         return Err(Error::new(
             "sample request",
@@ -135,7 +163,7 @@ pub fn sample_with_progress(
     let classes = check_request(model, request)?;
     let spec = model.spec();
     let dim = spec.data_dim();
-    let x0 = gaussian_batch(request.seed, request.batch, dim);
+    let x0 = request.noise(dim);
     // The solver shows each state before evaluating the velocity there: the k-th visit follows
     // k − 1 evaluations.
     let mut done = 0;
@@ -169,7 +197,7 @@ pub fn trajectories(
     request: &SampleRequest,
 ) -> Result<Vec<Vec<f32>>> {
     let classes = check_request(model, request)?;
-    let x0 = gaussian_batch(request.seed, request.batch, model.spec().data_dim());
+    let x0 = request.noise(model.spec().data_dim());
     let mut states = Vec::with_capacity(table.steps() + 1);
     let last = solve_guided(model, table, x0, &classes, request.guidance, |x| {
         states.push(x.to_vec())

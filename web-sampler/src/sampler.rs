@@ -466,6 +466,7 @@ mod tests {
             batch: 5,
             class: None,
             guidance: 1.5,
+            first_row: 0,
         }
     }
 

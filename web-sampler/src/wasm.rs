@@ -27,7 +27,7 @@ use wasm_bindgen::prelude::*;
 use crate::error::number_in_message;
 use crate::grid::Grid;
 use crate::model::Model;
-use crate::sample::{is_image, SampleRequest, MAX_BATCH};
+use crate::sample::{is_image, SampleRequest, MAX_BATCH, MAX_ROW};
 use crate::sampler::{self, default_columns, Backend, BackendChoice};
 use crate::solver::{Method, SolverFile};
 
@@ -54,6 +54,9 @@ export interface GenerateOptions {
    * SwiftShader, which is slower than the CPU path), "cpu", or "webgpu" (the GPU only, even a
    * software renderer: its failure is the call's error, and the sampler keeps the GPU). */
   backend?: "auto" | "cpu" | "webgpu";
+  /** The index of the first sample (default 0): `batch` samples from this row of the seed's
+   * samples, each the same as in a whole batch (for sharing a batch between workers), 0 to 1023. */
+  firstRow?: number;
 }
 /** Which path runs `generate`. */
 export type Backend = "webgpu" | "cpu";
@@ -114,6 +117,42 @@ fn object(fields: &[(&str, JsValue)]) -> JsValue {
     object.into()
 }
 
+/// The picture of image samples `values` `[B, C, H, W]` (`shape`, C = 1 or 3, values in
+/// [−1, 1]) in `columns` tiles per row, as `Sampler.generate` draws it on the CPU path.
+#[wasm_bindgen(js_name = gridPicture, unchecked_return_type = "{ rgba: Uint8Array; width: number; height: number }")]
+pub fn grid_picture(values: Vec<f32>, shape: Vec<f64>, columns: f64) -> Result<JsValue, JsError> {
+    let dims: Vec<usize> = shape
+        .iter()
+        .map(|&n| whole("shape", n, 1.0, 1e9).map(|n| n as usize))
+        .collect::<Result<_, _>>()?;
+    let [b, c, h, w] = dims[..] else {
+        return Err(JsError::new(&format!(
+            "gridPicture: the shape must be [B, C, H, W], got {} numbers",
+            dims.len()
+        )));
+    };
+    let count = [b, c, h, w]
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d));
+    if count != Some(values.len()) {
+        return Err(JsError::new(&format!(
+            "gridPicture: {} values are not a batch of shape {dims:?}",
+            values.len()
+        )));
+    }
+    let columns = whole("columns", columns, 1.0, MAX_BATCH as f64)? as usize;
+    let samples = crate::sample::Samples {
+        values,
+        shape: [b, c, h, w],
+    };
+    let picture = crate::sample::grid_picture(&samples, columns).map_err(js_error)?;
+    Ok(object(&[
+        ("rgba", js_sys::Uint8Array::from(&picture.rgba[..]).into()),
+        ("width", (picture.width as f64).into()),
+        ("height", (picture.height as f64).into()),
+    ]))
+}
+
 /// PSNR in dB of each sample of `x` against `reference` (both `[N, dim]`, values in [−1, 1]).
 #[wasm_bindgen]
 pub fn psnr(x: &[f32], reference: &[f32], dim: usize) -> Result<Vec<f64>, JsError> {
@@ -149,6 +188,8 @@ struct RawGenerateOptions {
     columns: Option<f64>,
     #[serde(default)]
     backend: Option<String>,
+    #[serde(default, rename = "firstRow")]
+    first_row: Option<f64>,
 }
 
 /// The checked options of `generate`.
@@ -159,6 +200,7 @@ struct GenerateOptions {
     guidance: f64,
     columns: Option<usize>,
     backend: Option<String>,
+    first_row: usize,
 }
 
 /// `value` as a whole number in `min..=max`, or an error naming `name`.
@@ -177,8 +219,8 @@ impl GenerateOptions {
     fn parse(value: JsValue) -> Result<GenerateOptions, JsError> {
         let raw: RawGenerateOptions = serde_wasm_bindgen::from_value(value).map_err(|e| {
             JsError::new(&format!(
-                "generate options must be {{seed, batch, class?, guidance?, columns?, backend?}} \
-                 with numbers and a backend name ({e})"
+                "generate options must be {{seed, batch, class?, guidance?, columns?, backend?, \
+                 firstRow?}} with numbers and a backend name ({e})"
             ))
         })?;
         let seed = whole("seed", raw.seed, 0.0, 9_007_199_254_740_991.0)? as u64;
@@ -206,6 +248,10 @@ impl GenerateOptions {
                 )));
             }
         }
+        let first_row = match raw.first_row {
+            Some(r) => whole("firstRow", r, 0.0, MAX_ROW as f64)? as usize,
+            None => 0,
+        };
         Ok(GenerateOptions {
             seed,
             batch,
@@ -213,6 +259,7 @@ impl GenerateOptions {
             guidance: raw.guidance,
             columns,
             backend: raw.backend,
+            first_row,
         })
     }
 
@@ -222,6 +269,7 @@ impl GenerateOptions {
             batch: self.batch,
             class: self.class,
             guidance: self.guidance,
+            first_row: self.first_row,
         }
     }
 

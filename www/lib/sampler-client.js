@@ -11,7 +11,7 @@
 
 import { useClassicalMethods } from './solvers.js';
 
-/** The workers by module URL: one per page, shared by the samplers opened on it. */
+/** The workers by module URL (and lane, below): one per page, shared by the samplers opened on it. */
 const workers = new Map();
 let sessions = 0;
 
@@ -97,9 +97,13 @@ class WorkerChannel {
 
 class WorkerStartError extends Error {}
 
-/** The worker of module `url`, started once: directly on the document's origin, else from a blob. */
-function channelFor(url) {
-  let channel = workers.get(url.href);
+/**
+ * The worker of module `url` in `lane` (0: the samplers' own; 1: the second half of CPU-path
+ * batches, below), started once: directly on the document's origin, else from a blob.
+ */
+function channelFor(url, lane = 0) {
+  const key = `${lane} ${url.href}`;
+  let channel = workers.get(key);
   if (channel && !channel.failed) return channel;
   if (url.origin === location.origin) {
     channel = new WorkerChannel(new Worker(url, { type: 'module' }));
@@ -112,8 +116,127 @@ function channelFor(url) {
       throw e;
     }
   }
-  workers.set(url.href, channel);
+  workers.set(key, channel);
   return channel;
+}
+
+/** The calls that set what a sampler runs: both halves of a paired sampler make them. */
+const STATE_CALLS = new Set(['loadModel', 'loadSolver', 'useClassical']);
+
+/**
+ * A sampler in the first worker and a second one, in a worker of its own, that runs the second
+ * half of each batch on the CPU path at the same time, so that the CPU fallback uses two cores.
+ * The halves are rows `0 … h−1` and `h … B−1` of the same request (`firstRow`): a sample depends
+ * only on the seed, its row and its class (FORMATS.md §6), so the values are those of one
+ * sampler, bit for bit; the first worker draws the picture of the whole batch. Every other call
+ * (and a batch on WebGPU, or of one sample, or with the 2-D paths) goes to the first sampler
+ * alone. If the second fails, it is dropped and the first carries on alone.
+ */
+class PairedSampler {
+  where = 'worker';
+  why = '';
+  #first;
+  #second;
+  #shape = null;
+
+  constructor(first, second) {
+    this.#first = first;
+    this.#second = second;
+  }
+
+  /** How many workers share a CPU-path batch. */
+  get lanes() {
+    return this.#second ? 2 : 1;
+  }
+
+  async call(method, args = {}, onProgress = null) {
+    if (method === 'free') {
+      await this.#second?.call('free').catch(() => {});
+      return this.#first.call('free');
+    }
+    if (STATE_CALLS.has(method)) {
+      const [result] = await Promise.all([
+        this.#first.call(method, args),
+        this.#second?.call(method, args).catch(() => {}),
+      ]);
+      if (method === 'loadModel') this.#shape = result.spec.data_shape;
+      return result;
+    }
+    if (method === 'generate' && this.#second && (await this.#splits(args))) {
+      try {
+        return await this.#generateInHalves(args, onProgress);
+      } catch (e) {
+        if (!(e instanceof SecondHalfError)) throw e;
+        this.#drop();
+      }
+    }
+    return this.#first.call(method, args, onProgress);
+  }
+
+  /** Whether `generate(args)` runs on the CPU path with rows to share. */
+  async #splits({ request, paths = 0 }) {
+    if (!this.#shape || paths > 0 || !(request.batch >= 2)) return false;
+    if (request.backend === 'cpu') return true;
+    if (request.backend === 'webgpu') return false;
+    return (await this.#first.call('info')).backend === 'cpu';
+  }
+
+  async #generateInHalves({ request, picture = true }, onProgress) {
+    const half = Math.ceil(request.batch / 2);
+    const done = [0, 0];
+    // Once one half has failed, the other's progress (it runs on) is not reported.
+    let settled = false;
+    const report = (lane) => ({ done: d, total }) => {
+      done[lane] = d;
+      if (!settled) onProgress?.({ done: Math.floor((done[0] + done[1]) / 2), total });
+    };
+    const started = performance.now();
+    let first;
+    let second;
+    try {
+      [first, second] = await Promise.all([
+        this.#first.call('generate', { request: { ...request, batch: half, backend: 'cpu' }, picture: false }, report(0)),
+        this.#second.call('generate', { request: { ...request, batch: request.batch - half, firstRow: half, backend: 'cpu' }, picture: false }, report(1))
+          .catch((e) => { throw e instanceof WorkerStartError ? new SecondHalfError(e.message) : e; }),
+      ]);
+    } finally {
+      settled = true;
+    }
+    const values = new Float32Array(first.values.length + second.values.length);
+    values.set(first.values);
+    values.set(second.values, first.values.length);
+    let rgba = null;
+    let width = 0;
+    if (picture) {
+      ({ rgba, width } = await this.#first.call('picture', { values, shape: [request.batch, ...this.#shape], columns: request.columns }));
+    }
+    const ms = performance.now() - started;
+    return { values, ms, backend: 'cpu', rgba, width, paths: null, info: first.info, lanes: 2 };
+  }
+
+  #drop() {
+    const second = this.#second;
+    this.#second = null;
+    second?.call('free').catch(() => {});
+  }
+}
+
+/** The second worker failed (not the request): the first sampler carries on alone. */
+class SecondHalfError extends Error {}
+
+/**
+ * `sampler` paired with a CPU-path sampler in a second worker (PairedSampler) when it runs on
+ * the CPU path and the machine has two cores or more; else `sampler` itself.
+ */
+async function pairIfOnCpu(sampler, workerUrl, session) {
+  if (!(navigator.hardwareConcurrency >= 2) || (await sampler.call('info')).backend !== 'cpu') return sampler;
+  try {
+    const channel = channelFor(workerUrl, 1);
+    await channel.send({ session, method: 'create', args: { gpu: false } });
+    return new PairedSampler(sampler, new WorkerSampler(channel, session));
+  } catch {
+    return sampler;
+  }
 }
 
 /**
@@ -129,7 +252,7 @@ export async function openSampler({ gpu = true, workerUrl }) {
     await channel.send({ session, method: 'create', args: { gpu } });
     const sampler = new WorkerSampler(channel, session);
     useClassicalMethods(await sampler.call('classicalMethods'));
-    return sampler;
+    return await pairIfOnCpu(sampler, workerUrl, session);
   } catch (e) {
     // A failure of the sampler itself (not of the worker) would fail on the main thread too.
     if (!(e instanceof WorkerStartError) && !(e instanceof DOMException)) throw e;

@@ -3,7 +3,7 @@
 // (sampler-worker.js, the usual place) or, where no worker can start, on the page's main thread
 // (sampler-client.js chooses). Long operations take `progress({ done, total, stage })`.
 
-import init, { Sampler, classicalMethods, psnr, version } from '../pkg/web_sampler.js';
+import init, { Sampler, classicalMethods, gridPicture, psnr, version } from '../pkg/web_sampler.js';
 import { fitsNfe, useClassicalMethods } from './solvers.js';
 
 /**
@@ -188,6 +188,15 @@ export class SamplerSession {
     } finally {
       this.loadSolver({ text: chosenText, name: chosenName });
     }
+  }
+
+  /**
+   * The picture of image samples `values` `[B, C, H, W]` (`shape`) in `columns` tiles per row,
+   * as `generate` draws it on the CPU path: { rgba, width }.
+   */
+  picture({ values, shape, columns }) {
+    const picture = gridPicture(values, shape, columns);
+    return { rgba: picture.rgba, width: picture.width };
   }
 
   /** Destroys the GPU device (tests of the fallback). */

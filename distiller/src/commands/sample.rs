@@ -71,6 +71,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         batch: args.batch,
         class: args.class,
         guidance: args.guidance.unwrap_or(solver.guidance),
+        first_row: 0,
     };
     let (nfe, data_shape) = (solver.nfe, model.spec().data_shape.clone());
     let (sampler, choice) = match args.backend {

@@ -50,6 +50,7 @@ impl Workload {
             batch,
             class: None,
             guidance: file.guidance,
+            first_row: 0,
         };
         Ok(Workload {
             name,

@@ -16,7 +16,6 @@ use super::network::{self, NetworkInput, NetworkRecorder};
 use super::pool::Lease;
 use super::{Gpu, ORIGIN};
 use crate::model::{time_embedding, Model, Prediction};
-use crate::noise::gaussian_batch;
 use crate::path::data_to_velocity_factor;
 use crate::sample::{
     check_request, grid_size, is_image, sample_shape, Picture, SampleRequest, Samples,
@@ -267,7 +266,7 @@ impl CpuInputs {
             time_embeddings.extend(time_embedding(t, spec.time_embedding, spec.time_scale));
         }
         CpuInputs {
-            x0: gaussian_batch(request.seed, request.batch, spec.data_dim()),
+            x0: request.noise(spec.data_dim()),
             coefficients: coefficient_rows(table),
             times,
             time_embeddings,

@@ -201,6 +201,7 @@ fn f16_models_sample_like_the_cpu_path_in_every_encoding() {
         batch: 6,
         class: None,
         guidance: 1.5,
+        first_row: 0,
     };
     let cpu = crate::sample::sample(&model, &table, &request).unwrap();
     for device in half_weight_devices(gpu) {
@@ -465,6 +466,7 @@ fn an_nfe_8_sample_matches_the_cpu_path() {
             batch,
             class,
             guidance,
+            first_row: 0,
         };
         let cpu = crate::sample::sample(&model, table, &request).unwrap();
         let got = block_on(sample(gpu, &model, table, &request, 4)).unwrap();
@@ -501,6 +503,7 @@ fn point_models_and_velocity_prediction_match_the_cpu_path() {
         batch: 50,
         class: None,
         guidance: 0.0,
+        first_row: 0,
     };
     let cpu = crate::sample::sample(&model, &table, &request).unwrap();
     let got = block_on(sample(gpu, &model, &table, &request, 8)).unwrap();
@@ -519,6 +522,7 @@ fn a_batch_beyond_the_buffer_limit_is_split_into_chunks() {
         batch: 9,
         class: None,
         guidance: 1.0,
+        first_row: 0,
     };
     let full = block_on(sample(gpu, &model, &table, &request, 3)).unwrap();
     // A binding limit of 4 samples' velocities: chunks of 4, 4 and 1.
@@ -550,6 +554,7 @@ fn buffers_are_reused_between_samples() {
         batch: 6,
         class: None,
         guidance: 0.5,
+        first_row: 0,
     };
     block_on(sample(gpu, &model, &table, &request, 3)).unwrap();
     let pooled = gpu.pool.lock().unwrap().len();
@@ -571,6 +576,7 @@ fn bad_requests_and_a_lost_device_are_errors() {
         batch: 0,
         class: None,
         guidance: 0.0,
+        first_row: 0,
     };
     let e = block_on(sample(gpu, &model, &table, &bad, 1)).unwrap_err();
     assert!(e.to_string().contains("batch"), "{e}");
@@ -582,6 +588,7 @@ fn bad_requests_and_a_lost_device_are_errors() {
         batch: 2,
         class: None,
         guidance: 0.0,
+        first_row: 0,
     };
     let e = block_on(sample(&own, &model, &table, &request, 1)).unwrap_err();
     assert!(e.to_string().contains("lost"), "{e}");

@@ -349,6 +349,7 @@ pub fn generate(
             batch: chunk.min(count - start),
             class: None,
             guidance,
+            first_row: 0,
         };
         out.extend(sample(model, table, &request)?.values);
         report((table.steps() * request.batch) as u64);

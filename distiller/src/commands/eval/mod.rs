@@ -325,6 +325,7 @@ pub fn evaluate(
                 batch: picture_count,
                 class: None,
                 guidance,
+                first_row: 0,
             };
             let samples = sample(&picture_model, &j.table, &request)?;
             let picture = if image {

@@ -382,6 +382,7 @@ fn check_options(model: &Model, options: &TruthOptions) -> Result<()> {
         batch: options.batch,
         class: options.class,
         guidance: options.guidance,
+        first_row: 0,
     };
     check_request(model, &request).map_err(|e| anyhow!("--{}", e.problem))?;
     if count

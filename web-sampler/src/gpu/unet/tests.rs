@@ -109,6 +109,7 @@ fn an_f16_unet_samples_like_the_cpu_path_in_every_encoding() {
         batch: 3,
         class: Some(1),
         guidance: 1.5,
+        first_row: 0,
     };
     let cpu = crate::sample::sample(&model, &table, &request).unwrap();
     for device in half_weight_devices(gpu) {
@@ -369,6 +370,7 @@ fn an_nfe_8_unet_sample_matches_the_cpu_path_in_chunks() {
         batch: 5,
         class: None,
         guidance: 1.5,
+        first_row: 0,
     };
     let cpu = crate::sample::sample(&model, &table, &request).unwrap();
     let whole = block_on(sample(gpu, &model, &table, &request, 3)).unwrap();
