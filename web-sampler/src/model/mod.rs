@@ -61,10 +61,10 @@ pub(crate) use unet::{
     AttentionScratch, ConvShape,
 };
 pub use unet::{
-    AttentionBlock, ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel,
-    UnetSpec, GROUP_NORM_EPSILON, MAX_ATTENTION_POSITIONS, MAX_BASE_CHANNELS, MAX_EMBEDDING_WIDTH,
-    MAX_GROUPS, MAX_LEVELS, MAX_MULTIPLIER, MAX_RESIDUAL_BLOCKS, MAX_UNET_CHANNELS,
-    MAX_UNET_CHANNELS_IN, MAX_UNET_FLOPS,
+    AttentionBlock, ConvLayer, DenseLayer, LayerMap, MappedLayout, NormLayer, ResidualBlock,
+    UnetLayout, UnetLevel, UnetSpec, GROUP_NORM_EPSILON, MAX_ATTENTION_POSITIONS,
+    MAX_BASE_CHANNELS, MAX_EMBEDDING_WIDTH, MAX_GROUPS, MAX_LEVELS, MAX_MULTIPLIER,
+    MAX_RESIDUAL_BLOCKS, MAX_UNET_CHANNELS, MAX_UNET_CHANNELS_IN, MAX_UNET_FLOPS,
 };
 /// The CPU dense layer and SiLU, the references of the GPU kernels' tests.
 #[cfg(test)]
