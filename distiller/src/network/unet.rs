@@ -36,9 +36,6 @@ struct Norm {
     groups: usize,
 }
 
-type Block = ResidualBlock<Dense, Conv, Norm>;
-type Attention = AttentionBlock<Conv, Norm>;
-
 /// The U-Net's weights in candle.
 pub(super) struct CandleUnet {
     /// `[num_classes + 1, E]` for conditional models.
@@ -124,7 +121,11 @@ impl Norm {
 }
 
 /// A residual block: `x` `[B, in, H, W]`, `embedding` `SiLU(emb)` `[B, E]` → `[B, out, H, W]`.
-fn block(block: &Block, x: &Tensor, embedding: &Tensor) -> Result<Tensor> {
+fn block(
+    block: &ResidualBlock<Dense, Conv, Norm>,
+    x: &Tensor,
+    embedding: &Tensor,
+) -> Result<Tensor> {
     let shift = block.embedding.forward(embedding)?;
     let h = block
         .conv1
@@ -138,7 +139,7 @@ fn block(block: &Block, x: &Tensor, embedding: &Tensor) -> Result<Tensor> {
 }
 
 /// Single-head self-attention on `x` `[B, C, H, W]`, added to it.
-fn attend(attention: &Attention, x: &Tensor) -> Result<Tensor> {
+fn attend(attention: &AttentionBlock<Conv, Norm>, x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     let n = h * w;
     let qkv = attention
