@@ -53,12 +53,13 @@ pub use spec::{
     MAX_TIME_SCALE, MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
 pub use spec::{Prediction, ProbabilityPath};
-/// The U-Net's CPU convolution, GroupNorm and attention, the references of the GPU kernels'
-/// tests.
+/// The U-Net's CPU convolution, GroupNorm, attention and data movements, the references of the
+/// GPU kernels' tests.
 #[cfg(test)]
 pub(crate) use unet::{
-    attention as cpu_attention, conv2d as cpu_conv2d, group_norm as cpu_group_norm,
-    AttentionScratch, ConvShape,
+    attention as cpu_attention, concat_channels as cpu_concat_channels, conv2d as cpu_conv2d,
+    group_norm as cpu_group_norm, to_position_major as cpu_to_position_major,
+    upsample_nearest as cpu_upsample_nearest, AttentionScratch, ConvShape,
 };
 pub use unet::{
     AttentionBlock, ConvLayer, DenseLayer, LayerMap, MappedLayout, NormLayer, ResidualBlock,

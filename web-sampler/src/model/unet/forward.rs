@@ -323,7 +323,6 @@ impl Unet {
         let layers = &self.layers;
         let (channels, h, w) = layers.data_shape;
         let size = (h, w);
-        let positions = h * w;
 
         // The embedding, after the SiLU every block applies to it.
         s.a.clear();
@@ -349,14 +348,7 @@ impl Unet {
             *v = silu(*v);
         }
 
-        // [C, H, W] → [H·W, C].
-        s.a.clear();
-        s.a.resize(positions * channels, 0.0);
-        for c in 0..channels {
-            for p in 0..positions {
-                s.a[p * channels + c] = x[c * positions + p];
-            }
-        }
+        to_position_major(x, channels, &mut s.a);
         let a = std::mem::take(&mut s.a);
         self.conv(&layers.input, &a, size, &mut s.padded, &mut s.h);
         s.a = a;
@@ -389,29 +381,13 @@ impl Unet {
             let p = level.size.0 * level.size.1;
             for block in &level.blocks {
                 used -= 1;
-                let skip = &skips[used];
-                let own = s.h.len() / p;
-                let theirs = skip.len() / p;
-                s.a.clear();
-                for (mine, other) in s.h.chunks_exact(own).zip(skip.chunks_exact(theirs)) {
-                    s.a.extend_from_slice(mine);
-                    s.a.extend_from_slice(other);
-                }
+                concat_channels(&s.h, &skips[used], p, &mut s.a);
                 std::mem::swap(&mut s.h, &mut s.a);
                 self.block(block, level.size, s);
             }
             if let Some(upsample) = &level.resample {
                 let (lh, lw) = level.size;
-                let c = upsample.inputs;
-                s.a.clear();
-                s.a.resize(4 * p * c, 0.0);
-                for y in 0..2 * lh {
-                    for x in 0..2 * lw {
-                        let from = ((y / 2) * lw + x / 2) * c;
-                        let to = (y * 2 * lw + x) * c;
-                        s.a[to..to + c].copy_from_slice(&s.h[from..from + c]);
-                    }
-                }
+                upsample_nearest(&s.h, level.size, upsample.inputs, &mut s.a);
                 let a = std::mem::take(&mut s.a);
                 self.conv(upsample, &a, (2 * lh, 2 * lw), &mut s.padded, &mut s.h);
                 s.a = a;
@@ -425,10 +401,63 @@ impl Unet {
         let a = std::mem::take(&mut s.a);
         self.conv(&layers.out_conv, &a, size, &mut s.padded, &mut s.c);
         s.a = a;
-        for c in 0..channels {
-            for p in 0..positions {
-                out[c * positions + p] = s.c[p * channels + c];
-            }
+        to_channel_major(&s.c, channels, out);
+    }
+}
+
+/// A sample as stored, `x` `[channels, positions]`, position-major into `out`
+/// `[positions, channels]`. The CPU reference of the GPU's `transpose`.
+pub(crate) fn to_position_major(x: &[f32], channels: usize, out: &mut Vec<f32>) {
+    let positions = x.len() / channels;
+    out.clear();
+    out.resize(positions * channels, 0.0);
+    for c in 0..channels {
+        for p in 0..positions {
+            out[p * channels + c] = x[c * positions + p];
+        }
+    }
+}
+
+/// The inverse of [`to_position_major`]: `x` `[positions, channels]` (at least) into `out`
+/// `[channels, positions]`, its `positions` being `out.len() / channels`.
+fn to_channel_major(x: &[f32], channels: usize, out: &mut [f32]) {
+    let positions = out.len() / channels;
+    for c in 0..channels {
+        for p in 0..positions {
+            out[c * positions + p] = x[p * channels + c];
+        }
+    }
+}
+
+/// `a` `[positions, A]` and `b` `[positions, B]` into `out` `[positions, A + B]`: each
+/// position's channels of `a`, then those of `b` (the way up's input and its skip). The CPU
+/// reference of the GPU's `concat`.
+pub(crate) fn concat_channels(a: &[f32], b: &[f32], positions: usize, out: &mut Vec<f32>) {
+    let (own, theirs) = (a.len() / positions, b.len() / positions);
+    out.clear();
+    for (mine, other) in a.chunks_exact(own).zip(b.chunks_exact(theirs)) {
+        out.extend_from_slice(mine);
+        out.extend_from_slice(other);
+    }
+}
+
+/// Nearest ×2 of `x` `[h·w, channels]` at `size` `(h, w)` into `out` `[2h·2w, channels]`:
+/// output position `(y, x)` is input position `(y / 2, x / 2)`. The CPU reference of the GPU's
+/// `upsample`.
+pub(crate) fn upsample_nearest(
+    x: &[f32],
+    (h, w): (usize, usize),
+    channels: usize,
+    out: &mut Vec<f32>,
+) {
+    let c = channels;
+    out.clear();
+    out.resize(4 * h * w * c, 0.0);
+    for oy in 0..2 * h {
+        for ox in 0..2 * w {
+            let from = ((oy / 2) * w + ox / 2) * c;
+            let to = (oy * 2 * w + ox) * c;
+            out[to..to + c].copy_from_slice(&x[from..from + c]);
         }
     }
 }

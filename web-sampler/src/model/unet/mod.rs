@@ -43,7 +43,9 @@ use super::spec::ModelSpec;
 use crate::noise::Noise;
 pub(crate) use forward::Unet;
 #[cfg(test)]
-pub(crate) use forward::{attention, group_norm, AttentionScratch};
+pub(crate) use forward::{
+    attention, concat_channels, group_norm, to_position_major, upsample_nearest, AttentionScratch,
+};
 #[cfg(test)]
 pub(crate) use forward::{conv2d, ConvShape};
 
