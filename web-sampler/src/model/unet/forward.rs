@@ -11,10 +11,10 @@ use super::{
     AttentionBlock, ConvLayer, DenseLayer, LayerMap, NormLayer, ResidualBlock, UnetLayout,
     UnetSpec, GROUP_NORM_EPSILON,
 };
+use crate::model::activation::{silu, silu_in_place};
 use crate::model::conv2d::PackedConv;
 use crate::model::embedding::write_time_embedding;
 use crate::model::linear::{linear, PackedLinear};
-use crate::model::mlp::{silu, silu_in_place};
 use crate::model::network::VelocityNetwork;
 use crate::model::spec::{ModelSpec, CLASS_TABLE};
 
