@@ -207,6 +207,7 @@ impl Kernel {
     }
 
     /// The variant's name, as the benchmarks print it.
+    #[cfg(feature = "testing")]
     pub(crate) fn name(self) -> &'static str {
         match self {
             #[cfg(target_arch = "x86_64")]

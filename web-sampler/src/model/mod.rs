@@ -77,7 +77,9 @@ pub(crate) use {
     spec::tests::small_spec as spec_for_tests, unet::tests::tiny_unet_spec as unet_spec_for_tests,
 };
 
-/// The CPU path's dense layer on its own, for `benches/kernel.rs` (not part of the API).
+/// The CPU path's dense layer on its own, for `benches/kernel.rs` (not part of the API; with
+/// the `testing` feature).
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod dense {
     use super::linear::{Kernel, PackedLinear};
