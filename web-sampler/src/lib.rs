@@ -35,14 +35,14 @@ pub mod grid;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(not(target_arch = "wasm32"), any(test, feature = "testing")))]
 #[doc(hidden)]
 pub mod mutation;
 pub mod noise;
 pub mod path;
 pub mod sample;
 pub mod sampler;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(not(target_arch = "wasm32"), any(test, feature = "testing")))]
 #[doc(hidden)]
 pub mod scratch;
 pub mod solver;

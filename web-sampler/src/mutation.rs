@@ -1,5 +1,6 @@
 //! Hostile inputs for the loaders' fuzz tests (both crates'): seeded random edits of a valid
-//! file, and hand-made safetensors headers. Not part of the API.
+//! file, and hand-made safetensors headers. Not part of the API: native only, with the `testing`
+//! feature.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};

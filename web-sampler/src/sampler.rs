@@ -227,9 +227,8 @@ impl Sampler {
         }
     }
 
-    /// Which path the next `generate` with [`BackendChoice::Auto`] uses: the CPU path for a
-    /// model whose architecture the GPU path does not run (the sampler keeps its GPU for the
-    /// next model) and on a software renderer's adapter.
+    /// Which path the next `generate` with [`BackendChoice::Auto`] uses: the CPU path on a
+    /// software renderer's adapter (the GPU path runs every architecture).
     pub fn backend(&self) -> Backend {
         match self.auto_gpu() {
             Some(_) => Backend::Gpu,
@@ -239,23 +238,13 @@ impl Sampler {
 
     /// The GPU that [`BackendChoice::Auto`] uses, if any.
     fn auto_gpu(&self) -> Option<Rc<Gpu>> {
-        self.gpu().filter(|gpu| {
-            self.model_runs_on_gpu() && (self.auto_on_software || gpu.software_renderer().is_none())
-        })
+        self.gpu()
+            .filter(|gpu| self.auto_on_software || gpu.software_renderer().is_none())
     }
 
     /// Why the CPU path is in use ("" on the GPU).
     pub fn backend_note(&self) -> String {
         match &*self.backend.borrow() {
-            ActiveBackend::Gpu(_) if !self.model_runs_on_gpu() => {
-                self.model().map_or_else(String::new, |model| {
-                    format!(
-                        "the GPU path does not run {:?} models yet, so this one runs on the CPU \
-                         path",
-                        model.spec().architecture.name()
-                    )
-                })
-            }
             ActiveBackend::Gpu(gpu) => match gpu.software_renderer() {
                 Some(renderer) if !self.auto_on_software => format!(
                     "the {GPU_API} adapter is {renderer}, a software renderer, slower than the \
@@ -271,14 +260,6 @@ impl Sampler {
     /// [`Gpu::software_renderer`]).
     pub fn software_renderer(&self) -> Option<String> {
         self.gpu().and_then(|gpu| gpu.software_renderer())
-    }
-
-    /// Whether the GPU path runs the model in use (true when there is none).
-    fn model_runs_on_gpu(&self) -> bool {
-        self.model
-            .borrow()
-            .as_ref()
-            .is_none_or(|model| gpu::runs(&model.spec().architecture))
     }
 
     /// The GPU adapter in use, if any (see [`Gpu::adapter`]).

@@ -1,5 +1,6 @@
 //! Test support for the workspace's crates (this one's tests and the distiller's): a fresh
-//! folder under the system's temporary directory, removed when dropped. Native only.
+//! folder under the system's temporary directory, removed when dropped. Native only, with the
+//! `testing` feature (or in this crate's tests).
 
 use std::path::{Path, PathBuf};
 

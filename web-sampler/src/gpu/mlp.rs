@@ -10,7 +10,7 @@ use super::kernels::{GpuTensor, Plan};
 use super::network::{GpuNetwork, NetworkInput, NetworkRecorder};
 use super::pool::Lease;
 use super::{Gpu, ORIGIN};
-use crate::model::{Architecture, Model};
+use crate::model::{MlpSpec, Model};
 use crate::{Error, Result};
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -39,8 +39,9 @@ impl GpuLayer {
     }
 }
 
-impl GpuNetwork for GpuMlp {
-    fn upload(gpu: &Gpu, model: &Model) -> Result<GpuMlp> {
+impl GpuMlp {
+    /// Uploads the weights of `model`, an MLP of sizes `mlp`.
+    pub(crate) fn upload(gpu: &Gpu, model: &Model, mlp: &MlpSpec) -> Result<GpuMlp> {
         let tensor = |name: &str| {
             model.tensor(name).ok_or_else(|| {
                 Error::new(
@@ -52,15 +53,6 @@ impl GpuNetwork for GpuMlp {
         let upload =
             |label: &str, values: &[f32], shape: &[usize]| gpu.tensor(label, values, shape);
         let spec = model.spec();
-        let Architecture::Mlp(mlp) = &spec.architecture else {
-            return Err(Error::new(
-                ORIGIN,
-                format!(
-                    "internal error: a {} model is not an MLP",
-                    spec.architecture
-                ),
-            ));
-        };
         let class_embedding = if spec.is_conditional() {
             upload(
                 "class embedding",
@@ -88,7 +80,9 @@ impl GpuNetwork for GpuMlp {
             input_width: mlp.input_width(spec),
         })
     }
+}
 
+impl GpuNetwork for GpuMlp {
     fn values_per_row(&self) -> usize {
         self.layers
             .iter()

@@ -34,7 +34,6 @@ use std::task::{Context, Poll, Waker};
 
 use crate::{Error, Result};
 pub use kernels::Kernels;
-pub use network::runs;
 use pool::Pool;
 pub use sample::{sample, GpuSamples};
 

@@ -14,13 +14,9 @@ use super::{Gpu, ORIGIN};
 use crate::model::{Architecture, Model};
 use crate::{Error, Result};
 
-/// A velocity network's weights on the GPU.
+/// A velocity network's weights on the GPU, uploaded by its architecture's own `upload`, which
+/// takes the architecture's spec (see [`upload`]).
 pub(crate) trait GpuNetwork: wgpu::WasmNotSendSync {
-    /// Uploads the model's weights (its named tensors) into GPU buffers.
-    fn upload(gpu: &Gpu, model: &Model) -> Result<Self>
-    where
-        Self: Sized;
-
     /// Values per network row in the largest buffer an evaluation binds, its output `[rows, D]`
     /// included: [`chunk_size`](super::sample::chunk_size) bounds the batch by it.
     fn values_per_row(&self) -> usize;
@@ -75,22 +71,14 @@ pub(crate) fn cached(gpu: &Gpu, model: &Model) -> Result<Arc<dyn GpuNetwork>> {
     Ok(network)
 }
 
-/// Whether the GPU path runs this architecture (every architecture there is: the MLP and the
-/// U-Net).
-pub fn runs(architecture: &Architecture) -> bool {
-    match architecture {
-        Architecture::Mlp(_) | Architecture::Unet(_) => true,
-    }
-}
-
-/// The model's weights in the GPU network of its architecture; refused for an architecture
-/// the GPU path does not run (see [`runs`]).
+/// The model's weights in the GPU network of its architecture (every architecture runs on the
+/// GPU path).
 // In wasm the GPU objects are neither Send nor Sync (one thread); natively they are both, and
 // the `Arc` lets the device be shared between threads.
 #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 fn upload(gpu: &Gpu, model: &Model) -> Result<Arc<dyn GpuNetwork>> {
     Ok(match &model.spec().architecture {
-        Architecture::Mlp(_) => Arc::new(GpuMlp::upload(gpu, model)?),
-        Architecture::Unet(_) => Arc::new(GpuUnet::upload(gpu, model)?),
+        Architecture::Mlp(mlp) => Arc::new(GpuMlp::upload(gpu, model, mlp)?),
+        Architecture::Unet(unet) => Arc::new(GpuUnet::upload(gpu, model, unet)?),
     })
 }

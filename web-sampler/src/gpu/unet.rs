@@ -19,8 +19,8 @@ use super::network::{GpuNetwork, NetworkInput, NetworkRecorder};
 use super::pool::Lease;
 use super::{Gpu, ORIGIN};
 use crate::model::{
-    Architecture, ConvLayer, DenseLayer, Model, NormLayer, ResidualBlock, UnetLevel,
-    GROUP_NORM_EPSILON,
+    AttentionBlock, ConvLayer, DenseLayer, LayerMap, Model, NormLayer, ResidualBlock, UnetLayout,
+    UnetSpec, GROUP_NORM_EPSILON,
 };
 use crate::{Error, Result};
 
@@ -50,46 +50,16 @@ struct GpuNorm {
     bias: GpuTensor,
 }
 
-struct GpuBlock {
-    norm1: GpuNorm,
-    conv1: GpuConv,
-    embedding: GpuDense,
-    norm2: GpuNorm,
-    conv2: GpuConv,
-    skip: Option<GpuConv>,
-}
+type GpuBlock = ResidualBlock<GpuDense, GpuConv, GpuNorm>;
+type GpuAttention = AttentionBlock<GpuConv, GpuNorm>;
 
-struct GpuAttention {
-    norm: GpuNorm,
-    qkv: GpuConv,
-    proj: GpuConv,
-}
-
-struct GpuLevel {
-    size: (usize, usize),
-    blocks: Vec<GpuBlock>,
-    resample: Option<GpuConv>,
-}
-
-/// A U-Net's weights on the GPU, in the layers of its [`UnetLayout`].
-///
-/// [`UnetLayout`]: crate::model::UnetLayout
+/// A U-Net's weights on the GPU: its spec's [`UnetLayout`] mapped to GPU tensors.
 pub(crate) struct GpuUnet {
     /// `[num_classes + 1, E]` for class-conditional models.
     class_table: Option<GpuTensor>,
-    /// Data channels, height, width.
-    data: (usize, usize, usize),
-    groups: usize,
     time_width: usize,
     embedding_width: usize,
-    time: [GpuDense; 2],
-    input: GpuConv,
-    down: Vec<GpuLevel>,
-    middle: [GpuBlock; 2],
-    attention: Option<GpuAttention>,
-    up: Vec<GpuLevel>,
-    out_norm: GpuNorm,
-    out_conv: GpuConv,
+    layers: UnetLayout<GpuDense, GpuConv, GpuNorm>,
     /// Values per row of the widest activation (a working buffer holds `rows ×` this).
     widest: usize,
     /// Channels of the widest layer (the per-channel shift buffer).
@@ -98,7 +68,7 @@ pub(crate) struct GpuUnet {
     skips: Vec<(usize, usize)>,
 }
 
-/// Uploads tensors by name.
+/// Uploads tensors by name: the layers of a [`GpuUnet`].
 struct Uploader<'a> {
     gpu: &'a Gpu,
     model: &'a Model,
@@ -132,8 +102,15 @@ impl Uploader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
         self.gpu.tensor(name, self.values(name, shape)?, shape)
     }
+}
 
-    fn conv(&self, layer: &ConvLayer) -> Result<GpuConv> {
+impl LayerMap for Uploader<'_> {
+    type Dense = GpuDense;
+    type Conv = GpuConv;
+    type Norm = GpuNorm;
+    type Error = Error;
+
+    fn conv(&mut self, layer: &ConvLayer) -> Result<GpuConv> {
         let (o, i, k) = (layer.outputs, layer.inputs, layer.kernel);
         Ok(GpuConv {
             weight: self.weights(&format!("{}.weight", layer.name), &[o, i, k, k])?,
@@ -145,7 +122,7 @@ impl Uploader<'_> {
         })
     }
 
-    fn dense(&self, layer: &DenseLayer) -> Result<GpuDense> {
+    fn dense(&mut self, layer: &DenseLayer) -> Result<GpuDense> {
         let (o, i) = (layer.outputs, layer.inputs);
         Ok(GpuDense {
             weight: self.weights(&format!("{}.weight", layer.name), &[o, i])?,
@@ -153,34 +130,11 @@ impl Uploader<'_> {
         })
     }
 
-    fn norm(&self, layer: &NormLayer) -> Result<GpuNorm> {
+    fn norm(&mut self, layer: &NormLayer) -> Result<GpuNorm> {
         let c = layer.channels;
         Ok(GpuNorm {
             weight: self.tensor(&format!("{}.weight", layer.name), &[c])?,
             bias: self.tensor(&format!("{}.bias", layer.name), &[c])?,
-        })
-    }
-
-    fn block(&self, block: &ResidualBlock) -> Result<GpuBlock> {
-        Ok(GpuBlock {
-            norm1: self.norm(&block.norm1)?,
-            conv1: self.conv(&block.conv1)?,
-            embedding: self.dense(&block.embedding)?,
-            norm2: self.norm(&block.norm2)?,
-            conv2: self.conv(&block.conv2)?,
-            skip: block.skip.as_ref().map(|s| self.conv(s)).transpose()?,
-        })
-    }
-
-    fn level(&self, level: &UnetLevel) -> Result<GpuLevel> {
-        Ok(GpuLevel {
-            size: level.size,
-            blocks: level
-                .blocks
-                .iter()
-                .map(|b| self.block(b))
-                .collect::<Result<_>>()?,
-            resample: level.resample.as_ref().map(|r| self.conv(r)).transpose()?,
         })
     }
 }
@@ -211,20 +165,12 @@ impl Widths {
     }
 }
 
-impl GpuNetwork for GpuUnet {
-    fn upload(gpu: &Gpu, model: &Model) -> Result<GpuUnet> {
+impl GpuUnet {
+    /// Uploads the weights of `model`, a U-Net of sizes `unet`.
+    pub(crate) fn upload(gpu: &Gpu, model: &Model, unet: &UnetSpec) -> Result<GpuUnet> {
         let spec = model.spec();
-        let Architecture::Unet(unet) = &spec.architecture else {
-            return Err(Error::new(
-                ORIGIN,
-                format!(
-                    "internal error: a {} model is not a U-Net",
-                    spec.architecture
-                ),
-            ));
-        };
         let layout = unet.layout(spec);
-        let up = Uploader { gpu, model };
+        let mut up = Uploader { gpu, model };
         let class_table = spec
             .is_conditional()
             .then(|| {
@@ -271,42 +217,17 @@ impl GpuNetwork for GpuUnet {
         widths.conv(&layout.out_conv, (h, w));
         Ok(GpuUnet {
             class_table,
-            data: (c, h, w),
-            groups: layout.groups,
             time_width: spec.time_embedding,
             embedding_width: unet.embedding_width,
-            time: [up.dense(&layout.time[0])?, up.dense(&layout.time[1])?],
-            input: up.conv(&layout.input)?,
-            down: layout
-                .down
-                .iter()
-                .map(|l| up.level(l))
-                .collect::<Result<_>>()?,
-            middle: [up.block(&layout.middle[0])?, up.block(&layout.middle[1])?],
-            attention: layout
-                .attention
-                .as_ref()
-                .map(|a| {
-                    Ok::<_, Error>(GpuAttention {
-                        norm: up.norm(&a.norm)?,
-                        qkv: up.conv(&a.qkv)?,
-                        proj: up.conv(&a.proj)?,
-                    })
-                })
-                .transpose()?,
-            up: layout
-                .up
-                .iter()
-                .map(|l| up.level(l))
-                .collect::<Result<_>>()?,
-            out_norm: up.norm(&layout.out_norm)?,
-            out_conv: up.conv(&layout.out_conv)?,
+            layers: layout.try_map(&mut up)?,
             widest: widths.values.max(c * h * w),
             widest_channels: widths.channels,
             skips,
         })
     }
+}
 
+impl GpuNetwork for GpuUnet {
     fn values_per_row(&self) -> usize {
         self.widest
     }
@@ -403,7 +324,7 @@ impl UnetRecorder<'_> {
             &layer.weight,
             &layer.bias,
             &y,
-            self.unet.groups,
+            self.unet.layers.groups,
             epsilon,
             silu,
         )?;
@@ -490,8 +411,9 @@ fn others(h: usize) -> [usize; 3] {
 impl NetworkRecorder for UnetRecorder<'_> {
     fn record(&self, plan: &mut Plan, input: &NetworkInput<'_>, output: &GpuTensor) -> Result<()> {
         let unet = self.unet;
+        let layers = &unet.layers;
         let rows = output.shape().first().copied().unwrap_or(0);
-        let (channels, height, width) = unet.data;
+        let (channels, height, width) = layers.data_shape;
         let positions = height * width;
         let e = unet.embedding_width;
 
@@ -500,7 +422,7 @@ impl NetworkRecorder for UnetRecorder<'_> {
         plan.copy(&input.time_embedding.rows(input.time_row, 1)?, &time_row)?;
         let hidden = GpuTensor::new(&self.time_hidden[0], &[1, e])?;
         let time = GpuTensor::new(&self.time_hidden[1], &[1, e])?;
-        let [first, second] = &unet.time;
+        let [first, second] = &layers.time;
         plan.linear(&time_row, &first.weight, &first.bias, &hidden, true)?;
         plan.linear(&hidden, &second.weight, &second.bias, &time, false)?;
         let condition = GpuTensor::new(&self.condition, &[rows, e])?;
@@ -511,11 +433,11 @@ impl NetworkRecorder for UnetRecorder<'_> {
         let x = input.x.reshaped(&[samples, channels, positions])?;
         let data = self.at(0, rows, positions, channels)?;
         plan.transpose(&x, &data)?;
-        self.conv(plan, &unet.input, &data, (height, width), 1)?;
+        self.conv(plan, &layers.input, &data, (height, width), 1)?;
         let mut h = 1;
 
         let mut skip = 0;
-        for level in &unet.down {
+        for level in &layers.down {
             let p = level.size.0 * level.size.1;
             for block in &level.blocks {
                 h = self.block(plan, block, level.size, rows, h)?;
@@ -531,13 +453,13 @@ impl NetworkRecorder for UnetRecorder<'_> {
                 h = target;
             }
         }
-        let lowest = unet.down.last().map_or((height, width), |l| l.size);
-        h = self.block(plan, &unet.middle[0], lowest, rows, h)?;
-        if let Some(attention) = &unet.attention {
+        let lowest = layers.down.last().map_or((height, width), |l| l.size);
+        h = self.block(plan, &layers.middle[0], lowest, rows, h)?;
+        if let Some(attention) = &layers.attention {
             self.attend(plan, attention, lowest.0 * lowest.1, rows, h)?;
         }
-        h = self.block(plan, &unet.middle[1], lowest, rows, h)?;
-        for level in &unet.up {
+        h = self.block(plan, &layers.middle[1], lowest, rows, h)?;
+        for level in &layers.up {
             let p = level.size.0 * level.size.1;
             for block in &level.blocks {
                 skip -= 1;
@@ -565,9 +487,9 @@ impl NetworkRecorder for UnetRecorder<'_> {
 
         // The output: GroupNorm → SiLU → conv → [rows, C, H·W].
         let [a, b, _] = others(h);
-        let last = self.at(h, rows, positions, unet.out_conv.inputs)?;
-        let normed = self.norm(plan, &unet.out_norm, &last, a, true)?;
-        self.conv(plan, &unet.out_conv, &normed, (height, width), b)?;
+        let last = self.at(h, rows, positions, layers.out_conv.inputs)?;
+        let normed = self.norm(plan, &layers.out_norm, &last, a, true)?;
+        self.conv(plan, &layers.out_conv, &normed, (height, width), b)?;
         let result = self.at(b, rows, positions, channels)?;
         plan.transpose(&result, &output.reshaped(&[rows, channels, positions])?)
     }

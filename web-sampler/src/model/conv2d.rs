@@ -27,9 +27,8 @@
 //!
 //! A pointwise convolution with stride 1 is the dense layer itself (`PackedLinear::forward`).
 
-use super::linear::{
-    run_rows, store_sums, with_len, Kernel, Lanes, PackedLinear, RowTile, KC, PANEL,
-};
+use super::buffers::with_len;
+use super::linear::{run_rows, store_sums, Kernel, Lanes, PackedLinear, RowTile, KC, PANEL};
 
 /// A convolution with its weights packed for the kernel.
 #[derive(Clone, Debug)]

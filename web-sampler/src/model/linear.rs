@@ -48,6 +48,8 @@
 //! Threads: rows are independent, so a caller may split the batch's rows across threads
 //! (`Model::set_threads` does) without changing a bit.
 
+use super::buffers::{keep, with_len};
+
 /// Outputs per packed weight panel (the register tile's width).
 pub(crate) const PANEL: usize = 16;
 
@@ -205,6 +207,7 @@ impl Kernel {
     }
 
     /// The variant's name, as the benchmarks print it.
+    #[cfg(feature = "testing")]
     pub(crate) fn name(self) -> &'static str {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -344,44 +347,6 @@ std::thread_local! {
     /// The packed inputs of the last layer this thread ran, kept for the next: reusing the
     /// memory saves the page faults of a fresh allocation per layer and pass.
     static PACKED_INPUTS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// `len` zeros in the buffer kept in `slot` (taken out: a nested use gets a fresh one; put it
-/// back with `slot.set`).
-pub(crate) fn reused(
-    slot: &'static std::thread::LocalKey<std::cell::Cell<Vec<f32>>>,
-    len: usize,
-) -> Vec<f32> {
-    let mut buffer = slot.take();
-    buffer.clear();
-    buffer.resize(len, 0.0);
-    buffer
-}
-
-/// Gives `buffer` `len` values without clearing those it keeps (for a caller that writes every
-/// value before reading it): a buffer reused between calls is not filled with zeros each time.
-pub(crate) fn with_len(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if buffer.len() < len {
-        buffer.resize(len, 0.0);
-    } else {
-        buffer.truncate(len);
-    }
-    buffer
-}
-
-/// The most floats a thread keeps in one reused buffer (4 MiB): larger ones (a U-Net's im2col
-/// at a large batch) are freed rather than held after the call.
-const KEEP_LIMIT: usize = 1 << 20;
-
-/// Puts `buffer` back into `slot` for the next [`reused`], unless it is larger than
-/// [`KEEP_LIMIT`].
-pub(crate) fn keep(
-    slot: &'static std::thread::LocalKey<std::cell::Cell<Vec<f32>>>,
-    buffer: Vec<f32>,
-) {
-    if buffer.capacity() <= KEEP_LIMIT {
-        slot.set(buffer);
-    }
 }
 
 /// One register tile: `R` rows × [`PANEL`] outputs, of which the first `columns` are kept,

@@ -17,11 +17,13 @@
 //! The forward uses no BLAS and no platform maths: the dense layers (and the U-Net's
 //! convolutions, in im2col's order: `conv2d.rs`) sum in a fixed order (see `linear.rs`), the
 //! U-Net's group norm in a fixed order of `f64` sums, SiLU's exponential is plain
-//! `f32` arithmetic (`mlp.rs`), and the time embedding and the U-Net's group norm and softmax use
+//! `f32` arithmetic (`activation.rs`), and the time embedding and the U-Net's group norm and softmax use
 //! the `libm` crate, so the same model and inputs give bit-identical `f32` outputs natively and in
 //! wasm, for any batch size and any number of threads ([`Model::set_threads`] splits a batch's
 //! rows, which are independent).
 
+mod activation;
+mod buffers;
 mod conv2d;
 mod embedding;
 mod file;
@@ -43,37 +45,41 @@ use crate::noise::Noise;
 use mlp::Mlp;
 use unet::Unet;
 
+pub use activation::exp;
 pub use embedding::{time_embedding, time_frequencies, DEFAULT_TIME_SCALE};
 pub(crate) use file::f16_le_bytes;
 pub use file::WeightDtype;
-pub use mlp::{exp, Activation, MlpSpec};
+pub use mlp::{Activation, MlpSpec};
 pub use network::{Tape, VelocityNetwork};
 pub use spec::{
     Architecture, ModelSpec, MAX_CLASSES, MAX_DATASET_LEN, MAX_DATA_DIM, MAX_DEPTH, MAX_PARAMETERS,
     MAX_TIME_SCALE, MAX_WIDTH, MODEL_FORMAT_VERSION, MODEL_METADATA_KEY,
 };
 pub use spec::{Prediction, ProbabilityPath};
-/// The U-Net's CPU convolution, GroupNorm and attention, the references of the GPU kernels'
-/// tests.
+/// The U-Net's CPU convolution, GroupNorm, attention and data movements, the references of the
+/// GPU kernels' tests.
 #[cfg(test)]
 pub(crate) use unet::{
-    attention as cpu_attention, conv2d as cpu_conv2d, group_norm as cpu_group_norm,
-    AttentionScratch, ConvShape,
+    attention as cpu_attention, concat_channels as cpu_concat_channels, conv2d as cpu_conv2d,
+    group_norm as cpu_group_norm, to_position_major as cpu_to_position_major,
+    upsample_nearest as cpu_upsample_nearest, AttentionScratch, ConvShape,
 };
 pub use unet::{
-    AttentionBlock, ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLayout, UnetLevel,
-    UnetSpec, GROUP_NORM_EPSILON, MAX_ATTENTION_POSITIONS, MAX_BASE_CHANNELS, MAX_EMBEDDING_WIDTH,
-    MAX_GROUPS, MAX_LEVELS, MAX_MULTIPLIER, MAX_RESIDUAL_BLOCKS, MAX_UNET_CHANNELS,
-    MAX_UNET_CHANNELS_IN, MAX_UNET_FLOPS,
+    AttentionBlock, ConvLayer, DenseLayer, LayerMap, MappedLayout, NormLayer, ResidualBlock,
+    UnetLayout, UnetLevel, UnetSpec, GROUP_NORM_EPSILON, MAX_ATTENTION_POSITIONS,
+    MAX_BASE_CHANNELS, MAX_EMBEDDING_WIDTH, MAX_GROUPS, MAX_LEVELS, MAX_MULTIPLIER,
+    MAX_RESIDUAL_BLOCKS, MAX_UNET_CHANNELS, MAX_UNET_CHANNELS_IN, MAX_UNET_FLOPS,
 };
 /// The CPU dense layer and SiLU, the references of the GPU kernels' tests.
 #[cfg(test)]
 pub(crate) use {
-    linear::linear as cpu_linear, mlp::silu as cpu_silu, spec::tests::small_spec as spec_for_tests,
-    unet::tests::tiny_unet_spec as unet_spec_for_tests,
+    activation::silu as cpu_silu, linear::linear as cpu_linear,
+    spec::tests::small_spec as spec_for_tests, unet::tests::tiny_unet_spec as unet_spec_for_tests,
 };
 
-/// The CPU path's dense layer on its own, for `benches/kernel.rs` (not part of the API).
+/// The CPU path's dense layer on its own, for `benches/kernel.rs` (not part of the API; with
+/// the `testing` feature).
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod dense {
     use super::linear::{Kernel, PackedLinear};

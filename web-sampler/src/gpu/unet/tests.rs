@@ -10,8 +10,9 @@ use super::super::tests::{
 };
 use super::super::{block_on, network, sample, Gpu};
 use crate::model::{
-    cpu_attention, cpu_conv2d, cpu_group_norm, cpu_silu, Architecture, AttentionScratch, ConvShape,
-    Model, ModelSpec, WeightDtype,
+    cpu_attention, cpu_concat_channels, cpu_conv2d, cpu_group_norm, cpu_silu,
+    cpu_to_position_major, cpu_upsample_nearest, Architecture, AttentionScratch, ConvShape, Model,
+    ModelSpec, WeightDtype,
 };
 use crate::noise::Noise;
 use crate::sample::SampleRequest;
@@ -209,13 +210,10 @@ fn add_concat_upsample_and_transpose_move_the_cpu_values() {
     .unwrap();
     let got = floats(&run(gpu, plan, &y, rows * p * (a + b)));
     let mut expected = Vec::new();
-    for (mine, theirs) in x.chunks_exact(a).zip(skip.chunks_exact(b)) {
-        expected.extend_from_slice(mine);
-        expected.extend_from_slice(theirs);
-    }
+    cpu_concat_channels(&x, &skip, rows * p, &mut expected);
     assert_eq!(got, expected, "concat");
 
-    // upsample: nearest ×2, as the CPU forward's loop.
+    // upsample: nearest ×2, as the CPU forward's, each row.
     let y = zeros(gpu, rows * 4 * p * a);
     let mut plan = Plan::new(&gpu.limits);
     plan.upsample(
@@ -225,15 +223,11 @@ fn add_concat_upsample_and_transpose_move_the_cpu_values() {
     )
     .unwrap();
     let got = floats(&run(gpu, plan, &y, rows * 4 * p * a));
-    let mut expected = vec![0.0; rows * 4 * p * a];
-    for r in 0..rows {
-        for oy in 0..2 * h {
-            for ox in 0..2 * w {
-                let from = (r * p + (oy / 2) * w + ox / 2) * a;
-                let to = (r * 4 * p + oy * 2 * w + ox) * a;
-                expected[to..to + a].copy_from_slice(&x[from..from + a]);
-            }
-        }
+    let mut expected = Vec::new();
+    let mut doubled = Vec::new();
+    for row in x.chunks_exact(p * a) {
+        cpu_upsample_nearest(row, (h, w), a, &mut doubled);
+        expected.extend_from_slice(&doubled);
     }
     assert_eq!(got, expected, "upsample");
 
@@ -247,14 +241,12 @@ fn add_concat_upsample_and_transpose_move_the_cpu_values() {
     )
     .unwrap();
     let got = floats(&run(gpu, plan, &y, 2 * samples * p * a));
-    let mut expected = vec![0.0; 2 * samples * p * a];
+    let mut expected = Vec::new();
+    let mut moved = Vec::new();
     for r in 0..2 * samples {
         let s = r % samples;
-        for c in 0..a {
-            for q in 0..p {
-                expected[(r * p + q) * a + c] = x[(s * a + c) * p + q];
-            }
-        }
+        cpu_to_position_major(&x[s * a * p..(s + 1) * a * p], a, &mut moved);
+        expected.extend_from_slice(&moved);
     }
     assert_eq!(got, expected, "transpose");
 }

@@ -10,10 +10,11 @@
 //! ([`write_time_embedding_derivative`]), is `∂L/∂t`; the class part is dropped (classes are
 //! not differentiated).
 
+use super::super::activation::{exp, silu};
 use super::super::embedding::{write_time_embedding, write_time_embedding_derivative};
 use super::super::linear::PackedLinear;
 use super::super::network::Tape;
-use super::{exp, silu, Mlp};
+use super::Mlp;
 
 /// `SiLU'(z) = σ(z)·(1 + z·(1 − σ(z)))`, σ with the forward's [`exp`].
 #[inline(always)]

@@ -1,28 +1,22 @@
 //! The U-Net's CPU forward over its weights: one sample at a time, activations
 //! `[H·W, channels]`, convolutions as im2col fed to the fixed-order dense layer, GroupNorm
 //! summed in f64 in a fixed order, `libm` for SiLU, the softmax and the square roots; so the
-//! output is the same natively and in wasm. The layers are those of
-//! [`UnetLayout`](super::UnetLayout).
+//! output is the same natively and in wasm. The layers are the spec's
+//! [`UnetLayout`](super::UnetLayout) mapped to the CPU's weights (`Index`, a
+//! [`LayerMap`](super::LayerMap)).
 
 use std::collections::HashMap;
 
 use super::{
-    ConvLayer, DenseLayer, NormLayer, ResidualBlock, UnetLevel, UnetSpec, GROUP_NORM_EPSILON,
+    AttentionBlock, ConvLayer, DenseLayer, LayerMap, NormLayer, ResidualBlock, UnetLayout,
+    UnetSpec, GROUP_NORM_EPSILON,
 };
+use crate::model::activation::{silu, silu_in_place};
 use crate::model::conv2d::PackedConv;
 use crate::model::embedding::write_time_embedding;
 use crate::model::linear::{linear, PackedLinear};
-use crate::model::mlp::{silu, silu_in_place};
 use crate::model::network::VelocityNetwork;
 use crate::model::spec::{ModelSpec, CLASS_TABLE};
-
-/// A dense layer or convolution on the CPU: the indices of its weight and bias in the tensor
-/// list, and its sizes.
-#[derive(Clone, Debug)]
-struct Weights {
-    weight: usize,
-    bias: usize,
-}
 
 /// A convolution, packed for the kernel at load.
 #[derive(Clone, Debug)]
@@ -31,9 +25,11 @@ struct CpuConv {
     inputs: usize,
 }
 
+/// A GroupNorm: the indices of its weight and bias in the tensor list, and its channels.
 #[derive(Clone, Debug)]
 struct CpuNorm {
-    at: Weights,
+    weight: usize,
+    bias: usize,
     channels: usize,
 }
 
@@ -43,50 +39,20 @@ struct CpuDense {
     packed: PackedLinear,
 }
 
-#[derive(Clone, Debug)]
-struct CpuBlock {
-    norm1: CpuNorm,
-    conv1: CpuConv,
-    embedding: CpuDense,
-    norm2: CpuNorm,
-    conv2: CpuConv,
-    skip: Option<CpuConv>,
-}
+type CpuBlock = ResidualBlock<CpuDense, CpuConv, CpuNorm>;
+type CpuAttention = AttentionBlock<CpuConv, CpuNorm>;
 
-#[derive(Clone, Debug)]
-struct CpuAttention {
-    norm: CpuNorm,
-    qkv: CpuConv,
-    proj: CpuConv,
-}
-
-#[derive(Clone, Debug)]
-struct CpuLevel {
-    size: (usize, usize),
-    blocks: Vec<CpuBlock>,
-    resample: Option<CpuConv>,
-}
-
-/// The U-Net's weights (in `tensor_shapes` order) and its layers as indices into them.
+/// The U-Net's weights (in `tensor_shapes` order) and its layers, packed or as indices into
+/// them.
 #[derive(Clone, Debug)]
 pub(crate) struct Unet {
     tensors: Vec<Vec<f32>>,
     /// The index of `class_embedding.weight`, for conditional models.
     class_table: Option<usize>,
-    channels: usize,
-    size: (usize, usize),
-    groups: usize,
     time_embedding: usize,
     time_scale: f64,
     embedding_width: usize,
-    time: [CpuDense; 2],
-    input: CpuConv,
-    down: Vec<CpuLevel>,
-    middle: [CpuBlock; 2],
-    attention: Option<CpuAttention>,
-    up: Vec<CpuLevel>,
-    out_norm: CpuNorm,
-    out_conv: CpuConv,
+    layers: UnetLayout<CpuDense, CpuConv, CpuNorm>,
     /// Working buffers kept between calls (one per thread that ran a forward at once).
     scratch: ScratchPool,
 }
@@ -124,27 +90,56 @@ impl std::fmt::Debug for ScratchPool {
     }
 }
 
-/// Tensor indices by name, with a check of each tensor's length.
+/// Tensor indices by name, with a check of each tensor's length: the layers of the CPU forward.
 struct Index<'a> {
     positions: HashMap<String, usize>,
     tensors: &'a [Vec<f32>],
 }
 
+/// A tensor that is missing or not of its layer's size (the caller checked them: an internal
+/// error).
+struct Mismatch;
+
 impl Index<'_> {
     /// The indices of `name.weight` (`weight_len` values) and `name.bias` (`bias_len`).
-    fn pair(&self, name: &str, weight_len: usize, bias_len: usize) -> Option<Weights> {
-        let weight = *self.positions.get(&format!("{name}.weight"))?;
-        let bias = *self.positions.get(&format!("{name}.bias"))?;
-        (self.tensors[weight].len() == weight_len && self.tensors[bias].len() == bias_len)
-            .then_some(Weights { weight, bias })
+    fn pair(
+        &self,
+        name: &str,
+        weight_len: usize,
+        bias_len: usize,
+    ) -> Result<(usize, usize), Mismatch> {
+        let at = |suffix: &str| self.positions.get(&format!("{name}.{suffix}")).copied();
+        let (Some(weight), Some(bias)) = (at("weight"), at("bias")) else {
+            return Err(Mismatch);
+        };
+        if self.tensors[weight].len() == weight_len && self.tensors[bias].len() == bias_len {
+            Ok((weight, bias))
+        } else {
+            Err(Mismatch)
+        }
+    }
+}
+
+impl LayerMap for Index<'_> {
+    type Dense = CpuDense;
+    type Conv = CpuConv;
+    type Norm = CpuNorm;
+    type Error = Mismatch;
+
+    fn dense(&mut self, layer: &DenseLayer) -> Result<CpuDense, Mismatch> {
+        let (weight, bias) = self.pair(&layer.name, layer.outputs * layer.inputs, layer.outputs)?;
+        Ok(CpuDense {
+            packed: PackedLinear::new(&self.tensors[weight], &self.tensors[bias], layer.inputs),
+        })
     }
 
-    fn conv(&self, layer: &ConvLayer) -> Option<CpuConv> {
-        let at = self.pair(&layer.name, layer.outputs * layer.fan_in(), layer.outputs)?;
-        Some(CpuConv {
+    fn conv(&mut self, layer: &ConvLayer) -> Result<CpuConv, Mismatch> {
+        let (weight, bias) =
+            self.pair(&layer.name, layer.outputs * layer.fan_in(), layer.outputs)?;
+        Ok(CpuConv {
             packed: PackedConv::new(
-                &self.tensors[at.weight],
-                &self.tensors[at.bias],
+                &self.tensors[weight],
+                &self.tensors[bias],
                 layer.inputs,
                 layer.kernel,
                 layer.stride,
@@ -153,50 +148,12 @@ impl Index<'_> {
         })
     }
 
-    fn norm(&self, layer: &NormLayer) -> Option<CpuNorm> {
-        Some(CpuNorm {
-            at: self.pair(&layer.name, layer.channels, layer.channels)?,
+    fn norm(&mut self, layer: &NormLayer) -> Result<CpuNorm, Mismatch> {
+        let (weight, bias) = self.pair(&layer.name, layer.channels, layer.channels)?;
+        Ok(CpuNorm {
+            weight,
+            bias,
             channels: layer.channels,
-        })
-    }
-
-    fn dense(&self, layer: &DenseLayer) -> Option<CpuDense> {
-        let at = self.pair(&layer.name, layer.outputs * layer.inputs, layer.outputs)?;
-        Some(CpuDense {
-            packed: PackedLinear::new(
-                &self.tensors[at.weight],
-                &self.tensors[at.bias],
-                layer.inputs,
-            ),
-        })
-    }
-
-    fn block(&self, block: &ResidualBlock) -> Option<CpuBlock> {
-        Some(CpuBlock {
-            norm1: self.norm(&block.norm1)?,
-            conv1: self.conv(&block.conv1)?,
-            embedding: self.dense(&block.embedding)?,
-            norm2: self.norm(&block.norm2)?,
-            conv2: self.conv(&block.conv2)?,
-            skip: match &block.skip {
-                Some(skip) => Some(self.conv(skip)?),
-                None => None,
-            },
-        })
-    }
-
-    fn level(&self, level: &UnetLevel) -> Option<CpuLevel> {
-        Some(CpuLevel {
-            size: level.size,
-            blocks: level
-                .blocks
-                .iter()
-                .map(|b| self.block(b))
-                .collect::<Option<_>>()?,
-            resample: match &level.resample {
-                Some(resample) => Some(self.conv(resample)?),
-                None => None,
-            },
         })
     }
 }
@@ -240,8 +197,7 @@ impl Unet {
         if shapes.len() != tensors.len() {
             return None;
         }
-        let layout = unet.layout(spec);
-        let index = Index {
+        let mut index = Index {
             positions: shapes
                 .iter()
                 .enumerate()
@@ -263,55 +219,16 @@ impl Unet {
             }
             None => None,
         };
-        let time = [index.dense(&layout.time[0])?, index.dense(&layout.time[1])?];
-        let input = index.conv(&layout.input)?;
-        let down = layout
-            .down
-            .iter()
-            .map(|l| index.level(l))
-            .collect::<Option<_>>()?;
-        let middle = [
-            index.block(&layout.middle[0])?,
-            index.block(&layout.middle[1])?,
-        ];
-        let attention = match &layout.attention {
-            Some(a) => Some(CpuAttention {
-                norm: index.norm(&a.norm)?,
-                qkv: index.conv(&a.qkv)?,
-                proj: index.conv(&a.proj)?,
-            }),
-            None => None,
-        };
-        let up = layout
-            .up
-            .iter()
-            .map(|l| index.level(l))
-            .collect::<Option<_>>()?;
-        let out_norm = index.norm(&layout.out_norm)?;
-        let out_conv = index.conv(&layout.out_conv)?;
+        let layers = unet.layout(spec).try_map(&mut index).ok()?;
         Some(Unet {
             tensors,
             class_table,
-            channels: layout.data_shape.0,
-            size: (layout.data_shape.1, layout.data_shape.2),
-            groups: unet.groups,
             time_embedding: spec.time_embedding,
             time_scale: spec.time_scale,
             embedding_width: unet.embedding_width,
-            time,
-            input,
-            down,
-            middle,
-            attention,
-            up,
-            out_norm,
-            out_conv,
+            layers,
             scratch: ScratchPool::default(),
         })
-    }
-
-    fn weight(&self, at: &Weights) -> (&[f32], &[f32]) {
-        (&self.tensors[at.weight], &self.tensors[at.bias])
     }
 
     /// `out` `[positions', outputs]` = the convolution of `x` `[h·w, inputs]`; returns the
@@ -329,8 +246,16 @@ impl Unet {
 
     /// GroupNorm of `x` `[positions, channels]` into `out`, then SiLU when `activate`.
     fn group_norm(&self, layer: &CpuNorm, x: &[f32], activate: bool, out: &mut Vec<f32>) {
-        let (weight, bias) = self.weight(&layer.at);
-        group_norm(weight, bias, layer.channels, self.groups, x, activate, out);
+        let (weight, bias) = (&self.tensors[layer.weight], &self.tensors[layer.bias]);
+        group_norm(
+            weight,
+            bias,
+            layer.channels,
+            self.layers.groups,
+            x,
+            activate,
+            out,
+        );
     }
 
     /// One residual block on `scratch.h` `[size, inputs]` → `scratch.h` `[size, outputs]`.
@@ -395,9 +320,9 @@ impl Unet {
 
     /// The network's output for one sample: `x` `[C, H, W]` → `out` `[C, H, W]`.
     fn forward_one(&self, x: &[f32], t: f32, class: Option<u32>, out: &mut [f32], s: &mut Scratch) {
-        let (h, w) = self.size;
-        let positions = h * w;
-        let channels = self.channels;
+        let layers = &self.layers;
+        let (channels, h, w) = layers.data_shape;
+        let size = (h, w);
 
         // The embedding, after the SiLU every block applies to it.
         s.a.clear();
@@ -406,13 +331,13 @@ impl Unet {
         let e = self.embedding_width;
         s.b.clear();
         s.b.resize(e, 0.0);
-        self.time[0].packed.forward(&s.a, &mut s.b);
+        layers.time[0].packed.forward(&s.a, &mut s.b);
         for v in s.b.iter_mut() {
             *v = silu(*v);
         }
         s.embedding.clear();
         s.embedding.resize(e, 0.0);
-        self.time[1].packed.forward(&s.b, &mut s.embedding);
+        layers.time[1].packed.forward(&s.b, &mut s.embedding);
         if let (Some(table), Some(class)) = (self.class_table, class) {
             let row = &self.tensors[table][class as usize * e..(class as usize + 1) * e];
             for (v, c) in s.embedding.iter_mut().zip(row) {
@@ -423,21 +348,14 @@ impl Unet {
             *v = silu(*v);
         }
 
-        // [C, H, W] → [H·W, C].
-        s.a.clear();
-        s.a.resize(positions * channels, 0.0);
-        for c in 0..channels {
-            for p in 0..positions {
-                s.a[p * channels + c] = x[c * positions + p];
-            }
-        }
+        to_position_major(x, channels, &mut s.a);
         let a = std::mem::take(&mut s.a);
-        self.conv(&self.input, &a, self.size, &mut s.padded, &mut s.h);
+        self.conv(&layers.input, &a, size, &mut s.padded, &mut s.h);
         s.a = a;
 
         let mut skips = std::mem::take(&mut s.skips);
         let mut used = 0;
-        for level in &self.down {
+        for level in &layers.down {
             for block in &level.blocks {
                 self.block(block, level.size, s);
                 if skips.len() == used {
@@ -453,39 +371,23 @@ impl Unet {
                 s.a = h_in;
             }
         }
-        let lowest = self.down.last().map(|l| l.size).unwrap_or(self.size);
-        self.block(&self.middle[0], lowest, s);
-        if let Some(attention) = &self.attention {
+        let lowest = layers.down.last().map(|l| l.size).unwrap_or(size);
+        self.block(&layers.middle[0], lowest, s);
+        if let Some(attention) = &layers.attention {
             self.attend(attention, lowest.0 * lowest.1, s);
         }
-        self.block(&self.middle[1], lowest, s);
-        for level in &self.up {
+        self.block(&layers.middle[1], lowest, s);
+        for level in &layers.up {
             let p = level.size.0 * level.size.1;
             for block in &level.blocks {
                 used -= 1;
-                let skip = &skips[used];
-                let own = s.h.len() / p;
-                let theirs = skip.len() / p;
-                s.a.clear();
-                for (mine, other) in s.h.chunks_exact(own).zip(skip.chunks_exact(theirs)) {
-                    s.a.extend_from_slice(mine);
-                    s.a.extend_from_slice(other);
-                }
+                concat_channels(&s.h, &skips[used], p, &mut s.a);
                 std::mem::swap(&mut s.h, &mut s.a);
                 self.block(block, level.size, s);
             }
             if let Some(upsample) = &level.resample {
                 let (lh, lw) = level.size;
-                let c = upsample.inputs;
-                s.a.clear();
-                s.a.resize(4 * p * c, 0.0);
-                for y in 0..2 * lh {
-                    for x in 0..2 * lw {
-                        let from = ((y / 2) * lw + x / 2) * c;
-                        let to = (y * 2 * lw + x) * c;
-                        s.a[to..to + c].copy_from_slice(&s.h[from..from + c]);
-                    }
-                }
+                upsample_nearest(&s.h, level.size, upsample.inputs, &mut s.a);
                 let a = std::mem::take(&mut s.a);
                 self.conv(upsample, &a, (2 * lh, 2 * lw), &mut s.padded, &mut s.h);
                 s.a = a;
@@ -494,15 +396,68 @@ impl Unet {
         s.skips = skips;
 
         let h_final = std::mem::take(&mut s.h);
-        self.group_norm(&self.out_norm, &h_final, true, &mut s.a);
+        self.group_norm(&layers.out_norm, &h_final, true, &mut s.a);
         s.h = h_final;
         let a = std::mem::take(&mut s.a);
-        self.conv(&self.out_conv, &a, self.size, &mut s.padded, &mut s.c);
+        self.conv(&layers.out_conv, &a, size, &mut s.padded, &mut s.c);
         s.a = a;
-        for c in 0..channels {
-            for p in 0..positions {
-                out[c * positions + p] = s.c[p * channels + c];
-            }
+        to_channel_major(&s.c, channels, out);
+    }
+}
+
+/// A sample as stored, `x` `[channels, positions]`, position-major into `out`
+/// `[positions, channels]`. The CPU reference of the GPU's `transpose`.
+pub(crate) fn to_position_major(x: &[f32], channels: usize, out: &mut Vec<f32>) {
+    let positions = x.len() / channels;
+    out.clear();
+    out.resize(positions * channels, 0.0);
+    for c in 0..channels {
+        for p in 0..positions {
+            out[p * channels + c] = x[c * positions + p];
+        }
+    }
+}
+
+/// The inverse of [`to_position_major`]: `x` `[positions, channels]` (at least) into `out`
+/// `[channels, positions]`, its `positions` being `out.len() / channels`.
+fn to_channel_major(x: &[f32], channels: usize, out: &mut [f32]) {
+    let positions = out.len() / channels;
+    for c in 0..channels {
+        for p in 0..positions {
+            out[c * positions + p] = x[p * channels + c];
+        }
+    }
+}
+
+/// `a` `[positions, A]` and `b` `[positions, B]` into `out` `[positions, A + B]`: each
+/// position's channels of `a`, then those of `b` (the way up's input and its skip). The CPU
+/// reference of the GPU's `concat`.
+pub(crate) fn concat_channels(a: &[f32], b: &[f32], positions: usize, out: &mut Vec<f32>) {
+    let (own, theirs) = (a.len() / positions, b.len() / positions);
+    out.clear();
+    for (mine, other) in a.chunks_exact(own).zip(b.chunks_exact(theirs)) {
+        out.extend_from_slice(mine);
+        out.extend_from_slice(other);
+    }
+}
+
+/// Nearest ×2 of `x` `[h·w, channels]` at `size` `(h, w)` into `out` `[2h·2w, channels]`:
+/// output position `(y, x)` is input position `(y / 2, x / 2)`. The CPU reference of the GPU's
+/// `upsample`.
+pub(crate) fn upsample_nearest(
+    x: &[f32],
+    (h, w): (usize, usize),
+    channels: usize,
+    out: &mut Vec<f32>,
+) {
+    let c = channels;
+    out.clear();
+    out.resize(4 * h * w * c, 0.0);
+    for oy in 0..2 * h {
+        for ox in 0..2 * w {
+            let from = ((oy / 2) * w + ox / 2) * c;
+            let to = (oy * 2 * w + ox) * c;
+            out[to..to + c].copy_from_slice(&x[from..from + c]);
         }
     }
 }
@@ -699,7 +654,8 @@ impl VelocityNetwork for Unet {
     }
 
     fn forward(&self, x: &[f32], t: &[f32], class: &[u32], out: &mut [f32]) {
-        let d = self.channels * self.size.0 * self.size.1;
+        let (channels, h, w) = self.layers.data_shape;
+        let d = channels * h * w;
         let mut scratch = self.scratch.take();
         for (r, (&time, target)) in t.iter().zip(out.chunks_exact_mut(d)).enumerate() {
             let row = &x[r * d..(r + 1) * d];

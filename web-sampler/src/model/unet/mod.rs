@@ -1,7 +1,9 @@
 //! The convolutional U-Net velocity network (`architecture: "unet"`): its part of the spec
-//! ([`UnetSpec`]), the layout of its layers and tensors ([`UnetLayout`], shared with the
-//! distiller's candle network so both read every tensor by the same name), and its CPU forward,
-//! in an order that is the same natively and in wasm. The tensors and the forward are specified
+//! ([`UnetSpec`]), the layout of its layers and tensors ([`UnetLayout`]: built once from the
+//! spec, and mapped by each back-end — the CPU forward here, the GPU upload, the distiller's
+//! candle network — through a [`LayerMap`] to the same tree of its own weights, so all read
+//! every tensor by the same name), and its CPU forward, in an order that is the same natively
+//! and in wasm. The tensors and the forward are specified
 //! in `FORMATS.md` §1.3; this is the implementation's summary.
 //!
 //! A DDPM/ADM-style U-Net. With `C` data channels, `C_l = base_channels·channel_multipliers[l]`
@@ -41,7 +43,9 @@ use super::spec::ModelSpec;
 use crate::noise::Noise;
 pub(crate) use forward::Unet;
 #[cfg(test)]
-pub(crate) use forward::{attention, group_norm, AttentionScratch};
+pub(crate) use forward::{
+    attention, concat_channels, group_norm, to_position_major, upsample_nearest, AttentionScratch,
+};
 #[cfg(test)]
 pub(crate) use forward::{conv2d, ConvShape};
 
@@ -136,57 +140,84 @@ pub struct NormLayer {
     pub channels: usize,
 }
 
-/// A residual block `inputs → outputs` (see the module documentation).
+/// A residual block `inputs → outputs` (see the module documentation). Its layers are what `D`
+/// (dense layers), `C` (convolutions) and `N` (GroupNorms) hold: their descriptions in the
+/// layout a spec gives, a back-end's weights in the layout [`UnetLayout::try_map`] makes of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResidualBlock {
-    pub norm1: NormLayer,
-    pub conv1: ConvLayer,
+pub struct ResidualBlock<D = DenseLayer, C = ConvLayer, N = NormLayer> {
+    pub norm1: N,
+    pub conv1: C,
     /// `SiLU(emb)` → per-channel shift after `conv1`.
-    pub embedding: DenseLayer,
-    pub norm2: NormLayer,
-    pub conv2: ConvLayer,
+    pub embedding: D,
+    pub norm2: N,
+    pub conv2: C,
     /// 1×1 conv of the input when the channel count changes.
-    pub skip: Option<ConvLayer>,
+    pub skip: Option<C>,
 }
 
 /// Single-head self-attention, added to its input.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttentionBlock {
-    pub norm: NormLayer,
+pub struct AttentionBlock<C = ConvLayer, N = NormLayer> {
+    pub norm: N,
     /// 1×1 conv `channels → 3·channels`: queries, keys, values.
-    pub qkv: ConvLayer,
+    pub qkv: C,
     /// 1×1 conv `channels → channels`.
-    pub proj: ConvLayer,
+    pub proj: C,
 }
 
 /// One level of the way down or up.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnetLevel {
+pub struct UnetLevel<D = DenseLayer, C = ConvLayer, N = NormLayer> {
     /// Height and width of the level's activations.
     pub size: (usize, usize),
-    pub blocks: Vec<ResidualBlock>,
+    pub blocks: Vec<ResidualBlock<D, C, N>>,
     /// `down.{l}.downsample` (stride 2) or `up.{l}.upsample` (after nearest ×2), if any.
-    pub resample: Option<ConvLayer>,
+    pub resample: Option<C>,
 }
 
-/// Every layer of a U-Net with its tensor names, in execution order; the file's tensors are
-/// their weights and biases in this order ([`UnetLayout::tensor_shapes`]).
+/// Every layer of a U-Net, in execution order. [`UnetSpec::layout`] gives it with each layer's
+/// description (tensor names and sizes: the file's tensors are their weights and biases in this
+/// order, [`UnetSpec::tensor_shapes`]); each back-end — the CPU forward, the GPU upload, the
+/// distiller's candle network — maps it with [`try_map`](Self::try_map) to the same tree of its
+/// own weights, and walks that tree in its forward.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnetLayout {
+pub struct UnetLayout<D = DenseLayer, C = ConvLayer, N = NormLayer> {
     /// Data channels, height, width.
     pub data_shape: (usize, usize, usize),
     pub groups: usize,
-    pub time: [DenseLayer; 2],
-    pub input: ConvLayer,
+    pub time: [D; 2],
+    pub input: C,
     /// Level 0 first.
-    pub down: Vec<UnetLevel>,
-    pub middle: [ResidualBlock; 2],
-    pub attention: Option<AttentionBlock>,
+    pub down: Vec<UnetLevel<D, C, N>>,
+    pub middle: [ResidualBlock<D, C, N>; 2],
+    pub attention: Option<AttentionBlock<C, N>>,
     /// The last level first, as they run.
-    pub up: Vec<UnetLevel>,
-    pub out_norm: NormLayer,
-    pub out_conv: ConvLayer,
+    pub up: Vec<UnetLevel<D, C, N>>,
+    pub out_norm: N,
+    pub out_conv: C,
 }
+
+/// What a back-end makes of each kind of layer of a [`UnetLayout`]: its weights, found by the
+/// layer's name. One `&mut self` serves the three kinds, so that a map may keep state (the
+/// tensors it takes, a device) without three closures borrowing it.
+pub trait LayerMap {
+    type Dense;
+    type Conv;
+    type Norm;
+    type Error;
+
+    fn dense(&mut self, layer: &DenseLayer) -> Result<Self::Dense, Self::Error>;
+    fn conv(&mut self, layer: &ConvLayer) -> Result<Self::Conv, Self::Error>;
+    fn norm(&mut self, layer: &NormLayer) -> Result<Self::Norm, Self::Error>;
+}
+
+/// The layout of `M`'s layers (what [`UnetLayout::try_map`] gives).
+pub type MappedLayout<M> =
+    UnetLayout<<M as LayerMap>::Dense, <M as LayerMap>::Conv, <M as LayerMap>::Norm>;
+type MappedBlock<M> =
+    ResidualBlock<<M as LayerMap>::Dense, <M as LayerMap>::Conv, <M as LayerMap>::Norm>;
+type MappedLevel<M> =
+    UnetLevel<<M as LayerMap>::Dense, <M as LayerMap>::Conv, <M as LayerMap>::Norm>;
 
 fn dense(name: String, inputs: usize, outputs: usize) -> DenseLayer {
     DenseLayer {
@@ -224,26 +255,48 @@ fn residual_block(name: &str, inputs: usize, outputs: usize, embedding: usize) -
 /// A tensor: its name and shape.
 type Shape = (String, Vec<usize>);
 
-impl DenseLayer {
-    fn shapes(&self, out: &mut Vec<Shape>) {
-        out.push((
-            format!("{}.weight", self.name),
-            vec![self.outputs, self.inputs],
-        ));
-        out.push((format!("{}.bias", self.name), vec![self.outputs]));
+/// The tensors of every layer, in the order they are mapped: the file's order.
+struct Shapes(Vec<Shape>);
+
+impl Shapes {
+    fn pair(&mut self, name: &str, weight: Vec<usize>, bias: usize) {
+        self.0.push((format!("{name}.weight"), weight));
+        self.0.push((format!("{name}.bias"), vec![bias]));
+    }
+}
+
+impl LayerMap for Shapes {
+    type Dense = ();
+    type Conv = ();
+    type Norm = ();
+    type Error = std::convert::Infallible;
+
+    fn dense(&mut self, layer: &DenseLayer) -> Result<(), Self::Error> {
+        self.pair(
+            &layer.name,
+            vec![layer.outputs, layer.inputs],
+            layer.outputs,
+        );
+        Ok(())
+    }
+
+    fn conv(&mut self, layer: &ConvLayer) -> Result<(), Self::Error> {
+        let k = layer.kernel;
+        self.pair(
+            &layer.name,
+            vec![layer.outputs, layer.inputs, k, k],
+            layer.outputs,
+        );
+        Ok(())
+    }
+
+    fn norm(&mut self, layer: &NormLayer) -> Result<(), Self::Error> {
+        self.pair(&layer.name, vec![layer.channels], layer.channels);
+        Ok(())
     }
 }
 
 impl ConvLayer {
-    fn shapes(&self, out: &mut Vec<Shape>) {
-        let k = self.kernel;
-        out.push((
-            format!("{}.weight", self.name),
-            vec![self.outputs, self.inputs, k, k],
-        ));
-        out.push((format!("{}.bias", self.name), vec![self.outputs]));
-    }
-
     /// Inputs of one output value: `inputs·k·k`.
     pub fn fan_in(&self) -> usize {
         self.inputs.saturating_mul(self.kernel * self.kernel)
@@ -255,23 +308,17 @@ impl ConvLayer {
     }
 }
 
-impl NormLayer {
-    fn shapes(&self, out: &mut Vec<Shape>) {
-        out.push((format!("{}.weight", self.name), vec![self.channels]));
-        out.push((format!("{}.bias", self.name), vec![self.channels]));
-    }
-}
-
 impl ResidualBlock {
-    fn shapes(&self, out: &mut Vec<Shape>) {
-        self.norm1.shapes(out);
-        self.conv1.shapes(out);
-        self.embedding.shapes(out);
-        self.norm2.shapes(out);
-        self.conv2.shapes(out);
-        if let Some(skip) = &self.skip {
-            skip.shapes(out);
-        }
+    /// The block's layers mapped by `m`, in the file's order.
+    fn try_map<M: LayerMap>(&self, m: &mut M) -> Result<MappedBlock<M>, M::Error> {
+        Ok(ResidualBlock {
+            norm1: m.norm(&self.norm1)?,
+            conv1: m.conv(&self.conv1)?,
+            embedding: m.dense(&self.embedding)?,
+            norm2: m.norm(&self.norm2)?,
+            conv2: m.conv(&self.conv2)?,
+            skip: self.skip.as_ref().map(|skip| m.conv(skip)).transpose()?,
+        })
     }
 
     /// Multiply-adds of one sample at `positions` positions.
@@ -283,6 +330,33 @@ impl ResidualBlock {
             total = total.saturating_add(conv_multiply_adds(skip, positions));
         }
         total
+    }
+}
+
+impl AttentionBlock {
+    fn try_map<M: LayerMap>(
+        &self,
+        m: &mut M,
+    ) -> Result<AttentionBlock<M::Conv, M::Norm>, M::Error> {
+        Ok(AttentionBlock {
+            norm: m.norm(&self.norm)?,
+            qkv: m.conv(&self.qkv)?,
+            proj: m.conv(&self.proj)?,
+        })
+    }
+}
+
+impl UnetLevel {
+    fn try_map<M: LayerMap>(&self, m: &mut M) -> Result<MappedLevel<M>, M::Error> {
+        Ok(UnetLevel {
+            size: self.size,
+            blocks: self
+                .blocks
+                .iter()
+                .map(|block| block.try_map(m))
+                .collect::<Result<_, _>>()?,
+            resample: self.resample.as_ref().map(|r| m.conv(r)).transpose()?,
+        })
     }
 }
 
@@ -391,7 +465,7 @@ impl UnetSpec {
     pub fn tensor_shapes(&self, spec: &ModelSpec) -> Vec<(String, Vec<usize>)> {
         let mut shapes = Vec::new();
         shapes.extend(spec.class_table_shape());
-        self.layout(spec).shapes(&mut shapes);
+        shapes.extend(self.layout(spec).shapes());
         shapes
     }
 
@@ -537,36 +611,43 @@ impl UnetSpec {
 }
 
 impl UnetLayout {
-    fn shapes(&self, out: &mut Vec<Shape>) {
-        for layer in &self.time {
-            layer.shapes(out);
-        }
-        self.input.shapes(out);
-        for level in &self.down {
-            for block in &level.blocks {
-                block.shapes(out);
-            }
-            if let Some(resample) = &level.resample {
-                resample.shapes(out);
-            }
-        }
-        self.middle[0].shapes(out);
-        if let Some(attention) = &self.attention {
-            attention.norm.shapes(out);
-            attention.qkv.shapes(out);
-            attention.proj.shapes(out);
-        }
-        self.middle[1].shapes(out);
-        for level in &self.up {
-            for block in &level.blocks {
-                block.shapes(out);
-            }
-            if let Some(resample) = &level.resample {
-                resample.shapes(out);
-            }
-        }
-        self.out_norm.shapes(out);
-        self.out_conv.shapes(out);
+    /// The same tree with every layer mapped by `m` (a back-end's weights for the layer),
+    /// visiting the layers in the file's order; the first error stops it.
+    pub fn try_map<M: LayerMap>(&self, m: &mut M) -> Result<MappedLayout<M>, M::Error> {
+        let time = [m.dense(&self.time[0])?, m.dense(&self.time[1])?];
+        let input = m.conv(&self.input)?;
+        let down = self
+            .down
+            .iter()
+            .map(|level| level.try_map(m))
+            .collect::<Result<_, _>>()?;
+        let middle0 = self.middle[0].try_map(m)?;
+        let attention = self.attention.as_ref().map(|a| a.try_map(m)).transpose()?;
+        let middle1 = self.middle[1].try_map(m)?;
+        let up = self
+            .up
+            .iter()
+            .map(|level| level.try_map(m))
+            .collect::<Result<_, _>>()?;
+        Ok(UnetLayout {
+            data_shape: self.data_shape,
+            groups: self.groups,
+            time,
+            input,
+            down,
+            middle: [middle0, middle1],
+            attention,
+            up,
+            out_norm: m.norm(&self.out_norm)?,
+            out_conv: m.conv(&self.out_conv)?,
+        })
+    }
+
+    /// Every layer's weight and bias, in the file's order.
+    fn shapes(&self) -> Vec<Shape> {
+        let mut shapes = Shapes(Vec::new());
+        let Ok(_) = self.try_map(&mut shapes);
+        shapes.0
     }
 
     /// Multiply-adds of one evaluation of one sample (convolutions, dense layers, attention).
