@@ -11,6 +11,7 @@
 // into DIR (a folder `<site>/models/<name>` with its manifest and its solver `bns-8-w2.json`):
 // the site is copied to a scratch folder with that model as the one the page opens with, and
 // each path is timed at batches of 16 and 64 (fewer runs: SwiftShader takes a minute a batch).
+// `--cpu` times the wasm CPU path only (SwiftShader's minutes left out).
 
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,9 +22,12 @@ import { launch } from './chromium.mjs';
 const WWW = new URL('../../www/', import.meta.url).pathname;
 
 function usage(problem) {
-  console.error(`bench.mjs: ${problem}\nusage: node tests/browser/bench.mjs [--unet MODEL_DIR]`);
+  console.error(`bench.mjs: ${problem}\nusage: node tests/browser/bench.mjs [--cpu] [--unet MODEL_DIR]`);
   process.exit(2);
 }
+
+const ARGS = process.argv.slice(2);
+const CPU_ONLY = ARGS.includes('--cpu');
 
 /** What to time: the default MLP, or the U-Net given with --unet. */
 function setting(args) {
@@ -61,7 +65,7 @@ function setting(args) {
   };
 }
 
-const SETTING = setting(process.argv.slice(2));
+const SETTING = setting(ARGS.filter((a) => a !== '--cpu'));
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (x) => `${x.toFixed(0)} ms`;
@@ -109,7 +113,8 @@ async function bench(label, webgpu, url) {
     await clicks(page, 1); // warm-up beyond the page's own first generation
     const runs = await clicks(page, SETTING.runs[webgpu ? 'webgpu' : 'cpu']);
     const m = median(runs);
-    console.log(`  batch ${batch}, NFE 8 (backend "${backend}"): median ${ms(m)} per batch, ` +
+    const workers = /2 workers/.test(await page.textContent('#timing')) ? ', 2 workers' : '';
+    console.log(`  batch ${batch}, NFE 8 (backend "${backend}"${workers}): median ${ms(m)} per batch, ` +
       `${(m / batch).toFixed(2)} ms per image (${runs.length} runs after a warm-up: ${runs.map(ms).join(', ')})`);
     await page.close();
   }
@@ -125,7 +130,7 @@ try {
   server = await startServer({ root: SETTING.site });
   const url = `http://127.0.0.1:${server.address().port}/`;
   const cpuVersion = await bench('wasm CPU path in the worker (Chromium without WebGPU)', false, url);
-  await bench('WebGPU (SwiftShader, --enable-unsafe-webgpu)', true, url);
+  if (!CPU_ONLY) await bench('WebGPU (SwiftShader, --enable-unsafe-webgpu)', true, url);
   console.log(`Chromium ${cpuVersion}, headless; model ${SETTING.model}` +
     `${SETTING.bytes ? ` (${SETTING.bytes} bytes, from ${SETTING.from})` : ''}, solver ${SETTING.solver}, seed 1.`);
 } finally {
