@@ -107,9 +107,10 @@ fn with_shared_constants(source: &str) -> String {
 
 /// Block size of `linear.wgsl` (`BLOCK`): a workgroup computes BLOCK rows × BLOCK outputs.
 pub const LINEAR_BLOCK: u32 = 32;
-/// Block size of `conv2d.wgsl` (`BLOCK`): a workgroup computes BLOCK output positions × BLOCK
-/// output channels.
-pub const CONV_BLOCK: u32 = 32;
+/// Output positions per workgroup of `conv2d.wgsl` (`BLOCK_POSITIONS`).
+pub const CONV_BLOCK_POSITIONS: u32 = 96;
+/// Output channels per workgroup of `conv2d.wgsl` (`BLOCK_OUTPUTS`).
+pub const CONV_BLOCK_OUTPUTS: u32 = 32;
 
 /// Access of a storage binding (bindings 1, 2, … after the uniform parameters at binding 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -901,13 +902,17 @@ mod tests {
                 Some(ACTIVATION_SILU)
             );
         }
-        for (op, block) in [("linear", LINEAR_BLOCK), ("conv2d", CONV_BLOCK)] {
+        for (op, name, block) in [
+            ("linear", "BLOCK", LINEAR_BLOCK),
+            ("conv2d", "BLOCK_POSITIONS", CONV_BLOCK_POSITIONS),
+            ("conv2d", "BLOCK_OUTPUTS", CONV_BLOCK_OUTPUTS),
+        ] {
             let kernel = KERNELS.iter().find(|k| k.op == op).expect("in the table");
             let module = parse(&with_shared_constants(kernel.source), op);
             assert_eq!(
-                u32_constant(&module, "BLOCK"),
+                u32_constant(&module, name),
                 Some(block),
-                "{op}.wgsl's BLOCK"
+                "{op}.wgsl's {name}"
             );
         }
     }

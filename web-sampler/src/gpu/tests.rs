@@ -15,6 +15,8 @@ use crate::noise::Noise;
 use crate::sample::{grid_picture, SampleRequest, Samples};
 use crate::solver::{Method, NsTable};
 
+mod timing;
+
 /// Largest accepted relative error of a kernel: max |gpu − cpu| / max |cpu|.
 pub(super) const KERNEL_TOLERANCE: f32 = 1e-5;
 

@@ -4,8 +4,9 @@
 //! kernel of its name (`shaders/{op}.wgsl`) and checks its tensors' shapes first.
 
 use super::uniforms::*;
-use super::{activation, check_shape, dims, u32_of, Plan, CONV_BLOCK};
+use super::{activation, check_shape, dims, u32_of, Plan};
 use super::{GpuTensor, ORIGIN};
+use super::{CONV_BLOCK_OUTPUTS, CONV_BLOCK_POSITIONS};
 use crate::{Error, Result};
 
 impl Plan {
@@ -38,10 +39,9 @@ impl Plan {
         let (out_height, out_width) = (height.div_ceil(stride), width.div_ceil(stride));
         let out_positions = out_height * out_width;
         check_shape(y, &[rows, out_positions, outputs], "conv2d y")?;
-        let tile = CONV_BLOCK as usize;
         let groups = self.tile_groups(
-            outputs.div_ceil(tile),
-            (rows * out_positions).div_ceil(tile),
+            outputs.div_ceil(CONV_BLOCK_OUTPUTS as usize),
+            (rows * out_positions).div_ceil(CONV_BLOCK_POSITIONS as usize),
             "conv2d",
         )?;
         let params = uniform!(Conv2dParams {
