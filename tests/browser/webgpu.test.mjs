@@ -26,7 +26,7 @@ test('on SwiftShader "auto" takes the CPU path, names the adapter and says why; 
   assert.equal(result.where, 'worker');
   assert.match(result.backendText, /^CPU path/);
   assert.match(result.backendText, /the WebGPU adapter is SwiftShader, a software renderer, slower than the CPU path; choose WebGPU to use it anyway/);
-  assert.match(result.timing, / · CPU$/);
+  assert.match(result.timing, / · CPU(, 2 workers)?$/);
   const native = nativeSamples(BNS8.name, join(MODEL_DIR, BNS8.file), 1, 4, BNS8.guidance);
   assert.equal(difference(native.values, result.values).differing, 0);
   assert.deepEqual(errors, []);
@@ -84,7 +84,7 @@ test('after the GPU device is lost, WebGPU chosen is an error on the page, said 
   const result = await clickGenerate(page);
   assert.equal(result.error, null);
   assert.equal(result.backend, 'cpu');
-  assert.match(result.timing, / · CPU$/);
+  assert.match(result.timing, / · CPU(, 2 workers)?$/);
   // Now on the CPU path: bit for bit what bns sample gives.
   const native = nativeSamples(BNS8.name, join(MODEL_DIR, BNS8.file), 1, 4, BNS8.guidance);
   assert.equal(difference(native.values, result.values).differing, 0);
