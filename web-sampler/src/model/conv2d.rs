@@ -29,7 +29,7 @@
 //! A 3×3 convolution with stride 1 is not computed here but by Winograd's F(2×2, 3×3)
 //! (`winograd.rs`, another order of the sums), whose 16 products run on these register tiles.
 
-use super::buffers::with_len;
+use super::buffers::{at_least, with_len};
 use super::linear::{run_rows, store_sums, Kernel, Lanes, PackedLinear, RowTile, KC, PANEL};
 use super::winograd::Winograd;
 
@@ -148,7 +148,7 @@ impl PackedConv {
         // Every input a tile reads: rows up to (oh − 1)·stride + k − 1 of the padded image.
         let hp = (h + 2 * pad).max((oh - 1) * stride + k);
         let wp = (w + 2 * pad).max((ow - 1) * stride + k);
-        pad_image(x, (h, w), c, pad, (hp, wp), padded);
+        let padded = pad_image(x, (h, w), c, pad, (hp, wp), padded);
         let offsets: Vec<usize> = (0..k * k).map(|j| ((j / k) * wp + j % k) * c).collect();
         let operands = Operands {
             x: padded,
@@ -168,18 +168,19 @@ impl PackedConv {
     }
 }
 
-/// `x` `[h·w, c]` into `padded` `[hp, wp, c]` from row and column `border`, zeros around it.
-/// Every value is written, so the buffer is not cleared first.
-pub(super) fn pad_image(
+/// `x` `[h·w, c]` into the first `hp·wp·c` values of `padded` (`[hp, wp, c]`), from row and
+/// column `border`, zeros around it; returns them. Every value is written, so the buffer is not
+/// cleared first.
+pub(super) fn pad_image<'a>(
     x: &[f32],
     (h, w): (usize, usize),
     c: usize,
     border: usize,
     (hp, wp): (usize, usize),
-    padded: &mut Vec<f32>,
-) {
+    padded: &'a mut Vec<f32>,
+) -> &'a [f32] {
     assert!(border + h <= hp && border + w <= wp, "conv2d: the image exceeds its padding");
-    let padded = with_len(padded, hp * wp * c);
+    let padded = at_least(padded, hp * wp * c);
     let row = wp * c;
     padded[..border * row].fill(0.0);
     for (line, source) in padded[border * row..(border + h) * row]
@@ -191,6 +192,7 @@ pub(super) fn pad_image(
         line[(border + w) * c..].fill(0.0);
     }
     padded[(border + h) * row..].fill(0.0);
+    padded
 }
 
 /// [`run_tiles`] with `kernel`'s vectors and tile.

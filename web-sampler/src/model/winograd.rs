@@ -34,7 +34,7 @@
 //! packing), and the weights `U_k` packed once at load as dense layers. The output transform
 //! reads the 16 products of a tile, adds the bias and writes the image's outputs.
 
-use super::buffers::{keep, with_len};
+use super::buffers::{at_least, keep};
 use super::conv2d::{pad_image, run_tiles_any, Operands};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use super::linear::simd128;
@@ -129,12 +129,12 @@ impl Winograd {
         // The image with a border of zeros: one row and column before it, one or two after it,
         // so that every tile's window lies inside.
         let (hp, wp) = (2 * th + 2, 2 * tw + 2);
-        pad_image(x, (h, w), c, 1, (hp, wp), padded);
+        let padded = pad_image(x, (h, w), c, 1, (hp, wp), padded);
         // Every value of both is written before it is read.
         let mut transformed = TRANSFORMED.take();
         let mut products = PRODUCTS.take();
-        let v = with_len(&mut transformed, ENTRIES * tiles * c);
-        let m = with_len(&mut products, ENTRIES * tiles * o);
+        let v = at_least(&mut transformed, ENTRIES * tiles * c);
+        let m = at_least(&mut products, ENTRIES * tiles * o);
         transform_inputs(kernel, padded, (th, tw), c, v);
         let column_stride = [0];
         for ((layer, v), m) in self
