@@ -179,7 +179,10 @@ pub(super) fn pad_image<'a>(
     (hp, wp): (usize, usize),
     padded: &'a mut Vec<f32>,
 ) -> &'a [f32] {
-    assert!(border + h <= hp && border + w <= wp, "conv2d: the image exceeds its padding");
+    assert!(
+        border + h <= hp && border + w <= wp,
+        "conv2d: the image exceeds its padding"
+    );
     let padded = at_least(padded, hp * wp * c);
     let row = wp * c;
     padded[..border * row].fill(0.0);

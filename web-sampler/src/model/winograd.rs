@@ -34,6 +34,8 @@
 //! packing), and the weights `U_k` packed once at load as dense layers. The output transform
 //! reads the 16 products of a tile, adds the bias and writes the image's outputs.
 
+use std::ops::Range;
+
 use super::buffers::{at_least, keep};
 use super::conv2d::{pad_image, run_tiles_any, Operands};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -44,6 +46,13 @@ use super::linear::{portable, Kernel, Lanes, PackedLinear};
 
 /// Entries of a transformed tile (4×4).
 const ENTRIES: usize = 16;
+
+/// About how many floats of `V` and `M` a group of tiles has (128 KiB: in the L2 cache beside
+/// the weights of a layer).
+const GROUP_FLOATS: usize = 1 << 15;
+
+/// Tiles per group: a multiple of this, the register tiles' rows on every kernel (12, 6, 3, 2).
+const GROUP_MULTIPLE: usize = 12;
 
 /// A 3×3, stride-1 convolution's weights transformed and packed: 16 dense layers
 /// `[outputs, inputs]`, one per entry `k` of the 4×4 transformed tile.
@@ -130,36 +139,45 @@ impl Winograd {
         // so that every tile's window lies inside.
         let (hp, wp) = (2 * th + 2, 2 * tw + 2);
         let padded = pad_image(x, (h, w), c, 1, (hp, wp), padded);
+        // Tiles in groups whose `V` and `M` stay in the cache between the steps (each output
+        // is computed in the same order whatever the group).
+        let group = (GROUP_FLOATS / (ENTRIES * (c + o)) / GROUP_MULTIPLE).max(1) * GROUP_MULTIPLE;
         // Every value of both is written before it is read.
         let mut transformed = TRANSFORMED.take();
         let mut products = PRODUCTS.take();
-        let v = at_least(&mut transformed, ENTRIES * tiles * c);
-        let m = at_least(&mut products, ENTRIES * tiles * o);
-        transform_inputs(kernel, padded, (th, tw), c, v);
-        let column_stride = [0];
-        for ((layer, v), m) in self
-            .products
-            .iter()
-            .zip(v.chunks_exact(tiles * c))
-            .zip(m.chunks_exact_mut(tiles * o))
-        {
-            // A pointwise convolution over the tiles, as one row of `tiles` positions.
-            let operands = Operands {
-                x: v,
-                y: m,
-                positions: tiles,
-                ow: tiles,
-                row_stride: 0,
-                column_stride: c,
-                inputs: c,
-                offsets: &column_stride,
-                outputs: o,
-                panels: &layer.panels,
-                bias: None,
-            };
-            run_tiles_any(kernel, operands);
+        let mut first = 0;
+        while first < tiles {
+            let group = first..tiles.min(first + group);
+            let count = group.len();
+            let v = at_least(&mut transformed, ENTRIES * count * c);
+            let m = at_least(&mut products, ENTRIES * count * o);
+            transform_inputs(kernel, padded, (th, tw), c, group.clone(), v);
+            let column_stride = [0];
+            for ((layer, v), m) in self
+                .products
+                .iter()
+                .zip(v.chunks_exact(count * c))
+                .zip(m.chunks_exact_mut(count * o))
+            {
+                // A pointwise convolution over the tiles, as one row of `count` positions.
+                let operands = Operands {
+                    x: v,
+                    y: m,
+                    positions: count,
+                    ow: count,
+                    row_stride: 0,
+                    column_stride: c,
+                    inputs: c,
+                    offsets: &column_stride,
+                    outputs: o,
+                    panels: &layer.panels,
+                    bias: None,
+                };
+                run_tiles_any(kernel, operands);
+            }
+            transform_outputs(kernel, m, &self.bias, (h, w), group.clone(), out);
+            first = group.end;
         }
-        transform_outputs(kernel, m, &self.bias, (h, w), out);
         keep(&TRANSFORMED, transformed);
         keep(&PRODUCTS, products);
     }
@@ -172,18 +190,26 @@ std::thread_local! {
     static PRODUCTS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// `V = Bᵀ·d·B` of every tile's 4×4 window of `padded` `[2·th + 2, 2·tw + 2, c]` into `v`
-/// `[16][tiles, c]`, with `kernel`'s vectors.
-fn transform_inputs(kernel: Kernel, padded: &[f32], size: (usize, usize), c: usize, v: &mut [f32]) {
+/// `V = Bᵀ·d·B` of the 4×4 windows of `group`'s tiles (of `th × tw`, row-major) in `padded`
+/// `[2·th + 2, 2·tw + 2, c]` into `v` `[16][group's tiles, c]`, with `kernel`'s vectors.
+fn transform_inputs(
+    kernel: Kernel,
+    padded: &[f32],
+    size: (usize, usize),
+    c: usize,
+    group: Range<usize>,
+    v: &mut [f32],
+) {
+    let g = group;
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these kernels are only handed out where the CPU has AVX2.
-        Kernel::Avx512 | Kernel::Avx2 => unsafe { transform_inputs_avx2(padded, size, c, v) },
+        Kernel::Avx512 | Kernel::Avx2 => unsafe { transform_inputs_avx2(padded, size, c, g, v) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Sse2 => transform_inputs_with::<sse2::Sse2>(padded, size, c, v),
+        Kernel::Sse2 => transform_inputs_with::<sse2::Sse2>(padded, size, c, g, v),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Kernel::Simd128 => transform_inputs_with::<simd128::Simd128>(padded, size, c, v),
-        Kernel::Portable => transform_inputs_with::<portable::Lanes4>(padded, size, c, v),
+        Kernel::Simd128 => transform_inputs_with::<simd128::Simd128>(padded, size, c, g, v),
+        Kernel::Portable => transform_inputs_with::<portable::Lanes4>(padded, size, c, g, v),
     }
 }
 
@@ -193,8 +219,14 @@ fn transform_inputs(kernel: Kernel, padded: &[f32], size: (usize, usize), c: usi
 /// Only where the CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn transform_inputs_avx2(padded: &[f32], size: (usize, usize), c: usize, v: &mut [f32]) {
-    transform_inputs_with::<avx2::Avx2>(padded, size, c, v)
+unsafe fn transform_inputs_avx2(
+    padded: &[f32],
+    size: (usize, usize),
+    c: usize,
+    group: Range<usize>,
+    v: &mut [f32],
+) {
+    transform_inputs_with::<avx2::Avx2>(padded, size, c, group, v)
 }
 
 /// [`transform_inputs`] in vectors `V` over the channels, the channels left over one by one.
@@ -203,45 +235,40 @@ fn transform_inputs_with<V: Lanes>(
     padded: &[f32],
     (th, tw): (usize, usize),
     c: usize,
+    group: Range<usize>,
     v: &mut [f32],
 ) {
-    let tiles = th * tw;
+    let count = group.len();
     let row = (2 * tw + 2) * c;
     assert!(
-        padded.len() >= (2 * th + 2) * row,
+        group.end <= th * tw && padded.len() >= (2 * th + 2) * row,
         "winograd: the padded input is too small"
     );
     assert_eq!(
         v.len(),
-        ENTRIES * tiles * c,
+        ENTRIES * count * c,
         "winograd: V is not [16, tiles, c]"
     );
     let full = c / V::WIDTH * V::WIDTH;
-    for ty in 0..th {
-        for tx in 0..tw {
-            let tile = ty * tw + tx;
-            let corner = 2 * ty * row + 2 * tx * c;
-            // SAFETY: the window's last value, `corner + 3·row + 3·c + c − 1`, is inside
-            // `padded` (`2·ty + 3 < 2·th + 2` rows of `row` values, checked above); the 16
-            // entries' values `((4i + j)·tiles + tile)·c + channel` are inside `v`; the
-            // caller runs this only where `V`'s instructions exist.
-            unsafe {
-                let d = padded.as_ptr().add(corner);
-                let out = v.as_mut_ptr().add(tile * c);
-                let mut first = 0;
-                while first < full {
-                    input_lanes::<V>(d.add(first), row, c, out.add(first), tiles * c);
-                    first += V::WIDTH;
-                }
-                for channel in full..c {
-                    input_lanes::<portable::Scalar>(
-                        d.add(channel),
-                        row,
-                        c,
-                        out.add(channel),
-                        tiles * c,
-                    );
-                }
+    for (n, tile) in group.enumerate() {
+        let (ty, tx) = (tile / tw, tile % tw);
+        let corner = 2 * ty * row + 2 * tx * c;
+        // SAFETY: the window's last value, `corner + 3·row + 3·c + c − 1`, is inside `padded`
+        // (`2·ty + 3 < 2·th + 2` rows of `row` values, checked above); the 16 entries' values
+        // `((4i + j)·count + n)·c + channel` are inside `v`; the caller runs this only where
+        // `V`'s instructions exist.
+        unsafe {
+            let d = padded.as_ptr().add(corner);
+            let out = v.as_mut_ptr().add(n * c);
+            let entry = count * c;
+            let mut first = 0;
+            while first < full {
+                input_lanes::<V>(d.add(first), row, c, out.add(first), entry);
+                first += V::WIDTH;
+            }
+            for channel in full..c {
+                let (d, out) = (d.add(channel), out.add(channel));
+                input_lanes::<portable::Scalar>(d, row, c, out, entry);
             }
         }
     }
@@ -274,25 +301,27 @@ unsafe fn input_lanes<V: Lanes>(d: *const f32, row: usize, c: usize, v: *mut f32
     }
 }
 
-/// `Y = Aᵀ·M·A + bias` of every tile's products `m` `[16][tiles, o]` into `out` `[h·w, o]`
-/// (the outputs of the tiles past the image's last row or column dropped), with `kernel`'s
-/// vectors.
+/// `Y = Aᵀ·M·A + bias` of `group`'s tiles (of the `⌈h/2⌉ × ⌈w/2⌉`, row-major), their products
+/// `m` `[16][group's tiles, o]`, into `out` `[h·w, o]` (the outputs of the tiles past the
+/// image's last row or column dropped), with `kernel`'s vectors.
 fn transform_outputs(
     kernel: Kernel,
     m: &[f32],
     bias: &[f32],
     size: (usize, usize),
+    group: Range<usize>,
     out: &mut [f32],
 ) {
+    let g = group;
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: these kernels are only handed out where the CPU has AVX2.
-        Kernel::Avx512 | Kernel::Avx2 => unsafe { transform_outputs_avx2(m, bias, size, out) },
+        Kernel::Avx512 | Kernel::Avx2 => unsafe { transform_outputs_avx2(m, bias, size, g, out) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Sse2 => transform_outputs_with::<sse2::Sse2>(m, bias, size, out),
+        Kernel::Sse2 => transform_outputs_with::<sse2::Sse2>(m, bias, size, g, out),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Kernel::Simd128 => transform_outputs_with::<simd128::Simd128>(m, bias, size, out),
-        Kernel::Portable => transform_outputs_with::<portable::Lanes4>(m, bias, size, out),
+        Kernel::Simd128 => transform_outputs_with::<simd128::Simd128>(m, bias, size, g, out),
+        Kernel::Portable => transform_outputs_with::<portable::Lanes4>(m, bias, size, g, out),
     }
 }
 
@@ -302,8 +331,14 @@ fn transform_outputs(
 /// Only where the CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn transform_outputs_avx2(m: &[f32], bias: &[f32], size: (usize, usize), out: &mut [f32]) {
-    transform_outputs_with::<avx2::Avx2>(m, bias, size, out)
+unsafe fn transform_outputs_avx2(
+    m: &[f32],
+    bias: &[f32],
+    size: (usize, usize),
+    group: Range<usize>,
+    out: &mut [f32],
+) {
+    transform_outputs_with::<avx2::Avx2>(m, bias, size, group, out)
 }
 
 /// [`transform_outputs`] in vectors `V` over the outputs, the outputs left over one by one.
@@ -312,51 +347,56 @@ fn transform_outputs_with<V: Lanes>(
     m: &[f32],
     bias: &[f32],
     (h, w): (usize, usize),
+    group: Range<usize>,
     out: &mut [f32],
 ) {
     let o = bias.len();
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let tiles = th * tw;
+    let tw = w.div_ceil(2);
+    let count = group.len();
+    assert!(
+        group.end <= h.div_ceil(2) * tw,
+        "winograd: a tile outside the image"
+    );
     assert_eq!(
         m.len(),
-        ENTRIES * tiles * o,
+        ENTRIES * count * o,
         "winograd: M is not [16, tiles, o]"
     );
     assert_eq!(out.len(), h * w * o, "winograd: out is not [h·w, o]");
     let full = o / V::WIDTH * V::WIDTH;
-    for ty in 0..th {
-        for tx in 0..tw {
-            let place = Place {
-                rows: (h - 2 * ty).min(2),
-                columns: (w - 2 * tx).min(2),
-                row: w * o,
-                o,
-            };
-            // SAFETY: the tile's products `(k·tiles + tile)·o + output` are inside `m`, its
-            // outputs inside the image `(2ty + r, 2tx + s)` (`place` keeps only those) inside
-            // `out`, `bias` has `o` values (lengths checked above); the caller runs this only
-            // where `V`'s instructions exist.
-            unsafe {
-                let products = m.as_ptr().add((ty * tw + tx) * o);
-                let target = out.as_mut_ptr().add((2 * ty * w + 2 * tx) * o);
-                let mut first = 0;
-                while first < full {
-                    let (m, y, b) = (
-                        products.add(first),
-                        target.add(first),
-                        bias.as_ptr().add(first),
-                    );
-                    output_lanes::<V>(m, tiles * o, b, &place, y);
-                    first += V::WIDTH;
-                }
-                for output in full..o {
-                    let (m, y, b) = (
-                        products.add(output),
-                        target.add(output),
-                        bias.as_ptr().add(output),
-                    );
-                    output_lanes::<portable::Scalar>(m, tiles * o, b, &place, y);
-                }
+    let entry = count * o;
+    for (n, tile) in group.enumerate() {
+        let (ty, tx) = (tile / tw, tile % tw);
+        let place = Place {
+            rows: (h - 2 * ty).min(2),
+            columns: (w - 2 * tx).min(2),
+            row: w * o,
+            o,
+        };
+        // SAFETY: the tile's products `(k·count + n)·o + output` are inside `m`, its outputs
+        // inside the image `(2ty + r, 2tx + s)` (`place` keeps only those) inside `out`, `bias`
+        // has `o` values (lengths checked above); the caller runs this only where `V`'s
+        // instructions exist.
+        unsafe {
+            let products = m.as_ptr().add(n * o);
+            let target = out.as_mut_ptr().add((2 * ty * w + 2 * tx) * o);
+            let mut first = 0;
+            while first < full {
+                let (m, b, y) = (
+                    products.add(first),
+                    bias.as_ptr().add(first),
+                    target.add(first),
+                );
+                output_lanes::<V>(m, entry, b, &place, y);
+                first += V::WIDTH;
+            }
+            for output in full..o {
+                let (m, b, y) = (
+                    products.add(output),
+                    bias.as_ptr().add(output),
+                    target.add(output),
+                );
+                output_lanes::<portable::Scalar>(m, entry, b, &place, y);
             }
         }
     }
