@@ -567,6 +567,82 @@ fn documented_dense_sum(x: &[f32], w: &[f32]) -> f32 {
     s
 }
 
+/// §1.3's 3×3 stride-1 convolution by Winograd's F(2×2, 3×3), as written: for each output
+/// channel and 2×2 tile, the 16 products summed over the input channels, then `Aᵀ·M·A + b`.
+fn documented_winograd(weight: &[f32], bias: &[f32], x: &Activation) -> Activation {
+    let l = |a: f64, b: f64, c: f64| [a, ((a + b) + c) * 0.5, ((a - b) + c) * 0.5, c];
+    let t = |a: f32, b: f32, c: f32, e: f32| [a - c, b + c, c - b, b - e];
+    let a = |a: f32, b: f32, c: f32, e: f32| [(a + b) + c, (b - c) - e];
+    let kernel = |o: usize, c: usize| -> [[f32; 4]; 4] {
+        let g = |y: usize, x_: usize| f64::from(weight[((o * x.c + c) * 3 + y) * 3 + x_]);
+        // u[i][x] along each column x of g, then along each row i.
+        let mut u = [[0.0f64; 3]; 4];
+        for col in 0..3 {
+            let line = l(g(0, col), g(1, col), g(2, col));
+            for i in 0..4 {
+                u[i][col] = line[i];
+            }
+        }
+        u.map(|row| l(row[0], row[1], row[2]).map(|v| v as f32))
+    };
+    let input = |c: usize, y: isize, x_: isize| -> f32 {
+        if (0..x.h as isize).contains(&y) && (0..x.w as isize).contains(&x_) {
+            x.at(c, y as usize, x_ as usize)
+        } else {
+            0.0
+        }
+    };
+    let outputs = bias.len();
+    let mut v = vec![0.0f32; outputs * x.h * x.w];
+    for o in 0..outputs {
+        let kernels: Vec<[[f32; 4]; 4]> = (0..x.c).map(|c| kernel(o, c)).collect();
+        for ty in 0..x.h.div_ceil(2) {
+            for tx in 0..x.w.div_ceil(2) {
+                let mut m = [[0.0f32; 4]; 4];
+                for (c, u) in kernels.iter().enumerate() {
+                    let d = |i: usize, j: usize| {
+                        input(c, (2 * ty + i) as isize - 1, (2 * tx + j) as isize - 1)
+                    };
+                    let mut tt = [[0.0f32; 4]; 4];
+                    for j in 0..4 {
+                        let column = t(d(0, j), d(1, j), d(2, j), d(3, j));
+                        for i in 0..4 {
+                            tt[i][j] = column[i];
+                        }
+                    }
+                    for i in 0..4 {
+                        let row = t(tt[i][0], tt[i][1], tt[i][2], tt[i][3]);
+                        for j in 0..4 {
+                            m[i][j] += row[j] * u[i][j];
+                        }
+                    }
+                }
+                let mut s = [[0.0f32; 4]; 2];
+                for j in 0..4 {
+                    let column = a(m[0][j], m[1][j], m[2][j], m[3][j]);
+                    s[0][j] = column[0];
+                    s[1][j] = column[1];
+                }
+                for (r, s) in s.iter().enumerate() {
+                    let row = a(s[0], s[1], s[2], s[3]);
+                    for (col, value) in row.into_iter().enumerate() {
+                        let (y, x_) = (2 * ty + r, 2 * tx + col);
+                        if y < x.h && x_ < x.w {
+                            v[(o * x.h + y) * x.w + x_] = value + bias[o];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Activation {
+        c: outputs,
+        h: x.h,
+        w: x.w,
+        v,
+    }
+}
+
 #[test]
 fn silu_s_exp_is_the_documented_one() {
     let mut values = vec![
@@ -639,7 +715,8 @@ impl DocumentedUnet<'_> {
             .set(self.multiply_adds.get() + multiply_adds);
     }
 
-    /// PyTorch's `Conv2d`: zero padding `k/2`, output `⌈h/stride⌉ × ⌈w/stride⌉`.
+    /// PyTorch's `Conv2d`: zero padding `k/2`, output `⌈h/stride⌉ × ⌈w/stride⌉`; a 3×3 one with
+    /// stride 1 by §1.3's Winograd F(2×2, 3×3).
     fn conv(&self, name: &str, x: &Activation, stride: usize) -> Activation {
         let weight = self.tensor(&format!("{name}.weight"));
         let bias = self.tensor(&format!("{name}.bias"));
@@ -648,6 +725,9 @@ impl DocumentedUnet<'_> {
         let pad = (k / 2) as isize;
         let (oh, ow) = (x.h.div_ceil(stride), x.w.div_ceil(stride));
         self.count(oh * ow * outputs * x.c * k * k);
+        if k == 3 && stride == 1 {
+            return documented_winograd(weight, bias, x);
+        }
         let mut v = Vec::with_capacity(outputs * oh * ow);
         for o in 0..outputs {
             for oy in 0..oh {
