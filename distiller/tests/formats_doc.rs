@@ -573,21 +573,18 @@ fn documented_winograd(weight: &[f32], bias: &[f32], x: &Activation) -> Activati
     let l = |a: f64, b: f64, c: f64| [a, ((a + b) + c) * 0.5, ((a - b) + c) * 0.5, c];
     let t = |a: f32, b: f32, c: f32, e: f32| [a - c, b + c, c - b, b - e];
     let a = |a: f32, b: f32, c: f32, e: f32| [(a + b) + c, (b - c) - e];
+    // U = G·g·Gᵀ: `u[i][x]` along each column x of g (`columns[x][i]`), then along each row i.
     let kernel = |o: usize, c: usize| -> [[f32; 4]; 4] {
-        let g = |y: usize, x_: usize| f64::from(weight[((o * x.c + c) * 3 + y) * 3 + x_]);
-        // u[i][x] along each column x of g, then along each row i.
-        let mut u = [[0.0f64; 3]; 4];
-        for col in 0..3 {
-            let line = l(g(0, col), g(1, col), g(2, col));
-            for i in 0..4 {
-                u[i][col] = line[i];
-            }
-        }
-        u.map(|row| l(row[0], row[1], row[2]).map(|v| v as f32))
+        let g = |y: usize, col: usize| f64::from(weight[((o * x.c + c) * 3 + y) * 3 + col]);
+        let columns: [[f64; 4]; 3] = std::array::from_fn(|col| l(g(0, col), g(1, col), g(2, col)));
+        std::array::from_fn(|i| {
+            let [u0, u1, u2] = columns.map(|column| column[i]);
+            l(u0, u1, u2).map(|v| v as f32)
+        })
     };
-    let input = |c: usize, y: isize, x_: isize| -> f32 {
-        if (0..x.h as isize).contains(&y) && (0..x.w as isize).contains(&x_) {
-            x.at(c, y as usize, x_ as usize)
+    let input = |c: usize, y: isize, col: isize| -> f32 {
+        if (0..x.h as isize).contains(&y) && (0..x.w as isize).contains(&col) {
+            x.at(c, y as usize, col as usize)
         } else {
             0.0
         }
@@ -603,32 +600,25 @@ fn documented_winograd(weight: &[f32], bias: &[f32], x: &Activation) -> Activati
                     let d = |i: usize, j: usize| {
                         input(c, (2 * ty + i) as isize - 1, (2 * tx + j) as isize - 1)
                     };
-                    let mut tt = [[0.0f32; 4]; 4];
-                    for j in 0..4 {
-                        let column = t(d(0, j), d(1, j), d(2, j), d(3, j));
-                        for i in 0..4 {
-                            tt[i][j] = column[i];
-                        }
-                    }
-                    for i in 0..4 {
-                        let row = t(tt[i][0], tt[i][1], tt[i][2], tt[i][3]);
-                        for j in 0..4 {
-                            m[i][j] += row[j] * u[i][j];
+                    // t = Bᵀ·d along each column j (`columns[j][i]`), then V along each row i.
+                    let columns: [[f32; 4]; 4] =
+                        std::array::from_fn(|j| t(d(0, j), d(1, j), d(2, j), d(3, j)));
+                    for (i, (m, u)) in m.iter_mut().zip(u).enumerate() {
+                        let [t0, t1, t2, t3] = columns.map(|column| column[i]);
+                        for ((m, v), u) in m.iter_mut().zip(t(t0, t1, t2, t3)).zip(u) {
+                            *m += v * u;
                         }
                     }
                 }
-                let mut s = [[0.0f32; 4]; 2];
-                for j in 0..4 {
-                    let column = a(m[0][j], m[1][j], m[2][j], m[3][j]);
-                    s[0][j] = column[0];
-                    s[1][j] = column[1];
-                }
-                for (r, s) in s.iter().enumerate() {
-                    let row = a(s[0], s[1], s[2], s[3]);
-                    for (col, value) in row.into_iter().enumerate() {
-                        let (y, x_) = (2 * ty + r, 2 * tx + col);
-                        if y < x.h && x_ < x.w {
-                            v[(o * x.h + y) * x.w + x_] = value + bias[o];
+                // S = Aᵀ·M along each column j (`columns[j][r]`), then Y along each row r.
+                let columns: [[f32; 2]; 4] =
+                    std::array::from_fn(|j| a(m[0][j], m[1][j], m[2][j], m[3][j]));
+                for r in 0..2 {
+                    let [s0, s1, s2, s3] = columns.map(|column| column[r]);
+                    for (col, value) in a(s0, s1, s2, s3).into_iter().enumerate() {
+                        let (y, col) = (2 * ty + r, 2 * tx + col);
+                        if y < x.h && col < x.w {
+                            v[(o * x.h + y) * x.w + col] = value + bias[o];
                         }
                     }
                 }

@@ -281,18 +281,20 @@ fn transform_inputs_with<V: Lanes>(
 /// Those values are inside their buffers; `V`'s instructions exist here.
 #[inline(always)]
 unsafe fn input_lanes<V: Lanes>(d: *const f32, row: usize, c: usize, v: *mut f32, entry: usize) {
-    // t = Bᵀ·d along each column j: t[i][j].
-    let mut t = [[V::splat(0.0); 4]; 4];
-    for j in 0..4 {
+    // t = Bᵀ·d along each column j: `columns[j][i]` is `t[i][j]`.
+    let columns: [[V; 4]; 4] = std::array::from_fn(|j| {
         let at = |i: usize| V::load(d.add(i * row + j * c));
         let (d0, d1, d2, d3) = (at(0), at(1), at(2), at(3));
-        t[0][j] = V::sub(d0, d2);
-        t[1][j] = V::add(d1, d2);
-        t[2][j] = V::sub(d2, d1);
-        t[3][j] = V::sub(d1, d3);
-    }
+        [
+            V::sub(d0, d2),
+            V::add(d1, d2),
+            V::sub(d2, d1),
+            V::sub(d1, d3),
+        ]
+    });
     // V = t·B along each row i: entry (i, j) is matrix k = 4i + j.
-    for (i, &[t0, t1, t2, t3]) in t.iter().enumerate() {
+    for i in 0..4 {
+        let [t0, t1, t2, t3] = columns.map(|column| column[i]);
         let k = 4 * i;
         V::sub(t0, t2).store(v.add(k * entry));
         V::add(t1, t2).store(v.add((k + 1) * entry));
@@ -425,17 +427,16 @@ unsafe fn output_lanes<V: Lanes>(
     place: &Place,
     y: *mut f32,
 ) {
-    // S = Aᵀ·M along each column j: rows 0 and 1.
-    let mut s = [[V::splat(0.0); 4]; 2];
-    for j in 0..4 {
+    // S = Aᵀ·M along each column j: `columns[j][r]` is `S[r][j]`, rows 0 and 1.
+    let columns: [[V; 2]; 4] = std::array::from_fn(|j| {
         let at = |i: usize| V::load(m.add((4 * i + j) * entry));
         let (m0, m1, m2, m3) = (at(0), at(1), at(2), at(3));
-        s[0][j] = V::add(V::add(m0, m1), m2);
-        s[1][j] = V::sub(V::sub(m1, m2), m3);
-    }
+        [V::add(V::add(m0, m1), m2), V::sub(V::sub(m1, m2), m3)]
+    });
     // Y = S·A along each row r, then the bias.
     let bias = V::load(bias);
-    for (r, &[s0, s1, s2, s3]) in s.iter().enumerate().take(place.rows) {
+    for r in 0..place.rows {
+        let [s0, s1, s2, s3] = columns.map(|column| column[r]);
         let target = y.add(r * place.row);
         V::add(V::add(V::add(s0, s1), s2), bias).store(target);
         if place.columns == 2 {
@@ -472,20 +473,20 @@ mod tests {
                     0.0
                 }
             };
-            let mut t = [[0.0f32; 4]; 4];
-            for j in 0..4 {
-                t[0][j] = d(0, j) - d(2, j);
-                t[1][j] = d(1, j) + d(2, j);
-                t[2][j] = d(2, j) - d(1, j);
-                t[3][j] = d(1, j) - d(3, j);
-            }
+            // t = Bᵀ·d, column by column.
+            let t = |i: usize, j: usize| match i {
+                0 => d(0, j) - d(2, j),
+                1 => d(1, j) + d(2, j),
+                2 => d(2, j) - d(1, j),
+                _ => d(1, j) - d(3, j),
+            };
             let u = transform_kernel(&weight[(o * inputs + c) * 9..(o * inputs + c + 1) * 9]);
             for i in 0..4 {
                 let v = [
-                    t[i][0] - t[i][2],
-                    t[i][1] + t[i][2],
-                    t[i][2] - t[i][1],
-                    t[i][1] - t[i][3],
+                    t(i, 0) - t(i, 2),
+                    t(i, 1) + t(i, 2),
+                    t(i, 2) - t(i, 1),
+                    t(i, 1) - t(i, 3),
                 ];
                 for j in 0..4 {
                     m[4 * i + j] += v[j] * u[4 * i + j];
