@@ -32,7 +32,9 @@
 //! tile's channels contiguous; the 16 products are then 16 pointwise convolutions over the
 //! tiles with `conv2d.rs`'s register tiles, which read each tile's inputs where they lie (no
 //! packing), and the weights `U_k` packed once at load as dense layers. The output transform
-//! reads the 16 products of a tile, adds the bias and writes the image's outputs.
+//! reads the 16 products of a tile, adds the bias and writes the image's outputs. The three
+//! steps run on groups of tiles (~128 KiB of `V` and `M`, so they stay in the L2 cache between
+//! the steps); the groups change where values wait, not how any output is summed.
 
 use std::ops::Range;
 
@@ -203,10 +205,14 @@ fn transform_inputs(
     let g = group;
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: these kernels are only handed out where the CPU has AVX2.
-        Kernel::Avx512 | Kernel::Avx2 => unsafe { transform_inputs_avx2(padded, size, c, g, v) },
+        Kernel::Avx512 | Kernel::Avx2 if std::is_x86_feature_detected!("avx2") => {
+            // SAFETY: the CPU has AVX2.
+            unsafe { transform_inputs_avx2(padded, size, c, g, v) }
+        }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Sse2 => transform_inputs_with::<sse2::Sse2>(padded, size, c, g, v),
+        Kernel::Avx512 | Kernel::Avx2 | Kernel::Sse2 => {
+            transform_inputs_with::<sse2::Sse2>(padded, size, c, g, v)
+        }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Kernel::Simd128 => transform_inputs_with::<simd128::Simd128>(padded, size, c, g, v),
         Kernel::Portable => transform_inputs_with::<portable::Lanes4>(padded, size, c, g, v),
@@ -317,10 +323,14 @@ fn transform_outputs(
     let g = group;
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: these kernels are only handed out where the CPU has AVX2.
-        Kernel::Avx512 | Kernel::Avx2 => unsafe { transform_outputs_avx2(m, bias, size, g, out) },
+        Kernel::Avx512 | Kernel::Avx2 if std::is_x86_feature_detected!("avx2") => {
+            // SAFETY: the CPU has AVX2.
+            unsafe { transform_outputs_avx2(m, bias, size, g, out) }
+        }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Sse2 => transform_outputs_with::<sse2::Sse2>(m, bias, size, g, out),
+        Kernel::Avx512 | Kernel::Avx2 | Kernel::Sse2 => {
+            transform_outputs_with::<sse2::Sse2>(m, bias, size, g, out)
+        }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Kernel::Simd128 => transform_outputs_with::<simd128::Simd128>(m, bias, size, g, out),
         Kernel::Portable => transform_outputs_with::<portable::Lanes4>(m, bias, size, g, out),
