@@ -567,6 +567,72 @@ fn documented_dense_sum(x: &[f32], w: &[f32]) -> f32 {
     s
 }
 
+/// §1.3's 3×3 stride-1 convolution by Winograd's F(2×2, 3×3), as written: for each output
+/// channel and 2×2 tile, the 16 products summed over the input channels, then `Aᵀ·M·A + b`.
+fn documented_winograd(weight: &[f32], bias: &[f32], x: &Activation) -> Activation {
+    let l = |a: f64, b: f64, c: f64| [a, ((a + b) + c) * 0.5, ((a - b) + c) * 0.5, c];
+    let t = |a: f32, b: f32, c: f32, e: f32| [a - c, b + c, c - b, b - e];
+    let a = |a: f32, b: f32, c: f32, e: f32| [(a + b) + c, (b - c) - e];
+    // U = G·g·Gᵀ: `u[i][x]` along each column x of g (`columns[x][i]`), then along each row i.
+    let kernel = |o: usize, c: usize| -> [[f32; 4]; 4] {
+        let g = |y: usize, col: usize| f64::from(weight[((o * x.c + c) * 3 + y) * 3 + col]);
+        let columns: [[f64; 4]; 3] = std::array::from_fn(|col| l(g(0, col), g(1, col), g(2, col)));
+        std::array::from_fn(|i| {
+            let [u0, u1, u2] = columns.map(|column| column[i]);
+            l(u0, u1, u2).map(|v| v as f32)
+        })
+    };
+    let input = |c: usize, y: isize, col: isize| -> f32 {
+        if (0..x.h as isize).contains(&y) && (0..x.w as isize).contains(&col) {
+            x.at(c, y as usize, col as usize)
+        } else {
+            0.0
+        }
+    };
+    let outputs = bias.len();
+    let mut v = vec![0.0f32; outputs * x.h * x.w];
+    for o in 0..outputs {
+        let kernels: Vec<[[f32; 4]; 4]> = (0..x.c).map(|c| kernel(o, c)).collect();
+        for ty in 0..x.h.div_ceil(2) {
+            for tx in 0..x.w.div_ceil(2) {
+                let mut m = [[0.0f32; 4]; 4];
+                for (c, u) in kernels.iter().enumerate() {
+                    let d = |i: usize, j: usize| {
+                        input(c, (2 * ty + i) as isize - 1, (2 * tx + j) as isize - 1)
+                    };
+                    // t = Bᵀ·d along each column j (`columns[j][i]`), then V along each row i.
+                    let columns: [[f32; 4]; 4] =
+                        std::array::from_fn(|j| t(d(0, j), d(1, j), d(2, j), d(3, j)));
+                    for (i, (m, u)) in m.iter_mut().zip(u).enumerate() {
+                        let [t0, t1, t2, t3] = columns.map(|column| column[i]);
+                        for ((m, v), u) in m.iter_mut().zip(t(t0, t1, t2, t3)).zip(u) {
+                            *m += v * u;
+                        }
+                    }
+                }
+                // S = Aᵀ·M along each column j (`columns[j][r]`), then Y along each row r.
+                let columns: [[f32; 2]; 4] =
+                    std::array::from_fn(|j| a(m[0][j], m[1][j], m[2][j], m[3][j]));
+                for r in 0..2 {
+                    let [s0, s1, s2, s3] = columns.map(|column| column[r]);
+                    for (col, value) in a(s0, s1, s2, s3).into_iter().enumerate() {
+                        let (y, col) = (2 * ty + r, 2 * tx + col);
+                        if y < x.h && col < x.w {
+                            v[(o * x.h + y) * x.w + col] = value + bias[o];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Activation {
+        c: outputs,
+        h: x.h,
+        w: x.w,
+        v,
+    }
+}
+
 #[test]
 fn silu_s_exp_is_the_documented_one() {
     let mut values = vec![
@@ -639,7 +705,8 @@ impl DocumentedUnet<'_> {
             .set(self.multiply_adds.get() + multiply_adds);
     }
 
-    /// PyTorch's `Conv2d`: zero padding `k/2`, output `⌈h/stride⌉ × ⌈w/stride⌉`.
+    /// PyTorch's `Conv2d`: zero padding `k/2`, output `⌈h/stride⌉ × ⌈w/stride⌉`; a 3×3 one with
+    /// stride 1 by §1.3's Winograd F(2×2, 3×3).
     fn conv(&self, name: &str, x: &Activation, stride: usize) -> Activation {
         let weight = self.tensor(&format!("{name}.weight"));
         let bias = self.tensor(&format!("{name}.bias"));
@@ -648,6 +715,9 @@ impl DocumentedUnet<'_> {
         let pad = (k / 2) as isize;
         let (oh, ow) = (x.h.div_ceil(stride), x.w.div_ceil(stride));
         self.count(oh * ow * outputs * x.c * k * k);
+        if k == 3 && stride == 1 {
+            return documented_winograd(weight, bias, x);
+        }
         let mut v = Vec::with_capacity(outputs * oh * ow);
         for o in 0..outputs {
             for oy in 0..oh {

@@ -24,6 +24,16 @@ pub(crate) fn with_len(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buffer
 }
 
+/// The first `len` values of `buffer`, which grows to hold them but never shrinks (for working
+/// memory whose values are all written before they are read): a buffer used by calls of
+/// several sizes is not filled with zeros again each time it grows back.
+pub(crate) fn at_least(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
+}
+
 /// The most floats a thread keeps in one reused buffer (4 MiB): larger ones (a U-Net's im2col
 /// at a large batch) are freed rather than held after the call.
 const KEEP_LIMIT: usize = 1 << 20;

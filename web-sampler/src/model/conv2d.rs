@@ -26,23 +26,35 @@
 //! slice of a weight panel stays in the L1 cache.
 //!
 //! A pointwise convolution with stride 1 is the dense layer itself (`PackedLinear::forward`).
+//! A 3×3 convolution with stride 1 is not computed here but by Winograd's F(2×2, 3×3)
+//! (`winograd.rs`, another order of the sums), whose 16 products run on these register tiles.
 
-use super::buffers::with_len;
+use super::buffers::{at_least, with_len};
 use super::linear::{run_rows, store_sums, Kernel, Lanes, PackedLinear, RowTile, KC, PANEL};
+use super::winograd::Winograd;
 
 /// A convolution with its weights packed for the kernel.
 #[derive(Clone, Debug)]
 pub(crate) struct PackedConv {
-    /// The weights `[outputs, inputs·k·k]` packed as a dense layer.
-    dense: PackedLinear,
+    form: Form,
     inputs: usize,
     kernel: usize,
     stride: usize,
 }
 
+/// How a convolution is computed.
+#[derive(Clone, Debug)]
+enum Form {
+    /// Directly: the weights `[outputs, inputs·k·k]` packed as a dense layer.
+    Direct(PackedLinear),
+    /// By Winograd's F(2×2, 3×3) (3×3 kernels with stride 1).
+    Winograd(Winograd),
+}
+
 impl PackedConv {
     /// Packs `weight` `[outputs, inputs, kernel, kernel]` (PyTorch layout) and `bias`
-    /// `[outputs]`; padding `kernel / 2`.
+    /// `[outputs]`; padding `kernel / 2`. A 3×3 kernel with stride 1 is transformed for
+    /// Winograd's F(2×2, 3×3); every other is computed directly.
     ///
     /// # Panics
     /// If a size is 0 or `weight` is not `[outputs, inputs·kernel²]` (a bug in the caller; the
@@ -54,12 +66,32 @@ impl PackedConv {
         kernel: usize,
         stride: usize,
     ) -> PackedConv {
+        if kernel == 3 && stride == 1 {
+            assert!(inputs > 0, "conv2d: empty layer");
+            return PackedConv {
+                form: Form::Winograd(Winograd::new(weight, bias, inputs)),
+                inputs,
+                kernel,
+                stride,
+            };
+        }
+        PackedConv::direct(weight, bias, inputs, kernel, stride)
+    }
+
+    /// As [`new`](Self::new), but computed directly whatever the kernel (im2col's order).
+    pub(crate) fn direct(
+        weight: &[f32],
+        bias: &[f32],
+        inputs: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> PackedConv {
         assert!(
             inputs > 0 && kernel > 0 && stride > 0,
             "conv2d: empty layer"
         );
         PackedConv {
-            dense: PackedLinear::new(weight, bias, inputs * kernel * kernel),
+            form: Form::Direct(PackedLinear::new(weight, bias, inputs * kernel * kernel)),
             inputs,
             kernel,
             stride,
@@ -94,13 +126,21 @@ impl PackedConv {
         out: &mut Vec<f32>,
     ) -> (usize, usize) {
         let (oh, ow) = self.output_size((h, w));
-        let outputs = self.dense.fan_out();
         let c = self.inputs;
         let x = &x[..h * w * c];
+        let dense = match &self.form {
+            Form::Direct(dense) => dense,
+            Form::Winograd(winograd) => {
+                let out = with_len(out, oh * ow * winograd.fan_out());
+                winograd.forward_with(kernel, x, (h, w), padded, out);
+                return (oh, ow);
+            }
+        };
+        let outputs = dense.fan_out();
         // Every output is written (the first pass does not read it).
         let out = with_len(out, oh * ow * outputs);
         if self.kernel == 1 && self.stride == 1 {
-            self.dense.forward_with(kernel, x, out);
+            dense.forward_with(kernel, x, out);
             return (oh, ow);
         }
         let (k, stride) = (self.kernel, self.stride);
@@ -108,12 +148,7 @@ impl PackedConv {
         // Every input a tile reads: rows up to (oh − 1)·stride + k − 1 of the padded image.
         let hp = (h + 2 * pad).max((oh - 1) * stride + k);
         let wp = (w + 2 * pad).max((ow - 1) * stride + k);
-        padded.clear();
-        padded.resize(hp * wp * c, 0.0);
-        for (y, row) in x.chunks_exact(w * c).enumerate() {
-            let at = ((y + pad) * wp + pad) * c;
-            padded[at..at + w * c].copy_from_slice(row);
-        }
+        let padded = pad_image(x, (h, w), c, pad, (hp, wp), padded);
         let offsets: Vec<usize> = (0..k * k).map(|j| ((j / k) * wp + j % k) * c).collect();
         let operands = Operands {
             x: padded,
@@ -125,23 +160,58 @@ impl PackedConv {
             inputs: c,
             offsets: &offsets,
             outputs,
-            panels: &self.dense.panels,
-            bias: &self.dense.bias,
+            panels: &dense.panels,
+            bias: Some(&dense.bias),
         };
-        match kernel {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Kernel::Avx512` is only handed out where the CPU has AVX-512F.
-            Kernel::Avx512 => unsafe { run_avx512(operands) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Kernel::Avx2` is only handed out where the CPU has AVX2.
-            Kernel::Avx2 => unsafe { run_avx2(operands) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Sse2 => run_tiles::<super::linear::sse2::Sse2, 2, 4>(operands),
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Kernel::Simd128 => run_tiles::<super::linear::simd128::Simd128, 2, 4>(operands),
-            Kernel::Portable => run_tiles::<super::linear::portable::Lanes4, 3, 4>(operands),
-        }
+        run_tiles_any(kernel, operands);
         (oh, ow)
+    }
+}
+
+/// `x` `[h·w, c]` into the first `hp·wp·c` values of `padded` (`[hp, wp, c]`), from row and
+/// column `border`, zeros around it; returns them. Every value is written, so the buffer is not
+/// cleared first.
+pub(super) fn pad_image<'a>(
+    x: &[f32],
+    (h, w): (usize, usize),
+    c: usize,
+    border: usize,
+    (hp, wp): (usize, usize),
+    padded: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    assert!(
+        border + h <= hp && border + w <= wp,
+        "conv2d: the image exceeds its padding"
+    );
+    let padded = at_least(padded, hp * wp * c);
+    let row = wp * c;
+    padded[..border * row].fill(0.0);
+    for (line, source) in padded[border * row..(border + h) * row]
+        .chunks_exact_mut(row)
+        .zip(x[..h * w * c].chunks_exact(w * c))
+    {
+        line[..border * c].fill(0.0);
+        line[border * c..(border + w) * c].copy_from_slice(source);
+        line[(border + w) * c..].fill(0.0);
+    }
+    padded[(border + h) * row..].fill(0.0);
+    padded
+}
+
+/// [`run_tiles`] with `kernel`'s vectors and tile.
+pub(super) fn run_tiles_any(kernel: Kernel, operands: Operands<'_>) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx512` is only handed out where the CPU has AVX-512F.
+        Kernel::Avx512 => unsafe { run_avx512(operands) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx2` is only handed out where the CPU has AVX2.
+        Kernel::Avx2 => unsafe { run_avx2(operands) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Sse2 => run_tiles::<super::linear::sse2::Sse2, 2, 4>(operands),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Kernel::Simd128 => run_tiles::<super::linear::simd128::Simd128, 2, 4>(operands),
+        Kernel::Portable => run_tiles::<super::linear::portable::Lanes4, 3, 4>(operands),
     }
 }
 
@@ -166,23 +236,25 @@ unsafe fn run_avx512(operands: Operands<'_>) {
 }
 
 /// One convolution's operands, after padding.
-struct Operands<'a> {
+pub(super) struct Operands<'a> {
     /// The padded activation `[hp, wp, inputs]`.
-    x: &'a [f32],
+    pub x: &'a [f32],
     /// The output `[positions, outputs]`.
-    y: &'a mut [f32],
-    positions: usize,
+    pub y: &'a mut [f32],
+    pub positions: usize,
     /// Output positions per row.
-    ow: usize,
+    pub ow: usize,
     /// Padded values between the windows of two output rows, and of two output columns.
-    row_stride: usize,
-    column_stride: usize,
-    inputs: usize,
+    pub row_stride: usize,
+    pub column_stride: usize,
+    pub inputs: usize,
     /// The kernel's `k²` taps as offsets into `x` from a window's corner, `(ky, kx)` order.
-    offsets: &'a [usize],
-    outputs: usize,
-    panels: &'a [f32],
-    bias: &'a [f32],
+    pub offsets: &'a [usize],
+    pub outputs: usize,
+    /// The weights `[⌈outputs / PANEL⌉][inputs·k²][PANEL]` (`PackedLinear`'s panels).
+    pub panels: &'a [f32],
+    /// `⌈outputs / PANEL⌉·PANEL` biases added at the end, or none.
+    pub bias: Option<&'a [f32]>,
 }
 
 /// For each pass over whole channels (about `KC` inputs), every weight panel, then every tile
@@ -221,7 +293,7 @@ fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(operands: Operands<'_>)
         for (p, panel) in panels.chunks_exact(fan_in * PANEL).enumerate() {
             let first = p * PANEL;
             let columns = PANEL.min(outputs - first);
-            let bias = &bias[first..first + PANEL];
+            let bias = bias.map(|bias| bias[first..first + PANEL].as_ptr());
             let panel = &panel[c_start * taps * PANEL..c_end * taps * PANEL];
             let mut r = 0;
             while r < positions {
@@ -234,7 +306,7 @@ fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(operands: Operands<'_>)
                 let y_rows = &mut y[r * outputs..(r + tile_rows - 1) * outputs + first + columns];
                 // SAFETY: every window is at most `last_window + c_start` and reads up to
                 // `offsets[taps − 1] + (c_end − c_start)` past it, inside `x` (checked above);
-                // `panel` holds `(c_end − c_start)·taps·PANEL` weights, `bias` `PANEL` values,
+                // `panel` holds `(c_end − c_start)·taps·PANEL` weights, `bias` (if any) `PANEL`,
                 // `y_rows` reaches column `first + columns` of its last row; the caller runs
                 // `run_tiles` only where `V`'s instructions exist.
                 unsafe {
@@ -244,9 +316,8 @@ fn run_tiles<V: Lanes, const MR: usize, const NV: usize>(operands: Operands<'_>)
                         channels: c_end - c_start,
                         offsets,
                         resume: c_start > 0,
-                        finish: c_end == inputs,
+                        bias: if c_end == inputs { bias } else { None },
                         panel: panel.as_ptr(),
-                        bias: bias.as_ptr(),
                         y: y_rows.as_mut_ptr().add(first),
                         y_stride: outputs,
                         columns,
@@ -270,10 +341,10 @@ struct Tile<'a, const MR: usize> {
     channels: usize,
     offsets: &'a [usize],
     resume: bool,
-    finish: bool,
     /// `[channels·taps][PANEL]` weights.
     panel: *const f32,
-    bias: *const f32,
+    /// The `PANEL` biases, added at the end of the last pass.
+    bias: Option<*const f32>,
     y: *mut f32,
     y_stride: usize,
     columns: usize,
@@ -305,13 +376,7 @@ impl<const MR: usize> RowTile for Tile<'_, MR> {
                 *source = source.add(1);
             }
         }
-        store_sums(
-            acc,
-            self.finish.then_some(self.bias),
-            self.y,
-            self.y_stride,
-            self.columns,
-        );
+        store_sums(acc, self.bias, self.y, self.y_stride, self.columns);
     }
 }
 
@@ -379,7 +444,7 @@ mod tests {
             let bias = noise.gaussian_f32(outputs);
             let x = noise.gaussian_f32(h * w * inputs);
             let expected = im2col_reference(&weight, &bias, (inputs, kernel, stride), &x, (h, w));
-            let conv = PackedConv::new(&weight, &bias, inputs, kernel, stride);
+            let conv = PackedConv::direct(&weight, &bias, inputs, kernel, stride);
             for kernel_variant in Kernel::available() {
                 let mut out = vec![f32::NAN; 3];
                 let size = conv.forward_with(kernel_variant, &x, (h, w), &mut padded, &mut out);

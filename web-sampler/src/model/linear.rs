@@ -251,7 +251,8 @@ struct Layer<'a> {
     bias: &'a [f32],
 }
 
-/// A SIMD vector of `WIDTH` `f32` lanes and the four operations the kernel needs.
+/// A SIMD vector of `WIDTH` `f32` lanes and the operations the kernels need (the dense
+/// layer's, and the additions and subtractions of Winograd's transforms, `winograd.rs`).
 ///
 /// # Safety
 /// The pointer functions read or write `WIDTH` floats; the caller keeps them in bounds, and
@@ -263,6 +264,8 @@ pub(in crate::model) trait Lanes: Copy {
     /// `acc + a·b`, rounded after the product and after the sum (never fused).
     unsafe fn add_product(acc: Self, a: Self, b: Self) -> Self;
     unsafe fn add(a: Self, b: Self) -> Self;
+    /// `a − b`.
+    unsafe fn sub(a: Self, b: Self) -> Self;
     unsafe fn store(self, p: *mut f32);
 }
 
@@ -499,6 +502,38 @@ pub(in crate::model) mod portable {
     #[derive(Clone, Copy)]
     pub(in crate::model) struct Lanes4([f32; 4]);
 
+    /// One lane: plain `f32` (for the values left over after the vectors).
+    #[derive(Clone, Copy)]
+    pub(in crate::model) struct Scalar(f32);
+
+    impl Lanes for Scalar {
+        const WIDTH: usize = 1;
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Scalar(v)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Scalar(*p)
+        }
+        #[inline(always)]
+        unsafe fn add_product(acc: Self, a: Self, b: Self) -> Self {
+            Scalar(acc.0 + a.0 * b.0)
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            Scalar(a.0 + b.0)
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            Scalar(a.0 - b.0)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            *p = self.0
+        }
+    }
+
     impl Lanes for Lanes4 {
         const WIDTH: usize = 4;
         #[inline(always)]
@@ -516,6 +551,10 @@ pub(in crate::model) mod portable {
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
             Lanes4(std::array::from_fn(|l| a.0[l] + b.0[l]))
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            Lanes4(std::array::from_fn(|l| a.0[l] - b.0[l]))
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -550,6 +589,10 @@ pub(in crate::model) mod sse2 {
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
             Sse2(_mm_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            Sse2(_mm_sub_ps(a.0, b.0))
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -588,6 +631,10 @@ pub(in crate::model) mod avx2 {
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
             Avx2(_mm256_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            Avx2(_mm256_sub_ps(a.0, b.0))
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -629,6 +676,10 @@ pub(in crate::model) mod avx512 {
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
             Avx512(_mm512_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            Avx512(_mm512_sub_ps(a.0, b.0))
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -675,6 +726,10 @@ pub(in crate::model) mod simd128 {
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
             Simd128(f32x4_add(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            Simd128(f32x4_sub(a.0, b.0))
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {

@@ -15,7 +15,8 @@
 //! # Determinism
 //!
 //! The forward uses no BLAS and no platform maths: the dense layers (and the U-Net's
-//! convolutions, in im2col's order: `conv2d.rs`) sum in a fixed order (see `linear.rs`), the
+//! convolutions, in im2col's order: `conv2d.rs`, or for the 3×3 ones with stride 1 Winograd's
+//! F(2×2, 3×3): `winograd.rs`) sum in a fixed order (see `linear.rs`), the
 //! U-Net's group norm in a fixed order of `f64` sums, SiLU's exponential is plain
 //! `f32` arithmetic (`activation.rs`), and the time embedding and the U-Net's group norm and softmax use
 //! the `libm` crate, so the same model and inputs give bit-identical `f32` outputs natively and in
@@ -32,6 +33,7 @@ mod mlp;
 mod network;
 mod spec;
 mod unet;
+mod winograd;
 
 #[cfg(test)]
 mod tests;

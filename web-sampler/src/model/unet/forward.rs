@@ -1,5 +1,6 @@
 //! The U-Net's CPU forward over its weights: one sample at a time, activations
-//! `[H·W, channels]`, convolutions as im2col fed to the fixed-order dense layer, GroupNorm
+//! `[H·W, channels]`, convolutions in a fixed order (`conv2d.rs`: the dense layer's order over
+//! im2col rows, or Winograd's F(2×2, 3×3) for the 3×3 ones with stride 1), GroupNorm
 //! summed in f64 in a fixed order, `libm` for SiLU, the softmax and the square roots; so the
 //! output is the same natively and in wasm. The layers are the spec's
 //! [`UnetLayout`](super::UnetLayout) mapped to the CPU's weights (`Index`, a
