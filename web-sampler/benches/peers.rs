@@ -100,7 +100,7 @@ fn main() -> Result<(), Failure> {
         name,
         solver,
         model_path,
-        mut model,
+        model,
         file,
         table,
         request,
@@ -170,9 +170,18 @@ fn main() -> Result<(), Failure> {
 
     let project = |model: &Model| integrate(model, &table, x0.clone(), &classes, request.guidance);
     let reference = project(&model)?;
-    for &n in &threads {
-        model.set_threads(n);
-        let again = project(&model)?;
+    // One model per thread count, as ONNX Runtime keeps one session per thread count: each
+    // keeps its worker threads (and their working buffers) from round to round.
+    let models: Vec<Model> = threads
+        .iter()
+        .map(|&n| {
+            let mut model = model.clone();
+            model.set_threads(n);
+            model
+        })
+        .collect();
+    for (&n, model) in threads.iter().zip(&models) {
+        let again = project(model)?;
         if again
             .iter()
             .zip(&reference)
@@ -205,10 +214,9 @@ fn main() -> Result<(), Failure> {
     let contenders = 3 * threads.len();
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); contenders];
     for round in 0..=rounds {
-        for (k, &n) in threads.iter().enumerate() {
-            model.set_threads(n);
+        for (k, (&n, model)) in threads.iter().zip(&models).enumerate() {
             let start = Instant::now();
-            std::hint::black_box(project(&model)?);
+            std::hint::black_box(project(model)?);
             let ours = start.elapsed().as_secs_f64() * 1e3;
             let looped = peer.solve("loop", n, None)?;
             let graph = peer.solve("graph", n, None)?;

@@ -143,6 +143,12 @@ pub struct Model {
     origin: String,
     /// Threads the CPU forward splits a batch's rows across (≥ 1; see [`Model::set_threads`]).
     threads: usize,
+    /// The `threads − 1` workers beside the calling thread (natively, when `threads > 1`; none
+    /// if the system could not start them, and then each call starts its own). They live as long
+    /// as the model (and its clones), so each keeps its working buffers (`buffers.rs`, per
+    /// thread) from one call to the next instead of allocating and faulting them in again.
+    #[cfg(not(target_arch = "wasm32"))]
+    workers: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Model {
@@ -235,6 +241,10 @@ impl Model {
         let mut model = Model::assemble(spec, tensors, String::new(), dtype, &self.origin)?;
         model.id = model.canonical_id();
         model.threads = self.threads;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            model.workers = self.workers.clone();
+        }
         Ok(model)
     }
 
@@ -404,6 +414,22 @@ impl Model {
     /// results do not depend on it.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let wanted = self.threads - 1;
+            if self.workers.as_ref().map(|w| w.current_num_threads()) != Some(wanted) {
+                self.workers = (wanted > 0)
+                    .then(|| {
+                        rayon::ThreadPoolBuilder::new()
+                            .num_threads(wanted)
+                            .thread_name(|i| format!("bns-forward-{i}"))
+                            .build()
+                            .ok()
+                    })
+                    .flatten()
+                    .map(Arc::new);
+            }
+        }
     }
 
     /// The threads set by [`set_threads`](Self::set_threads) (1 unless set).
@@ -469,22 +495,42 @@ impl Model {
         }
         let d = self.spec.data_dim();
         let per_thread = rows.div_ceil(threads);
+        // The parts: (x, t, classes, out) of each run of rows.
+        let mut parts = Vec::with_capacity(threads);
+        let mut rest = out;
+        for (part, t_part) in t.chunks(per_thread).enumerate() {
+            let first = part * per_thread;
+            let count = t_part.len();
+            let (target, tail) = rest.split_at_mut(count * d);
+            rest = tail;
+            let c_part = if classes.is_empty() {
+                classes
+            } else {
+                &classes[first..first + count]
+            };
+            parts.push((&x[first * d..(first + count) * d], t_part, c_part, target));
+        }
+        let network = &self.network;
+        let mut parts = parts.into_iter();
+        let Some((x0, t0, c0, out0)) = parts.next() else {
+            return;
+        };
+        // The first part on the calling thread, the others on the workers.
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(workers) = &self.workers {
+            workers.in_place_scope(|scope| {
+                for (x, t, c, out) in parts.by_ref() {
+                    scope.spawn(move |_| network.forward(x, t, c, out));
+                }
+                network.forward(x0, t0, c0, out0);
+            });
+            return;
+        }
         std::thread::scope(|scope| {
-            let mut rest = out;
-            for (part, t_part) in t.chunks(per_thread).enumerate() {
-                let first = part * per_thread;
-                let count = t_part.len();
-                let (target, tail) = rest.split_at_mut(count * d);
-                rest = tail;
-                let x_part = &x[first * d..(first + count) * d];
-                let c_part = if classes.is_empty() {
-                    classes
-                } else {
-                    &classes[first..first + count]
-                };
-                let network = &self.network;
-                scope.spawn(move || network.forward(x_part, t_part, c_part, target));
+            for (x, t, c, out) in parts {
+                scope.spawn(move || network.forward(x, t, c, out));
             }
+            network.forward(x0, t0, c0, out0);
         });
     }
 
@@ -567,6 +613,8 @@ impl Model {
             dtype,
             origin: origin.to_string(),
             threads: 1,
+            #[cfg(not(target_arch = "wasm32"))]
+            workers: None,
         })
     }
 }
