@@ -170,8 +170,9 @@ fn main() -> Result<(), Failure> {
 
     let project = |model: &Model| integrate(model, &table, x0.clone(), &classes, request.guidance);
     let reference = project(&model)?;
-    // One model per thread count, as ONNX Runtime keeps one session per thread count: each
-    // keeps its worker threads (and their working buffers) from round to round.
+    // One model per thread count, as ONNX Runtime keeps one session per thread count (the
+    // forward's workers, and their working buffers, belong to this thread and stay between
+    // rounds either way).
     let models: Vec<Model> = threads
         .iter()
         .map(|&n| {

@@ -34,6 +34,8 @@ mod network;
 mod spec;
 mod unet;
 mod winograd;
+#[cfg(not(target_arch = "wasm32"))]
+mod workers;
 
 #[cfg(test)]
 mod tests;
@@ -143,12 +145,6 @@ pub struct Model {
     origin: String,
     /// Threads the CPU forward splits a batch's rows across (≥ 1; see [`Model::set_threads`]).
     threads: usize,
-    /// The `threads − 1` workers beside the calling thread (natively, when `threads > 1`; none
-    /// if the system could not start them, and then each call starts its own). They live as long
-    /// as the model (and its clones), so each keeps its working buffers (`buffers.rs`, per
-    /// thread) from one call to the next instead of allocating and faulting them in again.
-    #[cfg(not(target_arch = "wasm32"))]
-    workers: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Model {
@@ -241,10 +237,6 @@ impl Model {
         let mut model = Model::assemble(spec, tensors, String::new(), dtype, &self.origin)?;
         model.id = model.canonical_id();
         model.threads = self.threads;
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            model.workers = self.workers.clone();
-        }
         Ok(model)
     }
 
@@ -414,22 +406,6 @@ impl Model {
     /// results do not depend on it.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            let wanted = self.threads - 1;
-            if self.workers.as_ref().map(|w| w.current_num_threads()) != Some(wanted) {
-                self.workers = (wanted > 0)
-                    .then(|| {
-                        rayon::ThreadPoolBuilder::new()
-                            .num_threads(wanted)
-                            .thread_name(|i| format!("bns-forward-{i}"))
-                            .build()
-                            .ok()
-                    })
-                    .flatten()
-                    .map(Arc::new);
-            }
-        }
     }
 
     /// The threads set by [`set_threads`](Self::set_threads) (1 unless set).
@@ -515,11 +491,12 @@ impl Model {
         let Some((x0, t0, c0, out0)) = parts.next() else {
             return;
         };
-        // The first part on the calling thread, the others on the workers.
+        // The first part on the calling thread, the others on its workers (or, if the system
+        // could not start them, on threads of this call alone).
         #[cfg(not(target_arch = "wasm32"))]
-        if let Some(workers) = &self.workers {
+        if let Some(workers) = workers::of_this_thread(threads - 1) {
             workers.in_place_scope(|scope| {
-                for (x, t, c, out) in parts.by_ref() {
+                for (x, t, c, out) in parts {
                     scope.spawn(move |_| network.forward(x, t, c, out));
                 }
                 network.forward(x0, t0, c0, out0);
@@ -613,8 +590,6 @@ impl Model {
             dtype,
             origin: origin.to_string(),
             threads: 1,
-            #[cfg(not(target_arch = "wasm32"))]
-            workers: None,
         })
     }
 }
