@@ -192,6 +192,26 @@ std::thread_local! {
     static PRODUCTS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// `$with::<V>(args)` with `kernel`'s vector type `V`: through `$avx2` (`$with` with AVX2's
+/// vectors, compiled for AVX2) where the CPU has AVX2, SSE2's vectors on other x86-64 CPUs,
+/// `simd128` in wasm with SIMD, four scalar lanes elsewhere.
+macro_rules! with_lanes {
+    ($kernel:expr, $with:ident, $avx2:ident, ($($arg:expr),*)) => {
+        match $kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 | Kernel::Avx2 if std::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2.
+                unsafe { $avx2($($arg),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 | Kernel::Avx2 | Kernel::Sse2 => $with::<sse2::Sse2>($($arg),*),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => $with::<simd128::Simd128>($($arg),*),
+            Kernel::Portable => $with::<portable::Lanes4>($($arg),*),
+        }
+    };
+}
+
 /// `V = Bᵀ·d·B` of the 4×4 windows of `group`'s tiles (of `th × tw`, row-major) in `padded`
 /// `[2·th + 2, 2·tw + 2, c]` into `v` `[16][group's tiles, c]`, with `kernel`'s vectors.
 fn transform_inputs(
@@ -202,21 +222,12 @@ fn transform_inputs(
     group: Range<usize>,
     v: &mut [f32],
 ) {
-    let g = group;
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 | Kernel::Avx2 if std::is_x86_feature_detected!("avx2") => {
-            // SAFETY: the CPU has AVX2.
-            unsafe { transform_inputs_avx2(padded, size, c, g, v) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 | Kernel::Avx2 | Kernel::Sse2 => {
-            transform_inputs_with::<sse2::Sse2>(padded, size, c, g, v)
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Kernel::Simd128 => transform_inputs_with::<simd128::Simd128>(padded, size, c, g, v),
-        Kernel::Portable => transform_inputs_with::<portable::Lanes4>(padded, size, c, g, v),
-    }
+    with_lanes!(
+        kernel,
+        transform_inputs_with,
+        transform_inputs_avx2,
+        (padded, size, c, group, v)
+    )
 }
 
 /// [`transform_inputs`] with AVX2's vectors.
@@ -320,21 +331,12 @@ fn transform_outputs(
     group: Range<usize>,
     out: &mut [f32],
 ) {
-    let g = group;
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 | Kernel::Avx2 if std::is_x86_feature_detected!("avx2") => {
-            // SAFETY: the CPU has AVX2.
-            unsafe { transform_outputs_avx2(m, bias, size, g, out) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 | Kernel::Avx2 | Kernel::Sse2 => {
-            transform_outputs_with::<sse2::Sse2>(m, bias, size, g, out)
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Kernel::Simd128 => transform_outputs_with::<simd128::Simd128>(m, bias, size, g, out),
-        Kernel::Portable => transform_outputs_with::<portable::Lanes4>(m, bias, size, g, out),
-    }
+    with_lanes!(
+        kernel,
+        transform_outputs_with,
+        transform_outputs_avx2,
+        (m, bias, size, group, out)
+    )
 }
 
 /// [`transform_outputs`] with AVX2's vectors.
