@@ -361,6 +361,23 @@ impl<const MR: usize> RowTile for Tile<'_, MR> {
             super::linear::start_sums::<V, R, NV>(self.resume, self.y, self.y_stride, self.columns);
         let mut rows: [*const f32; R] = std::array::from_fn(|j| self.x.add(self.windows[j]));
         let mut w = self.panel;
+        if let [offset] = *self.offsets {
+            // One tap (1×1 convolutions and Winograd's products): the same order without the
+            // loop over the taps, which wasm's compilers keep.
+            let rows = rows.map(|source| source.add(offset));
+            for channel in 0..self.channels {
+                let wv: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::WIDTH)));
+                for (row, &source) in acc.iter_mut().zip(&rows) {
+                    let xv = V::splat(*source.add(channel));
+                    for (sum, &wv) in row.iter_mut().zip(&wv) {
+                        *sum = V::add_product(*sum, xv, wv);
+                    }
+                }
+                w = w.add(PANEL);
+            }
+            store_sums(acc, self.bias, self.y, self.y_stride, self.columns);
+            return;
+        }
         for _ in 0..self.channels {
             for &offset in self.offsets {
                 let wv: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::WIDTH)));
