@@ -3,7 +3,8 @@
 # `bns pipeline` per model, with the settings where they differ from the pipeline's defaults.
 # Run from the repository root after `cargo build --release -p distiller`; work files go to
 # runs/<model>/. Each run can be interrupted and started again: finished stages are skipped,
-# training and distillation resume from their checkpoints, ground truth from its partial file.
+# training and distillation resume from their checkpoints, ground truth and evaluation from
+# their partial files.
 set -euo pipefail
 BNS=${BNS:-target/release/bns}
 THREADS=${THREADS:-1}

@@ -217,7 +217,7 @@ pub fn distance_dataset(
 }
 
 /// The classifier file this run uses.
-fn classifier_path(args: &EvalArgs) -> PathBuf {
+pub fn classifier_path(args: &EvalArgs) -> PathBuf {
     args.classifier
         .clone()
         .unwrap_or_else(|| args.output.join(CLASSIFIER_FILE))

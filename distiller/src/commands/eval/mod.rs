@@ -14,12 +14,16 @@
 //! * **Outputs** in the output folder: `psnr.csv`, `results.md`, `psnr.png` and `psnr.svg`,
 //!   `distance.csv`, `samples-<solver>-nfe<N>.png` grids (the same seeds for every solver) and,
 //!   for image models measured against a test split, `real-test.png` (real test images).
+//! * **Interrupted**, it continues: each finished PSNR and distance job is kept in
+//!   `eval.partial.json` in the output folder until `results.md` is written, and a rerun with
+//!   the same inputs takes those instead of measuring them again ([`finished`]).
 //!
 //! [`evaluate`] does the work and returns an [`Evaluation`]; [`run`] is the command. The solvers
 //! compared are in [`solvers`], the distances in [`distance`], the files written in [`report`],
 //! and [`jobs`] runs the sampling on worker threads under one progress bar.
 
 mod distance;
+mod finished;
 mod jobs;
 mod report;
 pub(crate) mod solvers;
@@ -43,7 +47,8 @@ use crate::metrics::{mean_std, solver_psnr};
 use crate::pairs::Pairs;
 use crate::picture::{save_png, scatter_picture};
 use crate::plot::save_line_chart;
-use distance::{distance_dataset, generate, prepare_test_reference, Distances};
+use distance::{classifier_path, distance_dataset, generate, prepare_test_reference, Distances};
+use finished::Finished;
 use jobs::{run_jobs, Tracker};
 use report::{dataset_title, distance_csv, markdown, psnr_chart, psnr_csv};
 use solvers::{
@@ -247,6 +252,20 @@ pub fn evaluate(
         )?),
     };
 
+    // Jobs finished by an interrupted run of this evaluation are not run again.
+    let classifier = classifier_path(args);
+    let classifier = (reference.is_some() && classifier.is_file()).then_some(classifier);
+    let finished = Finished::open(
+        &args.output,
+        finished::inputs(
+            model.id(),
+            &args.pairs,
+            classifier.as_deref(),
+            args.fd_samples,
+        )?,
+        &mut note,
+    );
+
     let image = is_image(&model.spec().data_shape);
     let picture_count = if image {
         PICTURE_IMAGES
@@ -281,12 +300,15 @@ pub fn evaluate(
         &mut tracker,
         |s| (format!("PSNR {} at {} NFE", s.label, s.nfe), psnr_cost(s)),
         |s, _| {
-            Ok(mean_std(&solver_psnr(
-                &psnr_model,
-                &s.table,
-                &test,
-                guidance,
-            )?))
+            let key = finished::key("psnr", &s.label, s.nfe, &s.table);
+            if let Some(Ok(kept)) = finished.get(&key) {
+                if let [mean, std] = kept[..] {
+                    return Ok((mean, std));
+                }
+            }
+            let (mean, std) = mean_std(&solver_psnr(&psnr_model, &s.table, &test, guidance)?);
+            finished.keep(&key, Ok(&[mean, std]))?;
+            Ok((mean, std))
         },
     )?;
     let psnr: Vec<PsnrCell> = solvers
@@ -354,9 +376,23 @@ pub fn evaluate(
                     )
                 },
                 |j, report| {
+                    let key = finished::key("distance", &j.label, j.nfe, &j.table);
+                    match finished.get(&key) {
+                        Some(Ok(kept)) if kept.len() == 1 => return Ok(Ok(kept[0])),
+                        Some(Err(problem)) => return Ok(Err(problem)),
+                        _ => {}
+                    }
                     let samples =
                         generate(&distance_model, &j.table, args.fd_samples, guidance, report)?;
-                    Ok(reference.distance(&samples))
+                    let distance = reference.distance(&samples);
+                    finished.keep(
+                        &key,
+                        distance
+                            .as_ref()
+                            .map(std::slice::from_ref)
+                            .map_err(String::as_str),
+                    )?;
+                    Ok(distance)
                 },
             )?;
             Some(reference.into_distances(&distance_jobs, measured, args.fd_samples, &mut note))
@@ -390,6 +426,7 @@ pub fn evaluate(
         &args.output.join("results.md"),
         markdown(&evaluation, args).as_bytes(),
     )?;
+    finished.remove()?;
     Ok(evaluation)
 }
 

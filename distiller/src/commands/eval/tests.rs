@@ -386,3 +386,90 @@ fn a_model_without_a_known_dataset_skips_the_distances_with_a_note() {
         "{e}"
     );
 }
+
+#[test]
+fn an_interrupted_evaluation_continues_from_its_partial_file() {
+    let scratch = ScratchDir::new("eval-resume");
+    let dir = scratch.path();
+    let (model_path, pairs_path, model) = image_setup(dir);
+    let out = dir.join("out");
+    let file = dir.join("bns.json");
+    let bns = solver_file_at(3, model.id(), 0.5);
+    bns.save(&file).unwrap();
+    let mut a = args(&model_path, &pairs_path, &out);
+    a.solvers = vec![file];
+    a.fd_samples = 40;
+    a.nfe = vec![3];
+    a.fd_nfe = vec![3];
+    let whole = evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap();
+    let partial = out.join(finished::PARTIAL_FILE);
+    assert!(!partial.exists(), "removed once results.md is written");
+
+    // What a run stopped after two jobs leaves: their results (made up here, so that the next
+    // run shows it took them instead of measuring again).
+    let euler = Method::Euler.build(3, Grid::Uniform).unwrap();
+    let write_partial = |fd_samples: usize| {
+        let inputs = finished::inputs(
+            model.id(),
+            &pairs_path,
+            Some(&out.join(CLASSIFIER_FILE)),
+            fd_samples,
+        )
+        .unwrap();
+        let kept = Finished::open(&out, inputs, &mut |_| {});
+        kept.keep(
+            &finished::key("psnr", "euler-uniform", 3, &euler),
+            Ok(&[123.25, 0.5]),
+        )
+        .unwrap();
+        kept.keep(
+            &finished::key("distance", "bns", 3, &bns.table()),
+            Ok(&[7.5]),
+        )
+        .unwrap();
+    };
+    write_partial(40);
+    let resumed = evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap();
+    assert!(!partial.exists());
+    assert!(
+        resumed
+            .notes
+            .iter()
+            .any(|n| n.contains("2 jobs already done")),
+        "{:?}",
+        resumed.notes
+    );
+    for (cell, before) in resumed.psnr.iter().zip(&whole.psnr) {
+        if cell.solver == "euler-uniform" && cell.nfe == 3 {
+            assert_eq!((cell.mean, cell.std), (123.25, 0.5));
+        } else {
+            assert_eq!(cell, before, "measured again, the same");
+        }
+    }
+    let (rows, before) = (
+        &resumed.distances.as_ref().unwrap().rows,
+        &whole.distances.as_ref().unwrap().rows,
+    );
+    assert_eq!(rows.len(), before.len());
+    for (row, before) in rows.iter().zip(before) {
+        if row.solver == "bns" {
+            assert_eq!(row.value, 7.5);
+        } else {
+            assert_eq!(row, before);
+        }
+    }
+
+    // A partial file of another evaluation (here: another sample count) is not taken.
+    write_partial(41);
+    let again = evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap();
+    assert!(
+        again
+            .notes
+            .iter()
+            .any(|n| n.contains("made for other inputs")),
+        "{:?}",
+        again.notes
+    );
+    assert_eq!(again.psnr, whole.psnr);
+    assert_eq!(again.distances.unwrap().rows, *before);
+}

@@ -5,7 +5,7 @@
 //!
 //! Every stage is resumable, like `docs/reproduce.sh`: a finished output is skipped ("skip …
 //! (exists)"), an interrupted training or distillation continues from its checkpoint and an
-//! interrupted ground truth from its partial file. Each stage's arguments are parsed by the
+//! interrupted ground truth or evaluation from its partial file. Each stage's arguments are parsed by the
 //! stage's own flags (so its defaults are the command's), and printed as the `bns` command that
 //! reruns it alone.
 
@@ -136,7 +136,7 @@ it).
 Work files go to --out (default runs/<name>): model.safetensors, pairs-w<W>.safetensors,
 bns-<NFE>-w<W>.json, timeonly-<NFE>-w<W>.json, eval-w<W>/ and times.log. Run the same command again to continue after an
 interruption: finished stages are skipped, training and distillation resume from their
-checkpoints, ground truth from its partial file."
+checkpoints, ground truth and evaluation from their partial files."
 }
 
 /// `help` with the default of `value` by the data's kind: "(default: 512 for 2-D points, 128
