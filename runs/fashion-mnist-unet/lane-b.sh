@@ -6,7 +6,7 @@
 # Each command is the one the pipeline runs (same flags), so the pipeline skips what this made;
 # each resumes from its partial file or checkpoint. Removed with the checkpoints.
 set -euo pipefail
-BNS=${BNS:-/work/bns-run}
+BNS=${BNS:-target/release/bns}
 D=runs/fashion-mnist-unet
 M=$D/model.safetensors
 distill() { # output pairs nfe flags...
