@@ -3,7 +3,9 @@
 // truth's progress, then the validation PSNR per iteration against the classical solvers at the
 // same NFE (horizontal lines), and when done hands the solver to the page's solver menu (marked
 // as yours) and offers it as a file: an ordinary solver file bound to the model's id, which
-// `bns sample` and `bns solver measure` accept. Nothing leaves the browser.
+// `bns sample` and `bns solver measure` accept. Nothing leaves the browser. A model whose
+// network has no vector–Jacobian product in the runtime (the U-Net) gets no Distil button but a
+// sentence saying so and pointing to `bns distill`.
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +27,8 @@ export function setUpDistill({ current, addSolver, state }) {
   let run = null;
   /** Whether the model in view is unconditional (no guidance to choose). */
   let unconditional = false;
+  /** Why the model in view cannot be distilled here (null: it can). */
+  let refusal = null;
   const form = $('distill-form');
 
   const reset = () => {
@@ -33,7 +37,7 @@ export function setUpDistill({ current, addSolver, state }) {
   reset();
 
   const setRunning = (running) => {
-    $('distill-start').disabled = running;
+    $('distill-start').disabled = running || refusal !== null;
     $('distill-cancel').hidden = !running;
     for (const input of form.querySelectorAll('input')) input.disabled = running;
     if (unconditional) $('distill-guidance').disabled = true;
@@ -263,6 +267,20 @@ export function setUpDistill({ current, addSolver, state }) {
       $('distill-guidance').disabled = unconditional || run !== null;
       if (unconditional) $('distill-guidance').value = '0';
       $('distill-for').textContent = model.title ?? model.name;
+      // The page's gradient runs through the network's vector–Jacobian product, written for the
+      // MLP only: other networks are distilled by `bns distill` (the runtime says the same).
+      const architecture = model.spec.architecture;
+      const before = refusal;
+      refusal = architecture === 'mlp' ? null
+        : `This page distils solvers for MLP models only (the ${architecture} network has no ` +
+          'vector–Jacobian product in the runtime): choose an MLP model above, or distil this ' +
+          'one with `bns distill`.';
+      state.refusal = refusal;
+      if (run === null) {
+        $('distill-start').disabled = refusal !== null;
+        if (refusal !== null) status(refusal);
+        else if (before !== null) status('');
+      }
     },
   };
 }

@@ -143,3 +143,26 @@ test('a malformed model file gets an error naming it and the problem; the page k
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('a U-Net in view: the panel says it distils MLPs only and offers no Distil button; an MLP again brings it back', async () => {
+  const model = join(ARTIFACTS, 'distill-unet.safetensors');
+  execFileSync(BNS, ['model', 'init', '--arch', 'unet', '--shape', '1,8,8', '--classes', '3',
+    '--base-channels', '4', '--channel-multipliers', '1,2', '--residual-blocks', '1', '--groups', '2',
+    '--embedding-width', '8', '--time-embedding', '8', '--seed', '3', '-o', model]);
+  const { page, errors } = await openPage(site.browser, site.url, `?model=${CHECKERBOARD}`);
+  assert.equal(await page.isDisabled('#distill-start'), false);
+  await page.setInputFiles('#model-file', { name: 'unet.safetensors', mimeType: 'application/octet-stream', buffer: readFileSync(model) });
+  await page.evaluate(() => window.bnsPage.settled());
+  assert.equal(await page.evaluate(() => window.bnsPage.error), null);
+  assert.equal(await page.isDisabled('#distill-start'), true);
+  const said = await page.textContent('#distill-status');
+  assert.match(said, /MLP models only \(the unet network has no vector–Jacobian product/);
+  assert.match(said, /bns distill/);
+  assert.equal((await state(page)).status, 'idle', 'nothing was started');
+  await page.selectOption('#model', CHECKERBOARD);
+  await page.evaluate(() => window.bnsPage.settled());
+  assert.equal(await page.isDisabled('#distill-start'), false);
+  assert.equal(await page.textContent('#distill-status'), '');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
