@@ -197,10 +197,31 @@ function showBackend() {
   page.backendText = $('backend').textContent;
 }
 
+/**
+ * The first model's download, started with the page (`start`) so that it overlaps the workers'
+ * start: `{ name, fetched }` (fetchModel's promise), taken by the first `loadModel` of that name.
+ */
+let prefetched = null;
+
+/** Starts downloading the model the page will open with: the address's, else the list's first. */
+function prefetchFirstModel(modelList, wanted) {
+  const fetched = modelList.then((models) => {
+    const name = Array.isArray(models) && models.includes(wanted.get('model')) ? wanted.get('model') : models?.[0];
+    if (typeof name !== 'string') return null;
+    const manifestUrl = new URL(`models/${name}/manifest.json`, document.baseURI).href;
+    return { name, fetched: fetchModel(manifestUrl) };
+  });
+  // Failures surface where the download is awaited (loadModel), not as unhandled rejections.
+  fetched.then((p) => p?.fetched.catch(() => {}), () => {});
+  return fetched;
+}
+
 async function loadModel(name, wanted = new URLSearchParams()) {
   if (ownModels.has(name)) return loadOwnModel(ownModels.get(name), name.slice('file:'.length));
   const base = new URL(`models/${name}/`, document.baseURI);
-  const { manifest, url, bytes, cached, f16 } = await fetchModel(new URL('manifest.json', base).href);
+  const early = prefetched?.name === name ? prefetched.fetched : null;
+  prefetched = null;
+  const { manifest, url, bytes, cached, f16 } = await (early ?? fetchModel(new URL('manifest.json', base).href));
   const loaded = await sampler.call('loadModel', { bytes, name: url });
   const { spec } = loaded;
   backendInfo = loaded.info;
@@ -587,17 +608,22 @@ function wire() {
 }
 
 async function start() {
+  const wanted = new URLSearchParams(location.search);
+  // The model list and the first model download while the workers start.
+  const modelList = fetchOk('models/index.json', 'the model list').then((response) => response.json());
+  modelList.catch(() => {});
+  const first = prefetchFirstModel(modelList, wanted);
   sampler = await openSampler({ workerUrl: new URL('./lib/sampler-worker.js', import.meta.url) });
   page.where = sampler.where;
   backendInfo = await sampler.call('info');
   $('version').textContent = `runtime ${backendInfo.version}`;
-  const wanted = new URLSearchParams(location.search);
   // The notes on values from the address that the form refused, shown once the page runs.
   const notes = [];
   const backend = wanted.get('backend');
   if (backend) notes.push(...selectFromAddress('run-on', backend, 'Not one of auto, cpu, webgpu.'));
   showBackend();
-  const models = await (await fetchOk('models/index.json', 'the model list')).json();
+  const models = await modelList;
+  prefetched = await first.catch(() => null);
   if (!Array.isArray(models) || models.length === 0) {
     throw new Error('models/index.json: no models are published (run `bns publish`)');
   }
