@@ -228,20 +228,28 @@ fn explicit_solver_files_for_another_model_or_guidance_are_errors() {
     assert!(evaluate(&a, &Device::Cpu, &mut synthetic, false).is_err());
 }
 
+/// An evaluation with distances of [`image_setup`]'s model in `dir`: a "distilled" solver file
+/// at 3 NFE, where only the one-stage methods run (fewer distances to compute), 40 samples each.
+/// Returns its arguments, the model, its pairs file and the solver.
+fn distance_setup(dir: &Path) -> (EvalArgs, Model, PathBuf, SolverFile) {
+    let (model_path, pairs_path, model) = image_setup(dir);
+    let file = dir.join("bns.json");
+    let solver = solver_file_at(3, model.id(), 0.5);
+    solver.save(&file).unwrap();
+    let mut a = args(&model_path, &pairs_path, &dir.join("out"));
+    a.solvers = vec![file];
+    a.fd_samples = 40;
+    a.nfe = vec![3];
+    a.fd_nfe = vec![3];
+    (a, model, pairs_path, solver)
+}
+
 #[test]
 fn frechet_distances_with_a_trained_then_reused_classifier() {
     let scratch = ScratchDir::new("eval-fd");
     let dir = scratch.path();
-    let (model_path, pairs_path, model) = image_setup(dir);
-    let out = dir.join("out");
-    let file = dir.join("bns.json");
-    solver_file_at(3, model.id(), 0.5).save(&file).unwrap();
-    let mut a = args(&model_path, &pairs_path, &out);
-    a.solvers = vec![file];
-    a.fd_samples = 40;
-    // At 3 NFE only the one-stage methods run: fewer distances to compute.
-    a.nfe = vec![3];
-    a.fd_nfe = vec![3];
+    let (mut a, ..) = distance_setup(dir);
+    let out = a.output.clone();
     let e = evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap();
     let d = e.distances.as_ref().unwrap();
     let DistanceKind::Frechet {
@@ -390,17 +398,8 @@ fn a_model_without_a_known_dataset_skips_the_distances_with_a_note() {
 #[test]
 fn an_interrupted_evaluation_continues_from_its_partial_file() {
     let scratch = ScratchDir::new("eval-resume");
-    let dir = scratch.path();
-    let (model_path, pairs_path, model) = image_setup(dir);
-    let out = dir.join("out");
-    let file = dir.join("bns.json");
-    let bns = solver_file_at(3, model.id(), 0.5);
-    bns.save(&file).unwrap();
-    let mut a = args(&model_path, &pairs_path, &out);
-    a.solvers = vec![file];
-    a.fd_samples = 40;
-    a.nfe = vec![3];
-    a.fd_nfe = vec![3];
+    let (a, model, pairs_path, bns) = distance_setup(scratch.path());
+    let out = a.output.clone();
     let whole = evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap();
     let partial = out.join(finished::PARTIAL_FILE);
     assert!(!partial.exists(), "removed once results.md is written");
@@ -431,14 +430,7 @@ fn an_interrupted_evaluation_continues_from_its_partial_file() {
     write_partial(40);
     let resumed = evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap();
     assert!(!partial.exists());
-    assert!(
-        resumed
-            .notes
-            .iter()
-            .any(|n| n.contains("2 jobs already done")),
-        "{:?}",
-        resumed.notes
-    );
+    assert_noted(&resumed, "2 jobs already done");
     for (cell, before) in resumed.psnr.iter().zip(&whole.psnr) {
         if cell.solver == "euler-uniform" && cell.nfe == 3 {
             assert_eq!((cell.mean, cell.std), (123.25, 0.5));
@@ -462,14 +454,12 @@ fn an_interrupted_evaluation_continues_from_its_partial_file() {
     // A partial file of another evaluation (here: another sample count) is not taken.
     write_partial(41);
     let again = evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap();
-    assert!(
-        again
-            .notes
-            .iter()
-            .any(|n| n.contains("made for other inputs")),
-        "{:?}",
-        again.notes
-    );
+    assert_noted(&again, "made for other inputs");
     assert_eq!(again.psnr, whole.psnr);
     assert_eq!(again.distances.unwrap().rows, *before);
+}
+
+/// Asserts that one of `e`'s notes contains `text`.
+fn assert_noted(e: &Evaluation, text: &str) {
+    assert!(e.notes.iter().any(|n| n.contains(text)), "{:?}", e.notes);
 }
