@@ -364,36 +364,43 @@ impl<const MR: usize> RowTile for Tile<'_, MR> {
         if let [offset] = *self.offsets {
             // One tap (1×1 convolutions and Winograd's products): the same order without the
             // loop over the taps, which wasm's compilers keep.
-            let rows = rows.map(|source| source.add(offset));
             for channel in 0..self.channels {
-                let wv: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::WIDTH)));
-                for (row, &source) in acc.iter_mut().zip(&rows) {
-                    let xv = V::splat(*source.add(channel));
-                    for (sum, &wv) in row.iter_mut().zip(&wv) {
-                        *sum = V::add_product(*sum, xv, wv);
-                    }
-                }
+                add_products(&mut acc, &rows, offset + channel, w);
                 w = w.add(PANEL);
             }
-            store_sums(acc, self.bias, self.y, self.y_stride, self.columns);
-            return;
-        }
-        for _ in 0..self.channels {
-            for &offset in self.offsets {
-                let wv: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::WIDTH)));
-                for (row, &source) in acc.iter_mut().zip(&rows) {
-                    let xv = V::splat(*source.add(offset));
-                    for (sum, &wv) in row.iter_mut().zip(&wv) {
-                        *sum = V::add_product(*sum, xv, wv);
-                    }
+        } else {
+            for _ in 0..self.channels {
+                for &offset in self.offsets {
+                    add_products(&mut acc, &rows, offset, w);
+                    w = w.add(PANEL);
                 }
-                w = w.add(PANEL);
-            }
-            for source in rows.iter_mut() {
-                *source = source.add(1);
+                for source in rows.iter_mut() {
+                    *source = source.add(1);
+                }
             }
         }
         store_sums(acc, self.bias, self.y, self.y_stride, self.columns);
+    }
+}
+
+/// `acc[r] += x[r]·w` for the tile's `R` rows: `x[r]` the value at `rows[r] + at`, `w` the
+/// panel's [`PANEL`] weights at `w`.
+///
+/// # Safety
+/// Those values are inside their buffers; `V`'s instructions exist here.
+#[inline(always)]
+unsafe fn add_products<V: Lanes, const R: usize, const NV: usize>(
+    acc: &mut [[V; NV]; R],
+    rows: &[*const f32; R],
+    at: usize,
+    w: *const f32,
+) {
+    let wv: [V; NV] = std::array::from_fn(|v| V::load(w.add(v * V::WIDTH)));
+    for (row, &source) in acc.iter_mut().zip(rows) {
+        let xv = V::splat(*source.add(at));
+        for (sum, &wv) in row.iter_mut().zip(&wv) {
+            *sum = V::add_product(*sum, xv, wv);
+        }
     }
 }
 
