@@ -274,7 +274,7 @@ export function setUpDistill({ current, addSolver, state }) {
       refusal = architecture === 'mlp' ? null
         : `This page distils solvers for MLP models only (the ${architecture} network has no ` +
           'vector–Jacobian product in the runtime): choose an MLP model above, or distil this ' +
-          'one with `bns distill`.';
+          'one with the command-line tool, bns distill.';
       state.refusal = refusal;
       if (run === null) {
         $('distill-start').disabled = refusal !== null;
