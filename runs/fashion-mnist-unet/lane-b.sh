@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The second core's share of `bns pipeline --name fashion-mnist-unet` (docs/reproduce.sh), so
 # that both cores work while the pipeline's w = 2 run (the first core: truth, then the w = 2
-# solvers in order) goes on: the ground truth and every solver at w = 0, then the w = 2 solvers
-# at NFE 16 (which the w = 2 run then skips), then the pipeline at w = 0 for its evaluation.
+# solvers in order) goes on: the ground truth at w = 0, the w = 2 solvers at NFE 16 first (done
+# long before the w = 2 run gets there, which then skips them), every solver at w = 0, then
+# the pipeline at w = 0 for its evaluation.
 # Each command is the one the pipeline runs (same flags), so the pipeline skips what this made;
 # each resumes from its partial file or checkpoint. Removed with the checkpoints.
 set -euo pipefail
@@ -31,9 +32,9 @@ solvers() { # w nfe...
 [ -e $D/pairs-w0.safetensors ] ||
   "$BNS" truth --model "$M" --count 1152 --validation 128 --test 512 --seed 1 --guidance 0 \
     --rtol 1e-5 --atol 1e-5 -o $D/pairs-w0.safetensors --threads 1
-solvers 0 4 6 8 10 12 16
 until [ -e $D/pairs-w2.safetensors ]; do sleep 30; done
 solvers 2 16
+solvers 0 4 6 8 10 12 16
 "$BNS" pipeline --dataset fashion-mnist --arch unet --name fashion-mnist-unet --steps 20000 \
   --batch 64 --train-lr 5e-4 --distill-batch 16 --iterations 300 --init ab2 --guidance 0 \
   --threads 1 --site /tmp/lane-site --title "Fashion-MNIST, class-conditional U-Net"
