@@ -156,7 +156,7 @@ impl Model {
     /// shape; wrong dtype; non-finite weights; unexpected extra tensors. No input panics.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Model> {
         let (spec, tensors, dtype) = file::parse(bytes, origin)?;
-        let id = hex(&Sha256::digest(bytes));
+        let id = sha256_hex(bytes);
         Model::assemble(spec, tensors, id, dtype, origin)
     }
 
@@ -600,6 +600,11 @@ pub struct VelocityTape {
     tape: Tape,
     /// `x̂1 − x` of a data-predicting model (empty otherwise).
     data_minus_x: Vec<f32>,
+}
+
+/// The SHA-256 of `bytes` in lowercase hexadecimal, as a model's id names its file.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// Lowercase hexadecimal of `bytes`.

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use web_sampler::model::sha256_hex;
 use web_sampler::solver::NsTable;
 
 use crate::files::write_atomically;
@@ -47,7 +47,7 @@ pub fn inputs(
     let digest = |path: &Path| -> Result<String> {
         let bytes =
             std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        Ok(hex(&Sha256::digest(&bytes)))
+        Ok(sha256_hex(&bytes))
     };
     let classifier = match classifier {
         Some(path) => digest(path)?,
@@ -62,12 +62,7 @@ pub fn inputs(
 /// The key of a job: its kind (`psnr`, `distance`), solver label, NFE and table.
 pub fn key(kind: &str, label: &str, nfe: usize, table: &NsTable) -> String {
     let table = serde_json::to_vec(table).unwrap_or_default();
-    let digest = hex(&Sha256::digest(&table));
-    format!("{kind} {label} {nfe} {}", &digest[..16])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{kind} {label} {nfe} {}", &sha256_hex(&table)[..16])
 }
 
 impl Finished {
