@@ -17,7 +17,7 @@ distill() { # output pairs nfe flags...
   local resume=()
   [ -e "$out.ckpt" ] && resume=(--resume)
   "$BNS" distill --model "$M" --pairs "$pairs" --nfe "$nfe" --grid uniform "$@" --batch 16 \
-    "${resume[@]}" -o "$out" --threads 1
+    --checkpoint-every 25 "${resume[@]}" -o "$out" --threads 1
 }
 solvers() { # w nfe...
   local w=$1
