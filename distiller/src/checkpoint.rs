@@ -5,6 +5,7 @@
 //! each command's own.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
@@ -19,6 +20,22 @@ pub fn checkpoint_path(output: &Path) -> PathBuf {
     let mut name = output.as_os_str().to_owned();
     name.push(".ckpt");
     PathBuf::from(name)
+}
+
+/// Minutes since `instant`: a checkpoint is also due once `--checkpoint-minutes` of them have
+/// passed since the last one.
+pub fn minutes_since(instant: Instant) -> f64 {
+    instant.elapsed().as_secs_f64() / 60.0
+}
+
+/// Refuses a `--checkpoint-minutes` that is not a number of minutes ≥ 0.
+pub fn check_checkpoint_minutes(minutes: f64) -> Result<()> {
+    if !(minutes >= 0.0) {
+        bail!(
+            "--checkpoint-minutes must be a number of minutes ≥ 0 (0: every step), not {minutes}"
+        );
+    }
+    Ok(())
 }
 
 /// Writes `tensors` (`name`, `shape`, values) and `meta` (a document of `format`) to `path`

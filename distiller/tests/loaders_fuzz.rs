@@ -130,6 +130,7 @@ fn train_args(output: &Path) -> TrainArgs {
         },
         seed: 5,
         checkpoint_every: 1,
+        checkpoint_minutes: 10.0,
         resume: false,
         output: output.to_path_buf(),
         compute: ComputeArgs {

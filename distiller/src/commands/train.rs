@@ -20,7 +20,7 @@ use web_sampler::model::{Model, ModelSpec};
 use web_sampler::noise::Noise;
 use web_sampler::versioned_json::MetadataFormat;
 
-use crate::checkpoint::{self, checkpoint_path};
+use crate::checkpoint::{self, checkpoint_path, minutes_since};
 use crate::compute::ComputeArgs;
 use crate::data::{self, DataSources, Dataset, DatasetSource, ImageFolderOptions, DATASET_HELP};
 use crate::network::CandleNetwork;
@@ -60,6 +60,10 @@ pub struct TrainArgs {
     /// Write a checkpoint every this many steps (and at the end)
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_every: u64,
+    /// Also write one whenever this many minutes have passed since the last (0: every step),
+    /// so that a kill loses little however slow a step is
+    #[arg(long, default_value_t = 10.0, value_name = "MINUTES")]
+    pub checkpoint_minutes: f64,
     /// Continue from the checkpoint next to the output (`<output>.ckpt`)
     #[arg(long)]
     pub resume: bool,
@@ -163,9 +167,10 @@ pub fn train(
     device: &Device,
     show_progress: bool,
 ) -> Result<TrainOutcome> {
-    if args.steps == 0 || args.batch == 0 {
-        bail!("--steps and --batch must be at least 1");
+    if args.steps == 0 || args.batch == 0 || args.checkpoint_every == 0 {
+        bail!("--steps, --batch and --checkpoint-every must be at least 1");
     }
+    checkpoint::check_checkpoint_minutes(args.checkpoint_minutes)?;
     if !(0.0..1.0).contains(&args.ema) || !(0.0..1.0).contains(&args.label_dropout) {
         bail!("--ema and --label-dropout must be in [0, 1)");
     }
@@ -195,6 +200,7 @@ pub fn train(
     let mut progress = Progress::new("train", args.steps, "steps", show_progress);
 
     let started = Instant::now();
+    let mut last_checkpoint = Instant::now();
     let mut losses = Vec::new();
     while step < args.steps {
         let (x1, labels) = draw_batch(dataset, args, step);
@@ -212,7 +218,11 @@ pub fn train(
             progress.set_message(format!("loss {mean:.4}  lr {lr:.2e}"));
         }
         progress.set_position(step);
-        if step % args.checkpoint_every == 0 || step == args.steps {
+        if step % args.checkpoint_every == 0
+            || step == args.steps
+            || minutes_since(last_checkpoint) >= args.checkpoint_minutes
+        {
+            last_checkpoint = Instant::now();
             let meta = CheckpointMeta {
                 run: run.clone(),
                 step,
@@ -549,6 +559,7 @@ pub(crate) mod tests {
             },
             seed: 5,
             checkpoint_every: 10,
+            checkpoint_minutes: 10.0,
             resume,
             output: output.to_path_buf(),
             compute: ComputeArgs {
@@ -605,6 +616,42 @@ pub(crate) mod tests {
         let b = train(&args(&resumed, 40, true), &data, &Device::Cpu, false).unwrap();
         assert_eq!(b.steps, 40);
         assert_eq!(a.model.id(), b.model.id(), "resumed weights differ");
+    }
+
+    #[test]
+    fn a_checkpoint_is_also_written_after_checkpoint_minutes() {
+        let scratch = ScratchDir::new("train-minutes");
+        let dir = scratch.path();
+        let straight = dir.join("straight.safetensors");
+        let resumed = dir.join("resumed.safetensors");
+        let data = checkerboard();
+        let a = train(&args(&straight, 30, false), &data, &Device::Cpu, false).unwrap();
+        // Steps are far apart (every 1,000), minutes are not (0: after every step): the run
+        // stopped after step 13 left its checkpoint of step 13.
+        let mut first = args(&resumed, 30, false);
+        first.checkpoint_every = 1000;
+        first.checkpoint_minutes = 0.0;
+        interrupt_after(&first, &data, 13);
+        assert!(checkpoint_path(&resumed).exists());
+        let b = train(&args(&resumed, 30, true), &data, &Device::Cpu, false).unwrap();
+        assert_eq!(b.steps, 30);
+        assert_eq!(a.model.id(), b.model.id(), "resumed weights differ");
+
+        // Settings that would never (or always wrongly) checkpoint are refused by name.
+        for (every, minutes, flag) in [
+            (0, 10.0, "--checkpoint-every"),
+            (10, -1.0, "--checkpoint-minutes"),
+            (10, f64::NAN, "--checkpoint-minutes"),
+        ] {
+            let mut bad = args(&dir.join("bad.safetensors"), 30, false);
+            bad.checkpoint_every = every;
+            bad.checkpoint_minutes = minutes;
+            let message = format!(
+                "{:#}",
+                train(&bad, &data, &Device::Cpu, false).err().unwrap()
+            );
+            assert!(message.contains(flag), "{message}");
+        }
     }
 
     /// A tiny image set for U-Net tests: 1×8×8 pictures of two classes (a bright 4×4 square in

@@ -29,6 +29,7 @@ use web_sampler::model::Model;
 use web_sampler::solver::{Method, SolverFile};
 
 use crate::bns::BnsParameters;
+use crate::checkpoint::{check_checkpoint_minutes, minutes_since};
 use crate::compute::ComputeArgs;
 use crate::metrics::{
     check_time_only_baseline, mean_std, solver_psnr, TestFigures, TIME_ONLY_KIND,
@@ -83,6 +84,10 @@ pub struct DistillArgs {
     /// Save the state to <output>.ckpt every this many iterations
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
+    /// Also save it whenever this many minutes have passed since the last save (0: every
+    /// iteration), so that a kill loses little however slow an iteration is
+    #[arg(long, default_value_t = 10.0, value_name = "MINUTES")]
+    pub checkpoint_minutes: f64,
     /// Continue from <output>.ckpt (with the same settings)
     #[arg(long)]
     pub resume: bool,
@@ -151,6 +156,7 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
     {
         bail!("--iterations, --batch, --validate-every and --checkpoint-every must be at least 1");
     }
+    check_checkpoint_minutes(args.checkpoint_minutes)?;
     let model = Model::load(&args.model)?;
     let pairs = Pairs::load(&args.pairs)?;
     pairs.check_for(&model, &args.pairs)?;
@@ -223,6 +229,7 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
         show_progress,
     );
     let started = Instant::now();
+    let mut last_checkpoint = Instant::now();
     let (first, init_validation, mut best, mut recent, seconds_before) = if args.resume {
         let (meta, best_params) =
             checkpoint::load(&checkpoint_file, &run, &params, &mut adam, device)?;
@@ -282,7 +289,11 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
             best.0,
             init_validation
         ));
-        if iteration % args.checkpoint_every == 0 && iteration < args.iterations {
+        if (iteration % args.checkpoint_every == 0
+            || minutes_since(last_checkpoint) >= args.checkpoint_minutes)
+            && iteration < args.iterations
+        {
+            last_checkpoint = Instant::now();
             let meta = checkpoint::CheckpointMeta {
                 run: run.clone(),
                 iteration,
@@ -464,6 +475,7 @@ pub(crate) mod tests {
             },
             seed: 1,
             checkpoint_every: 1000,
+            checkpoint_minutes: 10.0,
             resume: false,
             output: model_path.clone(),
             compute: compute(),
@@ -503,6 +515,7 @@ pub(crate) mod tests {
             validate_every: 25,
             seed: 0,
             checkpoint_every: 100,
+            checkpoint_minutes: 10.0,
             resume: false,
             output: output.to_path_buf(),
             compute: compute(),
@@ -709,6 +722,26 @@ pub(crate) mod tests {
             a.provenance["best_iteration"],
             b.provenance["best_iteration"]
         );
+
+        // With iterations far apart (every 1,000) but minutes not (0: after every iteration),
+        // a run killed after iteration 11 leaves its checkpoint of iteration 11, and resumes
+        // to the same solver too.
+        let by_minutes = dir.join("by-minutes.json");
+        let settings = |resume| DistillArgs {
+            checkpoint_every: 1000,
+            checkpoint_minutes: 0.0,
+            resume,
+            ..settings(&by_minutes)
+        };
+        STOP_AFTER.with(|s| s.set(Some(11)));
+        assert!(distill(&settings(false), &Device::Cpu, false).is_err());
+        STOP_AFTER.with(|s| s.set(None));
+        assert!(crate::checkpoint::checkpoint_path(&by_minutes).exists());
+        let c = distill(&settings(true), &Device::Cpu, false)
+            .unwrap()
+            .solver;
+        assert_eq!((&c.times, &c.a, &c.b), (&b.times, &b.a, &b.b));
+        assert_eq!(c.metrics, b.metrics);
 
         // A damaged checkpoint is refused, naming the file.
         std::fs::write(&ckpt, b"not a checkpoint").unwrap();
