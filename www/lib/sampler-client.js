@@ -225,18 +225,35 @@ class PairedSampler {
 class SecondHalfError extends Error {}
 
 /**
- * `sampler` paired with a CPU-path sampler in a second worker (PairedSampler) when it runs on
- * the CPU path and the machine has two cores or more; else `sampler` itself.
+ * The CPU path's second worker (lane 1), started with a session of its own (`create`, without a
+ * GPU) at the same time as the first: its module compiles while the first worker looks for a
+ * GPU. `{ channel, created }` (`created` resolves to whether the session exists), or null where
+ * the machine has one core or the worker cannot be made.
  */
-async function pairIfOnCpu(sampler, workerUrl, session) {
-  if (!(navigator.hardwareConcurrency >= 2) || (await sampler.call('info')).backend !== 'cpu') return sampler;
+function startSecondWorker(workerUrl, session) {
+  if (!(navigator.hardwareConcurrency >= 2)) return null;
   try {
     const channel = channelFor(workerUrl, 1);
-    await channel.send({ session, method: 'create', args: { gpu: false } });
-    return new PairedSampler(sampler, new WorkerSampler(channel, session));
+    const created = channel.send({ session, method: 'create', args: { gpu: false } }).then(() => true, () => false);
+    return { channel, created };
   } catch {
+    return null;
+  }
+}
+
+/**
+ * `sampler` paired with the second worker's sampler (PairedSampler) when it runs on the CPU path
+ * and that worker started; else `sampler` itself, the second worker's session let go (the worker
+ * stays, idle, for the next sampler opened on the page).
+ */
+async function pairIfOnCpu(sampler, second, session) {
+  if (!second) return sampler;
+  if ((await sampler.call('info')).backend !== 'cpu') {
+    second.created.then((made) => made && second.channel.send({ session, method: 'free' }).catch(() => {}));
     return sampler;
   }
+  if (!(await second.created)) return sampler;
+  return new PairedSampler(sampler, new WorkerSampler(second.channel, session));
 }
 
 /**
@@ -249,10 +266,12 @@ export async function openSampler({ gpu = true, workerUrl }) {
   try {
     const channel = channelFor(workerUrl);
     const session = ++sessions;
-    await channel.send({ session, method: 'create', args: { gpu } });
+    const created = channel.send({ session, method: 'create', args: { gpu } });
+    const second = startSecondWorker(workerUrl, session);
+    await created;
     const sampler = new WorkerSampler(channel, session);
     useClassicalMethods(await sampler.call('classicalMethods'));
-    return await pairIfOnCpu(sampler, workerUrl, session);
+    return await pairIfOnCpu(sampler, second, session);
   } catch (e) {
     // A failure of the sampler itself (not of the worker) would fail on the main thread too.
     if (!(e instanceof WorkerStartError) && !(e instanceof DOMException)) throw e;
