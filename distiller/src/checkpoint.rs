@@ -30,7 +30,7 @@ pub fn minutes_since(instant: Instant) -> f64 {
 
 /// Refuses a `--checkpoint-minutes` that is not a number of minutes ≥ 0.
 pub fn check_checkpoint_minutes(minutes: f64) -> Result<()> {
-    if !(minutes >= 0.0) {
+    if minutes.is_nan() || minutes < 0.0 {
         bail!(
             "--checkpoint-minutes must be a number of minutes ≥ 0 (0: every step), not {minutes}"
         );

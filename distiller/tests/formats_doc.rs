@@ -1097,6 +1097,7 @@ fn the_metrics_table_is_what_is_recorded() {
     file.metrics.retain(|key, _| key.starts_with("validation_"));
     let figures = TestFigures {
         pairs: 512,
+        pairs_id: "0".repeat(64),
         solver: PsnrSummary::of(&[20.0, 22.0]),
         init: Some(15.0),
         best_classical: ("midpoint-edm".into(), 17.25),
@@ -1106,7 +1107,7 @@ fn the_metrics_table_is_what_is_recorded() {
     let recorded: BTreeSet<String> = file.metrics.keys().cloned().collect();
     assert_eq!(recorded, documented);
     assert_eq!(example, documented);
-    for key in ["test_pairs", "best_classical"] {
+    for key in ["test_pairs", "pairs_id", "best_classical"] {
         assert!(file.provenance.contains_key(key), "{key}");
         assert!(
             block("json solver").contains(&format!("\"{key}\"")),

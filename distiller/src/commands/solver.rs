@@ -11,6 +11,7 @@ use web_sampler::solver::{Method, SolverFile};
 
 use super::eval::solvers::collect_distilled;
 use super::printable;
+use crate::files::file_sha256;
 use crate::metrics::{
     check_time_only_baseline, mean_std, solver_psnr, TestFigures, TIME_ONLY_KIND,
 };
@@ -107,6 +108,7 @@ fn measure(args: MeasureArgs) -> Result<()> {
     let pairs = Pairs::load(&args.pairs)?;
     pairs.check_for(&model, &args.pairs)?;
     let test = pairs.test_split(&args.pairs)?;
+    let pairs_id = file_sha256(&args.pairs)?;
     let guidance = pairs.meta.guidance;
     let files = collect_distilled(&args.solvers, &model, guidance, &mut |note| {
         println!("note: {note}")
@@ -150,7 +152,7 @@ fn measure(args: MeasureArgs) -> Result<()> {
                 })
             })
             .flatten();
-        let figures = TestFigures::measure(&model, file, &test, time_only)
+        let figures = TestFigures::measure(&model, file, &test, &pairs_id, time_only)
             .with_context(|| format!("{origin}: cannot measure it"))?;
         let mut updated = file.clone();
         // Figures of the init from before the test split (on the validation pairs).
@@ -280,7 +282,8 @@ mod tests {
         let baseline = SolverFile::load(&dir.join("t-4.json")).unwrap();
         let mut expected = old.clone();
         expected.metrics.remove("init_euler_uniform_psnr");
-        TestFigures::measure(&model, &old, &pairs.test(), Some(&baseline))
+        let pairs_id = file_sha256(&pairs_path).unwrap();
+        TestFigures::measure(&model, &old, &pairs.test(), &pairs_id, Some(&baseline))
             .unwrap()
             .record(&mut expected);
         assert_eq!(remeasured, expected);

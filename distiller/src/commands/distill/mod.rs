@@ -31,6 +31,7 @@ use web_sampler::solver::{Method, SolverFile};
 use crate::bns::BnsParameters;
 use crate::checkpoint::{check_checkpoint_minutes, minutes_since};
 use crate::compute::ComputeArgs;
+use crate::files::file_sha256;
 use crate::metrics::{
     check_time_only_baseline, mean_std, solver_psnr, TestFigures, TIME_ONLY_KIND,
 };
@@ -349,7 +350,14 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
         ),
         ("date".to_string(), json!(today())),
     ]);
-    let test = TestFigures::measure(&model, &solver, &test, time_only_baseline.as_ref())?;
+    let pairs_id = file_sha256(&args.pairs)?;
+    let test = TestFigures::measure_beside(
+        &model,
+        &solver,
+        &test,
+        &pairs_id,
+        time_only_baseline.as_ref(),
+    )?;
     test.record(&mut solver);
     solver.save(&args.output)?;
     if checkpoint_file.exists() {
@@ -629,6 +637,39 @@ pub(crate) mod tests {
         assert!(
             (baseline - recorded).abs() < 1e-9,
             "{baseline} vs {recorded}"
+        );
+
+        // The best classical solver's figure and the baseline's were taken from the baseline's
+        // file (distilled on the same pairs file): they are what measuring all again finds, bit
+        // for bit.
+        let pairs_id = crate::files::file_sha256(&pairs_file).unwrap();
+        assert_eq!(file.provenance["pairs_id"], json!(pairs_id));
+        let baseline_file = SolverFile::load(&time_only_file).unwrap();
+        let again = TestFigures::measure(
+            &model,
+            &file,
+            &pairs.test(),
+            &pairs_id,
+            Some(&baseline_file),
+        )
+        .unwrap();
+        assert_eq!(outcome.test, again);
+        // Taken, not measured: a figure changed in the baseline's file comes through, unless
+        // the file's figures are of other pairs.
+        let mut changed = baseline_file.clone();
+        changed
+            .metrics
+            .insert("best_classical_test_psnr".into(), 99.0);
+        let beside = |baseline: &SolverFile, id: &str| {
+            TestFigures::measure_beside(&model, &file, &pairs.test(), id, Some(baseline)).unwrap()
+        };
+        assert_eq!(beside(&changed, &pairs_id).best_classical.1, 99.0);
+        assert_eq!(
+            beside(&changed, &"0".repeat(64)),
+            TestFigures {
+                pairs_id: "0".repeat(64),
+                ..again.clone()
+            }
         );
     }
 

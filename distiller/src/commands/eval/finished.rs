@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use web_sampler::model::sha256_hex;
 use web_sampler::solver::NsTable;
 
-use crate::files::write_atomically;
+use crate::files::{file_sha256, write_atomically};
 
 /// The file's name in the output folder.
 pub const PARTIAL_FILE: &str = "eval.partial.json";
@@ -44,18 +44,13 @@ pub fn inputs(
     classifier: Option<&Path>,
     fd_samples: usize,
 ) -> Result<String> {
-    let digest = |path: &Path| -> Result<String> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        Ok(sha256_hex(&bytes))
-    };
     let classifier = match classifier {
-        Some(path) => digest(path)?,
+        Some(path) => file_sha256(path)?,
         None => "none".to_string(),
     };
     Ok(format!(
         "model {model_id}; pairs {}; classifier {classifier}; samples per distance {fd_samples}",
-        digest(pairs)?
+        file_sha256(pairs)?
     ))
 }
 
