@@ -36,5 +36,5 @@ until [ -e $D/pairs-w2.safetensors ]; do sleep 30; done
 solvers 2 16
 solvers 0 4 6 8 10 12 16
 "$BNS" pipeline --dataset fashion-mnist --arch unet --name fashion-mnist-unet --steps 20000 \
-  --batch 64 --train-lr 5e-4 --distill-batch 16 --iterations 300 --init ab2 --guidance 0 \
+  --batch 64 --train-lr 5e-4 --distill-batch 16 --iterations 300 --init ab2 --fd-nfe 8 --guidance 0 \
   --threads 1 --site /tmp/lane-site --title "Fashion-MNIST, class-conditional U-Net"

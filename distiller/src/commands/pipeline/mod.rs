@@ -225,6 +225,11 @@ pub struct PipelineArgs {
     /// `bns eval`'s; 0 skips them)
     #[arg(long)]
     pub fd_samples: Option<usize>,
+    /// NFE values at which the evaluation measures FD / sliced Wasserstein and draws sample
+    /// grids (comma-separated; default: `bns eval`'s, 8 and 16); each costs every solver's
+    /// samples again, hours on a U-Net on a CPU
+    #[arg(long, value_delimiter = ',')]
+    pub fd_nfe: Option<Vec<usize>>,
     /// The site folder the model is published to
     #[arg(long, default_value = "www")]
     pub site: PathBuf,
@@ -498,6 +503,10 @@ fn eval_command(args: &PipelineArgs, settings: &Settings, model: &Path, w: f64) 
     }
     if let Some(samples) = args.fd_samples {
         argv.extend(["--fd-samples".into(), samples.to_string()]);
+    }
+    if let Some(nfe) = &args.fd_nfe {
+        let list: Vec<String> = nfe.iter().map(|n| n.to_string()).collect();
+        argv.extend(["--fd-nfe".into(), list.join(",")]);
     }
     argv.extend(output_argument(&eval_folder(&settings.out, w)));
     argv.extend(compute_arguments(&args.compute));

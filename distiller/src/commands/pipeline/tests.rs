@@ -238,6 +238,8 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
         "0.0005",
         "--fd-samples",
         "10",
+        "--fd-nfe",
+        "4,8",
         "--site",
         "/nonexistent/www",
         "--default",
@@ -325,6 +327,9 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
             assert_eq!(eval.skip_bad_images, args.images.skip_bad);
             if let Some(samples) = args.fd_samples {
                 assert_eq!(eval.fd_samples, samples);
+            }
+            if let Some(nfe) = &args.fd_nfe {
+                assert_eq!(&eval.fd_nfe, nfe);
             }
             let folder = matches!(args.dataset, DatasetSource::Images(_));
             assert_eq!(eval.dataset.is_some(), folder);
