@@ -22,6 +22,7 @@ pub mod pairs;
 pub mod picture;
 pub mod plot;
 pub mod progress;
+pub mod psnr_cache;
 pub mod shard;
 
 // glibc's malloc costs up to 2× in candle's many small allocations.

@@ -9,6 +9,7 @@ use web_sampler::sample::integrate;
 use web_sampler::solver::{Method, NsTable, SolverFile};
 
 use crate::pairs::PairsView;
+use crate::psnr_cache::PsnrCache;
 
 /// Rows per runtime call when evaluating a solver on pairs.
 const EVAL_BATCH: usize = 128;
@@ -59,6 +60,16 @@ impl PsnrSummary {
             sem: std / (values.len().max(1) as f64).sqrt(),
         }
     }
+
+    /// The summary of `n` PSNRs of mean and standard deviation `(mean, std)`: what
+    /// [`of`](Self::of) gives for them, bit for bit.
+    pub fn kept((mean, std): (f64, f64), n: usize) -> PsnrSummary {
+        PsnrSummary {
+            mean,
+            std,
+            sem: std / (n.max(1) as f64).sqrt(),
+        }
+    }
 }
 
 /// The name of a classical method on a grid, as tables and files show it: `euler-uniform`,
@@ -100,12 +111,11 @@ impl TestFigures {
         test: &PairsView,
         pairs_id: &str,
         time_only: Option<&SolverFile>,
+        cache: &PsnrCache,
     ) -> Result<TestFigures> {
         let w = solver.guidance;
-        let mean = |table: &NsTable| -> Result<f64> {
-            Ok(mean_std(&solver_psnr(model, table, test, w)?).0)
-        };
-        let summary = PsnrSummary::of(&solver_psnr(model, &solver.table(), test, w)?);
+        let mean = |table: &NsTable| -> Result<f64> { Ok(cache.psnr(model, table, test, w)?.0) };
+        let summary = PsnrSummary::kept(cache.psnr(model, &solver.table(), test, w)?, test.len);
         let mut classical = Vec::new();
         for method in Method::ALL {
             for grid in Grid::ALL {
@@ -161,19 +171,20 @@ impl TestFigures {
         test: &PairsView,
         pairs_id: &str,
         time_only: Option<&SolverFile>,
+        cache: &PsnrCache,
     ) -> Result<TestFigures> {
         let Some(recorded) = time_only.and_then(|b| RecordedFigures::of(b, pairs_id, test.len))
         else {
-            return Self::measure(model, solver, test, pairs_id, time_only);
+            return Self::measure(model, solver, test, pairs_id, time_only, cache);
         };
         let w = solver.guidance;
         if let Some(baseline) = time_only {
             check_time_only_baseline(baseline, solver.nfe, w, solver.model_id.as_deref())
                 .map_err(anyhow::Error::msg)?;
         }
-        let summary = PsnrSummary::of(&solver_psnr(model, &solver.table(), test, w)?);
+        let summary = PsnrSummary::kept(cache.psnr(model, &solver.table(), test, w)?, test.len);
         let init = match init_of(solver) {
-            Some(table) => Some(mean_std(&solver_psnr(model, &table, test, w)?).0),
+            Some(table) => Some(cache.psnr(model, &table, test, w)?.0),
             None => None,
         };
         Ok(TestFigures {

@@ -16,6 +16,7 @@ use crate::metrics::{
     check_time_only_baseline, mean_std, solver_psnr, TestFigures, TIME_ONLY_KIND,
 };
 use crate::pairs::Pairs;
+use crate::psnr_cache::PsnrCache;
 
 #[derive(Subcommand)]
 pub enum SolverCommand {
@@ -152,8 +153,15 @@ fn measure(args: MeasureArgs) -> Result<()> {
                 })
             })
             .flatten();
-        let figures = TestFigures::measure(&model, file, &test, &pairs_id, time_only)
-            .with_context(|| format!("{origin}: cannot measure it"))?;
+        let figures = TestFigures::measure(
+            &model,
+            file,
+            &test,
+            &pairs_id,
+            time_only,
+            &PsnrCache::none(),
+        )
+        .with_context(|| format!("{origin}: cannot measure it"))?;
         let mut updated = file.clone();
         // Figures of the init from before the test split (on the validation pairs).
         updated
@@ -283,9 +291,16 @@ mod tests {
         let mut expected = old.clone();
         expected.metrics.remove("init_euler_uniform_psnr");
         let pairs_id = file_sha256(&pairs_path).unwrap();
-        TestFigures::measure(&model, &old, &pairs.test(), &pairs_id, Some(&baseline))
-            .unwrap()
-            .record(&mut expected);
+        TestFigures::measure(
+            &model,
+            &old,
+            &pairs.test(),
+            &pairs_id,
+            Some(&baseline),
+            &PsnrCache::none(),
+        )
+        .unwrap()
+        .record(&mut expected);
         assert_eq!(remeasured, expected);
         assert!(remeasured.metrics.contains_key("time_only_test_psnr"));
         // The same figures distillation recorded (which had no time-only baseline given).

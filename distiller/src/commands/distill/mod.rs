@@ -38,6 +38,7 @@ use crate::metrics::{
 use crate::network::CandleNetwork;
 use crate::pairs::{Pairs, PairsView};
 use crate::progress::Progress;
+use crate::psnr_cache::PsnrCache;
 
 #[derive(Args, Clone, Debug)]
 pub struct DistillArgs {
@@ -67,6 +68,10 @@ pub struct DistillArgs {
     /// baseline measured on the same test pairs
     #[arg(long, value_name = "FILE")]
     pub time_only_baseline: Option<PathBuf>,
+    /// Keep the test figures measured in this file and take those it holds (`bns eval` reads
+    /// it too): each solver's test PSNR, its init's and every classical solver's at its NFE
+    #[arg(long, value_name = "FILE")]
+    pub psnr_cache: Option<PathBuf>,
     /// Optimisation iterations
     #[arg(long, default_value_t = 1000)]
     pub iterations: usize,
@@ -351,12 +356,17 @@ pub fn distill(args: &DistillArgs, device: &Device, show_progress: bool) -> Resu
         ("date".to_string(), json!(today())),
     ]);
     let pairs_id = file_sha256(&args.pairs)?;
+    let cache = match &args.psnr_cache {
+        Some(file) => PsnrCache::open(file, model.id(), &pairs_id, guidance)?,
+        None => PsnrCache::none(),
+    };
     let test = TestFigures::measure_beside(
         &model,
         &solver,
         &test,
         &pairs_id,
         time_only_baseline.as_ref(),
+        &cache,
     )?;
     test.record(&mut solver);
     solver.save(&args.output)?;
@@ -517,6 +527,7 @@ pub(crate) mod tests {
             grid: Grid::Uniform,
             time_only: false,
             time_only_baseline: None,
+            psnr_cache: None,
             iterations: 150,
             batch: 48,
             lr: 2e-2,
@@ -651,6 +662,7 @@ pub(crate) mod tests {
             &pairs.test(),
             &pairs_id,
             Some(&baseline_file),
+            &PsnrCache::none(),
         )
         .unwrap();
         assert_eq!(outcome.test, again);
@@ -661,7 +673,15 @@ pub(crate) mod tests {
             .metrics
             .insert("best_classical_test_psnr".into(), 99.0);
         let beside = |baseline: &SolverFile, id: &str| {
-            TestFigures::measure_beside(&model, &file, &pairs.test(), id, Some(baseline)).unwrap()
+            TestFigures::measure_beside(
+                &model,
+                &file,
+                &pairs.test(),
+                id,
+                Some(baseline),
+                &PsnrCache::none(),
+            )
+            .unwrap()
         };
         assert_eq!(beside(&changed, &pairs_id).best_classical.1, 99.0);
         assert_eq!(

@@ -42,11 +42,11 @@ use web_sampler::solver::MAX_STEPS;
 
 use crate::compute::ComputeArgs;
 use crate::data::{self, DataSources, Dataset, DatasetSource, ImageFolderOptions};
-use crate::files::write_atomically;
-use crate::metrics::{mean_std, solver_psnr};
+use crate::files::{file_sha256, write_atomically};
 use crate::pairs::Pairs;
 use crate::picture::{save_png, scatter_picture};
 use crate::plot::save_line_chart;
+use crate::psnr_cache::PsnrCache;
 use distance::{classifier_path, distance_dataset, generate, prepare_test_reference, Distances};
 use finished::Finished;
 use jobs::{run_jobs, Tracker};
@@ -119,6 +119,11 @@ pub struct EvalArgs {
     /// NFE values at which FD / sliced Wasserstein is measured and sample grids are drawn
     #[arg(long, value_delimiter = ',', default_value = "8,16")]
     pub fd_nfe: Vec<usize>,
+    /// Take the PSNR figures this file holds (`bns distill --psnr-cache` keeps them: each
+    /// solver's and every classical solver's at its NFE, on the same pairs) instead of
+    /// measuring them again, and keep those measured here
+    #[arg(long, value_name = "FILE")]
+    pub psnr_cache: Option<PathBuf>,
     /// Output folder (created if missing)
     #[arg(short, long)]
     pub output: PathBuf,
@@ -223,6 +228,10 @@ pub fn evaluate(
     pairs.check_for(&model, &args.pairs)?;
     let guidance = pairs.meta.guidance;
     let test = pairs.test_split(&args.pairs)?;
+    let cache = match &args.psnr_cache {
+        Some(file) => PsnrCache::open(file, model.id(), &file_sha256(&args.pairs)?, guidance)?,
+        None => PsnrCache::none(),
+    };
     let mut notes = Vec::new();
     let mut note = |text: String| {
         println!("note: {text}");
@@ -306,7 +315,7 @@ pub fn evaluate(
                     return Ok((mean, std));
                 }
             }
-            let (mean, std) = mean_std(&solver_psnr(&psnr_model, &s.table, &test, guidance)?);
+            let (mean, std) = cache.psnr(&psnr_model, &s.table, &test, guidance)?;
             finished.keep(&key, Ok(&[mean, std]))?;
             Ok((mean, std))
         },

@@ -13,6 +13,7 @@ use crate::classifier::tests::synthetic_images;
 use crate::commands::truth::{compute_pairs, TruthOptions};
 use crate::compute::DeviceKind;
 use crate::data::DatasetName;
+use crate::metrics::{mean_std, solver_psnr};
 use crate::network::tests::tiny_spec;
 use web_sampler::scratch::ScratchDir;
 
@@ -55,6 +56,7 @@ fn args(model: &Path, pairs: &Path, output: &Path) -> EvalArgs {
         skip_bad_images: false,
         fd_samples: 0,
         fd_nfe: vec![4],
+        psnr_cache: None,
         output: output.to_path_buf(),
         compute: ComputeArgs {
             device: DeviceKind::Cpu,
@@ -462,4 +464,62 @@ fn an_interrupted_evaluation_continues_from_its_partial_file() {
 /// Asserts that one of `e`'s notes contains `text`.
 fn assert_noted(e: &Evaluation, text: &str) {
     assert!(e.notes.iter().any(|n| n.contains(text)), "{:?}", e.notes);
+}
+
+#[test]
+fn figures_kept_in_the_psnr_cache_are_taken_and_those_measured_are_kept() {
+    let scratch = ScratchDir::new("eval-psnr-cache");
+    let dir = scratch.path();
+    let (model_path, pairs_path, model) = image_setup(dir);
+    let cache_file = dir.join("psnr-cache.json");
+    // What a distillation at NFE 3 kept: the DPM-Solver++(2M) EDM table's figures.
+    let pairs = Pairs::load(&pairs_path).unwrap();
+    let table = Method::DpmPp2m.build(3, Grid::Edm).unwrap();
+    let pairs_id = file_sha256(&pairs_path).unwrap();
+    let measured = PsnrCache::open(&cache_file, model.id(), &pairs_id, 0.5)
+        .unwrap()
+        .psnr(&model, &table, &pairs.test(), 0.5)
+        .unwrap();
+    assert_eq!(
+        measured,
+        mean_std(&solver_psnr(&model, &table, &pairs.test(), 0.5).unwrap())
+    );
+    // Its value changed in the file (bits of 99 dB and 1 dB): the evaluation shows what the
+    // file holds, so it took the figure instead of measuring it.
+    let text = std::fs::read_to_string(&cache_file).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = json["psnr"].as_object_mut().unwrap();
+    assert_eq!(entries.len(), 1);
+    for value in entries.values_mut() {
+        *value = serde_json::json!([99.0f64.to_bits(), 1.0f64.to_bits()]);
+    }
+    std::fs::write(&cache_file, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let out = dir.join("out");
+    let mut a = args(&model_path, &pairs_path, &out);
+    a.psnr_cache = Some(cache_file.clone());
+    let e = evaluate(&a, &Device::Cpu, &mut synthetic, false).unwrap();
+    let cell = e.psnr_cell("dpmpp2m-edm", 3).unwrap();
+    assert_eq!((cell.mean, cell.std), (99.0, 1.0));
+    // The others were measured, and kept: one entry per cell now.
+    let euler = e.psnr_cell("euler-uniform", 4).unwrap();
+    let table = Method::Euler.build(4, Grid::Uniform).unwrap();
+    assert_eq!(
+        (euler.mean, euler.std),
+        mean_std(&solver_psnr(&model, &table, &pairs.test(), 0.5).unwrap())
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache_file).unwrap()).unwrap();
+    // (Cells of the same table, e.g. two methods that coincide at this NFE, share an entry.)
+    let tables: std::collections::BTreeSet<Vec<u8>> = e
+        .psnr
+        .iter()
+        .map(|c| {
+            let method: Method = c.kind.parse().unwrap();
+            let grid: Grid = c.grid.parse().unwrap();
+            serde_json::to_vec(&method.build(c.nfe, grid).unwrap()).unwrap()
+        })
+        .collect();
+    assert!(tables.len() < e.psnr.len());
+    assert_eq!(kept["psnr"].as_object().unwrap().len(), tables.len());
 }

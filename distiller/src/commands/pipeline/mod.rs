@@ -466,12 +466,22 @@ fn distill_command(
     if let Some(batch) = args.distill_batch {
         argv.extend(["--batch".into(), batch.to_string()]);
     }
+    argv.extend([
+        "--psnr-cache".into(),
+        path_argument(&psnr_cache_path(&settings.out)),
+    ]);
     if checkpoint_path(&solver.output).exists() {
         argv.push("--resume".into());
     }
     argv.extend(output_argument(&solver.output));
     argv.extend(compute_arguments(&args.compute));
     argv
+}
+
+/// The test figures distillation and evaluation share (`--psnr-cache`): the evaluation's
+/// classical solvers at the distilled NFEs are the ones each distillation measured.
+fn psnr_cache_path(out: &Path) -> PathBuf {
+    out.join("psnr-cache.json")
 }
 
 /// The evaluation's folder for guidance `w`.
@@ -504,6 +514,10 @@ fn eval_command(args: &PipelineArgs, settings: &Settings, model: &Path, w: f64) 
     if let Some(samples) = args.fd_samples {
         argv.extend(["--fd-samples".into(), samples.to_string()]);
     }
+    argv.extend([
+        "--psnr-cache".into(),
+        path_argument(&psnr_cache_path(&settings.out)),
+    ]);
     if let Some(nfe) = &args.fd_nfe {
         let list: Vec<String> = nfe.iter().map(|n| n.to_string()).collect();
         argv.extend(["--fd-nfe".into(), list.join(",")]);

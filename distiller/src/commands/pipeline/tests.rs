@@ -307,6 +307,7 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
                 assert_eq!(distill.pairs, pairs_path(dir, w));
                 assert_eq!(distill.output, solver.output);
                 assert_eq!(distill.time_only, solver.prefix == "timeonly");
+                assert_eq!(distill.psnr_cache, Some(psnr_cache_path(dir)));
                 if let Some(batch) = args.distill_batch {
                     assert_eq!(distill.batch, batch);
                 }
@@ -324,6 +325,7 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
             let eval = parse_stage::<EvalArgs>("eval", &eval_command(&args, &settings, &model, w))
                 .unwrap_or_else(|e| panic!("{e:#}"));
             assert_eq!(eval.output, eval_folder(dir, w));
+            assert_eq!(eval.psnr_cache, Some(psnr_cache_path(dir)));
             assert_eq!(eval.skip_bad_images, args.images.skip_bad);
             if let Some(samples) = args.fd_samples {
                 assert_eq!(eval.fd_samples, samples);
