@@ -17,7 +17,8 @@ distill() { # output pairs nfe flags...
   local resume=()
   [ -e "$out.ckpt" ] && resume=(--resume)
   "$BNS" distill --model "$M" --pairs "$pairs" --nfe "$nfe" --grid uniform "$@" --batch 16 \
-    --checkpoint-every 25 "${resume[@]}" -o "$out" --threads 1
+    --checkpoint-every 25 --psnr-cache $D/psnr-cache.json "${resume[@]}" -o "$out" \
+    --threads 1
 }
 solvers() { # w nfe...
   local w=$1
