@@ -20,6 +20,9 @@ distill() { # output pairs nfe flags...
     --checkpoint-every 25 --psnr-cache $D/psnr-cache.json "${resume[@]}" -o "$out" \
     --threads 1
 }
+lr() { # the BNS solver's learning rate at NFE $1 (docs/reproduce.sh): 5e-3, and 5e-3·4/NFE from NFE 10
+  awk "BEGIN { n = $1; printf \"%g\", n < 10 ? 5e-3 : 5e-3 * 4 / n }"
+}
 solvers() { # w nfe...
   local w=$1
   shift
@@ -27,6 +30,7 @@ solvers() { # w nfe...
     distill timeonly-$nfe-w$w.json pairs-w$w.safetensors $nfe --init euler --time-only \
       --iterations 150
     distill bns-$nfe-w$w.json pairs-w$w.safetensors $nfe --init ab2 --iterations 300 \
+      --lr "$(lr $nfe)" \
       --time-only-baseline $D/timeonly-$nfe-w$w.json
   done
 }
@@ -37,5 +41,6 @@ until [ -e $D/pairs-w2.safetensors ]; do sleep 30; done
 solvers 2 16
 solvers 0 4 6 8 10 12 16
 "$BNS" pipeline --dataset fashion-mnist --arch unet --name fashion-mnist-unet --steps 20000 \
-  --batch 64 --train-lr 5e-4 --distill-batch 16 --iterations 300 --init ab2 --fd-nfe 8 --guidance 0 \
+  --batch 64 --train-lr 5e-4 --distill-batch 16 --iterations 300 --init ab2 --fd-nfe 8 \
+  --distill-lr 0.005,0.005,0.005,0.002,0.00166667,0.00125 --guidance 0 \
   --threads 1 --site /tmp/lane-site --title "Fashion-MNIST, class-conditional U-Net"

@@ -13,6 +13,7 @@ touch /tmp/lane-site/index.html
 [ -e /tmp/lane-site/models/index.json ] || echo '[]' > /tmp/lane-site/models/index.json
 nohup nice -n 19 "$BNS" pipeline --dataset fashion-mnist --arch unet --name fashion-mnist-unet \
   --steps 20000 --batch 64 --train-lr 5e-4 --distill-batch 16 --iterations 300 --init ab2 --fd-nfe 8 \
+  --distill-lr 0.005,0.005,0.005,0.002,0.00166667,0.00125 \
   --guidance 2 --threads 1 --site /tmp/lane-site --title "Fashion-MNIST, class-conditional U-Net" \
   >> runs/fashion-mnist-unet/lane-a.log 2>&1 &
 nohup nice -n 19 runs/fashion-mnist-unet/lane-b.sh >> runs/fashion-mnist-unet/lane-b.log 2>&1 &

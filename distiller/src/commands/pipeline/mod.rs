@@ -209,9 +209,10 @@ pub struct PipelineArgs {
     /// Classical solver the BNS solvers start from (as `bns distill --init`)
     #[arg(long, default_value = "midpoint")]
     pub init: Method,
-    /// Peak learning rate of the distillation (default: `bns distill`'s)
-    #[arg(long)]
-    pub distill_lr: Option<f64>,
+    /// Peak learning rate of the BNS solvers' distillation: one for every NFE, or one per NFE
+    /// of --nfe, in its order (comma-separated; default: `bns distill`'s)
+    #[arg(long, value_delimiter = ',')]
+    pub distill_lr: Option<Vec<f64>>,
     /// Pairs per distillation iteration, for the BNS solvers and the time-only baselines
     /// (default: `bns distill`'s)
     #[arg(long)]
@@ -419,6 +420,15 @@ fn distilled_solvers(args: &PipelineArgs, settings: &Settings, w: f64) -> Vec<Di
     solvers
 }
 
+/// The `--distill-lr` of the BNS solver at `nfe`: the one given, or the one at its NFE's place.
+fn distill_lr(args: &PipelineArgs, nfe: usize) -> Option<f64> {
+    let lr = args.distill_lr.as_ref()?;
+    match lr[..] {
+        [one] => Some(one),
+        _ => args.nfe.iter().position(|&n| n == nfe).map(|i| lr[i]),
+    }
+}
+
 /// `bns distill`'s arguments for `solver` (resuming from its checkpoint when there is one).
 fn distill_command(
     args: &PipelineArgs,
@@ -453,7 +463,7 @@ fn distill_command(
             "--iterations".into(),
             iterations.to_string(),
         ]);
-        if let Some(lr) = args.distill_lr {
+        if let Some(lr) = distill_lr(args, solver.nfe) {
             argv.extend(["--lr".into(), lr.to_string()]);
         }
         if !args.no_time_only {
@@ -635,6 +645,15 @@ fn settings(args: &PipelineArgs) -> Result<Settings> {
     }
     if args.nfe.is_empty() || args.nfe.contains(&0) {
         bail!("--nfe: give at least one NFE, each at least 1");
+    }
+    if let Some(lr) = &args.distill_lr {
+        if lr.len() != 1 && lr.len() != args.nfe.len() {
+            bail!(
+                "--distill-lr: give one learning rate, or one per NFE of --nfe ({}), not {}",
+                args.nfe.len(),
+                lr.len()
+            );
+        }
     }
     if !args.site.join("index.html").is_file() {
         bail!(

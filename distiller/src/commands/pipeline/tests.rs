@@ -231,7 +231,7 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
         "--init",
         "rk4",
         "--distill-lr",
-        "0.001",
+        "0.001,0.002",
         "--distill-batch",
         "12",
         "--train-lr",
@@ -316,7 +316,7 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
                 } else {
                     assert_eq!(distill.iterations, iterations);
                     assert_eq!(distill.init, args.init);
-                    if let Some(lr) = args.distill_lr {
+                    if let Some(lr) = distill_lr(&args, solver.nfe) {
                         assert_eq!(distill.lr, lr);
                     }
                     assert_eq!(distill.time_only_baseline.is_some(), !args.no_time_only);
@@ -369,6 +369,31 @@ fn a_flag_of_the_other_architecture_is_refused_before_any_work() {
         "{error:#}"
     );
     assert!(!dir.join("runs").exists());
+}
+
+#[test]
+fn a_learning_rate_per_nfe_goes_to_its_solver_and_a_wrong_count_is_refused() {
+    let scratch = ScratchDir::new("pipeline-lr");
+    let dir = scratch.path();
+    site(dir);
+    let args = tiny_args(dir, &["--distill-lr", "0.001,0.002,0.003"]);
+    let error = run(args).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("--distill-lr: give one learning rate, or one per NFE"),
+        "{error:#}"
+    );
+    assert!(!dir.join("runs").exists());
+    let mut args = tiny_args(dir, &["--distill-lr", "0.001"]);
+    args.nfe = vec![4, 8];
+    assert_eq!(
+        (distill_lr(&args, 4), distill_lr(&args, 8)),
+        (Some(0.001), Some(0.001))
+    );
+    args.distill_lr = Some(vec![0.001, 0.002]);
+    assert_eq!(
+        (distill_lr(&args, 4), distill_lr(&args, 8)),
+        (Some(0.001), Some(0.002))
+    );
 }
 
 #[test]
