@@ -105,6 +105,8 @@ impl TestFigures {
     /// split of the pairs file `pairs_id` names) with the runtime, its init (from its
     /// provenance's `init` and `grid`, if there), every classical solver at its NFE, and
     /// `time_only` (refused unless a time-only solver of the same model, NFE and guidance).
+    /// Each table is run once: `cache` keeps its figures (in memory at least), so the init,
+    /// one of the classical solvers, is not run again.
     pub fn measure(
         model: &Model,
         solver: &SolverFile,
@@ -113,50 +115,7 @@ impl TestFigures {
         time_only: Option<&SolverFile>,
         cache: &PsnrCache,
     ) -> Result<TestFigures> {
-        let w = solver.guidance;
-        let mean = |table: &NsTable| -> Result<f64> { Ok(cache.psnr(model, table, test, w)?.0) };
-        let summary = PsnrSummary::kept(cache.psnr(model, &solver.table(), test, w)?, test.len);
-        let mut classical = Vec::new();
-        for method in Method::ALL {
-            for grid in Grid::ALL {
-                if let Ok(table) = method.build(solver.nfe, grid) {
-                    classical.push((classical_label(method, grid), mean(&table)?, table));
-                }
-            }
-        }
-        let Some((label, psnr, _)) =
-            classical
-                .iter()
-                .reduce(|best, next| if next.1 > best.1 { next } else { best })
-        else {
-            bail!("no classical solver has a table at NFE {}", solver.nfe);
-        };
-        let best_classical = (label.clone(), *psnr);
-        // The init is one of the classical solvers just measured (the same table, so the same
-        // figure), unless its provenance names a table they do not include.
-        let init = match init_of(solver) {
-            Some(table) => match classical.iter().find(|(_, _, t)| *t == table) {
-                Some((_, psnr, _)) => Some(*psnr),
-                None => Some(mean(&table)?),
-            },
-            None => None,
-        };
-        let time_only = match time_only {
-            Some(baseline) => {
-                check_time_only_baseline(baseline, solver.nfe, w, solver.model_id.as_deref())
-                    .map_err(anyhow::Error::msg)?;
-                Some(mean(&baseline.table())?)
-            }
-            None => None,
-        };
-        Ok(TestFigures {
-            pairs: test.len,
-            pairs_id: pairs_id.to_string(),
-            solver: summary,
-            init,
-            best_classical,
-            time_only,
-        })
+        Self::measure_taking(model, solver, test, pairs_id, time_only, cache, None)
     }
 
     /// [`measure`](Self::measure), except that where the time-only baseline's file records its
@@ -173,18 +132,54 @@ impl TestFigures {
         time_only: Option<&SolverFile>,
         cache: &PsnrCache,
     ) -> Result<TestFigures> {
-        let Some(recorded) = time_only.and_then(|b| RecordedFigures::of(b, pairs_id, test.len))
-        else {
-            return Self::measure(model, solver, test, pairs_id, time_only, cache);
-        };
+        let recorded = time_only.and_then(|b| RecordedFigures::of(b, pairs_id, test.len));
+        Self::measure_taking(model, solver, test, pairs_id, time_only, cache, recorded)
+    }
+
+    /// [`measure`](Self::measure), the best classical solver's and the baseline's figures taken
+    /// from `recorded` when given.
+    fn measure_taking(
+        model: &Model,
+        solver: &SolverFile,
+        test: &PairsView,
+        pairs_id: &str,
+        time_only: Option<&SolverFile>,
+        cache: &PsnrCache,
+        recorded: Option<RecordedFigures>,
+    ) -> Result<TestFigures> {
         let w = solver.guidance;
         if let Some(baseline) = time_only {
             check_time_only_baseline(baseline, solver.nfe, w, solver.model_id.as_deref())
                 .map_err(anyhow::Error::msg)?;
         }
+        let mean = |table: &NsTable| -> Result<f64> { Ok(cache.psnr(model, table, test, w)?.0) };
         let summary = PsnrSummary::kept(cache.psnr(model, &solver.table(), test, w)?, test.len);
+        let (best_classical, time_only) = match recorded {
+            Some(recorded) => (recorded.best_classical, Some(recorded.test_psnr)),
+            None => {
+                let mut best: Option<(String, f64)> = None;
+                for method in Method::ALL {
+                    for grid in Grid::ALL {
+                        if let Ok(table) = method.build(solver.nfe, grid) {
+                            let psnr = mean(&table)?;
+                            if best.as_ref().is_none_or(|(_, b)| psnr > *b) {
+                                best = Some((classical_label(method, grid), psnr));
+                            }
+                        }
+                    }
+                }
+                let Some(best) = best else {
+                    bail!("no classical solver has a table at NFE {}", solver.nfe);
+                };
+                let time_only = match time_only {
+                    Some(baseline) => Some(mean(&baseline.table())?),
+                    None => None,
+                };
+                (best, time_only)
+            }
+        };
         let init = match init_of(solver) {
-            Some(table) => Some(cache.psnr(model, &table, test, w)?.0),
+            Some(table) => Some(mean(&table)?),
             None => None,
         };
         Ok(TestFigures {
@@ -192,8 +187,8 @@ impl TestFigures {
             pairs_id: pairs_id.to_string(),
             solver: summary,
             init,
-            best_classical: recorded.best_classical,
-            time_only: Some(recorded.test_psnr),
+            best_classical,
+            time_only,
         })
     }
 

@@ -37,7 +37,7 @@ struct Contents {
 }
 
 /// The cache of one model's figures on the test split of one pairs file at one guidance, kept
-/// in a file or (without one) not kept at all.
+/// in a file or (without one) in memory only.
 pub struct PsnrCache {
     file: Option<PathBuf>,
     /// What every key of this model, pairs file and guidance starts with.
@@ -46,7 +46,7 @@ pub struct PsnrCache {
 }
 
 impl PsnrCache {
-    /// No cache: every figure is measured.
+    /// No file: the figures measured are kept in memory only, for the life of this handle.
     pub fn none() -> PsnrCache {
         PsnrCache {
             file: None,
@@ -175,7 +175,7 @@ mod tests {
         ] {
             assert_eq!(other.psnr(&model, &euler, &test, 0.0).unwrap(), measured);
         }
-        // No file: measured each time, nothing written.
+        // No file: measured, nothing written.
         assert_eq!(
             PsnrCache::none().psnr(&model, &euler, &test, 0.0).unwrap(),
             measured
