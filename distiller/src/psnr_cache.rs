@@ -9,8 +9,9 @@
 //! runtime's CPU path gives the same bits whatever the threads or the batch), so an entry is
 //! keyed by the model's id, the pairs file's SHA-256, the guidance and the SHA-256 of the
 //! table's JSON, and one file serves several models and pairs. Values keep their exact bits.
-//! Two processes may share a file: each write reads it again and adds its entries (written
-//! atomically), so a race can lose an entry (it is measured again), never corrupt the file.
+//! Two processes may share a file: a figure not in memory is looked for in the file as it is
+//! then, and each write reads the file again and adds its entries (written atomically), so a
+//! race can lose an entry (it is measured again), never corrupt the file.
 //! FORMATS.md §5.
 
 use std::collections::BTreeMap;
@@ -76,12 +77,28 @@ impl PsnrCache {
         w: f64,
     ) -> Result<(f64, f64)> {
         let key = self.key(table);
-        if let Some([mean, std]) = self.entries.lock().unwrap().get(&key) {
-            return Ok((f64::from_bits(*mean), f64::from_bits(*std)));
+        if let Some(kept) = self.kept(&key)? {
+            return Ok(kept);
         }
         let (mean, std) = mean_std(&solver_psnr(model, table, test, w)?);
         self.keep(key, [mean.to_bits(), std.to_bits()])?;
         Ok((mean, std))
+    }
+
+    /// The figures kept under `key`: in memory, else in the file as it is now (another process
+    /// sharing it may have measured them since it was read).
+    fn kept(&self, key: &str) -> Result<Option<(f64, f64)>> {
+        let mut entries = self.entries.lock().unwrap();
+        if !entries.contains_key(key) {
+            if let Some(file) = &self.file {
+                for (k, v) in read(file)? {
+                    entries.entry(k).or_insert(v);
+                }
+            }
+        }
+        Ok(entries
+            .get(key)
+            .map(|[mean, std]| (f64::from_bits(*mean), f64::from_bits(*std))))
     }
 
     fn key(&self, table: &NsTable) -> String {
@@ -155,9 +172,18 @@ mod tests {
 
         let first = PsnrCache::open(&file, model.id(), "p1", 0.0).unwrap();
         assert_eq!(first.psnr(&model, &euler, &test, 0.0).unwrap(), measured);
-        // Another handle on the same file (another process) adds its own entry; both stay.
+        // Another handle on the same file (another process) adds its own entry; both stay, and
+        // the first handle finds it in the file (here changed to 7 and 3 dB, so it was not
+        // measured again).
         let second = PsnrCache::open(&file, model.id(), "p1", 0.0).unwrap();
         second.psnr(&model, &midpoint, &test, 0.0).unwrap();
+        second
+            .keep(second.key(&midpoint), [7.0f64.to_bits(), 3.0f64.to_bits()])
+            .unwrap();
+        assert_eq!(
+            first.psnr(&model, &midpoint, &test, 0.0).unwrap(),
+            (7.0, 3.0)
+        );
         first
             .keep(first.key(&euler), [1.0f64.to_bits(), 2.0f64.to_bits()])
             .unwrap();
