@@ -53,16 +53,11 @@ pub struct PsnrSummary {
 
 impl PsnrSummary {
     pub fn of(values: &[f64]) -> PsnrSummary {
-        let (mean, std) = mean_std(values);
-        PsnrSummary {
-            mean,
-            std,
-            sem: std / (values.len().max(1) as f64).sqrt(),
-        }
+        Self::kept(mean_std(values), values.len())
     }
 
     /// The summary of `n` PSNRs of mean and standard deviation `(mean, std)`: what
-    /// [`of`](Self::of) gives for them, bit for bit.
+    /// [`of`](Self::of) gives for them.
     pub fn kept((mean, std): (f64, f64), n: usize) -> PsnrSummary {
         PsnrSummary {
             mean,
@@ -223,6 +218,8 @@ impl TestFigures {
 }
 
 const INIT_TEST_PSNR: &str = "init_test_psnr";
+const TIME_ONLY_TEST_PSNR: &str = "time_only_test_psnr";
+
 /// The provenance key of the pairs file's SHA-256 ([`TestFigures::pairs_id`]).
 pub const PAIRS_ID: &str = "pairs_id";
 
@@ -251,7 +248,6 @@ impl RecordedFigures {
         })
     }
 }
-const TIME_ONLY_TEST_PSNR: &str = "time_only_test_psnr";
 
 /// The kind of a distilled time-only solver (Euler's times learned).
 pub const TIME_ONLY_KIND: &str = "bns-time-only";

@@ -102,8 +102,7 @@ impl PsnrCache {
     }
 
     fn key(&self, table: &NsTable) -> String {
-        let json = serde_json::to_vec(table).unwrap_or_default();
-        format!("{}{}", self.prefix, sha256_hex(&json))
+        format!("{}{}", self.prefix, table_sha256(table))
     }
 
     /// Adds an entry, and writes the file again with what it holds now (another process may
@@ -123,6 +122,12 @@ impl PsnrCache {
         let json = serde_json::to_vec_pretty(&contents).context("encoding the PSNR cache")?;
         write_atomically(file, &json)
     }
+}
+
+/// The SHA-256 of `table`'s JSON, in hex: what names a table in this cache and in `bns eval`'s
+/// partial file.
+pub fn table_sha256(table: &NsTable) -> String {
+    sha256_hex(&serde_json::to_vec(table).unwrap_or_default())
 }
 
 /// The entries of the cache `file`; none when it does not exist.

@@ -14,10 +14,10 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use web_sampler::model::sha256_hex;
 use web_sampler::solver::NsTable;
 
 use crate::files::{file_sha256, write_atomically};
+use crate::psnr_cache::table_sha256;
 
 /// The file's name in the output folder.
 pub const PARTIAL_FILE: &str = "eval.partial.json";
@@ -56,8 +56,7 @@ pub fn inputs(
 
 /// The key of a job: its kind (`psnr`, `distance`), solver label, NFE and table.
 pub fn key(kind: &str, label: &str, nfe: usize, table: &NsTable) -> String {
-    let table = serde_json::to_vec(table).unwrap_or_default();
-    format!("{kind} {label} {nfe} {}", &sha256_hex(&table)[..16])
+    format!("{kind} {label} {nfe} {}", &table_sha256(table)[..16])
 }
 
 impl Finished {
