@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Starts (or resumes) the rest of `docs/reproduce.sh fashion-mnist-unet` on both cores at nice 19,
-# in the background, logging to runs/fashion-mnist-unet/lane-{a,b}.log: lane A is the pipeline at
-# w = 2 (truth, solvers, evaluation), lane B is lane-b.sh (w = 0, and w = 2 at NFE 16). Both
-# publish to a scratch site; when both are done, docs/reproduce.sh fashion-mnist-unet publishes
-# to www/ (every stage skipped). Removed with the checkpoints.
+# in the background: two workers of queue.sh (the remaining solvers, then both evaluations),
+# logging to runs/fashion-mnist-unet/lane-{a,b}.log. They publish to a scratch site; the real
+# publication is docs/reproduce.sh fashion-mnist-unet (every stage skipped). Removed with the
+# checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BNS=${BNS:-target/release/bns}
-export BNS
+LOCKS=${LOCKS:-/tmp/bns-queue-locks}
+export BNS LOCKS
+if pgrep -f "fashion-mnist-unet/queue.sh" >/dev/null; then
+  echo "queue workers already running" >&2
+  exit 1
+fi
+rm -rf "$LOCKS" # from workers of a session that ended
 mkdir -p /tmp/lane-site/models
 touch /tmp/lane-site/index.html
 [ -e /tmp/lane-site/models/index.json ] || echo '[]' > /tmp/lane-site/models/index.json
-nohup nice -n 19 "$BNS" pipeline --dataset fashion-mnist --arch unet --name fashion-mnist-unet \
-  --steps 20000 --batch 64 --train-lr 5e-4 --distill-batch 16 --iterations 300 --init ab2 --fd-nfe 8 \
-  --distill-lr 0.005,0.005,0.005,0.002,0.00166667,0.00125 \
-  --guidance 2 --threads 1 --site /tmp/lane-site --title "Fashion-MNIST, class-conditional U-Net" \
-  >> runs/fashion-mnist-unet/lane-a.log 2>&1 &
-nohup nice -n 19 runs/fashion-mnist-unet/lane-b.sh >> runs/fashion-mnist-unet/lane-b.log 2>&1 &
-echo "lanes started: tail -f runs/fashion-mnist-unet/lane-{a,b}.log"
+for lane in a b; do
+  echo "=== $(date -u) worker $lane" >> runs/fashion-mnist-unet/lane-$lane.log
+  nohup nice -n 19 runs/fashion-mnist-unet/queue.sh >> runs/fashion-mnist-unet/lane-$lane.log 2>&1 &
+  sleep 5 # the first takes the first task
+done
+echo "queue workers started: tail -f runs/fashion-mnist-unet/lane-{a,b}.log"
