@@ -88,5 +88,8 @@ fn published_models_round_trip_with_their_ids() {
         }
         seen += 1;
     }
-    assert_eq!(seen, 3, "checkerboard, fashion-mnist and mnist");
+    assert_eq!(
+        seen, 4,
+        "checkerboard, fashion-mnist, fashion-mnist-unet and mnist"
+    );
 }
