@@ -192,7 +192,7 @@ impl BnsParameters {
     /// product (the discrete adjoint, `docs/MATH.md` §7: `x̄_n = ∂L/∂x_n`,
     /// `ū_j = Σ_{i≥j} β_ij·x̄_{i+1}`, `(x̄_j, t̄_j) = ū_jᵀ·∂u_j/∂(x_j, t_j)`). The parameters'
     /// gradient is then that of `Σ_i α_i⟨x_0, x̄_{i+1}⟩ + Σ_{j≤i} β_ij⟨u_j, x̄_{i+1}⟩ + Σ_j t_j·t̄_j`,
-    /// the same as the whole graph's up to rounding, for ~1.3× the time (one more forward pass
+    /// the same as the whole graph's up to rounding, for ~1.2× the time (one more forward pass
     /// per step). Returns the loss and the gradients of [`vars`](Self::vars).
     pub fn loss_and_gradient_recomputed(
         &self,
