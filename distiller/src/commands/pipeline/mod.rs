@@ -217,6 +217,10 @@ pub struct PipelineArgs {
     /// (default: `bns distill`'s)
     #[arg(long)]
     pub distill_batch: Option<usize>,
+    /// Distill with `bns distill --low-memory` (one network evaluation's intermediate values
+    /// at a time: a fraction of the memory for ~1.2× the time)
+    #[arg(long)]
+    pub distill_low_memory: bool,
     /// Distill no time-only baseline (by default one is distilled, with half the iterations, at
     /// every NFE and guidance before the BNS solver, which records its test PSNR; the baselines
     /// are in the evaluation's tables, not published)

@@ -158,6 +158,9 @@ pub(super) fn distill_command(
     if let Some(batch) = args.distill_batch {
         argv.extend(["--batch".into(), batch.to_string()]);
     }
+    if args.distill_low_memory {
+        argv.push("--low-memory".into());
+    }
     argv.extend([
         "--psnr-cache".into(),
         path_argument(&psnr_cache_path(&settings.out)),

@@ -234,6 +234,7 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
         "0.001,0.002",
         "--distill-batch",
         "12",
+        "--distill-low-memory",
         "--train-lr",
         "0.0005",
         "--fd-samples",
@@ -311,6 +312,7 @@ fn every_stage_command_line_parses_with_the_stage_s_own_flags() {
                 if let Some(batch) = args.distill_batch {
                     assert_eq!(distill.batch, batch);
                 }
+                assert_eq!(distill.low_memory, args.distill_low_memory);
                 if distill.time_only {
                     assert_eq!(distill.iterations, (iterations / 2).max(1));
                 } else {
