@@ -628,6 +628,7 @@ async function start() {
     throw new Error('models/index.json: no models are published (run `bns publish`)');
   }
   $('model').replaceChildren(...models.map((m) => new Option(m, m)));
+  showModelTitles();
   const wantedModel = wanted.get('model');
   if (wantedModel) notes.push(...selectFromAddress('model', wantedModel, 'Not a published model.'));
   const name = $('model').value;
@@ -648,6 +649,23 @@ async function start() {
     notes.push(messageOf(e));
   }
   if (notes.length > 0) throw new Error(notes.join('\n'));
+}
+
+/**
+ * Labels each published model in the list with its manifest's title ("Fashion-MNIST,
+ * class-conditional U-Net") as the manifests arrive; the list shows the names until then (the
+ * address's notes, made before, name them so).
+ */
+function showModelTitles() {
+  for (const option of $('model').options) {
+    const url = new URL(`models/${option.value}/manifest.json`, document.baseURI).href;
+    fetchOk(url, 'the manifest')
+      .then((response) => response.json())
+      .then((manifest) => {
+        if (typeof manifest?.title === 'string' && manifest.title.trim()) option.textContent = manifest.title;
+      })
+      .catch(() => {}); // the name stays; loading that model reports the problem
+  }
 }
 
 /** Whether the page got as far as its controls (after that, failures are errors on the page). */

@@ -106,6 +106,18 @@ const watchLongTasks = (page) => page.evaluate(() => {
     .observe({ type: 'longtask' });
 });
 
+test('the model list shows each published model by its manifest\'s title, its value the folder name', async () => {
+  const { page, errors } = await openPage(site.browser, site.url);
+  const names = JSON.parse(readFileSync(join(SITE, 'models/index.json'), 'utf8'));
+  const titles = names.map((n) => JSON.parse(readFileSync(join(SITE, 'models', n, 'manifest.json'), 'utf8')).title);
+  assert.ok(titles.every((t) => typeof t === 'string' && t.length > 0), 'every published model has a title');
+  await page.waitForFunction((expected) => [...document.querySelectorAll('#model option')].map((o) => o.textContent).join('\n') === expected.join('\n'), titles);
+  assert.deepEqual(await page.evaluate(() => [...document.querySelectorAll('#model option')].map((o) => o.value)), names);
+  assert.equal(await page.inputValue('#model'), DEFAULT_MODEL);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('a CPU generation of 64 images runs in the worker: progress is shown and no main-thread task exceeds 50 ms', async (t) => {
   const { page, errors } = await openPage(site.browser, site.url, '?batch=64&seed=3');
   await watchLongTasks(page);
